@@ -1,0 +1,1 @@
+"""Calibration data sets for quantization and per-node empty-room baselines."""

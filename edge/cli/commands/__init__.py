@@ -1,0 +1,1 @@
+"""One module per ``csi-edge`` subcommand; each defines ``command``."""

@@ -1,0 +1,1 @@
+"""torch checkpoints -> ONNX / INT8 / TFLite, with parity reports (needs the `export` extra)."""
