@@ -1,0 +1,40 @@
+"""What the gateway publishes: one report per node, about once a second.
+
+Every sink (console, JSONL file, HTTP live view, MQTT/Home Assistant) consumes the same
+:class:`NodeReport`, so a field added here shows up everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+
+@dataclass
+class NodeReport:
+    """The gateway's view of one node at time ``t`` (unix seconds)."""
+
+    t: float
+    node: str
+    presence: bool | None = None
+    motion: bool | None = None
+    breathing_bpm: float | None = None
+    breathing_conf: float = 0.0
+    heart_bpm: float | None = None
+    heart_conf: float = 0.0
+    #: why a rate is null ("motion", "no-presence", "warming-up", ...); empty when both are set
+    reason: str = ""
+    #: {"keypoints": [[x, y] * 17], "confidence": [c * 17], "track": id} or None
+    pose: dict | None = None
+    #: the node's own on-board estimate (edge vitals packets), reported beside the gateway's
+    node_vitals: dict | None = None
+    #: link statistics: frames, rate_hz, lost, duplicates, reboots, rssi, online
+    link: dict = field(default_factory=dict)
+
+    def to_json(self) -> dict:
+        return asdict(self)
+
+
+def slug(node_key: str) -> str:
+    """A node key as a safe identifier for MQTT topics, HA unique ids and file names."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", node_key).strip("_").lower() or "node"

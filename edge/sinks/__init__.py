@@ -1,0 +1,18 @@
+"""Where reports go: console, JSONL files, the HTTP live view, MQTT with Home Assistant discovery.
+
+A sink has ``publish(reports)`` (called about once a second from the gateway loop; must not block
+for long) and ``close()``. Sinks never raise into the gateway: a broker that goes away is
+retried by the client library and counted, not fatal.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from edge.report import NodeReport
+
+
+class Sink(Protocol):
+    def publish(self, reports: list[NodeReport]) -> None: ...
+
+    def close(self) -> None: ...

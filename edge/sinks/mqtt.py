@@ -1,0 +1,148 @@
+"""MQTT publishing with Home Assistant MQTT discovery.
+
+Per node the gateway publishes one retained JSON state message to ``<prefix>/<node>/state`` and,
+once per node, HA discovery configs under ``<discovery>/<component>/csi_edge_<node>/<what>/config``
+so presence, motion, breathing and heart rate appear in Home Assistant with no YAML. The gateway's
+availability topic ``<prefix>/status`` carries ``online``/``offline`` (the broker sends ``offline``
+as the last will when the gateway dies).
+
+paho-mqtt runs its network loop in its own thread and reconnects by itself; publishing while
+disconnected queues messages, so a broker restart loses nothing but the time it was down.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+
+from edge import __version__
+from edge.report import NodeReport, slug
+
+log = logging.getLogger("csi_edge.mqtt")
+
+#: (component, what, name, value_template, extra config) for every HA entity per node.
+_ENTITIES: tuple[tuple[str, str, str, str, dict], ...] = (
+    (
+        "binary_sensor",
+        "presence",
+        "Presence",
+        "{{ 'ON' if value_json.presence else 'OFF' }}",
+        {"device_class": "occupancy"},
+    ),
+    (
+        "binary_sensor",
+        "motion",
+        "Motion",
+        "{{ 'ON' if value_json.motion else 'OFF' }}",
+        {"device_class": "motion"},
+    ),
+    (
+        "sensor",
+        "breathing",
+        "Breathing rate",
+        "{{ value_json.breathing_bpm | round(1) if value_json.breathing_bpm is not none else none }}",
+        {"unit_of_measurement": "bpm", "state_class": "measurement", "icon": "mdi:lungs"},
+    ),
+    (
+        "sensor",
+        "heart_rate",
+        "Heart rate",
+        "{{ value_json.heart_bpm | round(0) if value_json.heart_bpm is not none else none }}",
+        {"unit_of_measurement": "bpm", "state_class": "measurement", "icon": "mdi:heart-pulse"},
+    ),
+    (
+        "sensor",
+        "rssi",
+        "CSI RSSI",
+        "{{ value_json.link.rssi }}",
+        {
+            "unit_of_measurement": "dBm",
+            "device_class": "signal_strength",
+            "entity_category": "diagnostic",
+        },
+    ),
+)
+
+
+@dataclass
+class MqttConfig:
+    host: str = "localhost"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    prefix: str = "csi-edge"
+    discovery_prefix: str = "homeassistant"
+    client_id: str = "csi-edge-gateway"
+
+
+class MqttSink:
+    """Publishes node reports and HA discovery; see module docstring for the topics."""
+
+    def __init__(self, config: MqttConfig) -> None:
+        import paho.mqtt.client as mqtt
+
+        self.config = config
+        self._announced: set[str] = set()
+        self.status_topic = f"{config.prefix}/status"
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id)
+        if config.username:
+            self.client.username_pw_set(config.username, config.password)
+        self.client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        self.client.on_connect = self._on_connect
+        self.client.reconnect_delay_set(min_delay=1, max_delay=30)
+        # connect_async + loop_start: a broker that is down at start-up is retried, not fatal.
+        self.client.connect_async(config.host, config.port, keepalive=30)
+        self.client.loop_start()
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ARG002
+        if reason_code.is_failure:
+            log.warning("MQTT broker %s:%s refused the connection: %s", self.config.host, self.config.port, reason_code)
+            return
+        log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
+        client.publish(self.status_topic, "online", qos=1, retain=True)
+        # Discovery configs are retained, but re-announce after a reconnect in case the broker lost them.
+        self._announced.clear()
+
+    def state_topic(self, node: str) -> str:
+        return f"{self.config.prefix}/{slug(node)}/state"
+
+    def discovery_messages(self, node: str) -> list[tuple[str, dict]]:
+        """The HA discovery (topic, payload) pairs for one node."""
+        node_slug = slug(node)
+        device = {
+            "identifiers": [f"csi_edge_{node_slug}"],
+            "name": f"CSI node {node}",
+            "manufacturer": "Espressif (CSI via csi-edge)",
+            "model": "ESP32-S3 CSI node",
+            "sw_version": f"csi-edge {__version__}",
+        }
+        out = []
+        for component, what, name, template, extra in _ENTITIES:
+            uid = f"csi_edge_{node_slug}_{what}"
+            payload = {
+                "name": name,
+                "unique_id": uid,
+                "object_id": uid,
+                "state_topic": self.state_topic(node),
+                "value_template": template,
+                "availability_topic": self.status_topic,
+                "device": device,
+                **extra,
+            }
+            out.append((f"{self.config.discovery_prefix}/{component}/csi_edge_{node_slug}/{what}/config", payload))
+        return out
+
+    def publish(self, reports: list[NodeReport]) -> None:
+        for r in reports:
+            if r.node not in self._announced and self.client.is_connected():
+                for topic, payload in self.discovery_messages(r.node):
+                    self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+                self._announced.add(r.node)
+            self.client.publish(self.state_topic(r.node), json.dumps(r.to_json()), qos=0, retain=True)
+
+    def close(self) -> None:
+        if self.client.is_connected():
+            self.client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(2)
+        self.client.disconnect()
+        self.client.loop_stop()

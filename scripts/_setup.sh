@@ -1,0 +1,26 @@
+# Sourced by scripts/demo and scripts/test: create .venv and install csi-edge into it.
+# Re-running is cheap: the install is skipped while pyproject.toml and the extras asked for are unchanged.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${CSI_EDGE_VENV:-$ROOT/.venv}"
+EXTRAS="${1:-}"
+PY="${PYTHON:-python3}"
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "csi-edge: creating $VENV" >&2
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.csi-edge-installed"
+want="$(cat "$ROOT/pyproject.toml" | sha256sum | cut -c1-16) $EXTRAS"
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "csi-edge: installing csi-edge${EXTRAS:+[$EXTRAS]} into $VENV (first run takes a few minutes)" >&2
+  spec="$ROOT"
+  [ -n "$EXTRAS" ] && spec="$ROOT[$EXTRAS]"
+  # torch is pinned in the same command: any other torch spec pulls gigabytes of CUDA packages.
+  torch_pin=()
+  case "$EXTRAS" in *export*) torch_pin=("torch==2.13.0") ;; esac
+  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
+  "$VENV/bin/python" -m pip install --quiet -e "$spec" "${torch_pin[@]}" >&2
+  echo "$want" > "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"

@@ -1,0 +1,104 @@
+"""Sinks against real components: a mosquitto broker the test starts, a real HTTP server."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+from edge.report import NodeReport
+from edge.sinks.http import HttpSink
+from edge.sinks.jsonl import JsonlSink
+from edge.sinks.mqtt import MqttConfig, MqttSink
+
+
+def _report(node: str = "10.0.0.7#3", **kw) -> NodeReport:
+    base = dict(t=1.0, node=node, presence=True, motion=False, breathing_bpm=14.2, breathing_conf=0.8,
+                heart_bpm=None, heart_conf=0.1, reason="heart: low confidence", link={"rssi": -48, "rate_hz": 20.0})
+    base.update(kw)
+    return NodeReport(**base)
+
+
+def _wait(pred, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_mqtt_publishes_state_and_home_assistant_discovery(mosquitto):
+    import paho.mqtt.client as mqtt
+
+    host, port = mosquitto
+    got: dict[str, bytes] = {}
+    lock = threading.Lock()
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="test-sub")
+
+    def on_message(client, userdata, msg):
+        with lock:
+            got[msg.topic] = msg.payload
+
+    sub.on_message = on_message
+    sub.connect(host, port)
+    sub.subscribe([("homeassistant/#", 1), ("csi-edge/#", 1)])
+    sub.loop_start()
+    sink = MqttSink(MqttConfig(host=host, port=port))
+    try:
+        assert _wait(sink.client.is_connected), "gateway did not connect to the broker"
+        sink.publish([_report()])
+        state_topic = "csi-edge/10_0_0_7_3/state"
+        assert _wait(lambda: state_topic in got and "homeassistant/sensor/csi_edge_10_0_0_7_3/breathing/config" in got)
+        state = json.loads(got[state_topic])
+        assert state["breathing_bpm"] == 14.2 and state["heart_bpm"] is None and state["presence"] is True
+        disc = json.loads(got["homeassistant/binary_sensor/csi_edge_10_0_0_7_3/presence/config"])
+        assert disc["state_topic"] == state_topic
+        assert disc["device_class"] == "occupancy"
+        assert disc["availability_topic"] == "csi-edge/status"
+        assert _wait(lambda: got.get("csi-edge/status") == b"online")
+    finally:
+        sink.close()
+    assert _wait(lambda: got.get("csi-edge/status") == b"offline"), "no offline status on close"
+    sub.loop_stop()
+    sub.disconnect()
+
+
+def test_mqtt_broker_down_at_start_is_not_fatal_and_catches_up(mosquitto):
+    """connect_async: the sink is created before the broker accepts; publishing later works."""
+    host, port = mosquitto
+    sink = MqttSink(MqttConfig(host=host, port=port, client_id="late"))
+    try:
+        sink.publish([_report()])  # may run before the connection is up: must not raise
+        assert _wait(sink.client.is_connected)
+    finally:
+        sink.close()
+
+
+def test_http_live_view_serves_page_and_state():
+    sink = HttpSink(port=0)
+    try:
+        sink.publish([_report(), _report(node="/dev/ttyUSB0", presence=False)])
+        page = urllib.request.urlopen(sink.url, timeout=5).read().decode()
+        assert "csi-edge live view" in page and "/api/state" in page
+        state = json.loads(urllib.request.urlopen(sink.url + "api/state", timeout=5).read())
+        assert set(state["nodes"]) == {"10.0.0.7#3", "/dev/ttyUSB0"}
+        assert state["nodes"]["/dev/ttyUSB0"]["presence"] is False
+        try:
+            urllib.request.urlopen(sink.url + "nope", timeout=5)
+            raise AssertionError("expected 404")
+        except urllib.error.HTTPError as e:
+            assert e.code == 404
+    finally:
+        sink.close()
+
+
+def test_jsonl_sink_appends_one_line_per_report(tmp_path):
+    path = tmp_path / "out" / "reports.jsonl"
+    sink = JsonlSink(path)
+    sink.publish([_report(), _report(node="b")])
+    sink.publish([_report(node="c")])
+    sink.close()
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [x["node"] for x in lines] == ["10.0.0.7#3", "b", "c"]
