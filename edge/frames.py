@@ -54,7 +54,13 @@ class FrameFormat:
     ESP_CSI = 3
     CSI_TOOL = 4
     RUVIEW_JSONL = 5
-    NAMES = {1: "ruview-raw", 2: "ruview-compressed", 3: "esp-csi", 4: "esp32-csi-tool", 5: "ruview-jsonl"}
+    NAMES = {
+        1: "ruview-raw",
+        2: "ruview-compressed",
+        3: "esp-csi",
+        4: "esp32-csi-tool",
+        5: "ruview-jsonl",
+    }
 
 
 def node_key(source: str, node_id: int) -> str:
@@ -152,7 +158,9 @@ class FrameBatch:
             out[j] = key
         return out
 
-    def by_length(self, iq_order: IQOrder = "imag-first") -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    def by_length(
+        self, iq_order: IQOrder = "imag-first"
+    ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Yield ``(n_pairs, frame_indices, complex64 [k, n_pairs])`` for each frame length.
 
         This is the vectorised way to get complex CSI out of a batch with mixed lengths.
@@ -197,4 +205,10 @@ class Packet:
     fields: dict
 
     def to_json(self) -> dict:
-        return {"type": self.kind, "t": self.t_rx, "source": self.source, "node_id": self.node_id, **self.fields}
+        return {
+            "type": self.kind,
+            "t": self.t_rx,
+            "source": self.source,
+            "node_id": self.node_id,
+            **self.fields,
+        }

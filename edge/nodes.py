@@ -16,14 +16,15 @@ not newer than the newest seen is
 
 * a **duplicate** if that sequence was already received,
 * **reordered** (late) otherwise,
-* a **reboot** (sequence restart) if it jumps back by more than ``reorder_window`` frames, or by
-  any amount after a silence of ``reboot_gap_s`` seconds (a late or duplicated datagram arrives
-  within milliseconds of its neighbours; a rebooted node needs seconds to rejoin WiFi).
+* a **reboot** (sequence restart) if it jumps back by more than ``reorder_window`` frames, or
+  by any amount ``reboot_gap_s`` seconds or more after the newest frame arrived (a late or
+  duplicated datagram trails the newest one by milliseconds; a rebooting ESP32 is silent for
+  well over a second while it boots and rejoins WiFi).
 """
 
 from __future__ import annotations
 
-import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -58,11 +59,14 @@ class NodeState:
     seq_min: int | None = None
     seq_max: int | None = None
     seq_unique: int = 0
-    last_seq_raw: int = -1
+    last_seq_raw: int = -1  # raw u32 sequence of the last frame received
+    last_seq_u: int = 0  # ... and its unwrapped value
+    seq_max_t: float = float("nan")  # receive time of the newest frame (seq_max)
+    # unwrapped sequences received lately (duplicate detection): compacted lazily
     recent_seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-    # recent receive times and RSSI (ring, newest last)
-    recent_t: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
-    recent_rssi: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
+    pending_seqs: list = field(default_factory=list)
+    # per update: (first t, last t, frames, rssi sum): rate and mean RSSI over a recent window
+    chunks: deque = field(default_factory=lambda: deque(maxlen=1024))
     last_rssi: int | None = None
     noise: int | None = None
     freq_mhz: int = 0
@@ -76,22 +80,42 @@ class NodeState:
             open_lost = self.seq_max - self.seq_min + 1 - self.seq_unique
         return self.lost_closed + max(open_lost, 0)
 
-    def rate_hz(self) -> float:
-        """Frames per second over the recent receive-time window (0.0 with fewer than 2 frames).
+    def window(self, window_s: float = 10.0) -> tuple[int, float, float]:
+        """(frames, time span, RSSI sum) over the updates of the last ``window_s`` seconds."""
+        if not self.chunks:
+            return 0, 0.0, 0.0
+        newest = self.chunks[-1][1]
+        frames, rssi, t0 = 0, 0.0, newest
+        for t_first, t_last, count, rssi_sum in reversed(self.chunks):
+            if frames and t_last < newest - window_s:
+                break
+            frames += count
+            rssi += rssi_sum
+            t0 = min(t0, t_first)
+        return frames, newest - t0, rssi
+
+    def rate_hz(self, window_s: float = 10.0) -> float:
+        """Frames per second over the recent window (0.0 with fewer than 2 frames).
 
         Frames over time span rather than 1/median gap: gateways that timestamp per receive batch
         give many zero gaps, which would wreck a median but not a span.
         """
-        t = self.recent_t
-        if len(t) < 2:
-            return 0.0
-        span = float(t[-1] - t[0])
-        return (len(t) - 1) / span if span > 0 else 0.0
+        frames, span, _ = self.window(window_s)
+        return (frames - 1) / span if frames > 1 and span > 0 else 0.0
 
-    def median_gap_ms(self) -> float | None:
-        if len(self.recent_t) < 2:
-            return None
-        return float(np.median(np.diff(self.recent_t)) * 1e3)
+    def rssi_mean(self, window_s: float = 10.0) -> float | None:
+        frames, _, rssi = self.window(window_s)
+        return rssi / frames if frames else None
+
+    def seen_seqs(self, reorder_window: int) -> np.ndarray:
+        """Unwrapped sequences received within ``2 * reorder_window`` of the newest."""
+        if self.pending_seqs:
+            self.recent_seqs = np.concatenate([self.recent_seqs, *self.pending_seqs])
+            self.pending_seqs = []
+        if self.seq_max is not None and len(self.recent_seqs) > 2 * reorder_window:
+            r = self.recent_seqs
+            self.recent_seqs = r[r > self.seq_max - 2 * reorder_window]
+        return self.recent_seqs
 
 
 class NodeTable:
@@ -107,15 +131,13 @@ class NodeTable:
         *,
         offline_after_s: float = 5.0,
         reorder_window: int = 64,
-        reboot_gap_s: float = 1.0,
-        rate_window: int = 256,
+        reboot_gap_s: float = 0.25,
         rate_window_s: float = 10.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.offline_after_s = offline_after_s
         self.reorder_window = reorder_window
         self.reboot_gap_s = reboot_gap_s
-        self.rate_window = rate_window
         self.rate_window_s = rate_window_s
         self.clock = clock
         self.nodes: dict[str, NodeState] = {}
@@ -132,95 +154,166 @@ class NodeTable:
     def __contains__(self, key: object) -> bool:
         return key in self.nodes
 
+    def _state(self, source: str, node_id: int) -> NodeState:
+        st = self._by_src_node.get((source, node_id))
+        if st is None:
+            key = node_key(source, node_id)
+            st = self.nodes.get(key)
+            if st is None:
+                st = self.nodes[key] = NodeState(key=key, source=source, node_id=node_id)
+            self._by_src_node[(source, node_id)] = st
+        return st
+
     # -- update -------------------------------------------------------------------------------
     def update(self, batch: FrameBatch) -> None:
-        """Account every frame of ``batch`` (in arrival order) to its node."""
+        """Account every frame of ``batch`` (in arrival order) to its node.
+
+        Vectorised over all nodes at once: frames are sorted by node (stably, so each node's
+        frames keep their arrival order) and every per-node quantity is a segment reduction.
+        Only nodes whose sequence did something unusual in this batch (a gap filled late, a
+        duplicate, a restart) take the per-node path.
+        """
         n = len(batch)
         if n == 0:
             return
         meta = batch.meta
-        src = meta["src"].astype(np.int64)
-        nid = meta["node_id"].astype(np.int64)
-        gkey = (src << 16) | (nid & 0xFFFF)
-        uniq, inverse = np.unique(gkey, return_inverse=True)
-        if len(uniq) == 1:
-            groups = [np.arange(n)]
+        gkey = (meta["src"].astype(np.int64) << 16) | (meta["node_id"].astype(np.int64) & 0xFFFF)
+        if (gkey == gkey[0]).all():
+            uniq, order, starts = gkey[:1], None, np.zeros(1, np.int64)
         else:
-            order = np.argsort(inverse, kind="stable")  # stable: keeps arrival order per node
-            bounds = np.flatnonzero(np.diff(inverse[order])) + 1
-            groups = np.split(order, bounds)
-        for g, idx in zip(uniq.tolist(), groups):
+            uniq, inverse = np.unique(gkey, return_inverse=True)
+            order = np.argsort(inverse, kind="stable")
+            starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
+        ends = np.r_[starts[1:], n]
+        counts = ends - starts
+        states = []
+        for g in uniq.tolist():
             s, node_id = g >> 16, g & 0xFFFF
             node_id = node_id - 0x10000 if node_id >= 0x8000 else node_id
-            source = batch.sources[s] if s < len(batch.sources) else "?"
-            st = self._by_src_node.get((source, node_id))
-            if st is None:
-                key = node_key(source, node_id)
-                st = self.nodes.get(key)
-                if st is None:
-                    st = self.nodes[key] = NodeState(key=key, source=source, node_id=node_id)
-                self._by_src_node[(source, node_id)] = st
-            self._update_node(st, meta[idx])
-        self.frames += n
-        self.latest_t = max(self.latest_t, float(meta["t_rx"].max()))
+            states.append(self._state(batch.sources[s] if s < len(batch.sources) else "?", node_id))
 
-    def _update_node(self, st: NodeState, m: np.ndarray) -> None:
-        k = len(m)
-        t = m["t_rx"]
-        st.frames += k
-        if st.frames == k:
-            st.first_seen = float(t[0])
-        st.last_seen = float(t[-1]) if np.isnan(st.last_seen) else max(st.last_seen, float(t[-1]))
-        st.recent_t = _tail(st.recent_t, t, self.rate_window)
-        if self.rate_window_s > 0 and len(st.recent_t) > 1:
-            st.recent_t = st.recent_t[st.recent_t >= st.recent_t[-1] - self.rate_window_s]
-        rssi = m["rssi"]
-        st.recent_rssi = _tail(st.recent_rssi, rssi, self.rate_window)
-        st.last_rssi = int(rssi[-1])
-        st.noise = int(m["noise"][-1])
-        st.freq_mhz = int(m["freq_mhz"][-1]) or st.freq_mhz
-        pairs, counts = np.unique(m["n_pairs"], return_counts=True)
-        for p, c in zip(pairs.tolist(), counts.tolist()):
-            st.subcarriers[p] = st.subcarriers.get(p, 0) + c
-        seq = m["seq"]
-        has_seq = seq >= 0
-        if not has_seq.any():
+        def col(name: str) -> np.ndarray:
+            c = meta[name]
+            return c if order is None else c[order]
+
+        t = col("t_rx")
+        rssi = col("rssi").astype(np.int64)
+        n_pairs = col("n_pairs").astype(np.int64)
+        last = ends - 1
+        t_first = np.minimum.reduceat(t, starts)
+        t_last = np.maximum.reduceat(t, starts)
+        rssi_sum = np.add.reduceat(rssi, starts)
+        # per node, per layout: frame counts (one small loop over the distinct pairs)
+        seg = np.repeat(np.arange(len(states)), counts)
+        combo, combo_n = np.unique(seg << 16 | n_pairs, return_counts=True)
+        for c, k in zip(combo.tolist(), combo_n.tolist(), strict=True):
+            sub = states[c >> 16].subcarriers
+            sub[c & 0xFFFF] = sub.get(c & 0xFFFF, 0) + k
+        rows = zip(
+            states,
+            counts.tolist(),
+            t_first.tolist(),
+            t_last.tolist(),
+            rssi_sum.tolist(),
+            rssi[last].tolist(),
+            col("noise")[last].tolist(),
+            col("freq_mhz")[last].tolist(),
+            strict=True,
+        )
+        for st, k, t0, t1, rs, r_last, noise, freq in rows:
+            if st.frames == 0:
+                st.first_seen = t0
+            st.frames += k
+            st.last_seen = t1 if not st.last_seen >= t1 else st.last_seen
+            st.chunks.append((t0, t1, k, rs))
+            st.last_rssi, st.noise = r_last, noise
+            st.freq_mhz = freq or st.freq_mhz
+        self._sequences(states, col("seq"), t, starts, ends, counts)
+        self.frames += n
+        self.latest_t = max(self.latest_t, float(t_last.max()))
+
+    def _sequences(self, states, seq, t, starts, ends, counts) -> None:
+        """Sequence bookkeeping: one vectorised pass for the normal case (each node's sequence
+        strictly increasing from where it left off), the per-node path for the rest."""
+        n = len(seq)
+        if not (seq >= 0).all():
+            for i, st in enumerate(states):
+                s = seq[starts[i] : ends[i]]
+                keep = s >= 0
+                if keep.any():
+                    self._account_sequences(
+                        st, s[keep].astype(np.int64), t[starts[i] : ends[i]][keep]
+                    )
             return
-        if not has_seq.all():
-            seq, t = seq[has_seq], t[has_seq]
-        self._account_sequences(st, seq.astype(np.int64), t)
+        seq = seq.astype(np.int64)
+        is_new = np.array([st.seq_max is None for st in states])
+        last_raw = np.array([st.last_seq_raw for st in states], np.int64)
+        last_u = np.array([st.last_seq_u for st in states], np.int64)
+        at_max = np.array([st.seq_max is None or st.last_seq_u == st.seq_max for st in states])
+        # x: per-frame increments of the unwrapped sequence; at a node's first frame in this
+        # batch, the jump from its last frame (old node) or the raw value itself (new node)
+        x = np.empty(n, np.int64)
+        x[1:] = _wrap_delta(np.diff(seq))
+        x[starts] = np.where(is_new, seq[starts], _wrap_delta(seq[starts] - last_raw))
+        base = np.where(is_new, 0, last_u)
+        cs = np.cumsum(x)
+        offset = cs[starts] - x[starts] - base
+        u = cs - np.repeat(offset, counts)
+        step_ok = x > 0
+        step_ok[starts[is_new]] = True
+        ok = np.logical_and.reduceat(step_ok, starts) & at_max
+        u_first, u_last = u[starts], u[ends - 1]
+        for i, st in enumerate(states):
+            a, b = int(starts[i]), int(ends[i])
+            if not ok[i]:
+                self._account_sequences(st, seq[a:b], t[a:b])
+                continue
+            # fast path: strictly increasing from the node's newest frame
+            if st.seq_max is None:
+                st.seq_min = int(u_first[i])
+            st.seq_max = st.last_seq_u = int(u_last[i])
+            st.seq_unique += b - a
+            st.last_seq_raw = int(seq[b - 1])
+            st.seq_max_t = float(t[b - 1])
+            st.pending_seqs.append(u[a:b])
+            if len(st.pending_seqs) > 64:
+                st.seen_seqs(self.reorder_window)
 
     def _account_sequences(self, st: NodeState, seq: np.ndarray, t: np.ndarray) -> None:
         """Sequence bookkeeping for one node's frames, split at reboots (rare: loop per reboot)."""
         W = self.reorder_window
         while len(seq):
             if st.seq_max is None:
-                base, ref_t = int(seq[0]), None
+                base = int(seq[0])
                 u = base + np.concatenate(([0], np.cumsum(_wrap_delta(np.diff(seq)))))
                 prev_max = u[0] - 1  # first frame of a boot is "new"
             else:
-                # unwrap relative to the last raw sequence seen, continuing its unwrapped value
-                last_u = st.seq_max + int(_wrap_delta(np.int64(st.last_seq_raw - (st.seq_max % SEQ_MOD))))
+                # unwrap relative to the last sequence received, continuing its unwrapped value
                 steps = _wrap_delta(np.diff(np.concatenate(([st.last_seq_raw], seq))))
-                u = last_u + np.cumsum(steps)
+                u = st.last_seq_u + np.cumsum(steps)
                 prev_max = st.seq_max
-                ref_t = st.last_seen_seq_t
             run_max = np.maximum.accumulate(np.concatenate(([prev_max], u)))
             d = u - run_max[:-1]  # > 0: newer than everything so far
-            gaps = np.diff(np.concatenate(([ref_t if ref_t is not None else t[0]], t)))
-            restart = (d <= -W) | ((d <= 0) & (gaps >= self.reboot_gap_s))
+            # receive time of the newest frame before each frame (time since the sequence moved)
+            newest = np.where(d > 0, np.arange(len(d)), -1)
+            before = np.maximum.accumulate(np.concatenate(([-1], newest[:-1])))
+            t_newest = np.where(before >= 0, t[np.maximum(before, 0)], st.seq_max_t)
+            restart = (d <= -W) | ((d <= 0) & (t - t_newest >= self.reboot_gap_s))
             cut = int(np.argmax(restart)) if restart.any() else len(seq)
-            if cut < len(seq) and cut == 0 and st.seq_max is None:
-                cut = len(seq)  # cannot restart on the first frame of a boot (defensive)
             self._account_segment(st, u[:cut], d[:cut], seq[:cut], t[:cut])
             if cut == len(seq):
                 return
-            # reboot: close the current boot and start a new one at frame `cut`
+            # reboot: close the current boot and start a new one at frame `cut`; the rate window
+            # restarts too (the silence while the node rebooted is not its frame rate)
             st.reboots += 1
+            after = len(seq) - cut
+            st.chunks.clear()
+            st.chunks.append((float(t[cut]), float(t[-1]), after, (st.last_rssi or 0) * after))
             st.lost_closed = st.lost
             st.seq_min = st.seq_max = None
             st.seq_unique = 0
             st.recent_seqs = np.zeros(0, np.int64)
+            st.pending_seqs = []
             seq, t = seq[cut:], t[cut:]
 
     def _account_segment(
@@ -233,7 +326,7 @@ class NodeTable:
             # fast path (the normal case): strictly increasing, nothing seen twice
             new = len(u)
         else:
-            seen_before = np.isin(u, st.recent_seqs)
+            seen_before = np.isin(u, st.seen_seqs(W))
             _, first_idx = np.unique(u, return_index=True)
             first = np.zeros(len(u), bool)
             first[first_idx] = True
@@ -245,10 +338,11 @@ class NodeTable:
         lo, hi = int(u.min()), int(u.max())
         st.seq_min = lo if st.seq_min is None else min(st.seq_min, lo)
         st.seq_max = hi if st.seq_max is None else max(st.seq_max, hi)
-        st.last_seq_raw = int(seq[-1])
-        st.last_seen_seq_t = float(t[-1])
-        recent = np.concatenate((st.recent_seqs, u))
-        st.recent_seqs = recent[recent > st.seq_max - 2 * W]
+        st.last_seq_raw, st.last_seq_u = int(seq[-1]), int(u[-1])
+        if (d > 0).any():
+            st.seq_max_t = float(t[np.flatnonzero(d > 0)[-1]])
+        st.pending_seqs.append(u)
+        st.seen_seqs(W)
 
     # -- reading ------------------------------------------------------------------------------
     def now(self) -> float:
@@ -264,8 +358,7 @@ class NodeTable:
         now = self.now() if now is None else now
         out = {}
         for key, st in self.nodes.items():
-            rssi = st.recent_rssi
-            gap = st.median_gap_ms()
+            rssi_mean = st.rssi_mean(self.rate_window_s)
             out[key] = {
                 "node_id": st.node_id,
                 "source": st.source,
@@ -274,11 +367,10 @@ class NodeTable:
                 "duplicates": st.duplicates,
                 "reordered": st.reordered,
                 "reboots": st.reboots,
-                "rate_hz": round(st.rate_hz(), 3),
-                "median_gap_ms": None if gap is None else round(gap, 3),
+                "rate_hz": round(st.rate_hz(self.rate_window_s), 3),
                 "subcarriers": {str(p): c for p, c in sorted(st.subcarriers.items())},
                 "rssi": st.last_rssi,
-                "rssi_mean": round(float(rssi.mean()), 1) if len(rssi) else None,
+                "rssi_mean": None if rssi_mean is None else round(rssi_mean, 1),
                 "noise": st.noise,
                 "freq_mhz": st.freq_mhz or None,
                 "first_seen": st.first_seen,
@@ -286,20 +378,3 @@ class NodeTable:
                 "online": self.online(st, now),
             }
         return out
-
-
-# NodeState gets this attribute lazily in _account_segment; declare it for type checkers.
-NodeState.last_seen_seq_t = float("nan")  # type: ignore[attr-defined]
-
-
-def _tail(old: np.ndarray, new: np.ndarray, n: int) -> np.ndarray:
-    """The last ``n`` values of ``old`` followed by ``new``."""
-    if len(new) >= n:
-        return np.array(new[-n:], dtype=old.dtype)
-    keep = n - len(new)
-    return np.concatenate((old[-keep:] if len(old) > keep else old, new.astype(old.dtype)))
-
-
-def monotonic_wall() -> float:
-    """Wall-clock seconds (receive timestamps are unix time, like captures)."""
-    return time.time()

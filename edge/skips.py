@@ -30,7 +30,9 @@ class SkipCounter(Counter):
         last = self._last_log.get(reason)
         if last is None or now - last >= self.log_every:
             self._last_log[reason] = now
-            log.warning("skipped %s (%d so far)%s", reason, self[reason], f": {detail}" if detail else "")
+            log.warning(
+                "skipped %s (%d so far)%s", reason, self[reason], f": {detail}" if detail else ""
+            )
 
     def as_dict(self) -> dict[str, int]:
         return {k: int(v) for k, v in sorted(self.items()) if v}

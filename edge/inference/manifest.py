@@ -257,14 +257,15 @@ def validate(data: Any, source: str = MANIFEST_NAME, folder: Path | None = None)
                 raise c.fail(f"files.{vname}.{role}", "must be a file name")
             if Path(fname).is_absolute() or ".." in Path(fname).parts:
                 raise c.fail(f"files.{vname}.{role}", f"must be relative to the bundle: {fname!r}")
-            if folder is not None and not (folder / fname).is_file():
-                raise c.fail(f"files.{vname}.{role}", f"names {fname!r}, which is not in {folder}")
         vprec = vname.split("-", 1)[0]
         if vprec not in PRECISIONS:
             raise c.fail(
                 f"files.{vname}", f"variant name must start with {' or '.join(PRECISIONS)}"
             )
         vback = _variant_backend(c, vname, dict(vfiles))
+        for role, fname in vfiles.items():
+            if folder is not None and not (folder / fname).is_file():
+                raise c.fail(f"files.{vname}.{role}", f"names {fname!r}, which is not in {folder}")
         if backend is not None and len(files) == 1 and vback not in (backend, "numpy"):
             raise c.fail("backend", f"says {backend} but the files are for {vback}")
         variants[vname] = Variant(vname, vprec, vback, dict(vfiles))

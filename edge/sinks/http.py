@@ -47,7 +47,9 @@ class HttpSink:
         self.server = ThreadingHTTPServer((host, port), Handler)
         self.server.daemon_threads = True
         self.host, self.port = self.server.server_address[:2]
-        self._thread = threading.Thread(target=self.server.serve_forever, name="csi-edge-http", daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, name="csi-edge-http", daemon=True
+        )
         self._thread.start()
 
     @property

@@ -97,7 +97,12 @@ class MqttSink:
 
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ARG002
         if reason_code.is_failure:
-            log.warning("MQTT broker %s:%s refused the connection: %s", self.config.host, self.config.port, reason_code)
+            log.warning(
+                "MQTT broker %s:%s refused the connection: %s",
+                self.config.host,
+                self.config.port,
+                reason_code,
+            )
             return
         log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
         client.publish(self.status_topic, "online", qos=1, retain=True)
@@ -130,7 +135,12 @@ class MqttSink:
                 "device": device,
                 **extra,
             }
-            out.append((f"{self.config.discovery_prefix}/{component}/csi_edge_{node_slug}/{what}/config", payload))
+            out.append(
+                (
+                    f"{self.config.discovery_prefix}/{component}/csi_edge_{node_slug}/{what}/config",
+                    payload,
+                )
+            )
         return out
 
     def publish(self, reports: list[NodeReport]) -> None:
@@ -139,10 +149,14 @@ class MqttSink:
                 for topic, payload in self.discovery_messages(r.node):
                     self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
                 self._announced.add(r.node)
-            self.client.publish(self.state_topic(r.node), json.dumps(r.to_json()), qos=0, retain=True)
+            self.client.publish(
+                self.state_topic(r.node), json.dumps(r.to_json()), qos=0, retain=True
+            )
 
     def close(self) -> None:
         if self.client.is_connected():
-            self.client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(2)
+            self.client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(
+                2
+            )
         self.client.disconnect()
         self.client.loop_stop()

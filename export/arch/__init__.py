@@ -162,16 +162,18 @@ def _vitals_describe(model: Any) -> dict:
         "input": {
             "features": ["amplitude"],
             "grid": "lltf-ht20",
+            "subcarriers": 52,
             "channels": c.channels,
             "channel_select": "top-band-snr",
             "resample": "linear",
             "window": c.samples,
             "sample_rate_hz": c.sample_rate_hz,
-            "layout": "channel-major",
+            "layout": "channels-time",
         },
         "output": {
+            "layout": "vitals",
             "names": ["breathing_bpm", "presence_logit", "motion_logit"],
-            "breathing_scale": [10.0, 20.0],
+            "breathing_bpm": "out * 10 + 20",
         },
     }
 
@@ -200,7 +202,7 @@ RUVIEW = Arch(
     name="ruview-pose-v1",
     task="pose",
     build=_build_ruview,
-    graphs=(Graph("model", (Tensor("csi_window", ("B", 56, 20)),), ("keypoints",), lambda m: m),),
+    graphs=(Graph("window", (Tensor("csi_window", ("B", 56, 20)),), ("keypoints",), lambda m: m),),
     sizes=lambda m: {},
     describe=lambda m: {
         "input": {
@@ -211,11 +213,11 @@ RUVIEW = Arch(
             "window": 20,
             "sample_rate_hz": 20.0,
             # frame-major concat reshaped to (56, 20) with no transpose, as RuView's runtime does
-            "layout": "frame-major-reshaped",
+            "layout": "frame-major-reshape",
         },
         "output": {"layout": "coco17-xy", "confidence": False},
     },
-    primary="model",
+    primary="window",
 )
 
 ARCHS: dict[str, Arch] = {a.name: a for a in (POSE, VITALS, RUVIEW)}

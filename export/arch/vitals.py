@@ -20,7 +20,11 @@ class VitalsConfig:
 
 
 class CsiEdgeVitals(nn.Module):
-    """window [B, C, T] -> vitals [B, 3]: breathing BPM (out*10+20), presence logit, motion logit."""
+    """window [B, C, T] -> vitals [B, 3]: (breathing BPM - 20) / 10, presence logit, motion logit.
+
+    The graph outputs the raw head; the runtime (``edge.inference.runtime.VitalsRuntime``) maps
+    column 0 to BPM as out * 10 + 20, so the scale lives in one place.
+    """
 
     def __init__(self, cfg: VitalsConfig | None = None) -> None:
         super().__init__()
@@ -34,7 +38,4 @@ class CsiEdgeVitals(nn.Module):
 
     def forward(self, window: torch.Tensor) -> torch.Tensor:
         x = torch.relu(self.c3(torch.relu(self.c2(torch.relu(self.c1(window))))))
-        out = self.fc2(torch.relu(self.fc1(x.mean(dim=-1))))
-        scale = torch.tensor([10.0, 1.0, 1.0], dtype=out.dtype)
-        shift = torch.tensor([20.0, 0.0, 0.0], dtype=out.dtype)
-        return out * scale + shift
+        return self.fc2(torch.relu(self.fc1(x.mean(dim=-1))))

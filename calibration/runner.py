@@ -1,0 +1,110 @@
+"""Accumulate empty-room baselines from frames (``csi-edge calibrate``).
+
+Each node's frames go through the vitals estimator with the default (uncalibrated) baseline;
+seconds where it sees motion or a breathing-like periodicity are not still and not empty. If
+too many seconds are like that, the run is refused for that node (nothing is stored) so a
+person in the room never becomes part of 'empty'. Otherwise the still seconds are added to the
+node's stored baseline, which is complete once it holds ``required_s`` seconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from calibration.baseline import Baseline
+from edge.frames import FrameBatch
+
+MAX_MOTION_FRACTION = 0.10
+MAX_PRESENCE_FRACTION = 0.20
+
+
+@dataclass
+class NodeOutcome:
+    node: str
+    accepted: bool
+    still_s: float
+    seconds: int
+    motion_fraction: float
+    presence_fraction: float
+    message: str
+
+
+def calibrate_frames(
+    frames: FrameBatch, baselines: dict[str, Baseline], times: np.ndarray | None = None
+) -> list[NodeOutcome]:
+    """Update ``baselines`` (node key -> Baseline, created when missing) from ``frames``."""
+    from edge.vitals.config import VitalsConfig
+    from edge.vitals.node import NodeVitals
+    from edge.vitals.run import frame_times, lltf_frames
+
+    if times is None:
+        times, _ = frame_times(frames)
+    csi = lltf_frames(frames)
+    keys = frames.node_keys()
+    out = []
+    for key in sorted(set(keys.tolist())):
+        idx = np.flatnonzero(keys == key)
+        idx = idx[np.argsort(times[idx], kind="stable")]
+        t = times[idx]
+        t = t[np.isfinite(t)]
+        if len(t) < 2:
+            out.append(NodeOutcome(key, False, 0.0, 0, 0.0, 0.0, "too few frames with timestamps"))
+            continue
+        nv = NodeVitals(VitalsConfig())
+        ticks = np.arange(t[0] + 1.0, t[-1] + 1e-9, 1.0)
+        bounds = np.searchsorted(times[idx], ticks, side="right")
+        lo = 0
+        motion, present, levels, snrs, profiles = [], [], [], [], []
+        for tick, hi in zip(ticks, bounds, strict=True):
+            nv.push(times[idx[lo:hi]], csi[idx[lo:hi]])
+            lo = hi
+            est = nv.estimate(float(tick))
+            if est.reason in ("no-data", "bad-frames"):
+                continue
+            motion.append(est.motion)
+            present.append(est.presence and not est.motion)
+            _, v = nv._motion_series(tick - 1.0)
+            if len(v):
+                levels.append(float(np.median(v)))
+            if est.presence_score > 0:
+                snrs.append(est.presence_score)
+            tp, xp = nv.grid.points(since=tick - 1.0)
+            if len(tp) and xp.shape[1] == 104:
+                profiles.append(xp[:, :52].mean(axis=0))
+        n = len(motion)
+        if n == 0:
+            out.append(
+                NodeOutcome(
+                    key, False, 0.0, 0, 0.0, 0.0, "no usable frames (all NaN, zero or without time)"
+                )
+            )
+            continue
+        mf, pf = float(np.mean(motion)), float(np.mean(present))
+        if mf > MAX_MOTION_FRACTION or pf > MAX_PRESENCE_FRACTION:
+            what = (
+                f"motion in {mf:.0%}"
+                if mf > MAX_MOTION_FRACTION
+                else f"a person-like periodic signal in {pf:.0%}"
+            )
+            out.append(
+                NodeOutcome(
+                    key,
+                    False,
+                    0.0,
+                    n,
+                    mf,
+                    pf,
+                    f"room not still: {what} of {n} s; leave the room empty and still, then run again",
+                )
+            )
+            continue
+        still = ~(np.asarray(motion) | np.asarray(present))
+        b = baselines.setdefault(key, Baseline.default(key))
+        b.add(float(still.sum()), levels, snrs, np.asarray(profiles))
+        msg = f"{b.still_s:.0f} of {b.required_s:.0f} s still data" + (
+            " (complete)" if b.complete else " (run again to add more)"
+        )
+        out.append(NodeOutcome(key, True, float(still.sum()), n, mf, pf, msg))
+    return out

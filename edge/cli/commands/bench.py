@@ -1,0 +1,219 @@
+"""``csi-edge bench``: latency, throughput and memory of the models on this machine."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("models", nargs=-1, type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document (stable keys).")
+@click.option(
+    "--threads", default=1, show_default=True, type=click.IntRange(1, 64),
+    help="Intra-op threads per model (onnxruntime / LiteRT).",
+)  # fmt: skip
+@click.option(
+    "--nodes", default=4, show_default=True, type=click.IntRange(1, 256),
+    help="Nodes batched together (batch N latency, pipeline).",
+)  # fmt: skip
+@click.option("--quick", is_flag=True, help="Fewer repetitions (~10 s instead of ~40 s).")
+@click.option("--no-startup", is_flag=True, help="Skip the cold-start child process.")
+@click.option(
+    "--windows", default="16,64,256", show_default=True, metavar="W,W,...",
+    help="Window lengths for the streaming-vs-recompute comparison.",
+)  # fmt: skip
+def command(models, as_json, threads, nodes, quick, no_startup, windows):
+    """Measure the models on THIS machine: load time, latency p50/p90/p99 at batch 1 and at
+    batch N (nodes), throughput, model size, for each backend and precision; the streaming
+    temporal step against a full-window recompute at W = 16, 64, 256; the whole per-frame
+    pipeline (features -> encoder -> temporal step -> head -> tracking); peak RSS; and, in a
+    fresh process, the time from process start to first inference.
+
+    MODELS are bundle folders (with manifest.json), bundled model names, or bare .onnx /
+    .tflite files. Without MODELS the bundled models are measured; when none are installed,
+    random-weight bundles of the same shapes are generated (marked "synthetic").
+
+    \b
+    Examples:
+      csi-edge bench                         bundled models, readable table
+      csi-edge bench --quick --json > b.json for scripts (schema below)
+      csi-edge bench edge/models/csi-edge-pose --nodes 8 --threads 2
+      csi-edge bench model.int8.tflite model.onnx
+
+    \b
+    JSON: {"machine": {cpu, cores, threads, libraries...},
+           "models": [{"model", "backend", "precision", "batch", "load_ms",
+                       "p50_ms", "p90_ms", "p99_ms", "size_bytes", ...}],
+           "streaming": [{"window", "step_ms", "full_ms", ...}],
+           "pipeline": {...}, "rss_mb": peak, "startup": {...}}
+    """
+    import json
+    import sys
+    import tempfile
+    from pathlib import Path
+
+    from tqdm import tqdm
+
+    from edge.inference import benchmark as bm
+    from edge.inference import limit_blas_threads
+
+    limit_blas_threads(threads)  # as the gateway runs (open_runtime); see its docstring
+    from edge.inference.backends import ModelFileError
+    from edge.inference.manifest import ManifestError
+
+    try:
+        wins = tuple(int(w) for w in windows.split(",") if w.strip())
+        if not wins or min(wins) < 1:
+            raise ValueError
+    except ValueError:
+        raise click.BadParameter(
+            f"expected positive integers like 16,64,256, got {windows!r}", param_hint="--windows"
+        ) from None
+    tmp = tempfile.TemporaryDirectory(prefix="csi-edge-bench-")
+    notes: list[str] = []
+    try:
+        if models:
+            paths, synthetic = [Path(m) for m in models], False
+        else:
+            paths, synthetic = bm.default_paths(Path(tmp.name))
+            if synthetic:
+                notes.append(
+                    "no bundled models installed: measured random-weight bundles of the same "
+                    "shapes (speed and memory are representative, outputs are not)"
+                )
+        try:
+            targets = [t for p in paths for t in bm.targets_for(p, synthetic)]
+        except (ManifestError, ModelFileError) as e:
+            raise click.ClickException(str(e)) from None
+        bundles = [p for p in paths if bm.is_bundle(p) or not Path(p).suffix]
+        pose = _pose_bundle(bundles)
+        steps = len(targets) + len(wins) + (1 if pose else 0) + (0 if no_startup else 1)
+        result = {"machine": bm.machine(threads), "models": [], "streaming": [], "pipeline": {}}
+        with tqdm(total=steps, desc="bench", file=sys.stderr, leave=False,
+                  disable=None) as bar:  # fmt: skip
+            for t in targets:
+                bar.set_postfix_str(f"{t.name}:{t.role} {t.variant or t.backend}")
+                try:
+                    result["models"] += bm.bench_target(t, nodes, threads, quick)
+                except (ManifestError, ModelFileError) as e:
+                    raise click.ClickException(str(e)) from None
+                bar.update()
+            cfg, weights = _temporal_of(pose)
+            for w in wins:
+                bar.set_postfix_str(f"streaming W={w}")
+                result["streaming"] += bm.bench_streaming((w,), quick, cfg=cfg)
+                bar.update()
+            if pose:
+                bar.set_postfix_str("pipeline")
+                result["pipeline"] = bm.bench_pipeline(pose, nodes, threads, quick)
+                int8 = _int8_variant(pose)
+                if int8:
+                    result["pipeline_int8"] = bm.bench_pipeline(pose, nodes, threads, quick, int8)
+                bar.update()
+            result["rss_mb"] = bm.peak_rss_mb()
+            if not no_startup and bundles:
+                bar.set_postfix_str("cold start")
+                result["startup"] = bm.bench_startup(bundles, threads)
+                bar.update()
+        if notes:
+            result["notes"] = notes
+        if as_json:
+            click.echo(json.dumps(result, indent=2))
+        else:
+            _print_tables(result)
+    finally:
+        tmp.cleanup()
+
+
+def _pose_bundle(bundles):
+    from edge.inference.manifest import load_manifest
+
+    for b in bundles:
+        try:
+            m = load_manifest(b if b.is_dir() else b)
+        except Exception:  # a bare name that is no bundle: not a pose pipeline candidate
+            continue
+        if m.task == "pose" and any("encoder" in v.files for v in m.variants.values()):
+            return b
+    return None
+
+
+def _int8_variant(bundle) -> str | None:
+    from edge.inference.manifest import load_manifest
+
+    m = load_manifest(bundle)
+    for v in m.variants.values():
+        if v.precision == "int8" and v.backend == "onnxruntime" and "encoder" in v.files:
+            return v.name
+    return None
+
+
+def _temporal_of(bundle):
+    """The bundled pose model's head shape (heads, head dim) for the streaming comparison."""
+    from edge.temporal import TemporalConfig
+
+    if bundle is None:
+        return TemporalConfig(), None
+    from edge.inference.manifest import load_manifest
+
+    return TemporalConfig.from_dict(load_manifest(bundle).temporal), None
+
+
+def _print_tables(r: dict) -> None:
+    m = r["machine"]
+    click.echo(
+        f"machine: {m['cpu']} ({m['arch']}, {m['cores']} cores), {m['threads']} thread(s); "
+        + ", ".join(f"{k} {v}" for k, v in m["libraries"].items())
+    )
+    for n in r.get("notes", []):
+        click.echo(f"note: {n}")
+    click.echo("")
+    hdr = f"{'model':<24}{'role':<14}{'backend':<12}{'prec':<6}{'batch':>5}{'load ms':>9}"
+    hdr += f"{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'items/s':>10}{'size':>9}"
+    click.echo(hdr)
+    click.echo("-" * len(hdr))
+    for x in r["models"]:
+        click.echo(
+            f"{x['model'][:23]:<24}{x['role'][:13]:<14}{x['backend']:<12}{x['precision']:<6}"
+            f"{x['batch']:>5}{x['load_ms']:>9.1f}{x['p50_ms']:>9.3f}{x['p90_ms']:>9.3f}"
+            f"{x['p99_ms']:>9.3f}{x['throughput_per_s']:>10.0f}{_kb(x['size_bytes']):>9}"
+        )
+    if r["streaming"]:
+        click.echo("")
+        click.echo("streaming temporal head (numpy, per new frame, encoder excluded):")
+        click.echo(
+            f"{'W':>6}{'step ms':>10}{'full ms':>10}{'x full':>8}{'last-only ms':>14}{'x last':>8}"
+        )
+        for s in r["streaming"]:
+            click.echo(
+                f"{s['window']:>6}{s['step_ms']:>10.4f}{s['full_ms']:>10.4f}"
+                f"{s['speedup_vs_full']:>8.1f}{s['recompute_last_ms']:>14.4f}"
+                f"{s['speedup_vs_recompute_last']:>8.1f}"
+            )
+    for key in ("pipeline", "pipeline_int8"):
+        p = r.get(key)
+        if p:
+            click.echo("")
+            click.echo(
+                f"pipeline {p['model']} [{p['variant']}], {p['nodes']} node(s) at {p['rate_hz']:g} Hz: "
+                f"p50 {p['p50_ms']:.3f} / p90 {p['p90_ms']:.3f} / p99 {p['p99_ms']:.3f} ms per tick "
+                f"(budget {p['budget_ms']} ms), {p['per_frame_ms']:.3f} ms per frame"
+            )
+            click.echo(
+                "  stages p50 ms: "
+                + ", ".join(f"{k} {v:.3f}" for k, v in p["stages_p50_ms"].items())
+            )
+    click.echo("")
+    click.echo(f"peak RSS of this benchmark process: {r['rss_mb']} MB")
+    s = r.get("startup")
+    if s and "error" not in s:
+        click.echo(
+            f"cold start (fresh process): first inference {s['first_inference_s']:.2f} s after "
+            f"process start, all models ready {s['all_models_ready_s']:.2f} s, RSS {s['rss_mb']} MB"
+        )
+    elif s:
+        click.echo(f"cold start failed: {s['error']}")
+
+
+def _kb(n: int) -> str:
+    return f"{n / 1024:.0f} KB" if n < 1 << 20 else f"{n / 2**20:.1f} MB"

@@ -1,0 +1,198 @@
+"""The gateway's configuration file (TOML) with clear errors for every mistake.
+
+A config file beats a long flag list for a daemon that runs every day; every key has a default,
+so an empty file (or none) is a working gateway on UDP port 5005. ``csi-edge run --print-config``
+prints the effective configuration in this format.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
+
+
+class ConfigError(ValueError):
+    """A configuration mistake, phrased for the user: file, key, what was expected."""
+
+
+@dataclass
+class SerialSource:
+    port: str
+    baud: int = 921600
+
+
+@dataclass
+class IngestConfig:
+    udp: list[str] = field(default_factory=lambda: ["0.0.0.0:5005"])
+    serial: list[SerialSource] = field(default_factory=list)
+    iq_order: str = "imag-first"
+    offline_after_s: float = 10.0
+
+
+@dataclass
+class ModelsConfig:
+    #: a bundled model name (``csi-edge-pose``), a bundle folder, or "" for no pose model
+    pose: str = "csi-edge-pose"
+    #: fp32 | int8 | int8-tflite
+    precision: str = "int8"
+    threads: int = 1
+
+
+@dataclass
+class MqttSection:
+    host: str = ""
+    port: int = 1883
+    username: str = ""
+    #: the password is read from this environment variable, never from the file
+    password_env: str = "CSI_EDGE_MQTT_PASSWORD"
+    prefix: str = "csi-edge"
+    discovery_prefix: str = "homeassistant"
+
+
+@dataclass
+class SinksConfig:
+    console: bool = True
+    jsonl: str = ""
+    http: str = ""
+    mqtt: MqttSection = field(default_factory=MqttSection)
+
+
+@dataclass
+class GatewayConfig:
+    ingest: IngestConfig = field(default_factory=IngestConfig)
+    models: ModelsConfig = field(default_factory=ModelsConfig)
+    sinks: SinksConfig = field(default_factory=SinksConfig)
+    calibration_dir: str = field(
+        default_factory=lambda: os.environ.get("CSI_EDGE_CALIBRATION_DIR", "calibration/baselines")
+    )
+    report_interval_s: float = 1.0
+
+
+_CHOICES = {
+    ("ingest", "iq_order"): ("imag-first", "real-first"),
+    ("models", "precision"): ("fp32", "int8", "int8-tflite"),
+}
+
+
+def _build(cls: type, data: dict[str, Any], where: str, path: str) -> Any:
+    """Build dataclass ``cls`` from a TOML table, naming the file and key on every mistake."""
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: [{where}] must be a table, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        prefix = f"{where}." if where else ""
+        raise ConfigError(
+            f"{path}: unknown key '{prefix}{unknown[0]}'; expected one of {', '.join(sorted(fields))}"
+        )
+    kwargs: dict[str, Any] = {}
+    for name, value in data.items():
+        f = fields[name]
+        key = f"{where}.{name}" if where else name
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            kwargs[name] = _build(type(default), value, key, path)
+        elif name == "serial":
+            if not isinstance(value, list):
+                raise ConfigError(
+                    f'{path}: {key} must be a list of tables like [[ingest.serial]] port = "/dev/ttyUSB0"'
+                )
+            kwargs[name] = [
+                _build(SerialSource, v, f"{key}[{i}]", path) for i, v in enumerate(value)
+            ]
+        else:
+            expected = type(default) if default is not dataclasses.MISSING else str
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                value = float(value)
+            if isinstance(default, list):
+                if not (isinstance(value, list) and all(isinstance(v, str) for v in value)):
+                    raise ConfigError(f"{path}: {key} must be a list of strings, got {value!r}")
+            elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
+                raise ConfigError(f"{path}: {key} must be {expected.__name__}, got {value!r}")
+            choices = _CHOICES.get(tuple(key.split(".")))
+            if choices and value not in choices:
+                raise ConfigError(
+                    f"{path}: {key} must be one of {', '.join(choices)}, got {value!r}"
+                )
+            kwargs[name] = value
+    return cls(**kwargs)
+
+
+def load_config(path: str | Path | None) -> GatewayConfig:
+    """Read a gateway config file; ``None`` gives the defaults."""
+    if path is None:
+        return GatewayConfig()
+    p = Path(path)
+    try:
+        data = tomllib.loads(p.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(
+            f"{p}: no such config file (csi-edge run --print-config > {p} writes one)"
+        ) from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{p}: not a text file ({e.reason} at byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{p}: not valid TOML: {e}") from None
+    return _build(GatewayConfig, data, "", str(p))
+
+
+def parse_hostport(
+    text: str, default_host: str = "0.0.0.0", what: str = "address"
+) -> tuple[str, int]:
+    """``"host:port"``, ``":port"`` or ``"port"`` -> (host, port), with a clear error."""
+    host, sep, port = text.rpartition(":")
+    if not sep:
+        host, port = default_host, text
+    try:
+        number = int(port)
+        if not 0 <= number <= 65535:
+            raise ValueError
+    except ValueError:
+        raise ConfigError(f"{what} {text!r}: expected HOST:PORT with a port 0-65535") from None
+    return (host or default_host), number
+
+
+def dump_config(cfg: GatewayConfig) -> str:
+    """The effective configuration as TOML (hand-written: tomllib reads but does not write)."""
+
+    def value(v: Any) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, (int, float)):
+            return repr(v)
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    lines = ["# csi-edge gateway configuration (csi-edge run --config FILE)"]
+    top = {k: v for k, v in dataclasses.asdict(cfg).items() if not isinstance(v, dict)}
+    lines += [f"{k} = {value(v)}" for k, v in top.items()]
+
+    def table(name: str, obj: Any) -> None:
+        d = dataclasses.asdict(obj)
+        lines.append(f"\n[{name}]")
+        nested = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                nested.append(k)
+            elif k == "serial":
+                continue
+            else:
+                lines.append(f"{k} = {value(v)}")
+        for s in getattr(obj, "serial", []) or []:
+            lines.append(f"\n[[{name}.serial]]\nport = {value(s.port)}\nbaud = {s.baud}")
+        for k in nested:
+            table(f"{name}.{k}", getattr(obj, k))
+
+    for name in ("ingest", "models", "sinks"):
+        table(name, getattr(cfg, name))
+    return "\n".join(lines) + "\n"

@@ -1,0 +1,210 @@
+"""The gateway daemon: ingest -> per-node DSP/vitals and pose -> tracking -> sinks.
+
+::
+
+    Ingest (sources, codecs, NodeTable) --DecodeResult--> Gateway.on_result
+        frames -> canonical LLTF [k, 53] per node -> NodeVitals.push      (edge/vitals)
+                                                  -> PoseRuntime.push      (edge/inference, temporal)
+                                                     -> decode, gate, NodeTracker (edge/pose)
+        packets -> the node's own edge vitals, kept beside the gateway's estimate
+    every report_interval_s: NodeReport per node -> every sink (console, JSONL, HTTP, MQTT)
+
+Everything runs on the ingest loop's thread, so per-node state needs no locks. Work per frame is
+vectorised over each batch a source hands over; the vitals spectra run once per report.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+
+from edge.codecs.result import DecodeResult
+from edge.config import GatewayConfig
+from edge.frames import node_key
+from edge.ingest import Ingest, Source
+from edge.layout import LLTF_SUBCARRIERS, lltf_canonical
+from edge.report import NodeReport
+from edge.sinks import Sink
+from edge.skips import SkipCounter
+
+log = logging.getLogger("csi_edge.gateway")
+
+# canonical LLTF column -> raw ESP-IDF bin (0..31 then -32..-1): the pose runtime reads raw order
+_LLTF_RAW = np.where(LLTF_SUBCARRIERS >= 0, LLTF_SUBCARRIERS, 64 + LLTF_SUBCARRIERS)
+
+
+class Gateway:
+    """Glue between ingest, the per-node estimators and the sinks (see module docstring)."""
+
+    def __init__(
+        self,
+        config: GatewayConfig,
+        sources: Iterable[Source] = (),
+        sinks: Iterable[Sink] = (),
+        pose_runtime: Any | None = None,
+    ) -> None:
+        from edge.pose.tracking import NodeTracker
+
+        self.config = config
+        self.ingest = Ingest(sources, consumers=[self.on_result])
+        self.sinks: list[Sink] = list(sinks)
+        self.pose = pose_runtime
+        self.tracker = NodeTracker()
+        self.vitals: dict[str, Any] = {}
+        self.node_vitals: dict[str, dict] = {}
+        self.latest_pose: dict[str, tuple[float, dict]] = {}
+        self.skipped = SkipCounter()
+        self.reports_sent = 0
+        self.pose_frames = 0
+        self.last_reports: list[NodeReport] = []
+
+    # -- per batch ----------------------------------------------------------------------------
+    def _node_vitals(self, key: str):
+        est = self.vitals.get(key)
+        if est is None:
+            from calibration.baseline import load_baseline
+            from edge.vitals.node import NodeVitals
+
+            est = self.vitals[key] = NodeVitals(baseline=load_baseline(key, self.config.calibration_dir))
+        return est
+
+    def on_result(self, result: DecodeResult) -> None:
+        """Ingest consumer: route each node's frames to its estimators (runs per batch)."""
+        frames = result.frames
+        if len(frames):
+            usable = frames.meta["n_pairs"] >= 64  # every layout starts with a 64-bin LLTF
+            if not usable.all():
+                self.skipped.skip("no-lltf", f"{int((~usable).sum())} frame(s) with < 64 pairs", int((~usable).sum()))
+                frames = frames[usable]
+        if len(frames):
+            csi = lltf_canonical(frames, self.config.ingest.iq_order)
+            t = frames.meta["t_rx"]
+            # one key per (source, node id) pair, found with numpy rather than per frame
+            pair = frames.meta["src"].astype(np.int64) << 16 | (frames.meta["node_id"].astype(np.int64) & 0xFFFF)
+            uniq, inverse = np.unique(pair, return_inverse=True)
+            pose_in: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+            for j, p in enumerate(uniq.tolist()):
+                idx = np.flatnonzero(inverse == j)
+                src, nid = p >> 16, np.int16(p & 0xFFFF)
+                key = node_key(frames.sources[src], int(nid))
+                self._node_vitals(key).push(t[idx], csi[idx])
+                if self.pose is not None:
+                    raw = np.zeros((len(idx), 64), np.complex64)
+                    raw[:, _LLTF_RAW] = csi[idx]
+                    pose_in[key] = (t[idx], raw)
+            if pose_in:
+                self._run_pose(pose_in)
+        for packet in result.packets:
+            from edge.vitals.edge_packets import edge_vitals_report
+
+            rep = edge_vitals_report(packet)
+            if rep is not None:
+                self.node_vitals[rep[0]] = rep[1]
+
+    def _run_pose(self, pose_in: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
+        from edge.pose.keypoints import decode, gate
+
+        try:
+            outputs = self.pose.push(pose_in)
+        except Exception as exc:  # noqa: BLE001 - a model/input mismatch must not stop vitals
+            self.skipped.skip("pose-error", repr(exc), sum(len(t) for t, _ in pose_in.values()))
+            return
+        last: dict[str, Any] = {}
+        for out in outputs:
+            last[out.node] = out
+        self.pose_frames += len(outputs)
+        for node, out in last.items():
+            pose = gate(decode(out.keypoints.reshape(-1), out.confidence))
+            state = self.tracker.update(node, pose)
+            if state.status == "confirmed":
+                self.latest_pose[node] = (
+                    out.t,
+                    {
+                        "keypoints": np.round(state.xy, 4).tolist(),
+                        "confidence": np.round(pose.confidence, 3).tolist(),
+                        "track": state.track_id,
+                    },
+                )
+            else:
+                self.latest_pose.pop(node, None)
+
+    # -- per report ---------------------------------------------------------------------------
+    def reports(self, now: float | None = None) -> list[NodeReport]:
+        """One NodeReport per known node, built from the latest estimates."""
+        now = time.time() if now is None else now
+        out = []
+        summary = self.ingest.nodes.summary()
+        for key, link in summary.items():
+            est = self.vitals.get(key)
+            rep = NodeReport(t=now, node=key, link=_link(link))
+            if est is not None:
+                v = est.estimate(now)
+                rep.presence, rep.motion = bool(v.presence), bool(v.motion)
+                rep.breathing_bpm, rep.breathing_conf = v.breathing_bpm, float(v.breathing_conf)
+                rep.heart_bpm, rep.heart_conf = v.heart_bpm, float(v.heart_conf)
+                rep.reason = v.reason
+            pose = self.latest_pose.get(key)
+            if pose is not None and now - pose[0] < 2.0:
+                rep.pose = pose[1]
+            rep.node_vitals = self.node_vitals.get(key)
+            out.append(rep)
+        return out
+
+    def publish(self, now: float | None = None) -> list[NodeReport]:
+        reports = self.reports(now)
+        for sink in self.sinks:
+            try:
+                sink.publish(reports)
+            except Exception as exc:  # noqa: BLE001 - one broken sink must not stop the others
+                self.skipped.skip(f"sink-error:{type(sink).__name__}", repr(exc))
+        self.reports_sent += len(reports)
+        self.last_reports = reports
+        return reports
+
+    async def _report_loop(self) -> None:
+        interval = self.config.report_interval_s
+        while True:
+            await asyncio.sleep(interval)
+            self.publish()
+
+    async def run(self, duration: float | None = None) -> None:
+        """Run until ``duration`` passes or :meth:`stop`; sinks get a last report and are closed."""
+        reporter = asyncio.create_task(self._report_loop())
+        try:
+            await self.ingest.run(duration)
+        finally:
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+            self.publish()
+            for sink in self.sinks:
+                try:
+                    sink.close()
+                except Exception as exc:  # noqa: BLE001
+                    log.warning("closing %s failed: %s", type(sink).__name__, exc)
+
+    def stop(self) -> None:
+        self.ingest.stop()
+
+    def summary(self) -> dict[str, Any]:
+        out = self.ingest.summary()
+        out["reports"] = self.reports_sent
+        out["pose_frames"] = self.pose_frames
+        if self.skipped:
+            out["gateway_skipped"] = self.skipped.as_dict()
+        out["latest"] = {r.node: r.to_json() for r in self.last_reports}
+        return out
+
+
+def _link(s: dict) -> dict:
+    keep = ("frames", "rate_hz", "lost", "duplicates", "reboots", "rssi", "online")
+    d = {k: s[k] for k in keep if k in s}
+    rate = d.get("rate_hz")
+    if isinstance(rate, float) and math.isnan(rate):
+        d["rate_hz"] = None
+    return d

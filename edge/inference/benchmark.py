@@ -1,0 +1,372 @@
+"""Measurements behind ``csi-edge bench`` (the JSON is a stable interface for scripts).
+
+Everything is measured in this process, on this machine, against a baseline measured in the
+same run: per-model latency (batch 1 and batch N = nodes), the streaming step against a full
+recompute at several window lengths, the whole per-frame pipeline, and peak RSS. The startup
+figures (process start -> first inference, RSS of a gateway-like process with the models
+loaded) come from a fresh child process, :mod:`edge.inference.first_inference`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge.inference.backends import open_model
+from edge.inference.bundle import load_bundle, resolve
+from edge.inference.manifest import MANIFEST_NAME, load_manifest
+
+WINDOWS = (16, 64, 256)
+
+
+# -- timing ------------------------------------------------------------------------------------
+def time_calls(fn: Callable[[], Any], quick: bool = False) -> np.ndarray:
+    """Per-call latencies in ms: warm up, then repeat for ~0.4 s (quick: ~0.1 s), 20..3000 calls."""
+    for _ in range(3 if quick else 10):
+        fn()
+    budget = 0.1 if quick else 0.4
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-6)
+    n = int(min(3000, max(20, budget / one)))
+    out = np.empty(n)
+    pc = time.perf_counter_ns
+    for i in range(n):
+        a = pc()
+        fn()
+        out[i] = (pc() - a) / 1e6
+    return out
+
+
+def pct(ms: np.ndarray) -> dict[str, float]:
+    p50, p90, p99 = np.percentile(ms, [50, 90, 99])
+    return {"p50_ms": round(p50, 4), "p90_ms": round(p90, 4), "p99_ms": round(p99, 4)}
+
+
+def peak_rss_mb() -> float:
+    import resource
+
+    kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return round(kb / 1024 / (1024 if sys.platform == "darwin" else 1), 1)
+
+
+def machine(threads: int) -> dict[str, Any]:
+    """CPU model, cores, threads used, library versions: what the figures depend on."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware", "cpu model")):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    from importlib.metadata import PackageNotFoundError, version
+
+    libs = {}
+    for dist in ("csi-edge", "numpy", "onnxruntime", "ai-edge-litert", "tflite-runtime"):
+        with contextlib.suppress(PackageNotFoundError):
+            libs[dist] = version(dist)
+    return {
+        "cpu": cpu,
+        "arch": platform.machine(),
+        "cores": os.cpu_count(),
+        "threads": threads,
+        "python": platform.python_version(),
+        "os": platform.platform(terse=True),
+        "libraries": libs,
+    }
+
+
+# -- what to measure ---------------------------------------------------------------------------
+@dataclass
+class Target:
+    """One model file to time: a bundle role of one variant, or a bare model file."""
+
+    name: str
+    path: Path
+    backend: str
+    precision: str
+    role: str
+    feeds: Callable[[int], dict[str, np.ndarray]]
+    variant: str = ""
+    names: tuple[list[str], list[str]] | None = None
+    synthetic: bool = False
+
+
+def _feeds_for(inputs: dict[str, tuple], seed: int = 0) -> Callable[[int], dict[str, np.ndarray]]:
+    rng = np.random.default_rng(seed)
+
+    def make(batch: int) -> dict[str, np.ndarray]:
+        out = {}
+        for name, (shape, dtype) in inputs.items():
+            dims = [batch if i == 0 else (d if d is not None else 16) for i, d in enumerate(shape)]
+            if np.issubdtype(dtype, np.integer):
+                out[name] = rng.integers(0, 100, dims).astype(dtype)
+            else:
+                out[name] = rng.standard_normal(dims).astype(np.float32)
+        return out
+
+    return make
+
+
+def targets_for(path: str | Path, synthetic: bool = False) -> list[Target]:
+    """Every timed model of a bundle (all variants; not the ``full`` baseline) or one bare file."""
+    p = Path(path)
+    if p.suffix.lower() in (".onnx", ".tflite") and p.is_file():
+        m = open_model(p)
+        prec = "int8" if "int8" in p.name.lower() else "fp32"
+        return [Target(p.stem, p, m.backend, prec, "model", _feeds_for(m.inputs))]
+    folder = resolve(p)
+    man = load_manifest(folder)
+    out = []
+    for v in man.variants.values():
+        for role, fname in v.files.items():
+            if role in ("weights", "full"):
+                continue
+            f = folder / fname
+            from edge.inference.manifest import expected_io
+
+            want_in, want_out = expected_io(man, role)
+            names = (list(want_in), list(want_out)) if "*" not in want_in else None
+            m = open_model(f, names=names)
+            out.append(
+                Target(
+                    man.name,
+                    f,
+                    m.backend,
+                    v.precision,
+                    role,
+                    _feeds_for(m.inputs),
+                    variant=v.name,
+                    names=names,
+                    synthetic=synthetic,
+                )  # fmt: skip
+            )
+    return out
+
+
+def bench_target(t: Target, nodes: int, threads: int, quick: bool) -> list[dict[str, Any]]:
+    """Load time and latency at batch 1 and batch ``nodes`` for one model file."""
+    a = time.perf_counter()
+    model = open_model(t.path, threads=threads, names=t.names)
+    load_ms = (time.perf_counter() - a) * 1e3
+    rows = []
+    fixed = any(s[0] is not None for s, _ in model.inputs.values())  # batch fixed in the file
+    for batch in sorted({1, nodes}):
+        feeds = t.feeds(batch)
+        ms = time_calls(lambda feeds=feeds: model.run(feeds), quick)
+        row = {
+            "model": t.name,
+            "backend": t.backend,
+            "precision": t.precision,
+            "batch": batch,
+            "load_ms": round(load_ms, 2),
+            **pct(ms),
+            "size_bytes": t.path.stat().st_size,
+            "role": t.role,
+            "variant": t.variant,
+            "file": t.path.name,
+            "throughput_per_s": round(batch * 1e3 / float(np.mean(ms)), 1),
+            "per_item_ms": round(float(np.median(ms)) / batch, 4),
+        }
+        if batch > 1 and fixed:
+            row["note"] = "batch axis fixed at 1 in the file: rows run one by one"
+        if t.synthetic:
+            row["synthetic"] = True
+        rows.append(row)
+    return rows
+
+
+# -- streaming step vs recompute ---------------------------------------------------------------
+def bench_streaming(
+    windows: Iterable[int] = WINDOWS, quick: bool = False, weights: dict | None = None, cfg=None
+) -> list[dict[str, Any]]:
+    """Per new frame at window W (numpy, batch 1, buffer full):
+
+    * ``step_ms``: the ring-buffer step (one k/v write, attention over W cached keys) + head;
+    * ``full_ms``: the full-window forward over the last W embeddings (what the ``full`` graph
+      does for every frame without a cache: k/v/q for all W frames, W x W attention, head at
+      every position);
+    * ``recompute_last_ms``: the leanest no-cache recompute: k/v for all W frames, attention
+      and head for the newest frame only.
+
+    The per-frame encoder is the same in all three and left out (it is in ``pipeline``).
+    """
+    from edge.temporal import StreamingHead, TemporalConfig, random_weights
+
+    rows = []
+    for w in windows:
+        base = cfg or TemporalConfig()
+        c = TemporalConfig(base.heads_q, base.heads_kv, base.head_dim, w, base.embed_dim)
+        wts = weights or random_weights(c)
+        head = StreamingHead(wts, c, capacity=1)
+        e = np.random.default_rng(0).standard_normal((2 * w, c.embed_dim)).astype(np.float32)
+        for i in range(2 * w):  # fill and wrap once
+            head.step(e[i], 0)
+        frame = e[-1]
+        win = e[-w:]
+        step = time_calls(lambda h=head, f=frame: h.step(f, 0), quick)
+        full = time_calls(lambda h=head, x=win: h.full_forward(x), quick)
+        last = time_calls(lambda h=head, x=win: _recompute_last(h, x), quick)
+        s, f, r = (float(np.median(x)) for x in (step, full, last))
+        rows.append(
+            {
+                "window": w,
+                "step_ms": round(s, 4),
+                "full_ms": round(f, 4),
+                "recompute_last_ms": round(r, 4),
+                "speedup_vs_full": round(f / s, 1),
+                "speedup_vs_recompute_last": round(r / s, 1),
+                "impl": "numpy",
+                "heads_q": c.heads_q,
+                "heads_kv": c.heads_kv,
+                "head_dim": c.head_dim,
+            }
+        )
+    return rows
+
+
+def _recompute_last(head, win: np.ndarray):
+    """No-cache baseline: project all W frames to k/v, attend with the newest query only."""
+    from edge.temporal import alibi_slopes, gelu_tanh, sigmoid
+
+    c = head.cfg
+    w = len(win)
+    k = head.k(win).reshape(w, c.heads_kv, c.head_dim)
+    v = head.v(win).reshape(w, c.heads_kv, c.head_dim)
+    q = head.q(win[-1:]).reshape(c.heads_kv, c.group, c.head_dim)
+    sc = np.einsum("hgd,whd->hgw", q, k)
+    age = np.arange(w - 1, -1, -1, dtype=np.float32)
+    sc -= alibi_slopes(c.heads_q).reshape(c.heads_kv, c.group, 1) * age
+    sc -= sc.max(-1, keepdims=True)
+    p = np.exp(sc)
+    p /= p.sum(-1, keepdims=True)
+    o = np.einsum("hgw,whd->hgd", p, v).reshape(1, -1)
+    cvec = win[-1:] + head.o(o)
+    return sigmoid(head.fc2(gelu_tanh(head.fc1(cvec))))
+
+
+# -- whole pipeline ----------------------------------------------------------------------------
+def bench_pipeline(
+    bundle_path: str | Path, nodes: int, threads: int, quick: bool, variant: str | None = None
+) -> dict[str, Any]:
+    """Raw CSI frames of ``nodes`` nodes, one grid tick at a time: features -> time grid ->
+    encoder (batched over nodes) -> temporal step -> keypoint head -> decode -> tracking."""
+    from edge.inference.runtime import PoseRuntime, WindowRuntime
+    from edge.pose import NodeTracker, decode
+
+    b = load_bundle(bundle_path, variant=variant, threads=threads)
+    m = b.manifest
+    rt = PoseRuntime(b, capacity=nodes) if "encoder" in b.models else WindowRuntime(b, nodes)
+    tracker = NodeTracker(dt=1.0 / float(m.input["sample_rate_hz"]))
+    rate = float(m.input["sample_rate_hz"])
+    rng = np.random.default_rng(0)
+    n_ticks = 40 if quick else 200
+    warm = m.window + 5
+    csi = rng.standard_normal((64, nodes, 128)) + 1j * rng.standard_normal((64, nodes, 128))
+    csi = (csi * 10).astype(np.complex64)
+    names = [f"10.0.0.{i + 10}#1" for i in range(nodes)]
+    stage = {"features": [], "encoder": [], "temporal_head": [], "tracking": [], "total": []}
+    pc = time.perf_counter_ns
+    enc_model = getattr(rt, "encoder", None)
+    feature_builder = rt.features
+    for tick in range(warm + n_ticks):
+        t = 1000.0 + tick / rate
+        frames = {n: (np.array([t]), csi[tick % 64, j : j + 1]) for j, n in enumerate(names)}
+        a = pc()
+        outs = rt.push(frames)
+        b_ = pc()
+        for o in outs:
+            tracker.update(o.node, decode(o.keypoints, o.confidence))
+        c_ = pc()
+        if tick >= warm:
+            stage["total"].append((c_ - a) / 1e6)
+            stage["tracking"].append((c_ - b_) / 1e6)
+    # stage split, measured separately on the same inputs (the push above is the real total)
+    raw = csi[0]
+    feats = feature_builder(raw)
+    stage["features"] = list(time_calls(lambda: feature_builder(raw), quick))
+    if enc_model is not None:
+        x = np.ascontiguousarray(feats, np.float32)
+        stage["encoder"] = list(time_calls(lambda: enc_model.run({"features": x}), quick))
+        if rt.head_kind == "numpy":
+            emb = enc_model.run({"features": x})["embedding"]
+            rows = slice(0, nodes)
+            stage["temporal_head"] = list(time_calls(lambda: rt.head.step(emb, rows), quick))
+    else:
+        del stage["encoder"], stage["temporal_head"]
+    total = np.asarray(stage["total"])
+    out = {
+        "model": m.name,
+        "variant": b.variant.name,
+        "backend": b.variant.backend,
+        "precision": b.variant.precision,
+        "nodes": nodes,
+        "rate_hz": rate,
+        "budget_ms": round(1e3 / rate, 2),
+        **pct(total),
+        "per_frame_ms": round(float(np.median(total)) / nodes, 4),
+        "stages_p50_ms": {
+            k: round(float(np.median(v)), 4) for k, v in stage.items() if k != "total" and v
+        },
+        "head": getattr(rt, "head_kind", "window"),
+    }
+    return out
+
+
+# -- startup (fresh process) -------------------------------------------------------------------
+def bench_startup(bundles: list[str | Path], threads: int) -> dict[str, Any]:
+    """Run :mod:`edge.inference.first_inference` in a child process and return its report."""
+    cmd = [sys.executable, "-m", "edge.inference.first_inference", "--threads", str(threads)]
+    cmd += [str(b) for b in bundles]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    if res.returncode != 0:
+        return {"error": (res.stderr.strip().splitlines() or ["failed"])[-1]}
+    return json.loads(res.stdout)
+
+
+@dataclass
+class Plan:
+    """What one ``csi-edge bench`` run measures."""
+
+    paths: list[Path]
+    synthetic: bool = False
+    nodes: int = 4
+    threads: int = 1
+    quick: bool = False
+    windows: tuple[int, ...] = WINDOWS
+    notes: list[str] = field(default_factory=list)
+
+
+def default_paths(tmp: Path) -> tuple[list[Path], bool]:
+    """The bundled models, or (none installed) random-weight bundles built in ``tmp``."""
+    from edge.inference.bundle import bundled_models
+
+    found = bundled_models()
+    if found:
+        return found, False
+    import logging
+
+    from edge.inference.synthetic import make_pose_bundle, make_ruview_bundle, make_vitals_bundle
+
+    logging.getLogger().setLevel(logging.ERROR)  # quantizer chatter
+    return [
+        make_pose_bundle(tmp / "synthetic-pose"),
+        make_ruview_bundle(tmp / "ruview-pose-v1-random", int8=True),
+        make_vitals_bundle(tmp / "synthetic-vitals", int8=True),
+    ], True
+
+
+def is_bundle(p: Path) -> bool:
+    return p.is_dir() and (p / MANIFEST_NAME).is_file()

@@ -1,0 +1,434 @@
+"""Per-node streaming inference built from a bundle's manifest.
+
+* :class:`FeatureBuilder`: raw ESP-IDF CSI (complex, raw bin order) -> the per-frame vector the
+  manifest asks for (grid, features, normalization). Uses the DSP in :mod:`edge.dsp`
+  (``pose_features``, ``truncate_raw``) so training and serving build inputs the same way.
+* :class:`TimeResampler`: a node's irregular frames -> the manifest's uniform ``sample_rate_hz``
+  grid, O(1) per frame (linear interpolation between consecutive frames; no frame history).
+* :class:`PoseRuntime`: encoder + streaming temporal head (numpy ring buffer, or the exported
+  ``temporal_step`` graph), one stream per node; frames of several nodes are batched.
+* :class:`WindowRuntime`: whole-window models (RuView ``pose_v1``), a per-node ring buffer of
+  the last W frames assembled as the manifest's layout says.
+* :class:`VitalsRuntime`: the vital-sign model on a prepared [C, T] window.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from edge.inference.bundle import Bundle, BundleError, load_bundle
+from edge.inference.manifest import Manifest, check_source
+from edge.temporal import StreamingHead, TemporalConfig, load_weights
+
+# canonical HT20 LLTF subcarriers -26..+26 -> raw ESP-IDF bins (0..31 then -32..-1)
+_LLTF = np.arange(-26, 27)
+_LLTF_RAW = np.where(_LLTF >= 0, _LLTF, 64 + _LLTF)
+
+
+class FeatureBuilder:
+    """Raw complex CSI [k, n_bins] -> model features [k, dim] as the manifest says."""
+
+    def __init__(self, manifest: Manifest) -> None:
+        self.m = manifest
+        inp = manifest.input
+        self.grid = inp["grid"]
+        self.features = list(inp["features"])
+        self.sub = manifest.subcarriers
+        self.norm = inp.get("norm")
+        self.dim = len(self.features) * self.sub
+        if self.grid == "lltf-ht20" and self.sub != 52:
+            raise BundleError(
+                f"{manifest.source}: field 'input.subcarriers' must be 52 for lltf-ht20"
+            )
+
+    def min_bins(self) -> int:
+        return 64 if self.grid in ("lltf-ht20", "raw-64") else self.sub
+
+    def __call__(self, csi: np.ndarray) -> np.ndarray:
+        csi = np.atleast_2d(csi)
+        if self.grid == "lltf-ht20":
+            from edge.dsp.features import pose_features
+
+            full = pose_features(csi[:, _LLTF_RAW], norm=self.norm)  # [k, 104]: amp | phase
+            parts = {"amplitude": full[:, :52], "phase": full[:, 52:]}
+            if self.features == ["amplitude", "phase"]:
+                return full
+            return np.concatenate([parts[f] for f in self.features], axis=1)
+        # raw grids (RuView pose_v1): the first `sub` raw bins, no reordering, no interpolation
+        from edge.dsp.grid import truncate_raw
+
+        raw = truncate_raw(csi, self.sub)
+        parts = {}
+        if "amplitude" in self.features:
+            amp = np.abs(raw).astype(np.float32)
+            if self.norm is not None:
+                amp = (amp - np.float32(self.norm["mean"])) / np.float32(self.norm["std"])
+            parts["amplitude"] = amp
+        if "phase" in self.features:
+            from edge.dsp.phase import sanitize_phase
+
+            parts["phase"] = sanitize_phase(raw)
+        return np.concatenate([parts[f] for f in self.features], axis=1).astype(np.float32)
+
+
+class TimeResampler:
+    """One node's frames -> grid points at multiples of 1/rate, by linear interpolation.
+
+    Hand-written rather than :class:`edge.dsp.timegrid.StreamingGrid`: the per-frame path only
+    needs the two frames around each grid instant, so it keeps one previous frame and does no
+    windowed re-interpolation. A gap longer than ``max_gap_s`` emits nothing inside the gap and
+    sets ``gap`` so the caller restarts the node's temporal context.
+    """
+
+    def __init__(self, rate_hz: float, max_gap_s: float = 1.0) -> None:
+        self.rate = float(rate_hz)
+        self.max_gap_s = max_gap_s
+        self.t_prev: float | None = None
+        self.x_prev: np.ndarray | None = None
+        self.next_k: int = 0  # index of the next grid instant to emit
+        self.late = 0
+        self.gap = False
+
+    def push(self, t: np.ndarray, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        t = np.asarray(t, np.float64).reshape(-1)
+        x = np.asarray(x, np.float32).reshape(len(t), -1)
+        self.gap = False
+        if self.t_prev is not None:
+            keep = t >= self.t_prev
+            if not keep.all():
+                self.late += int((~keep).sum())
+                t, x = t[keep], x[keep]
+        if len(t) == 0:
+            return np.zeros(0), np.zeros((0, x.shape[1]), np.float32)
+        if self.t_prev is None:
+            self.next_k = int(np.ceil(t[0] * self.rate - 1e-9))
+            tp, xp = t, x
+        else:
+            tp, xp = np.r_[self.t_prev, t], np.concatenate([self.x_prev[None], x])
+        spans = np.diff(tp)
+        big = np.flatnonzero(spans > self.max_gap_s)
+        if len(big):  # restart after the last gap
+            cut = int(big[-1]) + 1
+            tp, xp = tp[cut:], xp[cut:]
+            self.next_k = int(np.ceil(tp[0] * self.rate - 1e-9))
+            self.gap = True
+        last_k = int(np.floor(tp[-1] * self.rate + 1e-9))
+        self.t_prev, self.x_prev = float(tp[-1]), xp[-1].copy()
+        if last_k < self.next_k:
+            return np.zeros(0), np.zeros((0, xp.shape[1]), np.float32)
+        tg = np.arange(self.next_k, last_k + 1) / self.rate
+        self.next_k = last_k + 1
+        if len(tp) == 1:
+            return tg, np.repeat(xp, len(tg), axis=0)
+        j = np.clip(np.searchsorted(tp, tg, side="left"), 1, len(tp) - 1)
+        t0, t1 = tp[j - 1], tp[j]
+        span = np.where(t1 > t0, t1 - t0, 1.0)
+        w = np.clip((tg - t0) / span, 0.0, 1.0).astype(np.float32)[:, None]
+        return tg, xp[j - 1] * (1 - w) + xp[j] * w
+
+    def reset(self) -> None:
+        self.t_prev = self.x_prev = None
+
+
+@dataclass
+class PoseFrame:
+    """One model output for one node at one grid time."""
+
+    node: str
+    t: float
+    keypoints: np.ndarray  # [17, 2] normalized x, y
+    confidence: np.ndarray | None  # [17] or None when the model has no confidence output
+
+
+class _Nodes:
+    """node key -> stream row, growing the per-row state on demand."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, int] = {}
+
+    def row(self, node: str) -> tuple[int, bool]:
+        r = self.rows.get(node)
+        if r is None:
+            r = self.rows[node] = len(self.rows)
+            return r, True
+        return r, False
+
+
+def _as_rows(rows: list[int]) -> slice | np.ndarray:
+    """Contiguous ascending rows -> a slice (the batched, view-only path of the head)."""
+    if rows and rows == list(range(rows[0], rows[0] + len(rows))):
+        return slice(rows[0], rows[0] + len(rows))
+    return np.asarray(rows, np.intp)
+
+
+class PoseRuntime:
+    """Encoder + streaming temporal head, one ring-buffer stream per node.
+
+    ``head="numpy"`` runs :class:`edge.temporal.StreamingHead` from the bundle's weights (the
+    fast path); ``head="graph"`` runs the exported ``temporal_step`` model, feeding it the cache.
+    """
+
+    def __init__(
+        self,
+        bundle: Bundle,
+        capacity: int = 4,
+        head: str | None = None,
+        max_gap_s: float = 1.0,
+    ) -> None:
+        m = bundle.manifest
+        if m.task != "pose" or "encoder" not in bundle.models:
+            raise BundleError(f"{m.source}: PoseRuntime needs a pose bundle with an 'encoder'")
+        self.bundle, self.m = bundle, m
+        self.cfg = TemporalConfig.from_dict(m.temporal)
+        self.features = FeatureBuilder(m)
+        self.encoder = bundle.models["encoder"]
+        if head is None:
+            head = "numpy" if bundle.weights_path is not None else "graph"
+        self.head_kind = head
+        if head == "numpy":
+            if bundle.weights_path is None:
+                raise BundleError(f"{m.source}: head 'numpy' needs a 'weights' .npz in 'files'")
+            self.head = StreamingHead(load_weights(bundle.weights_path), self.cfg, capacity)
+        elif head == "graph":
+            if "temporal_step" not in bundle.models:
+                raise BundleError(f"{m.source}: head 'graph' needs a 'temporal_step' model")
+            self.step_model = bundle.models["temporal_step"]
+            c = self.cfg
+            shape = (capacity, c.heads_kv, c.window, c.head_dim)
+            self.k_cache = np.zeros(shape, np.float32)
+            self.v_cache = np.zeros(shape, np.float32)
+            self.count = np.zeros(capacity, np.int64)
+        else:
+            raise ValueError(f"head must be 'numpy' or 'graph', got {head!r}")
+        self.capacity = capacity
+        self.nodes = _Nodes()
+        self.resamplers: dict[str, TimeResampler] = {}
+        self.max_gap_s = max_gap_s
+        self.resample = m.input.get("time_resample", "linear") != "none"
+
+    # -- streams -----------------------------------------------------------------------------
+    def attach(self, node: str, n_bins: int | None = None) -> int:
+        """Give ``node`` a stream; with ``n_bins`` check its frames fit the model (else raise)."""
+        if n_bins is not None:
+            check_source(self.m, node, n_bins)
+        row, new = self.nodes.row(node)
+        if new:
+            if row >= self.capacity:
+                self._grow(max(2 * self.capacity, row + 1))
+            self.reset(node)
+            self.resamplers[node] = TimeResampler(self.m.input["sample_rate_hz"], self.max_gap_s)
+        return row
+
+    def _grow(self, capacity: int) -> None:
+        if self.head_kind == "numpy":
+            self.head.resize(capacity)
+        else:
+            for name in ("k_cache", "v_cache", "count"):
+                old = getattr(self, name)
+                new = np.zeros((capacity,) + old.shape[1:], old.dtype)
+                new[: len(old)] = old
+                setattr(self, name, new)
+        self.capacity = capacity
+
+    def reset(self, node: str) -> None:
+        row = self.nodes.rows[node]
+        if self.head_kind == "numpy":
+            self.head.reset(row)
+        else:
+            self.count[row] = 0
+
+    # -- the per-frame step ------------------------------------------------------------------
+    def step(self, rows: list[int], features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """One frame for each stream in ``rows``: encoder (batched) then the temporal step."""
+        emb = self.encoder.run({"features": np.ascontiguousarray(features, np.float32)})[
+            "embedding"
+        ]
+        if self.head_kind == "numpy":
+            return self.head.step(emb, _as_rows(rows))
+        idx = np.asarray(rows, np.intp)
+        out = self.step_model.run(
+            {
+                "embedding": emb,
+                "k_cache": self.k_cache[idx],
+                "v_cache": self.v_cache[idx],
+                "count": self.count[idx],
+            }
+        )
+        self.k_cache[idx] = out["k_cache_out"]
+        self.v_cache[idx] = out["v_cache_out"]
+        self.count[idx] += 1
+        return out["keypoints"], out["confidence"]
+
+    def push(self, frames: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[PoseFrame]:
+        """New frames per node ``{node: (t_rx [k], raw complex CSI [k, n_bins])}`` -> outputs.
+
+        Each node's frames go through the feature builder and the time resampler; grid points of
+        different nodes are batched through the encoder and the head together, round by round.
+        """
+        pending: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for node, (t, csi) in frames.items():
+            csi = np.atleast_2d(csi)
+            self.attach(node, csi.shape[1])
+            feats = self.features(csi)
+            if self.resample:
+                rs = self.resamplers[node]
+                tg, xg = rs.push(t, feats)
+                if rs.gap:
+                    self.reset(node)
+            else:
+                tg, xg = np.asarray(t, np.float64).reshape(-1), feats
+            if len(tg):
+                pending[node] = (tg, xg)
+        results: list[PoseFrame] = []
+        r = 0
+        while True:
+            batch = [(n, tg[r], xg[r]) for n, (tg, xg) in pending.items() if r < len(tg)]
+            if not batch:
+                break
+            order = sorted(batch, key=lambda b: self.nodes.rows[b[0]])
+            rows = [self.nodes.rows[n] for n, _, _ in order]
+            kp, conf = self.step(rows, np.stack([x for _, _, x in order]))
+            for j, (n, t, _) in enumerate(order):
+                results.append(PoseFrame(n, float(t), kp[j].reshape(17, 2).copy(), conf[j].copy()))
+            r += 1
+        return results
+
+
+class WindowRuntime:
+    """Whole-window models: a ring buffer of the last W frames per node, assembled per manifest.
+
+    For ``frame-major-reshape`` (RuView pose_v1) the W frames of S values are laid out
+    frame-major (oldest first) and reshaped straight to [S, W], no transpose (models spec
+    section 2). ``hop``: run the model every ``hop`` new frames once the window is full.
+    """
+
+    def __init__(self, bundle: Bundle, capacity: int = 4, hop: int = 1) -> None:
+        m = bundle.manifest
+        if "window" not in bundle.models:
+            raise BundleError(f"{m.source}: WindowRuntime needs a 'window' model in 'files'")
+        if m.input["layout"] != "frame-major-reshape":
+            raise BundleError(
+                f"{m.source}: field 'input.layout' is {m.input['layout']!r}; the per-node window "
+                "runtime builds 'frame-major-reshape' windows (use VitalsRuntime for channels-time)"
+            )
+        self.bundle, self.m = bundle, m
+        self.model = bundle.models["window"]
+        self.in_name = next(iter(self.model.inputs))
+        self.out_name = next(iter(self.model.outputs))
+        self.features = FeatureBuilder(m)
+        self.W, self.S = m.window, self.features.dim
+        self.hop = max(1, int(hop))
+        self.ring = np.zeros((capacity, self.W, self.S), np.float32)
+        self.count = np.zeros(capacity, np.int64)
+        self.nodes = _Nodes()
+        self._order = (np.arange(self.W)[None, :] + np.arange(self.W)[:, None]) % self.W
+        self._win: dict[int, np.ndarray] = {}
+
+    def attach(self, node: str, n_bins: int | None = None) -> int:
+        if n_bins is not None:
+            check_source(self.m, node, n_bins)
+        row, new = self.nodes.row(node)
+        if row >= len(self.ring):
+            cap = max(2 * len(self.ring), row + 1)
+            ring = np.zeros((cap, self.W, self.S), np.float32)
+            ring[: len(self.ring)] = self.ring
+            cnt = np.zeros(cap, np.int64)
+            cnt[: len(self.count)] = self.count
+            self.ring, self.count = ring, cnt
+        if new:
+            self.count[row] = 0
+        return row
+
+    def append(self, row: int, x: np.ndarray) -> None:
+        """Write one frame's features into the node's ring (the window is never shifted)."""
+        self.ring[row, self.count[row] % self.W] = x
+        self.count[row] += 1
+
+    def assemble(self, rows: list[int]) -> np.ndarray:
+        """Model input [b, S, W] for full windows of ``rows`` (oldest frame first)."""
+        b = len(rows)
+        out = self._win.get(b)
+        if out is None:
+            out = self._win[b] = np.empty((b, self.W, self.S), np.float32)
+        for j, r in enumerate(rows):
+            start = int(self.count[r] % self.W)  # oldest slot once the ring is full
+            np.take(self.ring[r], self._order[start], axis=0, out=out[j])
+        return out.reshape(b, self.S, self.W)  # frame-major -> (S, W) without a transpose
+
+    def push(self, frames: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[PoseFrame]:
+        """``{node: (t_rx [k], raw CSI [k, n_bins])}`` -> one output per node and full window."""
+        ready: list[tuple[str, int, float]] = []
+        results: list[PoseFrame] = []
+        for node, (t, csi) in frames.items():
+            csi = np.atleast_2d(csi)
+            row = self.attach(node, csi.shape[1])
+            feats = self.features(csi)
+            t = np.asarray(t, np.float64).reshape(-1)
+            last = len(feats) - 1
+            for i in range(len(feats)):
+                self.append(row, feats[i])
+                n = int(self.count[row])
+                if n >= self.W and (n - self.W) % self.hop == 0:
+                    if i < last:  # the node's next frame would overwrite this window: run now
+                        self._flush([(node, row, float(t[i]))], results)
+                    else:  # the node's newest window: batched with the other nodes below
+                        ready.append((node, row, float(t[i])))
+        self._flush(ready, results)
+        return results
+
+    def _flush(self, ready: list[tuple[str, int, float]], results: list[PoseFrame]) -> None:
+        if not ready:
+            return
+        x = self.assemble([r for _, r, _ in ready])
+        y = self.model.run({self.in_name: x})[self.out_name]
+        for j, (node, _, t) in enumerate(ready):
+            results.append(PoseFrame(node, t, y[j].reshape(-1, 2).copy(), None))
+
+
+class VitalsRuntime:
+    """The vital-sign model on prepared windows [C, T] (see ``edge.dsp.vitals_window``)."""
+
+    def __init__(self, bundle: Bundle) -> None:
+        m = bundle.manifest
+        if m.task != "vitals" or "window" not in bundle.models:
+            raise BundleError(f"{m.source}: VitalsRuntime needs a vitals bundle with a 'window'")
+        self.m, self.model = m, bundle.models["window"]
+        self.in_name = next(iter(self.model.inputs))
+        self.out_name = next(iter(self.model.outputs))
+        self.names = list(m.output["names"])
+
+    def run(self, window: np.ndarray) -> list[dict[str, float]]:
+        x = np.asarray(window, np.float32)
+        if x.ndim == 2:
+            x = x[None]
+        y = self.model.run({self.in_name: x})[self.out_name]
+        out = []
+        for row in y:
+            d = dict(zip(self.names, (float(v) for v in row), strict=True))
+            if "breathing_bpm" in d:  # MODEL_SPEC: the model outputs (bpm - 20) / 10
+                d["breathing_bpm"] = d["breathing_bpm"] * 10.0 + 20.0
+            out.append(d)
+        return out
+
+
+def open_runtime(
+    path, variant: str | None = None, capacity: int = 4, threads: int = 1, blas_threads=1, **kw
+):
+    """Load a bundle and wrap it in the runtime its manifest calls for.
+
+    ``blas_threads`` caps numpy's BLAS pool for the process (see
+    :func:`edge.inference.limit_blas_threads`); None leaves it alone.
+    """
+    if blas_threads is not None:
+        from edge.inference import limit_blas_threads
+
+        limit_blas_threads(blas_threads)
+    b = load_bundle(path, variant=variant, threads=threads)
+    if b.manifest.task == "vitals":
+        return VitalsRuntime(b)
+    if "encoder" in b.models:
+        return PoseRuntime(b, capacity=capacity, **kw)
+    return WindowRuntime(b, capacity=capacity, **kw)

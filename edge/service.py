@@ -1,0 +1,122 @@
+"""Assemble a :class:`~edge.gateway.Gateway` from a :class:`~edge.config.GatewayConfig` and run it
+as a service: sources and sinks from the config, the pose bundle loaded once, SIGINT/SIGTERM stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Iterable
+from typing import Any
+
+from edge.config import ConfigError, GatewayConfig, parse_hostport
+from edge.gateway import Gateway
+from edge.ingest import Source
+from edge.sinks import Sink
+
+log = logging.getLogger("csi_edge.service")
+
+DEFAULT_POSE = "csi-edge-pose"
+
+
+def build_sources(cfg: GatewayConfig) -> list[Source]:
+    from edge.sources.serial import SerialSource
+    from edge.sources.udp import UdpSource
+
+    sources: list[Source] = []
+    for spec in cfg.ingest.udp:
+        host, port = parse_hostport(spec, what="ingest.udp")
+        sources.append(UdpSource(host, port, iq_order=cfg.ingest.iq_order))
+    for s in cfg.ingest.serial:
+        sources.append(SerialSource(s.port, s.baud, iq_order=cfg.ingest.iq_order))
+    return sources
+
+
+def build_sinks(cfg: GatewayConfig) -> list[Sink]:
+    sinks: list[Sink] = []
+    if cfg.sinks.console:
+        from edge.sinks.console import ConsoleSink
+
+        sinks.append(ConsoleSink())
+    if cfg.sinks.jsonl:
+        from edge.sinks.jsonl import JsonlSink
+
+        sinks.append(JsonlSink(cfg.sinks.jsonl))
+    if cfg.sinks.http:
+        from edge.sinks.http import HttpSink
+
+        host, port = parse_hostport(cfg.sinks.http, default_host="127.0.0.1", what="sinks.http")
+        try:
+            sink = HttpSink(host, port)
+        except OSError as e:
+            raise ConfigError(f"sinks.http {cfg.sinks.http}: cannot listen: {e.strerror or e}") from None
+        log.warning("live view at %s", sink.url)
+        sinks.append(sink)
+    if cfg.sinks.mqtt.host:
+        from edge.sinks.mqtt import MqttConfig, MqttSink
+
+        m = cfg.sinks.mqtt
+        host, port = parse_hostport(m.host if ":" in m.host else f"{m.host}:{m.port}", what="sinks.mqtt.host")
+        sinks.append(
+            MqttSink(
+                MqttConfig(
+                    host=host,
+                    port=port,
+                    username=m.username or None,
+                    password=os.environ.get(m.password_env) if m.password_env else None,
+                    prefix=m.prefix,
+                    discovery_prefix=m.discovery_prefix,
+                )
+            )
+        )
+    return sinks
+
+
+def load_pose_runtime(cfg: GatewayConfig) -> Any | None:
+    """The pose runtime, or None. A missing default bundle only disables pose (with a warning);
+    a bundle the user named that fails to load is a ConfigError naming it and the problem."""
+    name = cfg.models.pose
+    if not name:
+        return None
+    from edge.inference.bundle import load_bundle
+    from edge.inference.manifest import ManifestError
+    from edge.inference.runtime import PoseRuntime
+
+    try:
+        bundle = load_bundle(name, variant=cfg.models.precision, threads=cfg.models.threads)
+        return PoseRuntime(bundle)
+    except ManifestError as e:
+        if name == DEFAULT_POSE:
+            log.warning("pose disabled: %s", e)
+            return None
+        raise ConfigError(f"models.pose: {e}") from None
+
+
+def build_gateway(
+    cfg: GatewayConfig,
+    extra_sources: Iterable[Source] = (),
+    sinks: Iterable[Sink] | None = None,
+) -> Gateway:
+    sources = build_sources(cfg) + list(extra_sources)
+    if not sources:
+        raise ConfigError("no sources: set ingest.udp or ingest.serial (or pass --udp / --serial)")
+    return Gateway(cfg, sources, build_sinks(cfg) if sinks is None else sinks, load_pose_runtime(cfg))
+
+
+async def run_until_signal(gateway: Gateway, duration: float | None = None) -> None:
+    """Run the gateway until ``duration`` passes or SIGINT/SIGTERM arrives (clean shutdown)."""
+    loop = asyncio.get_running_loop()
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, gateway.stop)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread / not supported
+            pass
+    try:
+        await gateway.run(duration)
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)

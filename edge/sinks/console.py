@@ -1,0 +1,92 @@
+"""The gateway's console view: a live table on a terminal, a plain line per node otherwise.
+
+On a terminal ``rich`` redraws one table in place; in a pipe, a journal or CI log the sink prints
+one greppable line per node every ``every_s`` seconds instead of a screen of escape codes.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+from edge.report import NodeReport
+
+
+def _fmt(v: float | None, digits: int) -> str:
+    return "-" if v is None else f"{v:.{digits}f}"
+
+
+def report_cells(r: NodeReport) -> list[str]:
+    link = r.link or {}
+    pose = "-"
+    if r.pose:
+        conf = r.pose.get("confidence") or []
+        pose = f"track {r.pose.get('track')} ({sum(c >= 0.3 for c in conf)}/17 kp)"
+    nv = r.node_vitals or {}
+    node_br = nv.get("breathing_bpm")
+    return [
+        r.node,
+        f"{_fmt(link.get('rate_hz'), 1)} Hz",
+        str(link.get("lost", 0)),
+        "yes" if r.presence else "no",
+        "yes" if r.motion else "no",
+        f"{_fmt(r.breathing_bpm, 1)} ({r.breathing_conf:.2f})",
+        f"{_fmt(r.heart_bpm, 0)} ({r.heart_conf:.2f})",
+        "-" if node_br is None else f"{node_br:.1f}",
+        pose,
+        r.reason or "",
+    ]
+
+
+HEADERS = ["node", "rate", "lost", "presence", "motion", "breathing bpm", "heart bpm", "node BR", "pose", "note"]
+
+
+class ConsoleSink:
+    """Live table (rich, TTY) or plain lines (pipe); see module docstring."""
+
+    def __init__(self, stream: TextIO | None = None, every_s: float = 5.0, live: bool | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self.every_s = every_s
+        self._last_plain = 0.0
+        self._live = None
+        use_live = self.stream.isatty() if live is None else live
+        if use_live:
+            try:
+                from rich.console import Console
+                from rich.live import Live
+
+                self._live = Live(console=Console(file=self.stream), refresh_per_second=2, transient=False)
+                self._live.start()
+            except ImportError:
+                self._live = None
+
+    def publish(self, reports: list[NodeReport]) -> None:
+        if self._live is not None:
+            from rich.table import Table
+
+            table = Table(title=f"csi-edge gateway — {time.strftime('%H:%M:%S')}", expand=False)
+            for h in HEADERS:
+                table.add_column(h)
+            for r in reports:
+                table.add_row(*report_cells(r))
+            self._live.update(table)
+            return
+        now = time.monotonic()
+        if now - self._last_plain < self.every_s:
+            return
+        self._last_plain = now
+        stamp = time.strftime("%H:%M:%S")
+        for r in reports:
+            cells = report_cells(r)
+            self.stream.write(
+                f"{stamp} {cells[0]}: {cells[1]}, lost {cells[2]}, presence {cells[3]}, motion {cells[4]}, "
+                f"breathing {cells[5]}, heart {cells[6]}, node BR {cells[7]}, pose {cells[8]}"
+                + (f", note: {cells[9]}" if cells[9] else "")
+                + "\n"
+            )
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self._live is not None:
+            self._live.stop()

@@ -1,0 +1,38 @@
+"""What the vitals estimator reports for one node at one instant."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class VitalsEstimate:
+    t: float  # receive-clock time of the estimate (unix seconds)
+    presence: bool
+    motion: bool
+    breathing_bpm: float | None
+    breathing_conf: float
+    heart_bpm: float | None
+    heart_conf: float
+    #: why a rate is null: "no-data", "warming-up", "motion", "no-presence", "low-confidence",
+    #: "gaps", "subcarrier-count-changed", "bad-frames"; "" when both rates are set
+    reason: str = ""
+    motion_score: float = 0.0  # recent change rate / quiet level
+    presence_score: float = 0.0  # combined breathing-band SNR
+
+    def to_json(self, t0: float = 0.0, node: str | None = None) -> dict:
+        """The ``csi-edge vitals --json`` record (``t`` relative to ``t0``)."""
+        d = {
+            "t": round(self.t - t0, 3),
+            "node": node,
+            "presence": bool(self.presence),
+            "motion": bool(self.motion),
+            "breathing_bpm": None if self.breathing_bpm is None else round(self.breathing_bpm, 2),
+            "breathing_conf": round(float(self.breathing_conf), 3),
+            "heart_bpm": None if self.heart_bpm is None else round(self.heart_bpm, 2),
+            "heart_conf": round(float(self.heart_conf), 3),
+            "reason": self.reason,
+        }
+        if node is None:
+            del d["node"]
+        return d

@@ -1,0 +1,100 @@
+"""Offline runs: a whole FrameBatch through per-node :class:`NodeVitals`, one estimate per second.
+
+Used by ``csi-edge vitals``, ``csi-edge calibrate CAPTURE``, the tests and the benchmarks: the
+frames of each node are pushed in one-second chunks, exactly as the gateway daemon would push
+them live, and an estimate is taken at the end of every second of capture.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+import numpy as np
+
+from calibration.baseline import Baseline
+from edge.dsp.grid import LLTF_SUBCARRIERS, raw_bin_index
+from edge.frames import FrameBatch
+from edge.vitals.config import VitalsConfig
+from edge.vitals.estimate import VitalsEstimate
+from edge.vitals.node import NodeVitals
+
+_RAW_LLTF = raw_bin_index(LLTF_SUBCARRIERS)
+
+
+def lltf_frames(frames: FrameBatch) -> np.ndarray:
+    """complex64 [N, 53] LLTF grid (-26..+26) of every frame; NaN rows where it is missing.
+
+    Uses the layout module (which knows HT40 and odd lengths) when present; otherwise the first
+    64 pairs of a frame are its LLTF section in raw ESP-IDF order (0..31, -32..-1).
+    """
+    try:
+        from edge.layout import lltf_canonical
+    except ImportError:
+        lltf_canonical = None
+    if lltf_canonical is not None:
+        return np.asarray(lltf_canonical(frames), np.complex64)
+    out = np.full((len(frames), len(_RAW_LLTF)), np.nan + 0j, np.complex64)
+    for n_pairs, idx, csi in frames.by_length():
+        if n_pairs >= 64:
+            out[idx] = csi[:, _RAW_LLTF]
+    return out
+
+
+def frame_times(frames: FrameBatch, assume_rate_hz: float | None = None) -> tuple[np.ndarray, str]:
+    """Receive times for a batch, and where they came from.
+
+    Captures without receive times (all zero / NaN) fall back to the node's own microsecond
+    clock (``local_us``); with neither, only an explicit ``assume_rate_hz`` gives times.
+    """
+    t = frames.meta["t_rx"].astype(np.float64)
+    if len(t) and np.isfinite(t).all() and np.ptp(t) > 0:
+        return t, "t_rx"
+    us = frames.meta["local_us"].astype(np.float64)
+    if len(us) and (us >= 0).all() and np.ptp(us) > 0:
+        return us / 1e6, "local_us"
+    if assume_rate_hz:
+        return np.arange(len(frames)) / float(assume_rate_hz), "assumed"
+    return np.full(len(frames), np.nan), "none"
+
+
+def run_frames(
+    frames: FrameBatch,
+    config: VitalsConfig | None = None,
+    baseline_for: Callable[[str], Baseline] | None = None,
+    every_s: float = 1.0,
+    times: np.ndarray | None = None,
+    csi: np.ndarray | None = None,
+) -> Iterator[tuple[str, VitalsEstimate]]:
+    """Yield ``(node key, estimate)`` every ``every_s`` of capture for every node, in time order.
+
+    Estimates start one interval after the capture's first frame and cover the whole capture
+    for every node (a node with no frames yet reports reason ``no-data``).
+    """
+    if len(frames) == 0:
+        return
+    if times is None:
+        times, _ = frame_times(frames)
+    csi = lltf_frames(frames) if csi is None else csi
+    keys = frames.node_keys()
+    good_t = times[np.isfinite(times)]
+    if len(good_t) == 0:
+        return
+    t0, t1 = float(good_t.min()), float(good_t.max())
+    n_steps = max(int(np.ceil((t1 - t0) / every_s - 1e-9)), 1)
+    ticks = t0 + every_s * np.arange(1, n_steps + 1)
+    nodes: dict[str, tuple[NodeVitals, np.ndarray]] = {}
+    for key in sorted(set(keys.tolist())):
+        idx = np.flatnonzero(keys == key)
+        idx = idx[np.argsort(times[idx], kind="stable")]
+        nv = NodeVitals(config, baseline_for(key) if baseline_for else None)
+        nodes[key] = (nv, idx)
+    bounds = {k: np.searchsorted(times[idx], ticks, side="right") for k, (_, idx) in nodes.items()}
+    done = dict.fromkeys(nodes, 0)
+    for j, tick in enumerate(ticks):
+        for key, (nv, idx) in nodes.items():
+            hi = bounds[key][j]
+            if hi > done[key]:
+                sel = idx[done[key] : hi]
+                nv.push(times[sel], csi[sel])
+                done[key] = hi
+            yield key, nv.estimate(float(tick))

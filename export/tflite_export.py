@@ -1,0 +1,122 @@
+"""torch -> LiteRT (.tflite) through litert-torch: fp32, or full-int8 from a representative set.
+
+litert-torch needs no TensorFlow (``shared/spec/toolchain.md``). INT8 uses PT2E static
+quantization (symmetric per-channel weights, activation ranges observed on the representative
+windows); the converted model takes int8 inputs (scale/zero point in the input details), which
+:func:`litert_run` applies. LiteRT graphs have a fixed batch of 1: the runtime feeds one window
+per call, which is what a gateway does anyway.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from export._torch import ExportError, require
+from export.arch import Graph
+
+
+def _quiet() -> Any:
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return require("litert_torch")
+
+
+def convert_tflite(
+    module: Any,
+    graph: Graph,
+    sizes: dict[str, int],
+    path: str | Path,
+    representative: Iterable[dict[str, np.ndarray]] | None = None,
+) -> Path:
+    """Write ``module`` as a .tflite; with ``representative`` windows, full-int8 (PT2E static)."""
+    torch = require("torch")
+    litert_torch = _quiet()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sample = graph.sample(1, np.random.default_rng(0), sizes)
+    kwargs = {t.name: torch.from_numpy(sample[t.name]) for t in graph.inputs}
+    try:
+        if representative is None:
+            edge = litert_torch.convert(module.eval(), sample_kwargs=kwargs)
+        else:
+            from litert_torch.quantize import pt2e_quantizer as pq
+            from litert_torch.quantize import quant_config as qc
+            from torchao.quantization.pt2e import quantize_pt2e
+
+            prog = torch.export.export(module.eval(), (), kwargs).module()
+            quantizer = pq.PT2EQuantizer().set_global(
+                pq.get_symmetric_quantization_config(is_per_channel=True)
+            )
+            prepared = quantize_pt2e.prepare_pt2e(prog, quantizer)
+            seen = 0
+            with torch.no_grad():
+                for window in representative:
+                    prepared(**{k: torch.from_numpy(np.asarray(window[k])) for k in kwargs})
+                    seen += 1
+            if not seen:
+                raise ExportError("INT8 TFLite needs at least one representative window")
+            quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
+            edge = litert_torch.convert(
+                quantized, sample_kwargs=kwargs, quant_config=qc.QuantConfig(pt2e_quantizer=quantizer)
+            )
+        edge.export(str(path))
+    except ExportError:
+        raise
+    except Exception as exc:
+        raise ExportError(
+            f"litert-torch conversion of graph {graph.role!r} failed: {type(exc).__name__}: {exc}"
+        ) from exc
+    return path
+
+
+def litert_interpreter(path: str | Path, threads: int = 1) -> Any:
+    try:
+        from ai_edge_litert.interpreter import Interpreter
+    except ImportError:  # the frozen tflite-runtime only as a fallback (toolchain.md)
+        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
+    interp = Interpreter(model_path=str(path), num_threads=threads)
+    interp.allocate_tensors()
+    return interp
+
+
+class LiteRTRunner:
+    """Run a converted model by input name; quantizes int8 inputs and dequantizes outputs."""
+
+    def __init__(self, path: str | Path, threads: int = 1) -> None:
+        self.interp = litert_interpreter(path, threads)
+        self.runner = self.interp.get_signature_runner()
+        sig = self.interp.get_signature_list()
+        key = next(iter(sig))
+        self.input_names = list(sig[key]["inputs"])
+        self.output_keys = sorted(sig[key]["outputs"], key=lambda s: int(s.rsplit("_", 1)[-1]))
+        self.inputs = self.runner.get_input_details()
+        self.outputs = self.runner.get_output_details()
+
+    def _in(self, name: str, value: np.ndarray) -> np.ndarray:
+        d = self.inputs[name]
+        scale, zero = d["quantization"]
+        if d["dtype"] in (np.int8, np.uint8) and scale:
+            info = np.iinfo(d["dtype"])
+            q = np.round(value / scale) + zero
+            return np.clip(q, info.min, info.max).astype(d["dtype"])
+        return np.asarray(value).astype(d["dtype"])
+
+    def _out(self, key: str, value: np.ndarray) -> np.ndarray:
+        scale, zero = self.outputs[key]["quantization"]
+        if value.dtype in (np.int8, np.uint8) and scale:
+            return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
+        return value
+
+    def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
+        """One call per batch item (LiteRT graphs have batch 1); outputs stacked back."""
+        batch = len(next(iter(inputs.values())))
+        rows: list[list[np.ndarray]] = []
+        for i in range(batch):
+            res = self.runner(**{n: self._in(n, inputs[n][i : i + 1]) for n in self.input_names})
+            rows.append([self._out(k, res[k]) for k in self.output_keys])
+        return [np.concatenate(col, axis=0) for col in zip(*rows)]

@@ -1,0 +1,114 @@
+"""Minimal but valid ESP32-S3 firmware sets, for tests, benchmarks and trying the emulator.
+
+The images carry correct headers (magic 0xE9, chip id 9, segment table, checksum, SHA-256) and an
+app descriptor with a version string, so the real esptool, ``csi-edge flash`` and the emulated
+board all accept them. They contain no runnable code.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from pathlib import Path
+
+from firmware import espimage
+
+
+def bootloader(chip_id: int = espimage.ESP32S3_CHIP_ID) -> bytes:
+    rng = random.Random(1)
+    seg = bytes(rng.getrandbits(8) for _ in range(6000))
+    return espimage.build_image(
+        [(0x3FCE3800, seg), (0x403C9700, seg[:3000])], chip_id=chip_id, entry=0x403C98B4
+    )
+
+
+def app(
+    size: int = 1 << 20,
+    version: str = "0.6.5-test",
+    chip_id: int = espimage.ESP32S3_CHIP_ID,
+    seed: int = 2,
+) -> bytes:
+    """An app image of about ``size`` bytes (half random, half repetitive, like real code)."""
+    rng = random.Random(seed)
+    body_len = max(0, size - 512)
+    noise = rng.randbytes(body_len // 2) if hasattr(rng, "randbytes") else os.urandom(body_len // 2)
+    body = noise + bytes(range(256)) * ((body_len - len(noise)) // 256 + 1)
+    drom = espimage.build_app_desc(version) + body[: body_len // 2]
+    irom = body[body_len // 2 : body_len]
+    img = espimage.build_image([(0x3C000020, drom), (0x42000020, irom)], chip_id=chip_id)
+    return img
+
+
+def partition_table(flash_size: int = 8 << 20) -> bytes:
+    return espimage.build_partition_table(espimage.ruview_partitions(flash_size))
+
+
+def write_release(
+    folder: str | os.PathLike,
+    *,
+    app_size: int = 1 << 20,
+    version: str = "0.6.5-test",
+    chip_id: int = espimage.ESP32S3_CHIP_ID,
+    flash_size: int = 8 << 20,
+    otadata: bool = True,
+    layout: str = "release",
+) -> Path:
+    """Write a firmware set as ``release`` (plain folder of .bin files), ``idf`` (build dir with
+    flasher_args.json) or ``manifest`` (ESP Web Tools manifest.json). Returns the path to pass
+    to ``csi-edge flash --firmware``."""
+    root = Path(folder)
+    root.mkdir(parents=True, exist_ok=True)
+    files = {
+        0x0: (
+            "bootloader/bootloader.bin" if layout == "idf" else "bootloader.bin",
+            bootloader(chip_id),
+        ),
+        0x8000: (
+            "partition_table/partition-table.bin" if layout == "idf" else "partition-table.bin",
+            partition_table(flash_size),
+        ),
+        0x20000: ("esp32-csi-node.bin", app(app_size, version, chip_id)),
+    }
+    if otadata:
+        files[0xF000] = ("ota_data_initial.bin", espimage.build_otadata())
+    for name, data in files.values():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_bytes(data)
+    size_txt = f"{flash_size >> 20}MB"
+    if layout == "idf":
+        doc = {
+            "write_flash_args": [
+                "--flash_mode",
+                "dio",
+                "--flash_size",
+                size_txt,
+                "--flash_freq",
+                "80m",
+            ],
+            "flash_settings": {"flash_mode": "dio", "flash_size": size_txt, "flash_freq": "80m"},
+            "flash_files": {f"0x{o:x}": n for o, (n, _) in sorted(files.items())},
+            "extra_esptool_args": {
+                "after": "hard_reset",
+                "before": "default_reset",
+                "stub": True,
+                "chip": "esp32s3",
+            },
+        }
+        (root / "flasher_args.json").write_text(json.dumps(doc, indent=2))
+        return root
+    if layout == "manifest":
+        doc = {
+            "name": "RuView CSI node",
+            "version": version,
+            "new_install_prompt_erase": False,
+            "builds": [
+                {
+                    "chipFamily": "ESP32-S3",
+                    "parts": [{"path": n, "offset": o} for o, (n, _) in sorted(files.items())],
+                }
+            ],
+        }
+        (root / "manifest.json").write_text(json.dumps(doc, indent=2))
+        return root / "manifest.json"
+    return root

@@ -1,0 +1,211 @@
+#!/usr/bin/env python3
+"""Benchmark: decoding ADR-018 captures, csi-edge's vectorised decoder vs a naive decoder.
+
+Writes a pcap of N raw CSI frames (default 1,000,000; 16 nodes on 16 IPs; 64/128/192-pair
+frames mixed as in a real RuView capture, 81/18/1 %, or ``--mix uniform``) to a temp dir, then
+in the same run decodes it
+
+* with :func:`edge.codecs.pcap.iter_pcap` (memory-mapped file, numpy gathers -> FrameBatch);
+* with a naive baseline: per record ``struct.unpack`` of the pcap/IP/UDP/ADR-018 headers and the
+  CSI as a Python list, the way most hobby parsers do it;
+
+and the live-ingest path (a list of datagram ``bytes`` -> FrameBatch, in batches as a UDP
+receive loop hands them over) against the same naive per-datagram decoder.
+
+    python scripts/bench_decode.py                 # 1M frames
+    python scripts/bench_decode.py --json          # machine-readable
+    python scripts/bench_decode.py --frames 200000 --mix uniform
+
+Each figure is the best of ``--repeat`` runs (the machine is shared); ratios are against the
+baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import struct
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from edge.codecs.pcap import PcapWriter, iter_pcap  # noqa: E402
+from edge.codecs.ruview import RuViewDecoder, encode_raw_frame  # noqa: E402
+
+MIXES = {"real": [0.81, 0.18, 0.01], "uniform": [1 / 3, 1 / 3, 1 / 3]}
+
+
+def make_datagrams(n: int, mix: str, nodes: int, seed: int = 0) -> tuple[list[bytes], list[str]]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.choice([64, 128, 192], n, p=MIXES[mix])
+    pool = {
+        p: [rng.integers(-40, 40, 2 * p).astype(np.int8).tobytes() for _ in range(64)]
+        for p in (64, 128, 192)
+    }
+    node = np.arange(n) % nodes
+    seq = np.arange(n) // nodes
+    dgs = [
+        encode_raw_frame(1, s, pool[p][i & 63], freq_mhz=2437, rssi=-50 - k, noise=-92)
+        for i, (p, k, s) in enumerate(
+            zip(lengths.tolist(), node.tolist(), seq.tolist(), strict=True)
+        )
+    ]
+    return dgs, [f"192.168.1.{100 + k}" for k in node.tolist()]
+
+
+def write_capture(path: str, dgs: list[bytes], srcs: list[str]) -> None:
+    with PcapWriter(path) as w:
+        for i, (d, s) in enumerate(zip(dgs, srcs, strict=True)):
+            w.write(d, 1_700_000_000 + i * 1e-3, s, 40000)
+
+
+# --- the naive baseline -------------------------------------------------------------------------
+def naive_datagram(d: bytes, t: float, src: str):
+    """Per-frame struct.unpack + Python lists."""
+    if len(d) < 20:
+        return None
+    magic, node, n_ant, n_sub, freq, seq, rssi, noise, _ = struct.unpack("<IBBHIIbbH", d[:20])
+    if magic != 0xC5110001 or len(d) < 20 + 2 * n_ant * n_sub:
+        return None
+    csi = list(struct.unpack(f"<{2 * n_ant * n_sub}b", d[20 : 20 + 2 * n_ant * n_sub]))
+    return {
+        "t": t,
+        "src": src,
+        "node": node,
+        "seq": seq,
+        "rssi": rssi,
+        "noise": noise,
+        "freq": freq,
+        "csi": csi,
+    }
+
+
+def naive_pcap(path: str) -> int:
+    frames = []
+    with open(path, "rb") as f:
+        data = f.read()
+    p = 24
+    n = len(data)
+    while p + 16 <= n:
+        sec, usec, incl, _orig = struct.unpack("<IIII", data[p : p + 16])
+        pkt = data[p + 16 : p + 16 + incl]
+        p += 16 + incl
+        ver_ihl, _tos, _tot, _id, _frag, _ttl, proto, _ck, src, _dst = struct.unpack(
+            "!BBHHHBBH4s4s", pkt[:20]
+        )
+        if proto != 17:
+            continue
+        ihl = (ver_ihl & 15) * 4
+        _sp, _dp, ulen, _uck = struct.unpack("!HHHH", pkt[ihl : ihl + 8])
+        fr = naive_datagram(pkt[ihl + 8 : ihl + ulen], sec + usec * 1e-6, ".".join(map(str, src)))
+        if fr is not None:
+            frames.append(fr)
+    return len(frames)
+
+
+# --- timing -------------------------------------------------------------------------------------
+def best(fn, repeat: int) -> tuple[float, object]:
+    times, out = [], None
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return min(times), out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--frames", type=int, default=1_000_000)
+    ap.add_argument("--nodes", type=int, default=16)
+    ap.add_argument("--mix", choices=sorted(MIXES), default="real")
+    ap.add_argument(
+        "--batch", type=int, default=64, help="datagrams per decode call on the live path"
+    )
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--json", action="store_true")
+    args = ap.parse_args()
+
+    def log(msg: str) -> None:
+        if not args.json:
+            print(msg, file=sys.stderr, flush=True)
+
+    dgs, srcs = make_datagrams(args.frames, args.mix, args.nodes)
+    out: dict = {
+        "frames": args.frames,
+        "nodes": args.nodes,
+        "mix": args.mix,
+        "batch": args.batch,
+        "repeat": args.repeat,
+    }
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "bench.pcap")
+        t0 = time.perf_counter()
+        write_capture(path, dgs, srcs)
+        out["capture_bytes"] = os.path.getsize(path)
+        log(
+            f"wrote {args.frames:,} frames ({out['capture_bytes'] / 1e6:.0f} MB) in {time.perf_counter() - t0:.1f} s"
+        )
+
+        def ours():
+            return sum(len(r.frames) for r in iter_pcap(path))
+
+        t_ours, n_ours = best(ours, args.repeat)
+        log(f"csi-edge pcap decode: {args.frames / t_ours:,.0f} frames/s")
+        t_naive, n_naive = best(lambda: naive_pcap(path), max(1, args.repeat - 1))
+        log(f"naive pcap decode:    {args.frames / t_naive:,.0f} frames/s")
+        assert n_ours == n_naive == args.frames, (n_ours, n_naive)
+    out["pcap"] = {
+        "csi_edge_fps": round(args.frames / t_ours),
+        "naive_fps": round(args.frames / t_naive),
+        "ratio": round(t_naive / t_ours, 1),
+        "csi_edge_s": round(t_ours, 3),
+        "naive_s": round(t_naive, 3),
+    }
+
+    # live path: list of datagrams -> FrameBatch, in receive-loop batches
+    m = min(args.frames, 200_000)
+    sub, sub_src = dgs[:m], srcs[:m]
+    dec = RuViewDecoder()
+
+    def ours_dgram():
+        k = 0
+        for i in range(0, m, args.batch):
+            k += len(dec.decode(sub[i : i + args.batch], 1.0, sub_src[i : i + args.batch]).frames)
+        return k
+
+    def naive_dgram():
+        return sum(naive_datagram(d, 1.0, s) is not None for d, s in zip(sub, sub_src, strict=True))
+
+    t_od, _ = best(ours_dgram, args.repeat)
+    t_nd, _ = best(naive_dgram, max(1, args.repeat - 1))
+    out["datagrams"] = {
+        "frames": m,
+        "csi_edge_fps": round(m / t_od),
+        "naive_fps": round(m / t_nd),
+        "ratio": round(t_nd / t_od, 1),
+    }
+    log(
+        f"datagram path (batch {args.batch}): csi-edge {m / t_od:,.0f} frames/s, naive {m / t_nd:,.0f} frames/s"
+    )
+    if args.json:
+        print(json.dumps(out))
+    else:
+        p, d = out["pcap"], out["datagrams"]
+        print(
+            f"pcap decode      : csi-edge {p['csi_edge_fps']:>10,} frames/s   naive {p['naive_fps']:>9,} frames/s   x{p['ratio']}"
+        )
+        print(
+            f"datagram decode  : csi-edge {d['csi_edge_fps']:>10,} frames/s   naive {d['naive_fps']:>9,} frames/s   x{d['ratio']}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""csi-edge calibrate: per-node baselines, resumable, refused when the room is not still."""
+
+import json
+
+from click.testing import CliRunner
+
+from calibration.baseline import Baseline, load_baseline
+from edge.cli import cli
+from edge.sim import preset, simulate, write_capture
+
+
+def test_calibrate_accumulates_and_refuses(tmp_path, monkeypatch):
+    monkeypatch.setenv("CSI_EDGE_CALIBRATION_DIR", str(tmp_path / "cal"))
+    empty, _ = write_capture(simulate(preset("empty", 35), seed=1), tmp_path / "empty.pcap")
+    person, _ = write_capture(simulate(preset("still", 35), seed=1), tmp_path / "person.pcap")
+    run = CliRunner()
+    out = run.invoke(cli, ["calibrate", str(person)])
+    assert out.exit_code != 0 and "not still" in out.output
+    assert not (tmp_path / "cal").exists() or not list((tmp_path / "cal").iterdir())
+    r1 = json.loads(run.invoke(cli, ["calibrate", str(empty), "--json"]).output.splitlines()[0])
+    assert r1["accepted"] and not r1["complete"]
+    r2 = json.loads(run.invoke(cli, ["calibrate", str(empty), "--json"]).output.splitlines()[0])
+    assert r2["complete"]
+    b = load_baseline("10.0.0.11#1")
+    assert b.runs == 2 and b.still_s >= 60 and b.motion_level and b.profile is not None
+    assert Baseline.default().motion_level is None
+
+
+def test_calibrated_baseline_used_and_corrupt_file_named(tmp_path):
+    cal = tmp_path / "c"
+    cal.mkdir()
+    (cal / "10_0_0_11_1.json").write_text("{not json")
+    cap, _ = write_capture(simulate(preset("still", 5), seed=2), tmp_path / "s.pcap")
+    out = CliRunner().invoke(cli, ["calibrate", str(cap), "--dir", str(cal)])
+    assert out.exit_code != 0 and "10_0_0_11_1.json" in out.output
+    out = CliRunner().invoke(cli, ["vitals", str(cap), "--dir", str(cal), "--json"])
+    assert out.exit_code == 0
+    out = CliRunner().invoke(cli, ["calibrate"])
+    assert out.exit_code != 0 and "--udp" in out.output

@@ -1,0 +1,272 @@
+"""csi-edge flash / provision against the emulated board: end to end, and every bad input."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from edge.cli import cli
+from firmware import espimage, nodecfg, nvs, testkit
+from firmware.emulator import Board, NodeOptions
+
+WIFI = {"HomeNet": "s3cretpass1"}
+SECRET = "s3cretpass1"
+
+
+def free_udp_port() -> int:
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def install(board: Board, version: str = "0.6.5-test") -> None:
+    """Put a valid firmware set straight into the emulated flash (fast path for NVS tests)."""
+    for off, data in ((0, testkit.bootloader()), (0x8000, testkit.partition_table()),
+                      (0xF000, espimage.build_otadata()), (0x20000, testkit.app(64 << 10, version))):
+        board.flash.write(off, data)
+
+
+@pytest.fixture
+def board(tmp_path):
+    with Board(flash_file=tmp_path / "flash.bin", node=NodeOptions(wifi=dict(WIFI), rate_hz=50)) as b:
+        yield b
+
+
+def conn(board: Board) -> list[str]:
+    return ["--port", board.port, "--before", "no-reset", "--after", "no-reset",
+            "--connect-attempts", "1", "--baud", "921600"]
+
+
+def run(*args: str):
+    return CliRunner().invoke(cli, list(args))
+
+
+def provision_json(board: Board, *args: str) -> dict:
+    r = run("provision", *conn(board), "--json", *args)
+    assert r.exit_code == 0, r.output
+    return json.loads(r.stdout)
+
+
+def receive_frames(port: int, seconds: float = 1.0):
+    """The gateway's UDP ingest (edge.sources.udp) on 127.0.0.1:port for a while."""
+    from edge.frames import FrameBatch
+    from edge.sources.udp import UdpSource
+
+    batches = []
+
+    async def go():
+        src = UdpSource("127.0.0.1", port)
+        await src.start(lambda res: batches.append(res.frames))
+        await asyncio.sleep(seconds)
+        src.close()
+        src._shutdown()
+
+    asyncio.run(go())
+    return FrameBatch.concat(batches) if batches else None
+
+
+@pytest.mark.slow
+def test_end_to_end_flash_provision_wait_and_gateway_ingest(board, tmp_path):
+    src = testkit.write_release(tmp_path / "fw", app_size=1 << 20, version="0.6.5-e2e")
+    base = [sys.executable, "-m", "edge"]
+    r = subprocess.run(base + ["flash", *conn(board), "--firmware", str(src)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "flashed and verified ESP32-S3 f4:12:fa:00:00:01 (8MB) with app 0.6.5-e2e" in r.stdout
+    port = free_udp_port()
+    r = subprocess.run(base + ["provision", *conn(board), "--ssid", "HomeNet", "--password", SECRET,
+                               "--target-ip", "127.0.0.1", "--target-port", str(port),
+                               "--node-id", "7", "--zone", "hall", "--wait"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1].startswith("streaming: node 7 → 127.0.0.1:")
+    assert "Node ID: 7" in r.stderr and "CSI streaming active" in r.stderr
+    assert SECRET not in r.stdout + r.stderr
+    frames = receive_frames(port)
+    assert frames is not None and len(frames) > 10
+    assert set(frames.meta["node_id"].tolist()) == {7}
+    # the same board, driven by the esptool command line itself: a new app, verify, read NVS back
+    app2 = tmp_path / "app2.bin"
+    app2.write_bytes(testkit.app(256 << 10, "0.6.6-esptool"))
+    et = [sys.executable, "-m", "esptool", "--port", board.port, "--before", "no-reset",
+          "--after", "no-reset", "--connect-attempts", "1"]
+    for args in (["chip-id"], ["write-flash", "0x20000", str(app2)], ["verify-flash", "0x20000", str(app2)],
+                 ["read-flash", "0x9000", "0x6000", str(tmp_path / "nvs.bin")]):
+        r = subprocess.run(et + args, capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, r.stdout + r.stderr
+    cfg, _ = nodecfg.from_nvs(nvs.read_image((tmp_path / "nvs.bin").read_bytes()).namespaces)
+    assert (cfg["ssid"], cfg["node_id"], cfg["zone_name"], cfg["target_port"]) == ("HomeNet", 7, "hall", port)
+    shown = provision_json(board, "--show")
+    assert shown["firmware_version"] == "0.6.6-esptool" and shown["config"]["password"] == nodecfg.MASK
+
+
+def test_provision_keeps_keys_not_mentioned(board):
+    install(board)
+    board_ns = {"csi_cfg": {"dwell_ms": nvs.NvsValue("u32", 120), "ssid": nvs.NvsValue("string", "Old")},
+                "nvs.net80211": {"sta.chan": nvs.NvsValue("u8", 11)}}
+    board.flash.write(0x9000, nvs.build_image(board_ns))
+    out = provision_json(board, "--ssid", "HomeNet", "--password", SECRET, "--target-ip", "127.0.0.1",
+                         "--filter-mac", "aa:bb:cc:dd:ee:ff", "--ota-psk", "tok-123")
+    assert out["written"] and out["verified"] and out["config"]["password"] == nodecfg.MASK
+    assert set(out["changed"]) == {"ssid", "password", "target_ip", "filter_mac", "ota_psk"}
+    out = provision_json(board, "--node-id", "9")
+    assert out["changed"] == ["node_id"]
+    ns = nvs.read_image(board.flash.read(0x9000, 0x6000)).namespaces
+    assert ns["csi_cfg"]["dwell_ms"] == nvs.NvsValue("u32", 120)  # kept from before
+    assert ns["csi_cfg"]["ssid"].value == "HomeNet" and ns["csi_cfg"]["node_id"] == nvs.NvsValue("u8", 9)
+    assert ns["security"]["ota_psk"] == nvs.NvsValue("string", "tok-123")
+    assert ns["nvs.net80211"] == {"sta.chan": nvs.NvsValue("u8", 11)}  # other namespaces survive
+    again = provision_json(board, "--node-id", "9")
+    assert not again["written"]  # identical image: nothing written
+
+
+def test_show_masks_secrets_unless_revealed(board):
+    install(board)
+    provision_json(board, "--ssid", "HomeNet", "--password", SECRET, "--target-ip", "127.0.0.1")
+    r = run("provision", *conn(board), "--show")
+    assert r.exit_code == 0 and "HomeNet" in r.stdout and SECRET not in r.stdout
+    assert nodecfg.MASK in r.stdout and "0.6.5-test" in r.stdout
+    shown = provision_json(board, "--show", "--reveal")
+    assert shown["config"]["password"] == SECRET
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--ssid", "x" * 33], "--ssid (csi_cfg/ssid): must be at most 32 bytes"),
+        (["--ssid", "HomeNet", "--password", "short"], "--password (csi_cfg/password): WPA2 needs 8–63"),
+        (["--target-ip", "gateway.lan"], "--target-ip (csi_cfg/target_ip): must be a dotted IPv4"),
+        (["--node-id", "300"], "--node-id (csi_cfg/node_id): must be 0–255"),
+        (["--node-id", "three"], "--node-id: cannot parse 'three'"),
+        (["--filter-mac", "aa:bb"], "--filter-mac: cannot parse"),
+    ],
+)
+def test_invalid_values_are_refused_before_touching_the_board(board, args, message):
+    install(board)
+    before = hashlib.md5(board.flash.read(0, 0x30000)).hexdigest()
+    r = run("provision", *conn(board), "--target-ip", "127.0.0.1", *args) if "--target-ip" not in args \
+        else run("provision", *conn(board), *args)
+    assert r.exit_code != 0 and message in r.output, r.output
+    assert "Traceback" not in r.output
+    assert board.loader.stats["commands"] == 0  # never even connected
+    assert hashlib.md5(board.flash.read(0, 0x30000)).hexdigest() == before
+
+
+def test_unreadable_nvs_leaves_the_board_unchanged(board):
+    install(board)
+    garbage = bytes(range(256)) * 96
+    board.flash.write(0x9000, garbage)
+    before = hashlib.md5(board.flash.read(0, board.flash.size)).hexdigest()
+    r = run("provision", *conn(board), "--ssid", "HomeNet", "--target-ip", "127.0.0.1")
+    assert r.exit_code != 0
+    assert "NVS partition at 0x9000" in r.output and "unreadable" in r.output
+    assert "board left unchanged" in r.output and "--force-defaults" in r.output
+    assert hashlib.md5(board.flash.read(0, board.flash.size)).hexdigest() == before
+    out = provision_json(board, "--ssid", "HomeNet", "--target-ip", "127.0.0.1", "--force-defaults")
+    assert out["written"] and any("--force-defaults" in n for n in out["notes"])
+    assert nvs.read_image(board.flash.read(0x9000, 0x6000)).namespaces["csi_cfg"]["ssid"].value == "HomeNet"
+
+
+def test_wrong_chip_is_refused(tmp_path):
+    src = testkit.write_release(tmp_path / "fw", app_size=32 << 10)
+    with Board(chip="esp32c3") as c3:
+        r = run("flash", *conn(c3), "--firmware", str(src))
+        assert r.exit_code != 0
+        assert "wrong chip: found ESP32-C3, this firmware is for ESP32-S3" in r.output
+        assert c3.flash.read(0, 16) == b"\xff" * 16
+        r = run("provision", *conn(c3), "--ssid", "HomeNet", "--target-ip", "127.0.0.1")
+        assert "wrong chip: found ESP32-C3" in r.output
+
+
+def test_flash_an_app_alone_uses_the_boards_partition_table(board, tmp_path):
+    install(board, "0.1-old")
+    board.flash.erase(0xF000, 0x2000)
+    board.flash.write(0xF000, espimage.build_otadata(2))  # the board last booted ota_1
+    (tmp_path / "app.bin").write_bytes(testkit.app(64 << 10, "0.2-new"))
+    r = run("flash", *conn(board), "--firmware", str(tmp_path / "app.bin"), "--json")
+    assert r.exit_code == 0, r.output
+    assert espimage.ota_boot_slot(board.flash.read(0xF000, 0x2000), 2) == 0  # otadata reset
+    info = espimage.parse_image(board.flash.read(0x20000, 0x20000))
+    assert info.app.version == "0.2-new"
+
+
+@pytest.mark.parametrize("case", ["wrong-password", "firewall"])
+def test_wait_explains_why_not_streaming(tmp_path, case):
+    opts = NodeOptions(wifi=dict(WIFI), drop_udp=case == "firewall", rate_hz=50)
+    with Board(node=opts) as b:
+        install(b)
+        pw = "wrongpass99" if case == "wrong-password" else SECRET
+        r = run("provision", *conn(b), "--ssid", "HomeNet", "--password", pw, "--target-ip",
+                "127.0.0.1", "--target-port", str(free_udp_port()), "--wait", "--frame-timeout", "1")
+        assert r.exit_code == 1
+        last = r.stdout.strip().splitlines()[-1]
+        if case == "wrong-password":
+            assert last == "not streaming: Wi-Fi failed after 10 retries: check --ssid/--password"
+        else:
+            assert "nothing arrived in 1 s: check the firewall and target IP" in last
+
+
+def test_unprovisioned_node_boots_on_defaults(board):
+    install(board)
+    board.reset("run")
+    import time
+
+    for _ in range(50):
+        if board.status()["node_state"] in ("streaming", "wifi-failed"):
+            break
+        time.sleep(0.05)
+    # compiled default SSID wifi-densepose is not a known network here
+    assert board.status()["node_state"] == "wifi-failed" and board.status()["node_id"] == 1
+
+
+def _inventory(tmp_path, boards: list[Board], ids: list[int]) -> str:
+    lines = ['[defaults]', 'ssid = "HomeNet"', 'target_ip = "127.0.0.1"', ""]
+    for i, (b, nid) in enumerate(zip(boards, ids, strict=True)):
+        mac = "f4:12:fa:00:00:%02x" % (i + 1)
+        lines += ["[[boards]]", f'port = "{b.port}"', f'mac = "{mac}"', f"node_id = {nid}",
+                  f'zone = "room{i}"', ""]
+    path = tmp_path / "fleet.toml"
+    path.write_text("\n".join(lines))
+    return str(path)
+
+
+def test_fleet_refuses_duplicate_node_ids_before_touching_any_board(tmp_path):
+    with Board() as a, Board(mac=bytes.fromhex("f412fa000002")) as b:
+        inv = _inventory(tmp_path, [a, b], [4, 4])
+        r = run("provision", "--inventory", inv, "--password", SECRET, "--before", "no-reset",
+                "--connect-attempts", "1")
+        assert r.exit_code != 0 and "duplicate node_id 4" in r.output and "no board was touched" in r.output
+        assert a.loader.stats["commands"] == 0 and b.loader.stats["commands"] == 0
+
+
+def test_fleet_provisions_each_board_and_records_results_without_secrets(tmp_path, caplog):
+    caplog.set_level(logging.DEBUG)
+    with Board() as a, Board(mac=bytes.fromhex("f412fa000002")) as b, Board(mac=bytes.fromhex("f412fa0000ff")) as c:
+        for x in (a, b, c):
+            install(x, "0.6.5-fleet")
+        inv = _inventory(tmp_path, [a, b, c], [1, 2, 3])  # c's MAC does not match the inventory
+        r = run("provision", "--inventory", inv, "--password", SECRET, "--before", "no-reset",
+                "--after", "no-reset", "--connect-attempts", "1", "--baud", "921600")
+        assert r.exit_code == 1, r.output
+        results_path = tmp_path / "fleet.results.json"
+        text = results_path.read_text()
+        rows = json.loads(text)["boards"]
+        assert [(x["mac"], x["node_id"], x["zone"], x["firmware_version"], x["status"]) for x in rows[:2]] == [
+            ("f4:12:fa:00:00:01", 1, "room0", "0.6.5-fleet", "ok"),
+            ("f4:12:fa:00:00:02", 2, "room1", "0.6.5-fleet", "ok"),
+        ]
+        assert rows[2]["status"].startswith("error:") and "f4:12:fa:00:00:ff" in rows[2]["status"]
+        assert nvs.read_image(c.flash.read(0x9000, 0x6000)).blank  # left unchanged
+        for x, nid in ((a, 1), (b, 2)):
+            ns = nvs.read_image(x.flash.read(0x9000, 0x6000)).namespaces["csi_cfg"]
+            assert ns["node_id"].value == nid and ns["password"].value == SECRET
+    assert SECRET not in text and SECRET not in r.output and SECRET not in caplog.text

@@ -1,0 +1,65 @@
+"""The CSI simulator: frames like an ESP32's, timing, truth, captures, csi_fn adapter."""
+
+import json
+
+import numpy as np
+from click.testing import CliRunner
+
+from edge.sim import NodeContent, load_truth, preset, simulate, write_capture
+from edge.sim.scenario import Scenario
+
+
+def test_layouts_guard_bins_and_meta():
+    for layout in (64, 128, 192):
+        r = simulate(preset("still", 5, layout=layout, rate_hz=20), seed=1)
+        assert set(r.frames.meta["n_pairs"].tolist()) == {layout}
+        raw = r.frames.raw(0).reshape(-1, 2)
+        assert np.all(raw[[0, *range(27, 38)]] == 0)  # DC and guard bins of the LLTF section
+        assert np.any(raw[1:27] != 0)
+    r = simulate(preset("still", 10, layout="mixed"), seed=2)
+    assert set(r.frames.meta["n_pairs"].tolist()) == {64, 128, 192}
+
+
+def test_timing_loss_reboot_and_truth():
+    sc = preset("motion", 60, rate_hz=50, loss=0.05, reboot_at_s=30.0, jitter=0.3, burst_every_s=10)
+    r = simulate(sc, seed=3)
+    m = r.frames.meta
+    assert np.all(np.diff(m["t_rx"]) >= 0)
+    assert 0.8 * 50 * 57 < len(m) < 50 * 60
+    seq = m["seq"]
+    assert np.any(np.diff(seq) < -100)  # the reboot restarts the sequence
+    tr = r.truth
+    assert tr.keypoints.shape == (len(tr.t), 34)
+    assert tr.motion.any() and (~tr.motion).any() and tr.presence.all()
+    assert np.all((tr.keypoints >= 0) & (tr.keypoints <= 1))
+    e = simulate(preset("empty", 10), seed=0).truth
+    assert not e.presence.any() and np.isnan(e.breathing_bpm).all() and not e.keypoints.any()
+
+
+def test_capture_roundtrip_and_cli(tmp_path):
+    from edge.codecs.pcap import read_pcap
+
+    r = simulate(preset("enter", 20, n_nodes=2, layout="mixed"), seed=4)
+    cap, truth = write_capture(r, tmp_path / "a.pcap")
+    d = read_pcap(cap)
+    assert np.array_equal(d.frames.iq, r.frames.iq)
+    assert sorted(set(d.frames.node_keys())) == r.node_keys
+    tr, sc = load_truth(cap)
+    assert np.array_equal(tr.presence, r.truth.presence) and sc.n_nodes == 2
+    from edge.cli import cli
+
+    out = CliRunner().invoke(cli, ["simulate", "-o", str(tmp_path / "b.pcap"), "--scenario", "still", "--duration", "5", "--json"])
+    assert out.exit_code == 0, out.output
+    assert json.loads(out.output)["frames"] > 50 and (tmp_path / "b.pcap.truth.npz").exists()
+    bad = CliRunner().invoke(cli, ["simulate", "-o", str(tmp_path / "c.pcap"), "--loss", "1.5"])
+    assert bad.exit_code != 0 and "--loss" in bad.output
+
+
+def test_node_content_adapter():
+    fn = NodeContent(preset("still", 100), node_index=0, seed=5)
+    a = fn(1000.0, 7)
+    assert a.dtype == np.int8 and a.shape == (128,)
+    assert np.array_equal(fn(1000.0, 7), a)
+    assert not np.array_equal(fn(1000.5, 8), a)
+    fn3 = NodeContent(Scenario(layout=192), node_index=3, seed=5)
+    assert fn3(0.0, 0).shape == (384,)

@@ -1,0 +1,132 @@
+"""The exported graphs (csi-edge's own export path, H5) equal the numpy temporal head.
+
+One random-weight ``csi-edge-pose`` checkpoint is exported once (ONNX encoder/temporal_step/
+full + weights.npz + LiteRT fp32); then the ONNX and LiteRT ``temporal_step`` graphs, fed
+their own caches back, must equal the numpy ring buffer at every step, and the runtime's
+``head="graph"`` path must equal its numpy path. The shipped bundles (``edge/models``) get the
+onnxruntime-vs-LiteRT check too when they exist.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edge.inference.bundle import bundled_models, load_bundle
+from edge.inference.runtime import PoseRuntime
+from edge.temporal import Encoder, StreamingHead, TemporalConfig, load_weights
+
+pytestmark = [pytest.mark.torch, pytest.mark.slow]
+W = 8
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory) -> Path:
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("litert_torch")
+    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
+    from export.arch import get_arch
+    from export.bundle import export_bundle, load_model
+
+    tmp = tmp_path_factory.mktemp("export")
+    torch.manual_seed(0)
+    module = get_arch("csi-edge-pose").build({"window": W, "heads_q": 4, "heads_kv": 2})
+    torch.save(module.state_dict(), tmp / "ckpt.pt")
+    loaded = load_model(tmp / "ckpt.pt", "csi-edge-pose", config={"window": W, "heads_kv": 2})
+    export_bundle(loaded, tmp / "bundle", tflite=True)
+    return tmp / "bundle"
+
+
+def _run_step_graph(model, emb: np.ndarray, cfg: TemporalConfig):
+    b, steps, _ = emb.shape
+    k = np.zeros((b, cfg.heads_kv, cfg.window, cfg.head_dim), np.float32)
+    v = np.zeros_like(k)
+    n = np.zeros(b, np.int64)
+    for t in range(steps):
+        out = model.run({"embedding": emb[:, t], "k_cache": k, "v_cache": v, "count": n})
+        k, v, n = out["k_cache_out"], out["v_cache_out"], n + 1
+        yield out["keypoints"], out["confidence"], k
+
+
+@pytest.mark.parametrize("variant", ["fp32", "fp32-tflite"])
+def test_step_graph_equals_numpy_every_step(exported: Path, variant: str) -> None:
+    b = load_bundle(exported, variant=variant)
+    cfg = TemporalConfig.from_dict(b.manifest.temporal)
+    assert (cfg.heads_q, cfg.heads_kv, cfg.window) == (4, 2, W)  # GQA, 2 query heads per kv
+    head = StreamingHead(load_weights(load_bundle(exported).weights_path), cfg, capacity=2)
+    emb = np.random.default_rng(0).standard_normal((2, 4 * W + 3, 64)).astype(np.float32)
+    for t, (kp, conf, k) in enumerate(_run_step_graph(b.models["temporal_step"], emb, cfg)):
+        kp_np, conf_np = head.step(emb[:, t], slice(0, 2))
+        assert np.abs(kp - kp_np).max() <= 1e-5, (variant, t)
+        assert np.abs(conf - conf_np).max() <= 1e-5, (variant, t)
+        assert np.abs(k - head.k_cache).max() <= 1e-5  # same slot, same key, written once
+
+
+def test_full_graph_equals_numpy_reference(exported: Path) -> None:
+    b = load_bundle(exported, roles=("full", "weights"))
+    w = load_weights(b.weights_path)
+    cfg = TemporalConfig.from_dict(b.manifest.temporal)
+    x = np.random.default_rng(1).standard_normal((2, 3 * W, 104)).astype(np.float32)
+    out = b.models["full"].run({"features": x})
+    kp, conf = StreamingHead(w, cfg).full_forward(Encoder(w)(x))
+    assert np.abs(out["keypoints"] - kp).max() <= 1e-5
+    assert np.abs(out["confidence"] - conf).max() <= 1e-5
+
+
+def test_runtime_graph_head_equals_numpy_head(exported: Path) -> None:
+    b = load_bundle(exported)
+    rng = np.random.default_rng(2)
+    numpy_rt, graph_rt = PoseRuntime(b, head="numpy"), PoseRuntime(b, head="graph")
+    for i in range(3 * W):
+        frames = {
+            n: (np.array([i / 20.0]), (rng.standard_normal((1, 64)) * 9 + 3j).astype(np.complex64))
+            for n in ("a", "b")
+        }
+        for x, y in zip(numpy_rt.push(frames), graph_rt.push(frames), strict=True):
+            assert (x.node, x.t) == (y.node, y.t)
+            assert np.abs(x.keypoints - y.keypoints).max() <= 1e-5
+
+
+def test_onnxruntime_and_litert_same_outputs(exported: Path) -> None:
+    onnx_b = load_bundle(exported, variant="fp32")
+    lite_b = load_bundle(exported, variant="fp32-tflite")
+    x = np.random.default_rng(3).standard_normal((3, 104)).astype(np.float32)
+    a = onnx_b.models["encoder"].run({"features": x})["embedding"]
+    b = lite_b.models["encoder"].run({"features": x})["embedding"]
+    assert np.abs(a - b).max() <= 1e-4
+
+
+@pytest.mark.parametrize("folder", bundled_models(), ids=lambda p: p.name)
+def test_bundled_models_onnxruntime_vs_litert(folder: Path) -> None:
+    """Every shipped ONNX variant vs every shipped LiteRT variant, same inputs, within the
+    quantization tolerance the manifest's parity figures allow (INT8: 0.05 normalized)."""
+    from edge.inference.manifest import load_manifest
+
+    m = load_manifest(folder)
+    onnx_vs = [v for v in m.variants.values() if v.backend == "onnxruntime"]
+    lite_vs = [v for v in m.variants.values() if v.backend == "litert"]
+    if not onnx_vs or not lite_vs:
+        pytest.skip(f"{folder.name} ships no ONNX/LiteRT pair")
+    ref = load_bundle(folder, variant=onnx_vs[0].name)
+    rng = np.random.default_rng(4)
+    for lv in lite_vs:
+        lite = load_bundle(folder, variant=lv.name)
+        tol = 1e-4 if lv.precision == "fp32" and onnx_vs[0].precision == "fp32" else 0.05
+        for role, model in lite.models.items():
+            if role not in ref.models:
+                continue
+            feeds = {}
+            for name, (shape, dtype) in ref.models[role].inputs.items():
+                dims = [1 if d is None else d for d in shape]
+                if np.issubdtype(dtype, np.integer):
+                    feeds[name] = rng.integers(0, 50, dims).astype(dtype)
+                else:
+                    feeds[name] = rng.standard_normal(dims).astype(np.float32)
+            a, b = ref.models[role].run(feeds), model.run(feeds)
+            for out_name in a:
+                if out_name in b:
+                    diff = np.abs(a[out_name] - b[out_name]).mean()
+                    assert diff <= tol, (folder.name, lv.name, role, out_name, diff)

@@ -1,0 +1,62 @@
+"""Vitals against simulator ground truth: accuracy, rate independence, gating, latency."""
+
+import numpy as np
+
+from edge.sim import preset, simulate
+from edge.vitals import run_frames
+
+
+def _run(sc, seed=1):
+    r = simulate(sc, seed)
+    est = [e for _, e in run_frames(r.frames)]
+    t = np.array([e.t for e in est])
+    truth = r.truth.at(t)
+    br = np.array([np.nan if e.breathing_bpm is None else e.breathing_bpm for e in est])
+    hr = np.array([np.nan if e.heart_bpm is None else e.heart_bpm for e in est])
+    return r, est, t - r.truth.t[0], truth, br, hr
+
+
+def test_rate_independence_10_vs_50_hz():
+    meds = []
+    for rate in (10, 50):
+        _, _, t, truth, br, _ = _run(preset("still", 60, rate_hz=rate, loss=0.05, breathing_bpm=12), seed=2)
+        late = t > 40
+        assert np.isfinite(br[late]).all()
+        meds.append(np.median(br[late]))
+    assert abs(meds[0] - meds[1]) < 1.0
+    assert abs(meds[0] - 12) < 1.0
+
+
+def test_breathing_accuracy_still_person():
+    _, _, t, truth, br, _ = _run(preset("still", 60, rate_hz=20, breathing_bpm=22, loss=0.05), seed=3)
+    ok = np.isfinite(br)
+    assert ok[t > 20].all()
+    assert np.median(np.abs(br[ok] - truth["breathing_bpm"][ok])) <= 0.5
+
+
+def test_heart_rate_at_high_snr():
+    _, _, t, truth, _, hr = _run(
+        preset("still", 45, rate_hz=100, snr_db=60, body_gain=1.0, heart_bpm=80), seed=2
+    )
+    ok = np.isfinite(hr)
+    assert ok.sum() >= 10
+    assert np.median(np.abs(hr[ok] - truth["heart_bpm"][ok])) <= 3.0
+
+
+def test_motion_gating_and_empty_room():
+    _, est, t, truth, br, hr = _run(preset("motion", 90, rate_hz=20), seed=4)
+    moving = truth["motion"]
+    assert moving.any()
+    reported = np.isfinite(br) | np.isfinite(hr)
+    assert reported[moving].mean() <= 0.1
+    _, est, _, _, br, hr = _run(preset("empty", 60, rate_hz=20), seed=5)
+    assert not np.isfinite(br).any() and not np.isfinite(hr).any()
+    assert not any(e.presence for e in est)
+
+
+def test_first_estimate_within_15_s_of_still_person():
+    sc = preset("enter", 60, rate_hz=20)
+    _, est, t, truth, br, _ = _run(sc, seed=6)
+    sit_start = sum(d for _, d in sc.segments[:2])
+    first = t[np.isfinite(br)][0]
+    assert sit_start < first <= sit_start + 15
