@@ -71,7 +71,9 @@ class Gateway:
             from calibration.baseline import load_baseline
             from edge.vitals.node import NodeVitals
 
-            est = self.vitals[key] = NodeVitals(baseline=load_baseline(key, self.config.calibration_dir))
+            est = self.vitals[key] = NodeVitals(
+                baseline=load_baseline(key, self.config.calibration_dir)
+            )
         return est
 
     def on_result(self, result: DecodeResult) -> None:
@@ -80,13 +82,19 @@ class Gateway:
         if len(frames):
             usable = frames.meta["n_pairs"] >= 64  # every layout starts with a 64-bin LLTF
             if not usable.all():
-                self.skipped.skip("no-lltf", f"{int((~usable).sum())} frame(s) with < 64 pairs", int((~usable).sum()))
+                self.skipped.skip(
+                    "no-lltf",
+                    f"{int((~usable).sum())} frame(s) with < 64 pairs",
+                    int((~usable).sum()),
+                )
                 frames = frames[usable]
         if len(frames):
             csi = lltf_canonical(frames, self.config.ingest.iq_order)
             t = frames.meta["t_rx"]
             # one key per (source, node id) pair, found with numpy rather than per frame
-            pair = frames.meta["src"].astype(np.int64) << 16 | (frames.meta["node_id"].astype(np.int64) & 0xFFFF)
+            pair = frames.meta["src"].astype(np.int64) << 16 | (
+                frames.meta["node_id"].astype(np.int64) & 0xFFFF
+            )
             uniq, inverse = np.unique(pair, return_inverse=True)
             pose_in: dict[str, tuple[np.ndarray, np.ndarray]] = {}
             for j, p in enumerate(uniq.tolist()):

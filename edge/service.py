@@ -51,14 +51,18 @@ def build_sinks(cfg: GatewayConfig) -> list[Sink]:
         try:
             sink = HttpSink(host, port)
         except OSError as e:
-            raise ConfigError(f"sinks.http {cfg.sinks.http}: cannot listen: {e.strerror or e}") from None
+            raise ConfigError(
+                f"sinks.http {cfg.sinks.http}: cannot listen: {e.strerror or e}"
+            ) from None
         log.warning("live view at %s", sink.url)
         sinks.append(sink)
     if cfg.sinks.mqtt.host:
         from edge.sinks.mqtt import MqttConfig, MqttSink
 
         m = cfg.sinks.mqtt
-        host, port = parse_hostport(m.host if ":" in m.host else f"{m.host}:{m.port}", what="sinks.mqtt.host")
+        host, port = parse_hostport(
+            m.host if ":" in m.host else f"{m.host}:{m.port}", what="sinks.mqtt.host"
+        )
         sinks.append(
             MqttSink(
                 MqttConfig(
@@ -102,7 +106,9 @@ def build_gateway(
     sources = build_sources(cfg) + list(extra_sources)
     if not sources:
         raise ConfigError("no sources: set ingest.udp or ingest.serial (or pass --udp / --serial)")
-    return Gateway(cfg, sources, build_sinks(cfg) if sinks is None else sinks, load_pose_runtime(cfg))
+    return Gateway(
+        cfg, sources, build_sinks(cfg) if sinks is None else sinks, load_pose_runtime(cfg)
+    )
 
 
 async def run_until_signal(gateway: Gateway, duration: float | None = None) -> None:

@@ -139,7 +139,10 @@ def provision(
     expected_mac: str | None = None,
     progress: bool = True,
     on_line=None,
+    default_target_ip: str | None = None,
 ) -> ProvisionResult:
+    """Provision one board. ``default_target_ip`` (this gateway's LAN address) is used when
+    neither ``changes`` nor the board's NVS has a target_ip: a provisioned target is kept."""
     nodecfg.validate(changes)
     t0 = time.monotonic()
     with Session(
@@ -168,6 +171,14 @@ def provision(
         merged = nodecfg.defaults()
         merged.update(board.config)
         merged.update({k: v for k, v in changes.items() if v is not None})
+        if "target_ip" not in changes and default_target_ip:
+            if "target_ip" in board.config:
+                notes.append(f"target_ip {board.config['target_ip']} kept from the board "
+                             "(--target-ip to change it)")
+            else:
+                merged["target_ip"] = default_target_ip
+                notes.append(f"target_ip {default_target_ip}: this gateway's LAN address "
+                             "(--target-ip to choose)")
         nodecfg.validate(merged)
         content = nodecfg.merged_namespaces(board.namespaces, merged)
         image = nvs.build_image(content, board.nvs_size)

@@ -27,13 +27,19 @@ def data_dir() -> Path:
 @pytest.fixture
 def mosquitto(tmp_path):
     """A real mosquitto broker on a free loopback port; yields (host, port)."""
-    exe = shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None)
+    exe = shutil.which("mosquitto") or (
+        "/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists() else None
+    )
     if exe is None:
-        pytest.skip("mosquitto is not installed (scripts/test installs it with apt-get when run as root)")
+        pytest.skip(
+            "mosquitto is not installed (scripts/test installs it with apt-get when run as root)"
+        )
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:

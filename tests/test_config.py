@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from edge.config import ConfigError, GatewayConfig, SerialSource, dump_config, load_config, parse_hostport
+from edge.config import (
+    ConfigError,
+    GatewayConfig,
+    SerialSource,
+    dump_config,
+    load_config,
+    parse_hostport,
+)
 
 
 def test_defaults_without_a_file():
@@ -26,12 +33,15 @@ def test_dump_then_load_round_trips(tmp_path):
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ('[models]\nprecision = "int4"\n', "models.precision must be one of fp32, int8, int8-tflite, got 'int4'"),
+        (
+            '[models]\nprecision = "int4"\n',
+            "models.precision must be one of fp32, int8, int8-tflite, got 'int4'",
+        ),
         ('[sinks]\nmqt = {host = "x"}\n', "unknown key 'sinks.mqt'"),
         ("[ingest]\nudp = 5005\n", "ingest.udp must be a list of strings"),
         ('[sinks.mqtt]\nport = "1883"\n', "sinks.mqtt.port must be int, got '1883'"),
         ("[ingest\n", "not valid TOML"),
-        ('[[ingest.serial]]\nbaud = 115200\nport = 3\n', "ingest.serial[0].port must be str"),
+        ("[[ingest.serial]]\nbaud = 115200\nport = 3\n", "ingest.serial[0].port must be str"),
     ],
 )
 def test_mistakes_name_the_file_and_key(tmp_path, text, message):

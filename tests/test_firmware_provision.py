@@ -270,3 +270,17 @@ def test_fleet_provisions_each_board_and_records_results_without_secrets(tmp_pat
             ns = nvs.read_image(x.flash.read(0x9000, 0x6000)).namespaces["csi_cfg"]
             assert ns["node_id"].value == nid and ns["password"].value == SECRET
     assert SECRET not in text and SECRET not in r.output and SECRET not in caplog.text
+
+
+def test_target_ip_defaults_to_this_gateway_only_when_the_board_has_none(board):
+    from firmware.provision import lan_address
+
+    install(board)
+    out = provision_json(board, "--ssid", "HomeNet")
+    lan = lan_address()
+    assert out["config"]["target_ip"] == (lan or "192.168.1.100")
+    provision_json(board, "--target-ip", "127.0.0.1")
+    out = provision_json(board, "--node-id", "5")
+    assert out["config"]["target_ip"] == "127.0.0.1"
+    if lan:
+        assert any("kept from the board" in n for n in out["notes"])

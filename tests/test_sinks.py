@@ -14,8 +14,18 @@ from edge.sinks.mqtt import MqttConfig, MqttSink
 
 
 def _report(node: str = "10.0.0.7#3", **kw) -> NodeReport:
-    base = dict(t=1.0, node=node, presence=True, motion=False, breathing_bpm=14.2, breathing_conf=0.8,
-                heart_bpm=None, heart_conf=0.1, reason="heart: low confidence", link={"rssi": -48, "rate_hz": 20.0})
+    base = dict(
+        t=1.0,
+        node=node,
+        presence=True,
+        motion=False,
+        breathing_bpm=14.2,
+        breathing_conf=0.8,
+        heart_bpm=None,
+        heart_conf=0.1,
+        reason="heart: low confidence",
+        link={"rssi": -48, "rate_hz": 20.0},
+    )
     base.update(kw)
     return NodeReport(**base)
 
@@ -50,9 +60,18 @@ def test_mqtt_publishes_state_and_home_assistant_discovery(mosquitto):
         assert _wait(sink.client.is_connected), "gateway did not connect to the broker"
         sink.publish([_report()])
         state_topic = "csi-edge/10_0_0_7_3/state"
-        assert _wait(lambda: state_topic in got and "homeassistant/sensor/csi_edge_10_0_0_7_3/breathing/config" in got)
+        assert _wait(
+            lambda: (
+                state_topic in got
+                and "homeassistant/sensor/csi_edge_10_0_0_7_3/breathing/config" in got
+            )
+        )
         state = json.loads(got[state_topic])
-        assert state["breathing_bpm"] == 14.2 and state["heart_bpm"] is None and state["presence"] is True
+        assert (
+            state["breathing_bpm"] == 14.2
+            and state["heart_bpm"] is None
+            and state["presence"] is True
+        )
         disc = json.loads(got["homeassistant/binary_sensor/csi_edge_10_0_0_7_3/presence/config"])
         assert disc["state_topic"] == state_topic
         assert disc["device_class"] == "occupancy"

@@ -39,13 +39,26 @@ def report_cells(r: NodeReport) -> list[str]:
     ]
 
 
-HEADERS = ["node", "rate", "lost", "presence", "motion", "breathing bpm", "heart bpm", "node BR", "pose", "note"]
+HEADERS = [
+    "node",
+    "rate",
+    "lost",
+    "presence",
+    "motion",
+    "breathing bpm",
+    "heart bpm",
+    "node BR",
+    "pose",
+    "note",
+]
 
 
 class ConsoleSink:
     """Live table (rich, TTY) or plain lines (pipe); see module docstring."""
 
-    def __init__(self, stream: TextIO | None = None, every_s: float = 5.0, live: bool | None = None) -> None:
+    def __init__(
+        self, stream: TextIO | None = None, every_s: float = 5.0, live: bool | None = None
+    ) -> None:
         self.stream = stream or sys.stdout
         self.every_s = every_s
         self._last_plain = 0.0
@@ -56,7 +69,9 @@ class ConsoleSink:
                 from rich.console import Console
                 from rich.live import Live
 
-                self._live = Live(console=Console(file=self.stream), refresh_per_second=2, transient=False)
+                self._live = Live(
+                    console=Console(file=self.stream), refresh_per_second=2, transient=False
+                )
                 self._live.start()
             except ImportError:
                 self._live = None

@@ -11,8 +11,9 @@ Why it looks the way it does:
   the (non-blocking) socket we hand to ``create_datagram_endpoint``, so when asyncio delivers a
   datagram the protocol drains whatever else is already queued with plain ``recvfrom`` calls, up
   to ``drain_max`` per wake-up, and timestamps each one on receipt with ``time.time()``.
-* **Batched decoding.** Datagrams are collected for ``batch_s`` (a few ms) or ``max_batch``
-  datagrams, whichever comes first, then decoded in one vectorised
+* **Batched decoding.** Datagrams are collected for ``batch_s`` (10 ms, well below a node's
+  ~50 ms frame period) or ``max_batch`` datagrams, whichever comes first, then decoded in one
+  vectorised
   :meth:`RuViewDecoder.decode <edge.codecs.ruview.RuViewDecoder.decode>` call: that is what makes
   >= 50,000 frames/s on one core possible.
 * **Never blocking on a node.** One socket serves every node; nothing waits on a particular

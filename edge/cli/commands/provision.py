@@ -179,7 +179,7 @@ def command(
             ctx.exit(0 if ok else 1)
         if not port:
             raise click.UsageError("give --port (or --inventory)")
-        _default_target(changes, as_json)
+        default_ip = _default_target(changes, as_json)
         on_line = None if as_json else (lambda line: click.echo(f"  | {line}", err=True))
         res = prov.provision(
             port,
@@ -190,6 +190,7 @@ def command(
             frame_timeout=frame_timeout,
             progress=not as_json,
             on_line=on_line,
+            default_target_ip=default_ip,
             **session,
         )
     except (nodecfg.ConfigError, prov.ProvisionError, EspError) as e:
@@ -210,25 +211,17 @@ def command(
         ctx.exit(1)
 
 
-def _default_target(changes: dict, quiet: bool) -> None:
+def _default_target(changes: dict, quiet: bool) -> str | None:
+    """This gateway's LAN address, the default target_ip for boards that have none yet."""
     if "target_ip" in changes:
-        return
+        return None
     from firmware.provision import lan_address
 
     lan = lan_address()
-    if lan:
-        changes["target_ip"] = lan
-        if not quiet:
-            click.echo(
-                f"note: target_ip {lan} (this gateway's LAN address; --target-ip to choose)",
-                err=True,
-            )
-    elif not quiet:
-        click.echo(
-            "note: could not find this gateway's LAN address; the board keeps its target_ip "
-            "(pass --target-ip)",
-            err=True,
-        )
+    if lan is None and not quiet:
+        click.echo("note: could not find this gateway's LAN address (no default route); boards "
+                   "without a target_ip keep the firmware default (pass --target-ip)", err=True)
+    return lan
 
 
 def _show_text(out: dict) -> str:
@@ -257,8 +250,9 @@ def _fleet(
 
     defaults, boards = prov.load_inventory(inventory)
     per_board = [prov.board_changes(defaults, b) for b in boards]  # all checked before any board
+    default_ip = None
     if "target_ip" not in changes and not any("target_ip" in c for c in per_board):
-        _default_target(changes, as_json)
+        default_ip = _default_target(changes, as_json)
     plan = [{**changes, **c} for c in per_board]
     from firmware import nodecfg
 
@@ -293,6 +287,7 @@ def _fleet(
                 frame_timeout=frame_timeout,
                 expected_mac=board.get("mac"),
                 progress=not as_json,
+                default_target_ip=default_ip,
                 **session,
             )
             row.update(mac=res.mac, firmware_version=res.firmware_version, status="ok")

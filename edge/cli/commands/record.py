@@ -80,10 +80,10 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
     except OSError as e:
         raise click.ClickException(f"cannot listen on UDP {udp}: {e.strerror}") from None
     where = f"UDP {source.address[0]}:{source.address[1]}" if udp else f"serial {serial_port}"
-    click.echo(f"recording {where} -> {output} (Ctrl-C stops)", err=True)
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, ingest.stop)
+    click.echo(f"recording {where} -> {output} (Ctrl-C stops)", err=True)
     ticker = asyncio.create_task(_tick(ingest, writer))
     try:
         await ingest.run(duration)

@@ -6,19 +6,71 @@ import click
 
 
 @click.command()
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Gateway config file (TOML).")
-@click.option("--udp", multiple=True, metavar="HOST:PORT", help="Listen for ADR-018 UDP here (repeatable; overrides the config).")
-@click.option("--serial", multiple=True, metavar="PORT[@BAUD]", help="Read CSI lines from a serial port (repeatable).")
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Gateway config file (TOML).",
+)
+@click.option(
+    "--udp",
+    multiple=True,
+    metavar="HOST:PORT",
+    help="Listen for ADR-018 UDP here (repeatable; overrides the config).",
+)
+@click.option(
+    "--serial",
+    multiple=True,
+    metavar="PORT[@BAUD]",
+    help="Read CSI lines from a serial port (repeatable).",
+)
 @click.option("--http", metavar="HOST:PORT", help="Serve the live view and /api/state here.")
-@click.option("--mqtt", metavar="HOST[:PORT]", help="Publish to this MQTT broker, with Home Assistant discovery.")
-@click.option("--jsonl", type=click.Path(dir_okay=False), help="Append every report to this JSONL file.")
-@click.option("--pose", "pose", metavar="BUNDLE", help="Pose model: a bundled name, a bundle folder, or 'none'.")
-@click.option("--precision", type=click.Choice(["fp32", "int8", "int8-tflite"]), help="Pose model variant.")
-@click.option("--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after S seconds (default: run until SIGINT/SIGTERM).")
-@click.option("--quiet", is_flag=True, help="No console view (for services: use --jsonl/--mqtt/--http).")
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout when the gateway stops.")
-@click.option("--print-config", is_flag=True, help="Print the effective configuration as TOML and exit.")
-def command(config_path, udp, serial, http, mqtt, jsonl, pose, precision, duration, quiet, as_json, print_config):
+@click.option(
+    "--mqtt",
+    metavar="HOST[:PORT]",
+    help="Publish to this MQTT broker, with Home Assistant discovery.",
+)
+@click.option(
+    "--jsonl", type=click.Path(dir_okay=False), help="Append every report to this JSONL file."
+)
+@click.option(
+    "--pose",
+    "pose",
+    metavar="BUNDLE",
+    help="Pose model: a bundled name, a bundle folder, or 'none'.",
+)
+@click.option(
+    "--precision", type=click.Choice(["fp32", "int8", "int8-tflite"]), help="Pose model variant."
+)
+@click.option(
+    "--duration",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Stop after S seconds (default: run until SIGINT/SIGTERM).",
+)
+@click.option(
+    "--quiet", is_flag=True, help="No console view (for services: use --jsonl/--mqtt/--http)."
+)
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print a JSON summary on stdout when the gateway stops."
+)
+@click.option(
+    "--print-config", is_flag=True, help="Print the effective configuration as TOML and exit."
+)
+def command(
+    config_path,
+    udp,
+    serial,
+    http,
+    mqtt,
+    jsonl,
+    pose,
+    precision,
+    duration,
+    quiet,
+    as_json,
+    print_config,
+):
     """Run the gateway: ingest CSI from nodes, estimate presence, vitals and pose, publish.
 
     Listens for RuView ADR-018 datagrams on UDP port 5005 by default (many nodes on one
@@ -53,7 +105,10 @@ def command(config_path, udp, serial, http, mqtt, jsonl, pose, precision, durati
         try:
             cfg.ingest.serial.append(SerialSource(port, int(baud) if baud else 921600))
         except ValueError:
-            raise click.BadParameter(f"{spec!r}: expected PORT or PORT@BAUD, e.g. /dev/ttyUSB0@921600", param_hint="--serial") from None
+            raise click.BadParameter(
+                f"{spec!r}: expected PORT or PORT@BAUD, e.g. /dev/ttyUSB0@921600",
+                param_hint="--serial",
+            ) from None
     if http:
         cfg.sinks.http = http
     if mqtt:
@@ -79,9 +134,14 @@ def command(config_path, udp, serial, http, mqtt, jsonl, pose, precision, durati
     try:
         asyncio.run(run_until_signal(gateway, duration))
     except OSError as e:
-        raise click.ClickException(f"cannot open a source: {e.strerror or e} (is another gateway on that port?)") from None
+        raise click.ClickException(
+            f"cannot open a source: {e.strerror or e} (is another gateway on that port?)"
+        ) from None
     if as_json:
         click.echo(json.dumps(gateway.summary(), default=str))
     else:
         s = gateway.summary()
-        click.echo(f"gateway stopped: {s['frames']} frames from {len(s['nodes'])} node(s), {s['reports']} reports", file=sys.stderr)
+        click.echo(
+            f"gateway stopped: {s['frames']} frames from {len(s['nodes'])} node(s), {s['reports']} reports",
+            file=sys.stderr,
+        )
