@@ -147,15 +147,26 @@ class FrameBatch:
         """Frame ``i`` as complex64 in the node's raw subcarrier order."""
         return pairs_to_complex(self.raw(i).reshape(-1, 2), iq_order)
 
+    def node_groups(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(node key, frame indices)`` per node, found with numpy rather than per frame."""
+        pair = self.meta["src"].astype(np.int64) << 16 | (
+            self.meta["node_id"].astype(np.int64) & 0xFFFF
+        )
+        uniq, inverse = np.unique(pair, return_inverse=True)
+        order = np.argsort(inverse, kind="stable")
+        bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
+        for j, p in enumerate(uniq.tolist()):
+            src, nid = p >> 16, int(np.int16(p & 0xFFFF))
+            yield (
+                node_key(self.sources[src] if self.sources else "?", nid),
+                order[bounds[j] : bounds[j + 1]],
+            )
+
     def node_keys(self) -> np.ndarray:
         """Per-frame node key strings (object array); see :func:`node_key`."""
-        table: dict[tuple[int, int], str] = {}
         out = np.empty(len(self), dtype=object)
-        for j, (s, n) in enumerate(zip(self.meta["src"].tolist(), self.meta["node_id"].tolist())):
-            key = table.get((s, n))
-            if key is None:
-                key = table[(s, n)] = node_key(self.sources[s] if self.sources else "?", n)
-            out[j] = key
+        for key, idx in self.node_groups():
+            out[idx] = key
         return out
 
     def by_length(

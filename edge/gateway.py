@@ -26,7 +26,6 @@ import numpy as np
 
 from edge.codecs.result import DecodeResult
 from edge.config import GatewayConfig
-from edge.frames import node_key
 from edge.ingest import Ingest, Source
 from edge.layout import LLTF_SUBCARRIERS, lltf_canonical
 from edge.report import NodeReport
@@ -91,16 +90,8 @@ class Gateway:
         if len(frames):
             csi = lltf_canonical(frames, self.config.ingest.iq_order)
             t = frames.meta["t_rx"]
-            # one key per (source, node id) pair, found with numpy rather than per frame
-            pair = frames.meta["src"].astype(np.int64) << 16 | (
-                frames.meta["node_id"].astype(np.int64) & 0xFFFF
-            )
-            uniq, inverse = np.unique(pair, return_inverse=True)
             pose_in: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            for j, p in enumerate(uniq.tolist()):
-                idx = np.flatnonzero(inverse == j)
-                src, nid = p >> 16, np.int16(p & 0xFFFF)
-                key = node_key(frames.sources[src], int(nid))
+            for key, idx in frames.node_groups():
                 self._node_vitals(key).push(t[idx], csi[idx])
                 if self.pose is not None:
                     raw = np.zeros((len(idx), 64), np.complex64)

@@ -110,7 +110,9 @@ def test_serial_record_keeps_every_line_byte_for_byte(tmp_path):
         for i in range(5)
     ]
     lines = [b"I (33) boot: ESP-IDF v5.2", *good[:3], b"\xff\xfe garbage \x00", *good[3:]]
-    proc, _ = _start_record(["--serial", port, "--baud", "921600", "-o", str(out), "--duration", "1.5"])
+    proc, _ = _start_record(
+        ["--serial", port, "--baud", "921600", "-o", str(out), "--duration", "1.5"]
+    )
     try:
         time.sleep(0.3)
         os.write(master, b"\n".join(lines) + b"\n")
@@ -133,9 +135,13 @@ def test_record_usage_errors_are_clear(tmp_path):
         r = subprocess.run(
             CLI + ["record", *args, "-o", str(tmp_path / "x.pcap")], capture_output=True, text=True
         )
-        assert r.returncode == 2 and "exactly one source" in r.stderr and "Traceback" not in r.stderr
+        assert (
+            r.returncode == 2 and "exactly one source" in r.stderr and "Traceback" not in r.stderr
+        )
     r = subprocess.run(
-        CLI + ["record", "--udp", "host:abc", "-o", str(tmp_path / "x.pcap")], capture_output=True, text=True
+        CLI + ["record", "--udp", "host:abc", "-o", str(tmp_path / "x.pcap")],
+        capture_output=True,
+        text=True,
     )
     assert r.returncode == 2 and "numeric port" in r.stderr and "Traceback" not in r.stderr
     r = subprocess.run(

@@ -69,7 +69,13 @@ def test_pty_torn_lines_unplug_and_reconnect(tmp_path, caplog):
         # header, a good line, a torn line (tail lost, next line runs into it), a log line,
         # and a line delivered a few bytes at a time (split across many reads)
         stream = b"\r\n".join(
-            [HEADER, csi_line(1), csi_line(2)[:70] + csi_line(3), b"I (812) wifi: sta connected", b""]
+            [
+                HEADER,
+                csi_line(1),
+                csi_line(2)[:70] + csi_line(3),
+                b"I (812) wifi: sta connected",
+                b"",
+            ]
         )
         os.write(master, stream)
         slow = csi_line(4) + b"\n"
