@@ -156,7 +156,7 @@ class FrameBatch:
         order = np.argsort(inverse, kind="stable")
         bounds = np.searchsorted(inverse[order], np.arange(len(uniq) + 1))
         for j, p in enumerate(uniq.tolist()):
-            src, nid = p >> 16, int(np.int16(p & 0xFFFF))
+            src, nid = p >> 16, (p & 0xFFFF) - ((p & 0x8000) << 1)  # back to signed int16
             yield (
                 node_key(self.sources[src] if self.sources else "?", nid),
                 order[bounds[j] : bounds[j + 1]],

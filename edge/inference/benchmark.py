@@ -190,41 +190,53 @@ def bench_target(t: Target, nodes: int, threads: int, quick: bool) -> list[dict[
 
 # -- streaming step vs recompute ---------------------------------------------------------------
 def bench_streaming(
-    windows: Iterable[int] = WINDOWS, quick: bool = False, weights: dict | None = None, cfg=None
+    windows: Iterable[int] = WINDOWS,
+    quick: bool = False,
+    cfg=None,
+    batches: Iterable[int] = (1,),
+    full_graphs: dict[int, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Per new frame at window W (numpy, batch 1, buffer full):
+    """Cost of one new frame per stream at window W, buffer full, numpy, same weights:
 
-    * ``step_ms``: the ring-buffer step (one k/v write, attention over W cached keys) + head;
-    * ``full_ms``: the full-window forward over the last W embeddings (what the ``full`` graph
-      does for every frame without a cache: k/v/q for all W frames, W x W attention, head at
-      every position);
-    * ``recompute_last_ms``: the leanest no-cache recompute: k/v for all W frames, attention
-      and head for the newest frame only.
+    * ``step_ms``: encoder on the new frame + the ring-buffer step (one k/v write, attention
+      over W cached keys) + keypoint head: what the runtime does;
+    * ``full_ms``: the full-window recompute: encoder on all W frames + the full-window forward
+      (k/v/q for all W frames, W x W causal attention, head at every position), what the
+      ``full`` graph computes when there is no cache;
+    * ``recompute_last_ms``: the leanest no-cache recompute (embeddings kept, k/v of all W
+      frames re-projected, attention and head for the newest frame only).
 
-    The per-frame encoder is the same in all three and left out (it is in ``pipeline``).
+    With ``batch`` b > 1, b streams (nodes) advance together; times are per call (b frames).
+    ``full_graphs``: ``{W: model}`` exported ``full`` graphs timed as ``ort_full_ms`` too.
     """
-    from edge.temporal import StreamingHead, TemporalConfig, random_weights
+    from edge.temporal import Encoder, StreamingHead, TemporalConfig, random_weights
 
     rows = []
+    base = cfg or TemporalConfig()
     for w in windows:
-        base = cfg or TemporalConfig()
         c = TemporalConfig(base.heads_q, base.heads_kv, base.head_dim, w, base.embed_dim)
-        wts = weights or random_weights(c)
-        head = StreamingHead(wts, c, capacity=1)
-        e = np.random.default_rng(0).standard_normal((2 * w, c.embed_dim)).astype(np.float32)
-        for i in range(2 * w):  # fill and wrap once
-            head.step(e[i], 0)
-        frame = e[-1]
-        win = e[-w:]
-        step = time_calls(lambda h=head, f=frame: h.step(f, 0), quick)
-        full = time_calls(lambda h=head, x=win: h.full_forward(x), quick)
-        last = time_calls(lambda h=head, x=win: _recompute_last(h, x), quick)
-        s, f, r = (float(np.median(x)) for x in (step, full, last))
-        rows.append(
-            {
+        wts = random_weights(c)
+        enc = Encoder(wts)
+        for b in batches:
+            head = StreamingHead(wts, c, capacity=b)
+            rng = np.random.default_rng(0)
+            x = rng.standard_normal((b, 2 * w, 104)).astype(np.float32)
+            e = enc(x)
+            for i in range(2 * w):  # fill and wrap once
+                head.step(e[:, i], slice(0, b))
+            new = np.ascontiguousarray(x[:, -1])
+            win = np.ascontiguousarray(x[:, -w:])
+            rows_ = slice(0, b)
+            step = time_calls(lambda h=head, f=new, r=rows_: h.step(enc(f), r), quick)
+            full = time_calls(lambda h=head, f=win: h.full_forward(enc(f)), quick)
+            ew = e[:, -w:]
+            last = time_calls(lambda h=head, f=ew: _recompute_last(h, f), quick)
+            s, f, r = (float(np.median(v)) for v in (step, full, last))
+            row = {
                 "window": w,
                 "step_ms": round(s, 4),
                 "full_ms": round(f, 4),
+                "batch": b,
                 "recompute_last_ms": round(r, 4),
                 "speedup_vs_full": round(f / s, 1),
                 "speedup_vs_recompute_last": round(r / s, 1),
@@ -233,28 +245,34 @@ def bench_streaming(
                 "heads_kv": c.heads_kv,
                 "head_dim": c.head_dim,
             }
-        )
+            g = (full_graphs or {}).get(w)
+            if g is not None:
+                ms = time_calls(lambda m=g, f=win: m.run({"features": f}), quick)
+                row["ort_full_ms"] = round(float(np.median(ms)), 4)
+                row["speedup_vs_ort_full"] = round(row["ort_full_ms"] / s, 1)
+            rows.append(row)
     return rows
 
 
 def _recompute_last(head, win: np.ndarray):
-    """No-cache baseline: project all W frames to k/v, attend with the newest query only."""
-    from edge.temporal import alibi_slopes, gelu_tanh, sigmoid
+    """No-cache baseline: embeddings [b, W, D] kept; re-project all W frames to k/v and attend
+    with the newest frame's query only."""
+    from edge.temporal import alibi_slopes, gelu_tanh_x2, sigmoid
 
     c = head.cfg
-    w = len(win)
-    k = head.k(win).reshape(w, c.heads_kv, c.head_dim)
-    v = head.v(win).reshape(w, c.heads_kv, c.head_dim)
-    q = head.q(win[-1:]).reshape(c.heads_kv, c.group, c.head_dim)
-    sc = np.einsum("hgd,whd->hgw", q, k)
+    b, w, _ = win.shape
+    k = head.k(win).reshape(b, w, c.heads_kv, c.head_dim)
+    v = head.v(win).reshape(b, w, c.heads_kv, c.head_dim)
+    q = head.q(win[:, -1]).reshape(b, c.heads_kv, c.group, c.head_dim)
+    sc = np.einsum("bhgd,bwhd->bhgw", q, k)
     age = np.arange(w - 1, -1, -1, dtype=np.float32)
     sc -= alibi_slopes(c.heads_q).reshape(c.heads_kv, c.group, 1) * age
     sc -= sc.max(-1, keepdims=True)
     p = np.exp(sc)
     p /= p.sum(-1, keepdims=True)
-    o = np.einsum("hgw,whd->hgd", p, v).reshape(1, -1)
-    cvec = win[-1:] + head.o(o)
-    return sigmoid(head.fc2(gelu_tanh(head.fc1(cvec))))
+    o = np.einsum("bhgw,bwhd->bhgd", p, v).reshape(b, -1)
+    cvec = win[:, -1] + head.o(o)
+    return sigmoid(head.fc2(gelu_tanh_x2(head.fc1(cvec))))
 
 
 # -- whole pipeline ----------------------------------------------------------------------------
