@@ -37,6 +37,7 @@ from edge.skips import SkipCounter
 log = logging.getLogger("csi_edge.ingest")
 
 Consumer = Callable[[DecodeResult], None]
+ERROR_LOG_EVERY_S = 10.0  # a failing consumer is logged once, then at most this often
 
 
 class Source(Protocol):
@@ -67,7 +68,7 @@ class Ingest:
         self.packets: Counter = Counter()
         self.skipped = SkipCounter()
         self.consumer_errors: Counter = Counter()
-        self._err_log = SkipCounter(log_every=10.0)
+        self._err_logged: dict[str, float] = {}
         self._stop: asyncio.Event | None = None
         self.started_at: float | None = None
         self._started: set[int] = set()
@@ -95,10 +96,18 @@ class Ingest:
             except Exception as exc:  # noqa: BLE001 - one bad consumer must not stop ingest
                 name = getattr(consumer, "__qualname__", repr(consumer))
                 self.consumer_errors[name] += 1
+                now = time.monotonic()
                 if self.consumer_errors[name] == 1:
+                    self._err_logged[name] = now
                     log.exception("consumer %s failed; ingest goes on", name)
-                else:
-                    self._err_log.skip(f"consumer-error:{name}", repr(exc))
+                elif now - self._err_logged.get(name, 0.0) >= ERROR_LOG_EVERY_S:
+                    self._err_logged[name] = now
+                    log.error(
+                        "consumer %s failed again (%d times so far): %r",
+                        name,
+                        self.consumer_errors[name],
+                        exc,
+                    )
 
     # -- running --------------------------------------------------------------------------------
     async def start(self) -> None:

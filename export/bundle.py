@@ -152,6 +152,14 @@ def torch_runner(module: Any, graph: Graph) -> parity.Runner:
     return lambda inputs: torch_run(module, inputs, names)
 
 
+def _eval(module: Any) -> Any:
+    """eval() mode where the module supports it (a .pt2 program's module is already inference)."""
+    try:
+        return module.eval()
+    except NotImplementedError:
+        return module
+
+
 def _npz_weights(module: Any, path: Path) -> None:
     state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in module.state_dict().items()}
     np.savez(path, **state)
@@ -181,8 +189,8 @@ def export_bundle(
         if loaded.program is not None:
             export_program(loaded.program, path, list(g.outputs))
         else:
-            export_onnx(g.wrap(loaded.module).eval(), g, loaded.sizes, path)
-        module = g.wrap(loaded.module).eval()
+            export_onnx(_eval(g.wrap(loaded.module)), g, loaded.sizes, path)
+        module = _eval(g.wrap(loaded.module))
         par = onnx_parity(module, path, g, loaded.sizes, batches=(1, 3) if g.inputs[0].shape[0] == "B" else (1,))
         inputs = g.sample(4 if g.inputs[0].shape[0] == "B" else 1, np.random.default_rng(7), loaded.sizes)
         rec = parity.compare(
@@ -234,9 +242,12 @@ def tflite_roles(loaded: Loaded) -> list[Graph]:
 
 def export_tflite_variant(
     loaded: Loaded, folder: Path, stem: str, named: bool, records: dict, step: Any,
-    representative: dict[str, np.ndarray] | None = None, precision: str = "fp32",
+    representative: dict[str, np.ndarray] | None = None, reuse: dict[str, str] | None = None,
 ) -> dict[str, str]:
-    """Convert the LiteRT graphs (int8 for quantizable graphs when ``representative`` is given)."""
+    """Convert the LiteRT graphs (int8 for quantizable graphs when ``representative`` is given).
+
+    ``reuse``: fp32 LiteRT files already in the bundle (same checkpoint), kept, not reconverted.
+    """
     from export.tflite_export import convert_tflite
 
     if loaded.program is not None:
@@ -245,10 +256,13 @@ def export_tflite_variant(
     for g in tflite_roles(loaded):
         int8 = representative is not None and g.quantize
         tag = "int8" if int8 else "fp32"
+        if not int8 and reuse and g.role in reuse and (folder / reuse[g.role]).is_file():
+            files[g.role] = reuse[g.role]
+            continue
         fname = f"{stem}.{g.role}.{tag}.tflite" if named else f"{g.role}.{tag}.tflite"
         path = folder / fname
         step(f"LiteRT {g.role} ({tag}) -> {fname}")
-        module = g.wrap(loaded.module).eval()
+        module = _eval(g.wrap(loaded.module))
         rep = None
         if int8:
             from export.quantize import fit_arrays

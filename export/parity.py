@@ -58,10 +58,18 @@ def task_metrics(task: str, out: list[np.ndarray], truth: dict[str, np.ndarray])
         gt = truth.get("gt_keypoints")
         if gt is None or np.shape(out[0])[-1] != 34:
             return {}
+        # score only windows with a person in view (the sidecar's presence, finite keypoints)
+        ok = np.isfinite(gt).all(axis=1) & (np.abs(gt).sum(axis=1) > 0)
+        if "gt_presence" in truth:
+            ok &= np.asarray(truth["gt_presence"]) > 0.5
+        if not ok.any():
+            return {}
+        pred = np.asarray(out[0])[ok]
         return {
-            "keypoint_error": keypoint_error(out[0], gt),
-            "pck@20": pck(out[0], gt, 0.2),
-            "pck@50": pck(out[0], gt, 0.5),
+            "keypoint_error": keypoint_error(pred, gt[ok]),
+            "pck@20": pck(pred, gt[ok], 0.2),
+            "pck@50": pck(pred, gt[ok], 0.5),
+            "scored_windows": int(ok.sum()),
         }
     if task == "vitals":
         gt = truth.get("gt_bpm")

@@ -296,7 +296,10 @@ def _tflite_int8(m: Any, folder: Path, cal: dict, checkpoint: Any, records: dict
         raise ExportError(f"{ck}: sha256 differs from {m.source} provenance.checkpoint_sha256")
     config = {k: v for k, v in (m.raw.get("provenance", {}).get("arch_config") or {}).items()}
     loaded = load_model(ck, m.arch, config)
-    return export_tflite_variant(loaded, folder, "", False, records, step, representative=cal)
+    fp32_tflite = m.variants["fp32-tflite"].files if "fp32-tflite" in m.variants else None
+    return export_tflite_variant(
+        loaded, folder, "", False, records, step, representative=cal, reuse=fp32_tflite
+    )
 
 
 def _update_manifest(m: Any, folder: Path, variants: dict, qinfo: dict, summary: dict, method: str, extras: dict) -> Path:

@@ -57,8 +57,9 @@ def quiet_esptool(progress: bool, desc: str = "flash") -> Iterator[None]:
         from esp_pylib.logger import EspLog
         from esptool.logger import TemplateLogger
         from esptool.logger import log as esp_log
-    except ImportError:  # esptool 4.x: it prints to stdout itself
-        yield
+    except ImportError:  # esptool 4.x prints to stdout itself: keep stdout clean for --json
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
         return
     from tqdm import tqdm
 

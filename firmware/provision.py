@@ -173,12 +173,16 @@ def provision(
         merged.update({k: v for k, v in changes.items() if v is not None})
         if "target_ip" not in changes and default_target_ip:
             if "target_ip" in board.config:
-                notes.append(f"target_ip {board.config['target_ip']} kept from the board "
-                             "(--target-ip to change it)")
+                notes.append(
+                    f"target_ip {board.config['target_ip']} kept from the board "
+                    "(--target-ip to change it)"
+                )
             else:
                 merged["target_ip"] = default_target_ip
-                notes.append(f"target_ip {default_target_ip}: this gateway's LAN address "
-                             "(--target-ip to choose)")
+                notes.append(
+                    f"target_ip {default_target_ip}: this gateway's LAN address "
+                    "(--target-ip to choose)"
+                )
         nodecfg.validate(merged)
         content = nodecfg.merged_namespaces(board.namespaces, merged)
         image = nvs.build_image(content, board.nvs_size)

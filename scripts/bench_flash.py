@@ -44,51 +44,113 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="bench-flash-"))
     src = testkit.write_release(tmp / "fw", app_size=1 << 20)
     app = src / "esp32-csi-node.bin"
-    emu = subprocess.Popen([sys.executable, "-m", "edge", "board", "emulate", "--flash-file",
-                            str(tmp / "flash.bin"), "--control", str(tmp / "ctl.sock"),
-                            "--wifi", "HomeNet:s3cretpass1"], stdout=subprocess.PIPE, text=True)
+    emu = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "board",
+            "emulate",
+            "--flash-file",
+            str(tmp / "flash.bin"),
+            "--control",
+            str(tmp / "ctl.sock"),
+            "--wifi",
+            "HomeNet:s3cretpass1",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     port = emu.stdout.readline().strip()
-    conn = ["--port", port, "--before", "no-reset", "--after", "no-reset", "--connect-attempts", "1",
-            "--baud", str(args.baud)]
+    conn = [
+        "--port",
+        port,
+        "--before",
+        "no-reset",
+        "--after",
+        "no-reset",
+        "--connect-attempts",
+        "1",
+        "--baud",
+        str(args.baud),
+    ]
     py = [sys.executable, "-m"]
     cases = {
-        "baseline: esptool write-flash 1 MB app (stub, compressed)":
-            py + ["esptool", *conn, "write-flash", "0x20000", str(app)],
-        "esptool write-flash 1 MB app (ROM, compressed)":
-            py + ["esptool", *conn, "--no-stub", "write-flash", "0x20000", str(app)],
-        "csi-edge flash full release, 1 MB app (stub, compressed)":
-            py + ["edge", "flash", *conn, "-f", str(src)],
-        "csi-edge flash full release, 1 MB app (stub, uncompressed)":
-            py + ["edge", "flash", *conn, "-f", str(src), "--no-compress"],
-        "csi-edge flash full release, 1 MB app (ROM, compressed)":
-            py + ["edge", "flash", *conn, "-f", str(src), "--no-stub"],
-        "csi-edge flash full release, 1 MB app (ROM, uncompressed)":
-            py + ["edge", "flash", *conn, "-f", str(src), "--no-stub", "--no-compress"],
-        "csi-edge provision (stub)":
-            py + ["edge", "provision", *conn, "--ssid", "HomeNet", "--password", "s3cretpass1",
-                  "--target-ip", "127.0.0.1", "--node-id", "{n}"],
-        "csi-edge provision (ROM)":
-            py + ["edge", "provision", *conn, "--no-stub", "--ssid", "HomeNet", "--password",
-                  "s3cretpass1", "--target-ip", "127.0.0.1", "--node-id", "{n}"],
-        "csi-edge provision --wait (stub, until first UDP frame)":
-            py + ["edge", "provision", *conn, "--ssid", "HomeNet", "--password", "s3cretpass1",
-                  "--target-ip", "127.0.0.1", "--target-port", "5917", "--node-id", "{n}", "--wait"],
+        "baseline: esptool write-flash 1 MB app (stub, compressed)": py
+        + ["esptool", *conn, "write-flash", "0x20000", str(app)],
+        "esptool write-flash 1 MB app (ROM, compressed)": py
+        + ["esptool", *conn, "--no-stub", "write-flash", "0x20000", str(app)],
+        "csi-edge flash full release, 1 MB app (stub, compressed)": py
+        + ["edge", "flash", *conn, "-f", str(src)],
+        "csi-edge flash full release, 1 MB app (stub, uncompressed)": py
+        + ["edge", "flash", *conn, "-f", str(src), "--no-compress"],
+        "csi-edge flash full release, 1 MB app (ROM, compressed)": py
+        + ["edge", "flash", *conn, "-f", str(src), "--no-stub"],
+        "csi-edge flash full release, 1 MB app (ROM, uncompressed)": py
+        + ["edge", "flash", *conn, "-f", str(src), "--no-stub", "--no-compress"],
+        "csi-edge provision (stub)": py
+        + [
+            "edge",
+            "provision",
+            *conn,
+            "--ssid",
+            "HomeNet",
+            "--password",
+            "s3cretpass1",
+            "--target-ip",
+            "127.0.0.1",
+            "--node-id",
+            "{n}",
+        ],
+        "csi-edge provision (ROM)": py
+        + [
+            "edge",
+            "provision",
+            *conn,
+            "--no-stub",
+            "--ssid",
+            "HomeNet",
+            "--password",
+            "s3cretpass1",
+            "--target-ip",
+            "127.0.0.1",
+            "--node-id",
+            "{n}",
+        ],
+        "csi-edge provision --wait (stub, until first UDP frame)": py
+        + [
+            "edge",
+            "provision",
+            *conn,
+            "--ssid",
+            "HomeNet",
+            "--password",
+            "s3cretpass1",
+            "--target-ip",
+            "127.0.0.1",
+            "--target-port",
+            "5917",
+            "--node-id",
+            "{n}",
+            "--wait",
+        ],
     }
     results = {}
     try:
         for name, cmd in cases.items():
             times = []
             for i in range(args.repeat):
+                # after --wait the node runs its app; the next SYNC puts it back in download mode
                 times.append(timed([c.replace("{n}", str(10 + i)) for c in cmd]))
-                if "--wait" in cmd:  # the node now runs its app: the next SYNC brings it back
-                    pass
             results[name] = statistics.median(times)
     finally:
         emu.terminate()
         emu.wait(10)
     base = results[next(iter(results))]
-    rows = [{"case": k, "seconds": round(v, 3), "ratio_to_baseline": round(v / base, 2)}
-            for k, v in results.items()]
+    rows = [
+        {"case": k, "seconds": round(v, 3), "ratio_to_baseline": round(v / base, 2)}
+        for k, v in results.items()
+    ]
     if args.json:
         print(json.dumps({"baud": args.baud, "repeat": args.repeat, "rows": rows}, indent=2))
     else:

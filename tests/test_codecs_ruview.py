@@ -98,7 +98,12 @@ def test_every_sibling_packet_decodes_to_named_fields():
     )
     assert w["slot"] == 1 and w["events"] == [[1, 0.5], [2, -3.0], [9, 7.25]]
     assert fs["seq"] == 11 and fs["heartbeat_bpm"] == 70.0 and fs["quality_flags"] == 5
-    assert mh["channel"] == 11 and mh["pkt_yield"] == 42 and mh["noise"] == -90
+    assert (
+        mh["channel"] == 11
+        and mh["pkt_yield"] == 42
+        and mh["noise"] == -90
+        and mh["node"] == "abcdefgh"
+    )
     assert ma["reason"] == 3 and ma["anomaly"] == 0.75
     assert all(p.node_id == 3 for p in res.packets[:5])
     assert res.packet_counts["wasm_events"] == 1 and len(res.frames) == 0

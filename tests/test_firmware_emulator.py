@@ -13,8 +13,7 @@ import time
 import pytest
 
 from firmware import testkit
-from firmware.emulator import Board, control
-from firmware.emulator import slip
+from firmware.emulator import Board, control, slip
 
 
 @pytest.fixture
@@ -24,8 +23,21 @@ def board(tmp_path):
 
 
 def esptool(port: str, *args: str, stub: bool = True) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "esptool", "--port", port, "--before", "no-reset", "--after",
-           "no-reset", "--connect-attempts", "1", "--baud", "921600"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "esptool",
+        "--port",
+        port,
+        "--before",
+        "no-reset",
+        "--after",
+        "no-reset",
+        "--connect-attempts",
+        "1",
+        "--baud",
+        "921600",
+    ]
     if not stub:
         cmd.append("--no-stub")
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)
@@ -33,13 +45,15 @@ def esptool(port: str, *args: str, stub: bool = True) -> subprocess.CompletedPro
 
 @pytest.mark.parametrize("stub", [True, False], ids=["stub", "rom"])
 def test_esptool_cli_detects_writes_verifies_and_reads(board, tmp_path, stub):
-    app = testkit.app(256 << 10)
+    app = testkit.app(128 << 10)
     (tmp_path / "app.bin").write_bytes(app)
     r = esptool(board.port, "chip-id", stub=stub)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "ESP32-S3" in r.stdout and "f4:12:fa:00:00:aa" in r.stdout
     for extra in ([], ["--no-compress"]):
-        r = esptool(board.port, "write-flash", *extra, "0x20000", str(tmp_path / "app.bin"), stub=stub)
+        r = esptool(
+            board.port, "write-flash", *extra, "0x20000", str(tmp_path / "app.bin"), stub=stub
+        )
         assert r.returncode == 0, r.stdout + r.stderr
         assert "Hash of data verified" in r.stdout
         # the flash file shows exactly what was written
@@ -51,7 +65,9 @@ def test_esptool_cli_detects_writes_verifies_and_reads(board, tmp_path, stub):
     r = esptool(board.port, "verify-flash", "0x20000", str(tmp_path / "app.bin"), stub=stub)
     assert r.returncode == 0 and "digest matched" in r.stdout, r.stdout + r.stderr
     size = len(app) if stub else 0x800  # the ROM reads 64 bytes per command
-    r = esptool(board.port, "read-flash", "0x20000", hex(size), str(tmp_path / "back.bin"), stub=stub)
+    r = esptool(
+        board.port, "read-flash", "0x20000", hex(size), str(tmp_path / "back.bin"), stub=stub
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert (tmp_path / "back.bin").read_bytes() == app[:size]
 
@@ -64,6 +80,9 @@ def test_esptool_detects_mismatch_and_stub_erase(board, tmp_path):
     assert r.returncode != 0 and "Verification failed" in r.stdout + r.stderr
     assert esptool(board.port, "erase-region", "0x100000", "0x2000").returncode == 0
     assert board.flash.read(0x100000, 0x2000) == b"\xff" * 0x2000
+    board.flash.write(0x7FF000, b"\x00" * 16)
+    assert esptool(board.port, "erase-flash").returncode == 0
+    assert board.flash.read(0x7FF000, 16) == b"\xff" * 16
 
 
 def _loader(port: str, stub: bool):
@@ -82,13 +101,20 @@ def test_bad_wire_input_gets_the_loaders_error_status(board, stub):
         esp.flash_begin(0x1000, 0x20000)
         block = b"\x5a" * esp.FLASH_WRITE_SIZE
         with pytest.raises(FatalError, match="Checksum error" if not stub else "Bad data checksum"):
-            esp.check_command("write", esp.ESP_CMDS["FLASH_DATA"],
-                              struct.pack("<IIII", len(block), 0, 0, 0) + block,
-                              esp.checksum(block) ^ 1)
+            esp.check_command(
+                "write",
+                esp.ESP_CMDS["FLASH_DATA"],
+                struct.pack("<IIII", len(block), 0, 0, 0) + block,
+                esp.checksum(block) ^ 1,
+            )
         # a write beyond the 8 MB flash
-        with pytest.raises(FatalError, match="running result is wrong" if not stub else "Failed SPI operation"):
+        with pytest.raises(
+            FatalError, match="running result is wrong" if not stub else "Failed SPI operation"
+        ):
             esp.flash_begin(0x2000, (8 << 20) - 0x1000)
-        with pytest.raises(FatalError, match="Flash read error" if not stub else "Failed SPI operation"):
+        with pytest.raises(
+            FatalError, match="Flash read error" if not stub else "Failed SPI operation"
+        ):
             esp.flash_md5sum(8 << 20, 16)
         # a malformed SLIP frame (invalid escape) -> "invalid message" status, port stays usable
         esp._port.write(b"\xc0\x00\x0a\x04\x00\x00\x00\x00\x00\xdb\x01\xc0")
@@ -157,9 +183,23 @@ def test_reset_control_boots_the_firmware_and_sync_returns_to_download(board, tm
 
 def test_board_emulate_cli_prints_the_pty_first_and_stops_on_sigterm(tmp_path):
     ctl = str(tmp_path / "ctl.sock")
-    proc = subprocess.Popen([sys.executable, "-m", "edge", "board", "emulate", "--control", ctl,
-                             "--flash-size", "4MB", "--flash-file", str(tmp_path / "f.bin")],
-                            stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "edge",
+            "board",
+            "emulate",
+            "--control",
+            ctl,
+            "--flash-size",
+            "4MB",
+            "--flash-file",
+            str(tmp_path / "f.bin"),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         port = proc.stdout.readline().strip()
         assert port.startswith("/dev/pts/")

@@ -71,9 +71,17 @@ def test_otadata_selects_the_slot_like_the_bootloader():
 
 def _full_config() -> dict[str, object]:
     cfg = nodecfg.defaults()
-    cfg.update(ssid="Café Net", password="s3cret-pass", target_ip="192.168.1.20", node_id=42,
-               chan_list=bytes([1, 6, 11]), filter_mac=bytes.fromhex("aabbccddeeff"),
-               wasm_pubkey=bytes(range(32)), ota_psk="ota-token", zone_name="kitchen")
+    cfg.update(
+        ssid="Café Net",
+        password="s3cret-pass",
+        target_ip="192.168.1.20",
+        node_id=42,
+        chan_list=bytes([1, 6, 11]),
+        filter_mac=bytes.fromhex("aabbccddeeff"),
+        wasm_pubkey=bytes(range(32)),
+        ota_psk="ota-token",
+        zone_name="kitchen",
+    )
     return cfg
 
 
@@ -81,9 +89,19 @@ def test_nvs_image_is_byte_identical_to_the_generator_cli(tmp_path):
     content = nodecfg.merged_namespaces({}, _full_config())
     image = nvs.build_image(content)
     (tmp_path / "cfg.csv").write_text(nvs.to_csv(content))
-    subprocess.run([sys.executable, "-m", "esp_idf_nvs_partition_gen", "generate",
-                    str(tmp_path / "cfg.csv"), str(tmp_path / "cli.bin"), "0x6000"],
-                   check=True, capture_output=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "esp_idf_nvs_partition_gen",
+            "generate",
+            str(tmp_path / "cfg.csv"),
+            str(tmp_path / "cli.bin"),
+            "0x6000",
+        ],
+        check=True,
+        capture_output=True,
+    )
     assert (tmp_path / "cli.bin").read_bytes() == image
     assert len(image) == 0x6000
 
@@ -95,7 +113,9 @@ def test_nvs_reader_returns_exact_types_and_values():
     assert result.namespaces["csi_cfg"]["node_id"] == nvs.NvsValue("u8", 42)
     assert result.namespaces["csi_cfg"]["target_port"] == nvs.NvsValue("u16", 5005)
     assert result.namespaces["csi_cfg"]["dwell_ms"] == nvs.NvsValue("u32", 50)
-    assert result.namespaces["csi_cfg"]["filter_mac"] == nvs.NvsValue("blob", bytes.fromhex("aabbccddeeff"))
+    assert result.namespaces["csi_cfg"]["filter_mac"] == nvs.NvsValue(
+        "blob", bytes.fromhex("aabbccddeeff")
+    )
     assert result.namespaces["security"]["ota_psk"] == nvs.NvsValue("string", "ota-token")
     back, notes = nodecfg.from_nvs(result.namespaces)
     assert back == cfg and notes == []
@@ -120,17 +140,24 @@ def test_nvs_reader_detects_a_corrupted_entry():
 
 @settings(max_examples=40, deadline=None)
 @given(
-    ssid=st.text(st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=10),
+    ssid=st.text(
+        st.characters(codec="utf-8", exclude_categories=("Cs", "Cc")), min_size=1, max_size=10
+    ),
     node_id=st.integers(0, 255),
     port=st.integers(0, 65535),
     chans=st.lists(st.sampled_from([1, 6, 11, 13, 36, 149]), min_size=1, max_size=6),
     blob=st.binary(min_size=0, max_size=300),
 )
 def test_nvs_roundtrip_property(ssid, node_id, port, chans, blob):
-    content = {"csi_cfg": {"ssid": nvs.NvsValue("string", ssid), "node_id": nvs.NvsValue("u8", node_id),
-                           "target_port": nvs.NvsValue("u16", port),
-                           "chan_list": nvs.NvsValue("blob", bytes(chans))},
-               "other": {"b": nvs.NvsValue("blob", blob), "i": nvs.NvsValue("i32", -port)}}
+    content = {
+        "csi_cfg": {
+            "ssid": nvs.NvsValue("string", ssid),
+            "node_id": nvs.NvsValue("u8", node_id),
+            "target_port": nvs.NvsValue("u16", port),
+            "chan_list": nvs.NvsValue("blob", bytes(chans)),
+        },
+        "other": {"b": nvs.NvsValue("blob", blob), "i": nvs.NvsValue("i32", -port)},
+    }
     assert nvs.read_image(nvs.build_image(content)).namespaces == content
 
 
@@ -164,7 +191,7 @@ def test_values_outside_the_firmware_limits_are_refused(key, value, message):
 
 def test_valid_edge_values_and_cross_field_check():
     nodecfg.validate({"password": "", "node_id": 0, "csi_channel": 0, "password2": None})
-    nodecfg.validate({"password": "a" * 64 if False else "ab" * 32})  # 64 hex digits = raw PSK
+    nodecfg.validate({"password": "ab" * 32})  # 64 hex digits = a raw PSK
     with pytest.raises(nodecfg.ConfigError, match="tdm-slot"):
         nodecfg.validate({"tdm_slot": 2, "tdm_nodes": 2})
 
@@ -179,7 +206,9 @@ def test_option_parsing_and_masking():
         nodecfg.parse_option("node_id", "seven")
     shown = nodecfg.display({"password": "hunter2hunter2", "ota_psk": "tok", "ssid": "n"})
     assert shown == {"password": nodecfg.MASK, "ota_psk": nodecfg.MASK, "ssid": "n"}
-    assert nodecfg.display({"password": "hunter2hunter2"}, reveal=True)["password"] == "hunter2hunter2"
+    assert (
+        nodecfg.display({"password": "hunter2hunter2"}, reveal=True)["password"] == "hunter2hunter2"
+    )
 
 
 def test_cli_options_cover_every_nvs_key():

@@ -19,7 +19,12 @@ def test_each_layout_yields_bootloader_table_otadata_and_app(tmp_path, layout):
     src = testkit.write_release(tmp_path / "fw", layout=layout, app_size=64 << 10, version="0.6.5")
     fw = images.check(images.load(src), EIGHT_MB)
     offsets = {p.role: p.offset for p in fw.parts}
-    assert offsets == {"bootloader": 0, "partition-table": 0x8000, "otadata": 0xF000, "app": 0x20000}
+    assert offsets == {
+        "bootloader": 0,
+        "partition-table": 0x8000,
+        "otadata": 0xF000,
+        "app": 0x20000,
+    }
     assert fw.version == "0.6.5"
     if layout == "idf":
         assert (fw.flash_mode, fw.flash_size, fw.flash_freq) == ("dio", "8MB", "80m")

@@ -30,20 +30,36 @@ def free_udp_port() -> int:
 
 def install(board: Board, version: str = "0.6.5-test") -> None:
     """Put a valid firmware set straight into the emulated flash (fast path for NVS tests)."""
-    for off, data in ((0, testkit.bootloader()), (0x8000, testkit.partition_table()),
-                      (0xF000, espimage.build_otadata()), (0x20000, testkit.app(64 << 10, version))):
+    for off, data in (
+        (0, testkit.bootloader()),
+        (0x8000, testkit.partition_table()),
+        (0xF000, espimage.build_otadata()),
+        (0x20000, testkit.app(64 << 10, version)),
+    ):
         board.flash.write(off, data)
 
 
 @pytest.fixture
 def board(tmp_path):
-    with Board(flash_file=tmp_path / "flash.bin", node=NodeOptions(wifi=dict(WIFI), rate_hz=50)) as b:
+    with Board(
+        flash_file=tmp_path / "flash.bin", node=NodeOptions(wifi=dict(WIFI), rate_hz=50)
+    ) as b:
         yield b
 
 
 def conn(board: Board) -> list[str]:
-    return ["--port", board.port, "--before", "no-reset", "--after", "no-reset",
-            "--connect-attempts", "1", "--baud", "921600"]
+    return [
+        "--port",
+        board.port,
+        "--before",
+        "no-reset",
+        "--after",
+        "no-reset",
+        "--connect-attempts",
+        "1",
+        "--baud",
+        "921600",
+    ]
 
 
 def run(*args: str):
@@ -78,15 +94,38 @@ def receive_frames(port: int, seconds: float = 1.0):
 def test_end_to_end_flash_provision_wait_and_gateway_ingest(board, tmp_path):
     src = testkit.write_release(tmp_path / "fw", app_size=1 << 20, version="0.6.5-e2e")
     base = [sys.executable, "-m", "edge"]
-    r = subprocess.run(base + ["flash", *conn(board), "--firmware", str(src)],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        base + ["flash", *conn(board), "--firmware", str(src)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "flashed and verified ESP32-S3 f4:12:fa:00:00:01 (8MB) with app 0.6.5-e2e" in r.stdout
     port = free_udp_port()
-    r = subprocess.run(base + ["provision", *conn(board), "--ssid", "HomeNet", "--password", SECRET,
-                               "--target-ip", "127.0.0.1", "--target-port", str(port),
-                               "--node-id", "7", "--zone", "hall", "--wait"],
-                       capture_output=True, text=True, timeout=120)
+    r = subprocess.run(
+        base
+        + [
+            "provision",
+            *conn(board),
+            "--ssid",
+            "HomeNet",
+            "--password",
+            SECRET,
+            "--target-ip",
+            "127.0.0.1",
+            "--target-port",
+            str(port),
+            "--node-id",
+            "7",
+            "--zone",
+            "hall",
+            "--wait",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip().splitlines()[-1].startswith("streaming: node 7 → 127.0.0.1:")
     assert "Node ID: 7" in r.stderr and "CSI streaming active" in r.stderr
@@ -97,32 +136,69 @@ def test_end_to_end_flash_provision_wait_and_gateway_ingest(board, tmp_path):
     # the same board, driven by the esptool command line itself: a new app, verify, read NVS back
     app2 = tmp_path / "app2.bin"
     app2.write_bytes(testkit.app(256 << 10, "0.6.6-esptool"))
-    et = [sys.executable, "-m", "esptool", "--port", board.port, "--before", "no-reset",
-          "--after", "no-reset", "--connect-attempts", "1"]
-    for args in (["chip-id"], ["write-flash", "0x20000", str(app2)], ["verify-flash", "0x20000", str(app2)],
-                 ["read-flash", "0x9000", "0x6000", str(tmp_path / "nvs.bin")]):
+    et = [
+        sys.executable,
+        "-m",
+        "esptool",
+        "--port",
+        board.port,
+        "--before",
+        "no-reset",
+        "--after",
+        "no-reset",
+        "--connect-attempts",
+        "1",
+    ]
+    for args in (
+        ["chip-id"],
+        ["write-flash", "0x20000", str(app2)],
+        ["verify-flash", "0x20000", str(app2)],
+        ["read-flash", "0x9000", "0x6000", str(tmp_path / "nvs.bin")],
+    ):
         r = subprocess.run(et + args, capture_output=True, text=True, timeout=120)
         assert r.returncode == 0, r.stdout + r.stderr
     cfg, _ = nodecfg.from_nvs(nvs.read_image((tmp_path / "nvs.bin").read_bytes()).namespaces)
-    assert (cfg["ssid"], cfg["node_id"], cfg["zone_name"], cfg["target_port"]) == ("HomeNet", 7, "hall", port)
+    assert (cfg["ssid"], cfg["node_id"], cfg["zone_name"], cfg["target_port"]) == (
+        "HomeNet",
+        7,
+        "hall",
+        port,
+    )
     shown = provision_json(board, "--show")
-    assert shown["firmware_version"] == "0.6.6-esptool" and shown["config"]["password"] == nodecfg.MASK
+    assert (
+        shown["firmware_version"] == "0.6.6-esptool" and shown["config"]["password"] == nodecfg.MASK
+    )
 
 
 def test_provision_keeps_keys_not_mentioned(board):
     install(board)
-    board_ns = {"csi_cfg": {"dwell_ms": nvs.NvsValue("u32", 120), "ssid": nvs.NvsValue("string", "Old")},
-                "nvs.net80211": {"sta.chan": nvs.NvsValue("u8", 11)}}
+    board_ns = {
+        "csi_cfg": {"dwell_ms": nvs.NvsValue("u32", 120), "ssid": nvs.NvsValue("string", "Old")},
+        "nvs.net80211": {"sta.chan": nvs.NvsValue("u8", 11)},
+    }
     board.flash.write(0x9000, nvs.build_image(board_ns))
-    out = provision_json(board, "--ssid", "HomeNet", "--password", SECRET, "--target-ip", "127.0.0.1",
-                         "--filter-mac", "aa:bb:cc:dd:ee:ff", "--ota-psk", "tok-123")
+    out = provision_json(
+        board,
+        "--ssid",
+        "HomeNet",
+        "--password",
+        SECRET,
+        "--target-ip",
+        "127.0.0.1",
+        "--filter-mac",
+        "aa:bb:cc:dd:ee:ff",
+        "--ota-psk",
+        "tok-123",
+    )
     assert out["written"] and out["verified"] and out["config"]["password"] == nodecfg.MASK
     assert set(out["changed"]) == {"ssid", "password", "target_ip", "filter_mac", "ota_psk"}
     out = provision_json(board, "--node-id", "9")
     assert out["changed"] == ["node_id"]
     ns = nvs.read_image(board.flash.read(0x9000, 0x6000)).namespaces
     assert ns["csi_cfg"]["dwell_ms"] == nvs.NvsValue("u32", 120)  # kept from before
-    assert ns["csi_cfg"]["ssid"].value == "HomeNet" and ns["csi_cfg"]["node_id"] == nvs.NvsValue("u8", 9)
+    assert ns["csi_cfg"]["ssid"].value == "HomeNet" and ns["csi_cfg"]["node_id"] == nvs.NvsValue(
+        "u8", 9
+    )
     assert ns["security"]["ota_psk"] == nvs.NvsValue("string", "tok-123")
     assert ns["nvs.net80211"] == {"sta.chan": nvs.NvsValue("u8", 11)}  # other namespaces survive
     again = provision_json(board, "--node-id", "9")
@@ -143,7 +219,10 @@ def test_show_masks_secrets_unless_revealed(board):
     "args, message",
     [
         (["--ssid", "x" * 33], "--ssid (csi_cfg/ssid): must be at most 32 bytes"),
-        (["--ssid", "HomeNet", "--password", "short"], "--password (csi_cfg/password): WPA2 needs 8–63"),
+        (
+            ["--ssid", "HomeNet", "--password", "short"],
+            "--password (csi_cfg/password): WPA2 needs 8–63",
+        ),
         (["--target-ip", "gateway.lan"], "--target-ip (csi_cfg/target_ip): must be a dotted IPv4"),
         (["--node-id", "300"], "--node-id (csi_cfg/node_id): must be 0–255"),
         (["--node-id", "three"], "--node-id: cannot parse 'three'"),
@@ -153,8 +232,11 @@ def test_show_masks_secrets_unless_revealed(board):
 def test_invalid_values_are_refused_before_touching_the_board(board, args, message):
     install(board)
     before = hashlib.md5(board.flash.read(0, 0x30000)).hexdigest()
-    r = run("provision", *conn(board), "--target-ip", "127.0.0.1", *args) if "--target-ip" not in args \
+    r = (
+        run("provision", *conn(board), "--target-ip", "127.0.0.1", *args)
+        if "--target-ip" not in args
         else run("provision", *conn(board), *args)
+    )
     assert r.exit_code != 0 and message in r.output, r.output
     assert "Traceback" not in r.output
     assert board.loader.stats["commands"] == 0  # never even connected
@@ -173,7 +255,10 @@ def test_unreadable_nvs_leaves_the_board_unchanged(board):
     assert hashlib.md5(board.flash.read(0, board.flash.size)).hexdigest() == before
     out = provision_json(board, "--ssid", "HomeNet", "--target-ip", "127.0.0.1", "--force-defaults")
     assert out["written"] and any("--force-defaults" in n for n in out["notes"])
-    assert nvs.read_image(board.flash.read(0x9000, 0x6000)).namespaces["csi_cfg"]["ssid"].value == "HomeNet"
+    assert (
+        nvs.read_image(board.flash.read(0x9000, 0x6000)).namespaces["csi_cfg"]["ssid"].value
+        == "HomeNet"
+    )
 
 
 def test_wrong_chip_is_refused(tmp_path):
@@ -199,18 +284,38 @@ def test_flash_an_app_alone_uses_the_boards_partition_table(board, tmp_path):
     assert info.app.version == "0.2-new"
 
 
-@pytest.mark.parametrize("case", ["wrong-password", "firewall"])
+@pytest.mark.parametrize("case", ["wrong-password", "firewall", "no-ip"])
 def test_wait_explains_why_not_streaming(tmp_path, case):
-    opts = NodeOptions(wifi=dict(WIFI), drop_udp=case == "firewall", rate_hz=50)
+    opts = NodeOptions(
+        wifi=dict(WIFI), drop_udp=case == "firewall", dhcp=case != "no-ip", rate_hz=50
+    )
     with Board(node=opts) as b:
         install(b)
         pw = "wrongpass99" if case == "wrong-password" else SECRET
-        r = run("provision", *conn(b), "--ssid", "HomeNet", "--password", pw, "--target-ip",
-                "127.0.0.1", "--target-port", str(free_udp_port()), "--wait", "--frame-timeout", "1")
+        r = run(
+            "provision",
+            *conn(b),
+            "--ssid",
+            "HomeNet",
+            "--password",
+            pw,
+            "--target-ip",
+            "127.0.0.1",
+            "--target-port",
+            str(free_udp_port()),
+            "--wait",
+            "--frame-timeout",
+            "1",
+        )
         assert r.exit_code == 1
         last = r.stdout.strip().splitlines()[-1]
         if case == "wrong-password":
             assert last == "not streaming: Wi-Fi failed after 10 retries: check --ssid/--password"
+        elif case == "no-ip":
+            assert (
+                last
+                == "not streaming: no IP address from the access point (DHCP): check the network"
+            )
         else:
             assert "nothing arrived in 1 s: check the firewall and target IP" in last
 
@@ -229,11 +334,17 @@ def test_unprovisioned_node_boots_on_defaults(board):
 
 
 def _inventory(tmp_path, boards: list[Board], ids: list[int]) -> str:
-    lines = ['[defaults]', 'ssid = "HomeNet"', 'target_ip = "127.0.0.1"', ""]
+    lines = ["[defaults]", 'ssid = "HomeNet"', 'target_ip = "127.0.0.1"', ""]
     for i, (b, nid) in enumerate(zip(boards, ids, strict=True)):
         mac = "f4:12:fa:00:00:%02x" % (i + 1)
-        lines += ["[[boards]]", f'port = "{b.port}"', f'mac = "{mac}"', f"node_id = {nid}",
-                  f'zone = "room{i}"', ""]
+        lines += [
+            "[[boards]]",
+            f'port = "{b.port}"',
+            f'mac = "{mac}"',
+            f"node_id = {nid}",
+            f'zone = "room{i}"',
+            "",
+        ]
     path = tmp_path / "fleet.toml"
     path.write_text("\n".join(lines))
     return str(path)
@@ -242,25 +353,58 @@ def _inventory(tmp_path, boards: list[Board], ids: list[int]) -> str:
 def test_fleet_refuses_duplicate_node_ids_before_touching_any_board(tmp_path):
     with Board() as a, Board(mac=bytes.fromhex("f412fa000002")) as b:
         inv = _inventory(tmp_path, [a, b], [4, 4])
-        r = run("provision", "--inventory", inv, "--password", SECRET, "--before", "no-reset",
-                "--connect-attempts", "1")
-        assert r.exit_code != 0 and "duplicate node_id 4" in r.output and "no board was touched" in r.output
+        r = run(
+            "provision",
+            "--inventory",
+            inv,
+            "--password",
+            SECRET,
+            "--before",
+            "no-reset",
+            "--connect-attempts",
+            "1",
+        )
+        assert (
+            r.exit_code != 0
+            and "duplicate node_id 4" in r.output
+            and "no board was touched" in r.output
+        )
         assert a.loader.stats["commands"] == 0 and b.loader.stats["commands"] == 0
 
 
 def test_fleet_provisions_each_board_and_records_results_without_secrets(tmp_path, caplog):
     caplog.set_level(logging.DEBUG)
-    with Board() as a, Board(mac=bytes.fromhex("f412fa000002")) as b, Board(mac=bytes.fromhex("f412fa0000ff")) as c:
+    with (
+        Board() as a,
+        Board(mac=bytes.fromhex("f412fa000002")) as b,
+        Board(mac=bytes.fromhex("f412fa0000ff")) as c,
+    ):
         for x in (a, b, c):
             install(x, "0.6.5-fleet")
         inv = _inventory(tmp_path, [a, b, c], [1, 2, 3])  # c's MAC does not match the inventory
-        r = run("provision", "--inventory", inv, "--password", SECRET, "--before", "no-reset",
-                "--after", "no-reset", "--connect-attempts", "1", "--baud", "921600")
+        r = run(
+            "provision",
+            "--inventory",
+            inv,
+            "--password",
+            SECRET,
+            "--before",
+            "no-reset",
+            "--after",
+            "no-reset",
+            "--connect-attempts",
+            "1",
+            "--baud",
+            "921600",
+        )
         assert r.exit_code == 1, r.output
         results_path = tmp_path / "fleet.results.json"
         text = results_path.read_text()
         rows = json.loads(text)["boards"]
-        assert [(x["mac"], x["node_id"], x["zone"], x["firmware_version"], x["status"]) for x in rows[:2]] == [
+        assert [
+            (x["mac"], x["node_id"], x["zone"], x["firmware_version"], x["status"])
+            for x in rows[:2]
+        ] == [
             ("f4:12:fa:00:00:01", 1, "room0", "0.6.5-fleet", "ok"),
             ("f4:12:fa:00:00:02", 2, "room1", "0.6.5-fleet", "ok"),
         ]
@@ -284,3 +428,13 @@ def test_target_ip_defaults_to_this_gateway_only_when_the_board_has_none(board):
     assert out["config"]["target_ip"] == "127.0.0.1"
     if lan:
         assert any("kept from the board" in n for n in out["notes"])
+
+
+def test_board_without_partition_table_falls_back_to_0x9000(board):
+    out = provision_json(board, "--ssid", "HomeNet", "--target-ip", "127.0.0.1")  # blank flash
+    assert out["nvs_offset"] == "0x9000" and out["firmware_version"] is None
+    assert any("assuming NVS at 0x9000" in n for n in out["notes"])
+    assert (
+        nvs.read_image(board.flash.read(0x9000, 0x6000)).namespaces["csi_cfg"]["ssid"].value
+        == "HomeNet"
+    )

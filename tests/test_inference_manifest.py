@@ -51,17 +51,37 @@ def test_roundtrip_and_defaults(pose_bundle: Path, tmp_path: Path) -> None:
         (lambda d: d.update(task="dance"), "field 'task' must be one of pose, vitals; got 'dance'"),
         (lambda d: d["input"].update(window="64"), "field 'input.window' must be an integer"),
         (lambda d: d["input"].update(window=0), "field 'input.window' must be a positive integer"),
-        (lambda d: d["input"]["norm"]["std"].pop(), "field 'input.norm.std' has 51 values, expected 52"),
+        (
+            lambda d: d["input"]["norm"]["std"].pop(),
+            "field 'input.norm.std' has 51 values, expected 52",
+        ),
         (lambda d: d["temporal"].update(heads_kv=3), "field 'temporal.heads_kv' (3) must divide"),
-        (lambda d: d["temporal"].update(window=8), "field 'temporal.window' is 8 but input.window is 16"),
-        (lambda d: d["files"]["fp32"].update(encoder="enc.pt"), "must name a .onnx or .tflite file"),
-        (lambda d: d["files"]["fp32"].update(encoder="gone.onnx"), "names 'gone.onnx', which is not in"),
-        (lambda d: d["files"].update(bf16={"encoder": "x.onnx"}), "variant name must start with fp32 or int8"),
-        (lambda d: d["input"].update(features=["amplitude", "doppler"]), "field 'input.features' must list"),
+        (
+            lambda d: d["temporal"].update(window=8),
+            "field 'temporal.window' is 8 but input.window is 16",
+        ),
+        (
+            lambda d: d["files"]["fp32"].update(encoder="enc.pt"),
+            "must name a .onnx or .tflite file",
+        ),
+        (
+            lambda d: d["files"]["fp32"].update(encoder="gone.onnx"),
+            "names 'gone.onnx', which is not in",
+        ),
+        (
+            lambda d: d["files"].update(bf16={"encoder": "x.onnx"}),
+            "variant name must start with fp32 or int8",
+        ),
+        (
+            lambda d: d["input"].update(features=["amplitude", "doppler"]),
+            "field 'input.features' must list",
+        ),
         (lambda d: d["output"].pop("confidence"), "field 'output.confidence' missing"),
     ],
 )
-def test_bad_manifest_names_file_and_field(pose_bundle: Path, tmp_path: Path, edit, message) -> None:
+def test_bad_manifest_names_file_and_field(
+    pose_bundle: Path, tmp_path: Path, edit, message
+) -> None:
     d = _raw(pose_bundle)
     edit(d)
     for f in pose_bundle.iterdir():

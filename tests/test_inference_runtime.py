@@ -89,7 +89,9 @@ def test_nodes_batched_together_equal_nodes_alone(pose_bundle: Path) -> None:
     alone = {n: PoseRuntime(b, capacity=1) for n in "abc"}
     got, want = {}, {}
     for i in range(20):
-        frames = {n: (np.array([50 + i / RATE + 0.003 * j]), _csi(rng, 1)) for j, n in enumerate("abc")}
+        frames = {
+            n: (np.array([50 + i / RATE + 0.003 * j]), _csi(rng, 1)) for j, n in enumerate("abc")
+        }
         got.update({(o.node, o.t): o.keypoints for o in together.push(frames)})
         for n in "abc":
             want.update({(o.node, o.t): o.keypoints for o in alone[n].push({n: frames[n]})})

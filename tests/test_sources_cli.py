@@ -55,7 +55,7 @@ def test_simulate_nodes_against_a_gateway():
         task = asyncio.create_task(ingest.run())
         proc = await asyncio.create_subprocess_exec(
             *CLI, "simulate-nodes", "--target", f"127.0.0.1:{src.address[1]}", "--nodes", "2",
-            "--rate", "50", "--duration", "1", "--reboot-every", "0.4", "--json",
+            "--rate", "50", "--duration", "2.6", "--reboot-every", "0.4", "--json",
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         stdout, stderr = await proc.communicate()
@@ -70,7 +70,9 @@ def test_simulate_nodes_against_a_gateway():
     assert summary["frames"] == sent["sent"]
     for nid in (1, 2):
         node = summary["nodes"][f"127.0.0.1#{nid}"]
-        assert node["reboots"] == sent["nodes"][f"node#{nid}"]["reboots"] >= 1
+        # rebooted at 0.4 s, silent for 2 s, back at 2.4 s: the gateway sees the restart
+        assert node["reboots"] == 1 and sent["nodes"][f"node#{nid}"]["reboots"] >= 1
+        assert node["lost"] == node["duplicates"] == 0
 
 
 def test_bad_options_give_clear_errors():

@@ -374,6 +374,12 @@ def _decode_feature_state(d: bytes):
     }  # fmt: skip
 
 
+def _node_name(raw: bytes) -> str:
+    """The 8-byte mesh node id: text when printable, else hex."""
+    name = raw.rstrip(b"\0")
+    return name.decode("ascii") if name and all(32 <= b < 127 for b in name) else raw.hex()
+
+
 def _decode_mesh(d: bytes):
     _, version, mtype, role, auth, epoch, plen, _r = _MESH_HDR.unpack_from(d)
     if plen > 256:
@@ -390,13 +396,13 @@ def _decode_mesh(d: bytes):
     if mtype == MESH_HEALTH and plen >= _MESH_HEALTH.size:
         node, us, nrole, ch, bw, noise, pyield, serr, flags, _ = _MESH_HEALTH.unpack_from(payload)
         return "mesh_health", -1, {
-            **env, "node": node.rstrip(b"\0").hex(), "local_us": us, "role": nrole, "channel": ch,
+            **env, "node": _node_name(node), "local_us": us, "role": nrole, "channel": ch,
             "bw": bw, "noise": noise, "pkt_yield": pyield, "sync_error": serr, "flags": flags,
         }  # fmt: skip
     if mtype == MESH_ANOMALY_ALERT and plen >= _MESH_ANOMALY.size:
         node, us, sev, reason, _, anomaly, motion = _MESH_ANOMALY.unpack_from(payload)
         return "mesh_anomaly_alert", -1, {
-            **env, "node": node.rstrip(b"\0").hex(), "local_us": us, "severity": sev,
+            **env, "node": _node_name(node), "local_us": us, "severity": sev,
             "reason": reason, "anomaly": anomaly, "motion": motion,
         }  # fmt: skip
     if mtype in (MESH_HEALTH, MESH_ANOMALY_ALERT):
@@ -458,9 +464,13 @@ _PAD = bytes(HEADER_LEN)
 _CHANNEL_LUT = channel_from_freq(np.arange(6000))
 
 
+_META_TEMPLATE = empty_meta(1)
+_META_TEMPLATE["fmt"] = FrameFormat.RUVIEW_RAW
+
+
 def _meta(hdr: np.ndarray, need: np.ndarray, t_rx: np.ndarray, src_idx: np.ndarray) -> np.ndarray:
     """FrameBatch metadata rows from validated raw-frame headers."""
-    meta = empty_meta(len(hdr))
+    meta = np.repeat(_META_TEMPLATE, len(hdr))  # every field 'unknown', then fill the known ones
     meta["t_rx"] = t_rx
     meta["src"] = src_idx
     meta["node_id"] = hdr["node_id"]
@@ -471,7 +481,6 @@ def _meta(hdr: np.ndarray, need: np.ndarray, t_rx: np.ndarray, src_idx: np.ndarr
     meta["freq_mhz"] = np.where(f <= 0xFFFF, f, 0)
     meta["channel"] = _CHANNEL_LUT[np.minimum(f, len(_CHANNEL_LUT) - 1)]
     meta["n_pairs"] = need // 2
-    meta["fmt"] = FrameFormat.RUVIEW_RAW
     return meta
 
 
@@ -534,9 +543,11 @@ class RuViewDecoder:
         hdr_all = np.frombuffer(heads, HEADER_DTYPE)
         res = DecodeResult()
         is_raw = (hdr_all["magic"] == MAGIC_RAW) & (lens >= HEADER_LEN)
-        cidx = np.flatnonzero(is_raw)
-        hdr, need, good = self._check_raw(res, hdr_all[cidx], lens[cidx])
-        cidx = cidx[good]
+        all_raw = bool(is_raw.all())
+        cidx = np.arange(n) if all_raw else np.flatnonzero(is_raw)
+        hdr, need, good = self._check_raw(res, hdr_all if all_raw else hdr_all[cidx], lens[cidx])
+        if not good.all():
+            cidx = cidx[good]
         exact = lens[cidx] == HEADER_LEN + need
         if exact.all():
             csi = b"".join([datagrams[i][HEADER_LEN:] for i in cidx.tolist()])
@@ -551,8 +562,8 @@ class RuViewDecoder:
         np.cumsum(need, out=offsets[1:])
         meta = _meta(hdr, need, t[cidx], src_idx[cidx])
         res.frames = FrameBatch(meta, np.frombuffer(csi, np.int8), offsets, table)
-        sib = np.flatnonzero(~is_raw)
-        if len(sib):
+        if not all_raw:
+            sib = np.flatnonzero(~is_raw)
             self._siblings(res, lambda j: bytes(datagrams[j]), sib, t, src_idx, table, cidx)
         self._after(res.frames)
         return res

@@ -195,6 +195,7 @@ def bench_streaming(
     cfg=None,
     batches: Iterable[int] = (1,),
     full_graphs: dict[int, Any] | None = None,
+    encoder: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> list[dict[str, Any]]:
     """Cost of one new frame per stream at window W, buffer full, numpy, same weights:
 
@@ -208,6 +209,8 @@ def bench_streaming(
 
     With ``batch`` b > 1, b streams (nodes) advance together; times are per call (b frames).
     ``full_graphs``: ``{W: model}`` exported ``full`` graphs timed as ``ort_full_ms`` too.
+    ``encoder``: features [..., F] -> embeddings [..., D] (default: numpy, random weights;
+    the CLI passes the bundle's onnxruntime encoder, the one the runtime uses).
     """
     from edge.temporal import Encoder, StreamingHead, TemporalConfig, random_weights
 
@@ -216,21 +219,22 @@ def bench_streaming(
     for w in windows:
         c = TemporalConfig(base.heads_q, base.heads_kv, base.head_dim, w, base.embed_dim)
         wts = random_weights(c)
-        enc = Encoder(wts)
+        if encoder is None:  # the encoder does not depend on W: one per run is enough
+            encoder = _numpy_encoder(Encoder(wts))
         for b in batches:
             head = StreamingHead(wts, c, capacity=b)
             rng = np.random.default_rng(0)
             x = rng.standard_normal((b, 2 * w, 104)).astype(np.float32)
-            e = enc(x)
+            e = encoder(x)
             for i in range(2 * w):  # fill and wrap once
                 head.step(e[:, i], slice(0, b))
             new = np.ascontiguousarray(x[:, -1])
             win = np.ascontiguousarray(x[:, -w:])
-            rows_ = slice(0, b)
-            step = time_calls(lambda h=head, f=new, r=rows_: h.step(enc(f), r), quick)
-            full = time_calls(lambda h=head, f=win: h.full_forward(enc(f)), quick)
             ew = e[:, -w:]
-            last = time_calls(lambda h=head, f=ew: _recompute_last(h, f), quick)
+            enc, sl = encoder, slice(0, b)
+            step = time_calls(lambda: head.step(enc(new), sl), quick)  # noqa: B023
+            full = time_calls(lambda: head.full_forward(enc(win)), quick)  # noqa: B023
+            last = time_calls(lambda: (enc(new), _recompute_last(head, ew)), quick)  # noqa: B023
             s, f, r = (float(np.median(v)) for v in (step, full, last))
             row = {
                 "window": w,
@@ -252,6 +256,20 @@ def bench_streaming(
                 row["speedup_vs_ort_full"] = round(row["ort_full_ms"] / s, 1)
             rows.append(row)
     return rows
+
+
+def _numpy_encoder(enc) -> Callable[[np.ndarray], np.ndarray]:
+    return lambda x: enc(x)
+
+
+def model_encoder(model) -> Callable[[np.ndarray], np.ndarray]:
+    """An encoder model ([B, F] -> [B, D]) applied to [..., F]."""
+
+    def run(x: np.ndarray) -> np.ndarray:
+        flat = x.reshape(-1, x.shape[-1])
+        return model.run({"features": flat})["embedding"].reshape(*x.shape[:-1], -1)
+
+    return run
 
 
 def _recompute_last(head, win: np.ndarray):
@@ -344,14 +362,22 @@ def bench_pipeline(
 
 
 # -- startup (fresh process) -------------------------------------------------------------------
+_BASELINE = "import time, psutil; print(time.time() - psutil.Process().create_time())"  # fmt: skip
+
+
 def bench_startup(bundles: list[str | Path], threads: int) -> dict[str, Any]:
-    """Run :mod:`edge.inference.first_inference` in a child process and return its report."""
+    """Run :mod:`edge.inference.first_inference` in a child process and return its report,
+    with the same-run baseline: a bare interpreter's process start -> first statement."""
     cmd = [sys.executable, "-m", "edge.inference.first_inference", "--threads", str(threads)]
     cmd += [str(b) for b in bundles]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
         return {"error": (res.stderr.strip().splitlines() or ["failed"])[-1]}
-    return json.loads(res.stdout)
+    out = json.loads(res.stdout)
+    base = subprocess.run([sys.executable, "-c", _BASELINE], capture_output=True, text=True)
+    if base.returncode == 0:
+        out["interpreter_baseline_s"] = round(float(base.stdout), 4)
+    return out
 
 
 @dataclass

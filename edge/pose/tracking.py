@@ -5,8 +5,8 @@
   predicted, not updated.
 * A track is *tentative* until it has 2 hits, then *confirmed*; after 5 consecutive misses it is
   *lost* and the next hit starts a new track. Only confirmed, live tracks are reported.
-* Bone lengths may change by at most +-20 % per frame: a child keypoint that would stretch or
-  shrink a bone more is moved along the bone to the limit (walking the skeleton tree outward).
+* Bone lengths may change by at most +-20 % per frame: each bone vector keeps its direction,
+  its length is clamped, and the skeleton is rebuilt from the root along the bone tree.
 * Optional exponential smoothing of the reported pose (``ema`` = weight of the new pose).
 
 Why hand-written: the filter is 4x4 per keypoint and has to be vectorized over keypoints with
@@ -20,6 +20,24 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.pose.keypoints import BONES, DecodedPose, gate
+
+_A = np.array([a for a, _ in BONES])
+_B = np.array([b for _, b in BONES])
+
+
+_ROOT = BONES[0][0]
+
+
+def _path_matrix() -> np.ndarray:
+    """[17, bones]: entry (j, i) is 1 when bone i lies on the path from the root to keypoint j."""
+    paths = np.zeros((17, len(BONES)))
+    for i, (a, b) in enumerate(BONES):  # BONES lists every parent before its children
+        paths[b] = paths[a]
+        paths[b, i] = 1.0
+    return paths
+
+
+_PATHS = _path_matrix()
 
 
 @dataclass
@@ -102,26 +120,26 @@ class PoseTracker:
 
     # -- bones -------------------------------------------------------------------------------
     def _clamp_bones(self, xy: np.ndarray) -> np.ndarray:
+        """Clamp each bone vector's length to +-tol of last frame's, keep its direction, and
+        rebuild the skeleton from the root (one matmul with the root->keypoint path matrix)."""
         if self.bones is None:
             self.bones = self._lengths(xy)
             return xy
-        xy = xy.copy()
-        for i, (a, b) in enumerate(BONES):
-            prev = self.bones[i]
-            d = xy[b] - xy[a]
-            length = float(np.hypot(*d))
-            if not (np.isfinite(prev) and prev > 1e-6) or length < 1e-9:
-                continue
-            lo, hi = prev * (1 - self.tol), prev * (1 + self.tol)
-            if length < lo or length > hi:
-                xy[b] = xy[a] + d * (min(max(length, lo), hi) / length)
-        self.bones = self._lengths(xy)
-        return xy
+        d = xy[_B] - xy[_A]  # [bones, 2]
+        length = np.hypot(d[:, 0], d[:, 1])
+        prev = self.bones
+        ok = np.isfinite(prev) & (prev > 1e-6) & (length > 1e-9)
+        safe_prev = np.where(ok, prev, 1.0)
+        target = np.clip(length, safe_prev * (1 - self.tol), safe_prev * (1 + self.tol))
+        d *= np.where(ok, target / np.where(ok, length, 1.0), 1.0)[:, None]
+        out = xy[_ROOT] + _PATHS @ d
+        self.bones = self._lengths(out)
+        return out
 
     def _lengths(self, xy: np.ndarray) -> np.ndarray:
-        lengths = np.array([np.hypot(*(xy[b] - xy[a])) for a, b in BONES])
-        both = np.array([self.seen[a] and self.seen[b] for a, b in BONES])
-        return np.where(both, lengths, np.nan)
+        d = xy[_B] - xy[_A]
+        both = self.seen[_A] & self.seen[_B]
+        return np.where(both, np.hypot(d[:, 0], d[:, 1]), np.nan)
 
     # -- per frame ---------------------------------------------------------------------------
     def update(self, pose: DecodedPose | None, dt: float | None = None) -> TrackState:

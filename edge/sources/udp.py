@@ -165,6 +165,7 @@ class UdpSource:
         self.rcvbuf = 0
         self._drops_at_close: int | None = None
         self.sock: socket.socket | None = None
+        self._bound: tuple | None = None
         self._transport: asyncio.DatagramTransport | None = None
         self._emit: Emit | None = None
         self._data: list[bytes] = []
@@ -181,9 +182,7 @@ class UdpSource:
     @property
     def address(self) -> tuple[str, int]:
         """The bound (host, port): useful with port 0."""
-        if self.sock is None:
-            return self.host, self.port
-        return self.sock.getsockname()[:2]
+        return self._bound or (self.host, self.port)
 
     async def start(self, emit: Emit) -> None:
         """Bind and start receiving (returns at once; see :meth:`run`)."""
@@ -191,13 +190,22 @@ class UdpSource:
         self._emit = emit
         self._closed = asyncio.Event()
         self.sock = open_udp_socket(self.host, self.port, self.rcvbuf_wanted)
-        self.port = self.sock.getsockname()[1]
+        self._bound = tuple(self.sock.getsockname()[:2])
+        self.port = self._bound[1]
         self.rcvbuf = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF)
         transport, _ = await self._loop.create_datagram_endpoint(
             lambda: _Protocol(self), sock=self.sock
         )
         self._transport = transport
         log.info("listening on UDP %s:%d (SO_RCVBUF %d bytes)", *self.address, self.rcvbuf)
+        if self.rcvbuf_wanted and self.rcvbuf < min(self.rcvbuf_wanted, 1 << 20):
+            log.warning(
+                "UDP receive buffer is only %d bytes (asked for %d); bursts from many nodes may be "
+                "dropped. Raise the limit: sudo sysctl -w net.core.rmem_max=%d",
+                self.rcvbuf,
+                self.rcvbuf_wanted,
+                self.rcvbuf_wanted,
+            )
 
     async def run(self, emit: Emit) -> None:
         """Receive until :meth:`close` is called or the task is cancelled."""

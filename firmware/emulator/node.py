@@ -33,6 +33,7 @@ class NodeOptions:
     retry_interval: float = 0.02  # seconds between Wi-Fi retries (real node: seconds)
     n_subcarriers: int = 64
     drop_udp: bool = False  # a firewall on the way: frames leave the node but never arrive
+    dhcp: bool = True  # False: the access point accepts the node but never hands out an address
     stats: dict[str, int] = field(default_factory=lambda: {"frames": 0})
 
 
@@ -262,6 +263,10 @@ class NodeRuntime:
                 self.log("I", "main", f"Retrying WiFi connection ({k}/{WIFI_RETRIES})")
             self.log("E", "main", f"Failed to connect to WiFi after {WIFI_RETRIES} retries")
             self.state = "wifi-failed"
+            return False
+        if not self.opts.dhcp:
+            self.state = "no-ip"
+            self.stop.wait()  # associated, waiting for DHCP forever
             return False
         self.log("I", "main", f"Got IP: {self.opts.ip}")
         return True

@@ -72,7 +72,10 @@ def _mac(text: str) -> bytes:
     "--ip", default="127.0.0.1", show_default=True, help="Address the node 'gets' from DHCP."
 )
 @click.option("--drop-udp", is_flag=True, help="Model a firewall: CSI frames never arrive.")
-def emulate(flash_size, mac, wifi, flash_file, chip, control_path, boot, rate, ip, drop_udp):
+@click.option("--no-dhcp", is_flag=True, help="Model an access point that gives no IP address.")
+def emulate(
+    flash_size, mac, wifi, flash_file, chip, control_path, boot, rate, ip, drop_udp, no_dhcp
+):
     """Run an emulated ESP32-S3 on a pseudo-terminal until Ctrl-C / SIGTERM.
 
     The first line of stdout is the pty path (give it to --port); the second is the control
@@ -118,7 +121,7 @@ def emulate(flash_size, mac, wifi, flash_file, chip, control_path, boot, rate, i
         flash_file=flash_file,
         mac=_mac(mac),
         chip=chip,
-        node=NodeOptions(wifi=known, ip=ip, rate_hz=rate, drop_udp=drop_udp),
+        node=NodeOptions(wifi=known, ip=ip, rate_hz=rate, drop_udp=drop_udp, dhcp=not no_dhcp),
         control_path=ctl,
         boot=boot,
     )

@@ -219,8 +219,11 @@ def _default_target(changes: dict, quiet: bool) -> str | None:
 
     lan = lan_address()
     if lan is None and not quiet:
-        click.echo("note: could not find this gateway's LAN address (no default route); boards "
-                   "without a target_ip keep the firmware default (pass --target-ip)", err=True)
+        click.echo(
+            "note: could not find this gateway's LAN address (no default route); boards "
+            "without a target_ip keep the firmware default (pass --target-ip)",
+            err=True,
+        )
     return lan
 
 
