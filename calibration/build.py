@@ -36,7 +36,9 @@ class Pool:
     """Every window drawn from the captures, before balancing."""
 
     x: list[np.ndarray] = field(default_factory=list)
-    labels: dict[str, list] = field(default_factory=lambda: {k: [] for k in ("node", "activity", "layout", "source")})
+    labels: dict[str, list] = field(
+        default_factory=lambda: {k: [] for k in ("node", "activity", "layout", "source")}
+    )
     gt: dict[str, list] = field(default_factory=dict)
     t_end: list[np.ndarray] = field(default_factory=list)
     skipped: SkipCounter = field(default_factory=SkipCounter)
@@ -47,7 +49,9 @@ def _activity_from_truth(index: np.ndarray) -> np.ndarray:
     from edge.sim.person import ACTIVITIES, MOVING
 
     names = np.asarray(ACTIVITIES)[np.clip(index.astype(int), 0, len(ACTIVITIES) - 1)]
-    return np.where(names == "empty", "empty", np.where(np.isin(names, list(MOVING)), "moving", "still"))
+    return np.where(
+        names == "empty", "empty", np.where(np.isin(names, list(MOVING)), "moving", "still")
+    )
 
 
 def _activity_from_motion(motion: np.ndarray) -> np.ndarray:
@@ -93,7 +97,9 @@ def add_capture(pool: Pool, capture: Path, manifest: Any, hop: int | None) -> Co
         sub, t = sub[order], t[order]
         csi, keep = raw_bins(sub, res.iq_order, need)
         if (~keep).any():
-            pool.skipped.skip("frame-too-short", f"{capture} {node}: < {need} pairs", int((~keep).sum()))
+            pool.skipped.skip(
+                "frame-too-short", f"{capture} {node}: < {need} pairs", int((~keep).sum())
+            )
         t, csi = t[keep], csi[keep]
         n_pairs = sub.meta["n_pairs"][keep]
         if manifest.input["grid"] == "lltf-ht20" and csi.shape[1] > 64:
@@ -116,7 +122,7 @@ def add_capture(pool: Pool, capture: Path, manifest: Any, hop: int | None) -> Co
         else:
             activity = _activity_from_motion(win.motion)
             pool.activity_source.add("motion statistic")
-            for key, arr in pool.gt.items():  # keep gt arrays aligned: NaN where unknown
+            for arr in pool.gt.values():  # keep gt arrays aligned: NaN where unknown
                 width = arr[0].shape[1:] if arr else ()
                 arr.append(np.full((len(win.x), *width), np.nan, np.float32))
         pool.x.append(win.x)
@@ -129,17 +135,38 @@ def add_capture(pool: Pool, capture: Path, manifest: Any, hop: int | None) -> Co
     return drawn
 
 
-def balance(strata: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
-    """Indices of ``n`` items spread evenly over strata (round-robin; small strata give all)."""
-    groups = {s: rng.permutation(np.flatnonzero(strata == s)) for s in np.unique(strata)}
-    picked: list[int] = []
-    depth = 0
-    while len(picked) < n and any(depth < len(g) for g in groups.values()):
-        for s in sorted(groups):
-            if depth < len(groups[s]) and len(picked) < n:
-                picked.append(int(groups[s][depth]))
-        depth += 1
-    return np.sort(np.asarray(picked, np.int64))
+def _shares(sizes: list[int], n: int) -> list[int]:
+    """Split ``n`` as evenly as possible over groups of the given sizes (water filling)."""
+    take = [0] * len(sizes)
+    left = min(n, sum(sizes))
+    while left > 0:
+        open_ = [i for i in range(len(sizes)) if take[i] < sizes[i]]
+        each = max(1, left // len(open_))
+        for i in open_:
+            add = min(each, sizes[i] - take[i], left)
+            take[i] += add
+            left -= add
+            if left == 0:
+                break
+    return take
+
+
+def balance(levels: list[np.ndarray], n: int, rng: np.random.Generator, idx=None) -> np.ndarray:
+    """Indices of ``n`` items, even over ``levels[0]`` (e.g. node), then within each over
+    ``levels[1]`` (activity), and so on; groups too small to fill their share give all they
+    have and the rest goes to the others."""
+    idx = np.arange(len(levels[0])) if idx is None else idx
+    if not levels:
+        return np.sort(rng.permutation(idx)[:n])
+    labels = levels[0][idx]
+    keys = sorted(np.unique(labels))
+    groups = [idx[labels == k] for k in keys]
+    shares = _shares([len(g) for g in groups], n)
+    picked = [
+        balance(levels[1:], k, rng, g) if levels[1:] else rng.permutation(g)[:k]
+        for g, k in zip(groups, shares, strict=False)
+    ]
+    return np.sort(np.concatenate(picked)) if picked else np.zeros(0, np.int64)
 
 
 def input_name(manifest: Any) -> str:
@@ -182,9 +209,12 @@ def build(
         )
     x = np.concatenate(pool.x)
     labels = {k: np.asarray(v, "U64") for k, v in pool.labels.items()}
-    strata = np.char.add(np.char.add(np.char.add(labels["node"], "|"), np.char.add(labels["activity"], "|")), labels["layout"])
+    strata = np.char.add(
+        np.char.add(np.char.add(labels["node"], "|"), np.char.add(labels["activity"], "|")),
+        labels["layout"],
+    )
     rng = np.random.default_rng(seed)
-    pick = balance(strata, windows, rng)
+    pick = balance([labels["node"], labels["activity"], labels["layout"]], windows, rng)
     split = np.zeros(len(pick), np.int8)
     for s in np.unique(strata[pick]):  # hold out a share of every stratum
         members = np.flatnonzero(strata[pick] == s)
@@ -201,14 +231,15 @@ def build(
             arrays[k] = np.concatenate(parts)[pick]
 
     def counts(a: np.ndarray) -> dict[str, int]:
-        return {str(k): int(v) for k, v in zip(*np.unique(a, return_counts=True))}
+        return {str(k): int(v) for k, v in zip(*np.unique(a, return_counts=True), strict=False)}
 
     report = {
         "model": str(manifest.source),
         "input": input_name(manifest),
         "input_shape": list(x.shape[1:]),
         "builder": "edge.inference.runtime.FeatureBuilder + TimeResampler / WindowRuntime layout"
-        if manifest.task != "vitals" else "edge.dsp.features.vitals_window",
+        if manifest.task != "vitals"
+        else "edge.dsp.features.vitals_window",
         "windows": int(len(pick)),
         "calibration": int((split == 0).sum()),
         "held_out": int((split == 1).sum()),
@@ -247,7 +278,9 @@ def report_table(report: dict) -> str:
         f"  activity from: {', '.join(report['activity_source'])}",
     ]
     for key in ("by_node", "by_activity", "by_layout"):
-        lines.append(f"  {key.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in report[key].items()))
+        lines.append(
+            f"  {key.replace('_', ' ')}: " + ", ".join(f"{k} {v}" for k, v in report[key].items())
+        )
     if report["ground_truth"]:
         lines.append("  ground truth: " + ", ".join(report["ground_truth"]))
     if report["skipped"]:

@@ -96,7 +96,9 @@ def pose_windows(
     return _pack(xs, ends, lays, mot, (w, feats.shape[1]))
 
 
-def reshape_windows(manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray, hop: int) -> Windows:
+def reshape_windows(
+    manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray, hop: int
+) -> Windows:
     """RuView pose_v1 layout: W consecutive frames, frame-major, reshaped to (S, W), no transpose."""
     from edge.inference.runtime import FeatureBuilder
 
@@ -111,7 +113,9 @@ def reshape_windows(manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarra
     return _pack(xs, ends, lays, mot, (s_dim, w))
 
 
-def vitals_windows(manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray, hop_s: float) -> Windows:
+def vitals_windows(
+    manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray, hop_s: float
+) -> Windows:
     """[C, T] windows from :func:`edge.dsp.features.vitals_window`, one every ``hop_s``."""
     from edge.dsp.features import frame_features, vitals_window
 
@@ -127,8 +131,16 @@ def vitals_windows(manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray
     while end <= t[-1] + 1e-9:
         sel = (t >= end - span - 1.0) & (t <= end)
         if sel.sum() >= n // 4:  # a window mostly made of gap is not a sample
-            xs.append(vitals_window(t[sel], lltf[sel], end=end, n_samples=n, rate_hz=rate,
-                                    n_channels=int(manifest.input["channels"])))
+            xs.append(
+                vitals_window(
+                    t[sel],
+                    lltf[sel],
+                    end=end,
+                    n_samples=n,
+                    rate_hz=rate,
+                    n_channels=int(manifest.input["channels"]),
+                )
+            )
             ends.append(end)
             lays.append(_layout_label(n_pairs[sel]))
             mot.append(_motion(amp[sel]))
@@ -138,9 +150,14 @@ def vitals_windows(manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray
 
 def _pack(xs, ends, lays, mot, shape) -> Windows:
     if not xs:
-        return Windows(np.zeros((0, *shape), np.float32), np.zeros(0), np.zeros(0, "U8"), np.zeros(0))
+        return Windows(
+            np.zeros((0, *shape), np.float32), np.zeros(0), np.zeros(0, "U8"), np.zeros(0)
+        )
     return Windows(
-        np.stack(xs).astype(np.float32), np.asarray(ends, np.float64), np.asarray(lays, "U8"), np.asarray(mot)
+        np.stack(xs).astype(np.float32),
+        np.asarray(ends, np.float64),
+        np.asarray(lays, "U8"),
+        np.asarray(mot),
     )
 
 

@@ -8,6 +8,7 @@ bundle manifest (schema: ``edge/inference/manifest.py``) with provenance and par
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import importlib.metadata as _md
 from dataclasses import dataclass, field
@@ -26,11 +27,17 @@ TOOL = "csi-edge export"
 
 def tool_versions() -> dict[str, str]:
     out = {}
-    for dist in ("csi-edge", "torch", "onnx", "onnxscript", "onnxruntime", "litert-torch", "ai-edge-litert"):
-        try:
+    for dist in (
+        "csi-edge",
+        "torch",
+        "onnx",
+        "onnxscript",
+        "onnxruntime",
+        "litert-torch",
+        "ai-edge-litert",
+    ):
+        with contextlib.suppress(_md.PackageNotFoundError):
             out[dist] = _md.version(dist)
-        except _md.PackageNotFoundError:
-            pass
     return out
 
 
@@ -79,13 +86,28 @@ def load_model(
     if checkpoint.suffix == ".pt2":
         prog = load_program(checkpoint)
         args, kwargs = prog.example_inputs or ((), {})
-        names = [s.arg.name for s in prog.graph_signature.input_specs if s.kind.name == "USER_INPUT"]
+        names = [
+            s.arg.name for s in prog.graph_signature.input_specs if s.kind.name == "USER_INPUT"
+        ]
         vals = list(args) + list(kwargs.values())
-        tensors = tuple(Tensor(n, tuple(v.shape), str(v.dtype).replace("torch.", "")) for n, v in zip(names, vals))
+        tensors = tuple(
+            Tensor(n, tuple(v.shape), str(v.dtype).replace("torch.", ""))
+            for n, v in zip(names, vals, strict=False)
+        )
         n_out = len(prog.graph_signature.user_outputs)
         outs = tuple(outputs or [f"output_{i}" for i in range(n_out)])
         g = Graph("window", tensors, outs, lambda m: m, quantize=True)
-        return Loaded(prog.module(), [g], {}, task or "raw", "torch.export", {}, checkpoint, sha256_file(checkpoint), prog)
+        return Loaded(
+            prog.module(),
+            [g],
+            {},
+            task or "raw",
+            "torch.export",
+            {},
+            checkpoint,
+            sha256_file(checkpoint),
+            prog,
+        )
     if arch is None:
         raise ExportError("--arch is required (a registered name or package.module:factory)")
     if ":" in arch:
@@ -95,7 +117,9 @@ def load_model(
         load_into(module, checkpoint, arch)
         tensors = parse_inputs(inputs)
         with torch.no_grad():
-            probe = Graph("window", tensors, (), lambda m: m).sample(1, np.random.default_rng(0), {})
+            probe = Graph("window", tensors, (), lambda m: m).sample(
+                1, np.random.default_rng(0), {}
+            )
             res = module(*(torch.from_numpy(probe[t.name]) for t in tensors))
         n_out = 1 if torch.is_tensor(res) else len(res)
         outs = tuple(outputs or [f"output_{i}" for i in range(n_out)])
@@ -111,8 +135,16 @@ def load_model(
         raise ExportError(f"--arch {arch}: bad config {config}: {exc}") from None
     load_into(module, checkpoint, arch)
     return Loaded(
-        module, list(a.graphs), a.sizes(module), a.task, a.name, a.describe(module),
-        checkpoint, sha256_file(checkpoint), None, a,
+        module,
+        list(a.graphs),
+        a.sizes(module),
+        a.task,
+        a.name,
+        a.describe(module),
+        checkpoint,
+        sha256_file(checkpoint),
+        None,
+        a,
     )
 
 
@@ -121,7 +153,10 @@ def file_names(out: Path, loaded: Loaded) -> tuple[Path, dict[str, str], str]:
     primary = loaded.arch_obj.primary if loaded.arch_obj else loaded.graphs[0].role
     if out.suffix == ".onnx":
         folder, stem = out.parent, out.stem
-        names = {g.role: (out.name if g.role == primary else f"{stem}.{g.role}.onnx") for g in loaded.graphs}
+        names = {
+            g.role: (out.name if g.role == primary else f"{stem}.{g.role}.onnx")
+            for g in loaded.graphs
+        }
     else:
         folder, stem = out, loaded.arch
         names = {g.role: f"{g.role}.fp32.onnx" for g in loaded.graphs}
@@ -191,10 +226,18 @@ def export_bundle(
         else:
             export_onnx(_eval(g.wrap(loaded.module)), g, loaded.sizes, path)
         module = _eval(g.wrap(loaded.module))
-        par = onnx_parity(module, path, g, loaded.sizes, batches=(1, 3) if g.inputs[0].shape[0] == "B" else (1,))
-        inputs = g.sample(4 if g.inputs[0].shape[0] == "B" else 1, np.random.default_rng(7), loaded.sizes)
+        par = onnx_parity(
+            module, path, g, loaded.sizes, batches=(1, 3) if g.inputs[0].shape[0] == "B" else (1,)
+        )
+        inputs = g.sample(
+            4 if g.inputs[0].shape[0] == "B" else 1, np.random.default_rng(7), loaded.sizes
+        )
         rec = parity.compare(
-            loaded.task, torch_runner(module, g), ort_runner(path, g), inputs, list(g.outputs),
+            loaded.task,
+            torch_runner(module, g),
+            ort_runner(path, g),
+            inputs,
+            list(g.outputs),
             sizes={"reference": loaded.checkpoint.stat().st_size, "candidate": path.stat().st_size},
             labels={"reference": "torch fp32", "candidate": f"onnx fp32 ({g.role})"},
             data="generated inputs",
@@ -213,14 +256,22 @@ def export_bundle(
         _npz_weights(loaded.module, wpath)
         variants["fp32"]["weights"] = wpath.name
     if tflite:
-        variants["fp32-tflite"] = export_tflite_variant(loaded, folder, stem, out.suffix == ".onnx", records, step)
+        variants["fp32-tflite"] = export_tflite_variant(
+            loaded, folder, stem, out.suffix == ".onnx", records, step
+        )
     report = folder / (f"{stem}.parity.json" if out.suffix == ".onnx" else "parity.fp32.json")
     parity.write_many(records, report, title=f"export {loaded.arch}")
     manifest = None
     if loaded.arch_obj is not None:
         manifest = write_bundle_manifest(
-            folder, loaded, variants, "fp32", name=name, version=version,
-            quantization=None, parity_summary=summarize(records, report.name),
+            folder,
+            loaded,
+            variants,
+            "fp32",
+            name=name,
+            version=version,
+            quantization=None,
+            parity_summary=summarize(records, report.name),
             input_overrides=input_overrides,
         )
     return {
@@ -241,8 +292,14 @@ def tflite_roles(loaded: Loaded) -> list[Graph]:
 
 
 def export_tflite_variant(
-    loaded: Loaded, folder: Path, stem: str, named: bool, records: dict, step: Any,
-    representative: dict[str, np.ndarray] | None = None, reuse: dict[str, str] | None = None,
+    loaded: Loaded,
+    folder: Path,
+    stem: str,
+    named: bool,
+    records: dict,
+    step: Any,
+    representative: dict[str, np.ndarray] | None = None,
+    reuse: dict[str, str] | None = None,
 ) -> dict[str, str]:
     """Convert the LiteRT graphs (int8 for quantizable graphs when ``representative`` is given).
 
@@ -267,22 +324,32 @@ def export_tflite_variant(
         if int8:
             from export.quantize import fit_arrays
 
-            arrays = fit_arrays([t.name for t in g.inputs], [t.shape for t in g.inputs], representative)
+            arrays = fit_arrays(
+                [t.name for t in g.inputs], [t.shape for t in g.inputs], representative
+            )
             n = len(next(iter(arrays.values())))
-            pick = np.unique(np.linspace(0, n - 1, min(n, 256)).astype(int))  # spread over all windows
+            pick = np.unique(
+                np.linspace(0, n - 1, min(n, 256)).astype(int)
+            )  # spread over all windows
             rep = ({k: v[i : i + 1] for k, v in arrays.items()} for i in pick)
         convert_tflite(module, g, loaded.sizes, path, rep)
         inputs = g.sample(4, np.random.default_rng(11), loaded.sizes)
         if int8:
             inputs = {k: v[pick[:: max(1, len(pick) // 32)]] for k, v in arrays.items()}
         rec = parity.compare(
-            loaded.task, torch_runner(module, g), ort_runner(path, g, per_row=True), inputs, list(g.outputs),
+            loaded.task,
+            torch_runner(module, g),
+            ort_runner(path, g, per_row=True),
+            inputs,
+            list(g.outputs),
             sizes={"reference": loaded.checkpoint.stat().st_size, "candidate": path.stat().st_size},
             labels={"reference": "torch fp32", "candidate": f"litert {tag} ({g.role})"},
             data="calibration windows" if int8 else "generated inputs",
         )
         if not int8 and rec["max_abs_diff"] > 1e-4:
-            raise ExportError(f"{path}: LiteRT output differs from torch by {rec['max_abs_diff']:.3g} (> 1e-4)")
+            raise ExportError(
+                f"{path}: LiteRT output differs from torch by {rec['max_abs_diff']:.3g} (> 1e-4)"
+            )
         records[f"{g.role}.tflite.{tag}"] = rec
         files[g.role] = fname
     return files

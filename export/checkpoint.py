@@ -112,7 +112,9 @@ def load_factory(spec: str) -> Any:
     """Call ``package.module:factory`` and return the torch module it builds."""
     mod_name, sep, attr = spec.partition(":")
     if not sep or not mod_name or not attr:
-        raise ExportError(f"--arch {spec!r}: expected a registered name or 'package.module:factory'")
+        raise ExportError(
+            f"--arch {spec!r}: expected a registered name or 'package.module:factory'"
+        )
     try:
         mod = importlib.import_module(mod_name)
     except ImportError as exc:
@@ -123,7 +125,9 @@ def load_factory(spec: str) -> Any:
     model = factory()
     torch = require("torch")
     if not isinstance(model, torch.nn.Module):
-        raise ExportError(f"--arch {spec!r}: factory returned {type(model).__name__}, not nn.Module")
+        raise ExportError(
+            f"--arch {spec!r}: factory returned {type(model).__name__}, not nn.Module"
+        )
     return model
 
 

@@ -119,7 +119,7 @@ def compare(
     got = candidate(inputs)
     outputs: dict[str, dict] = {}
     worst, total, count = 0.0, 0.0, 0
-    for name, r, g in zip(output_names, ref, got):
+    for name, r, g in zip(output_names, ref, got, strict=False):
         d = np.abs(np.asarray(r, np.float64) - np.asarray(g, np.float64))
         outputs[name] = {"max_abs_diff": float(d.max(initial=0)), "mean_abs_diff": float(d.mean())}
         worst = max(worst, float(d.max(initial=0)))
@@ -192,12 +192,28 @@ def table(rec: dict) -> str:
     rows: list[tuple[str, str, str]] = []
     for key in sorted(set(rec["metrics"]["reference"]) | set(rec["metrics"]["candidate"])):
         rows.append(
-            (key, _fmt(rec["metrics"]["reference"].get(key, "-")), _fmt(rec["metrics"]["candidate"].get(key, "-")))
+            (
+                key,
+                _fmt(rec["metrics"]["reference"].get(key, "-")),
+                _fmt(rec["metrics"]["candidate"].get(key, "-")),
+            )
         )
     if "size_bytes" in rec:
-        rows.append(("size (KB)", _fmt(rec["size_bytes"]["reference"] / 1024), _fmt(rec["size_bytes"]["candidate"] / 1024)))
+        rows.append(
+            (
+                "size (KB)",
+                _fmt(rec["size_bytes"]["reference"] / 1024),
+                _fmt(rec["size_bytes"]["candidate"] / 1024),
+            )
+        )
     if "latency_ms" in rec:
-        rows.append(("latency (ms, batch 1, 1 thread)", _fmt(rec["latency_ms"]["reference"]), _fmt(rec["latency_ms"]["candidate"])))
+        rows.append(
+            (
+                "latency (ms, batch 1, 1 thread)",
+                _fmt(rec["latency_ms"]["reference"]),
+                _fmt(rec["latency_ms"]["candidate"]),
+            )
+        )
     w0 = max([len(r[0]) for r in rows] + [28])
     w1 = max([len(r[1]) for r in rows] + [len(ref_name)])
     lines = [
@@ -215,7 +231,9 @@ def table(rec: dict) -> str:
     if "check" in rec:
         c = rec["check"]
         verdict = "PASS" if c["ok"] else "FAIL"
-        lines.append(f"  check: {c['loss_kind']} loss {_fmt(c['loss'])} <= {_fmt(c['threshold'])}: {verdict}")
+        lines.append(
+            f"  check: {c['loss_kind']} loss {_fmt(c['loss'])} <= {_fmt(c['threshold'])}: {verdict}"
+        )
     return "\n".join(lines)
 
 

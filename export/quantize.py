@@ -58,7 +58,7 @@ def fit_arrays(
     the encoder sees every frame of every window.
     """
     out = {}
-    for name, shape in zip(names, dims):
+    for name, shape in zip(names, dims, strict=False):
         if name not in arrays:
             raise ExportError(
                 f"calibration set has no array {name!r} for input {name!r} of {what} "
@@ -182,7 +182,9 @@ def quantize_static_onnx(
                 nodes_to_quantize=nodes if attends else None,
             )
         except Exception as exc:
-            raise ExportError(f"quantize_static failed on {src}: {type(exc).__name__}: {exc}") from exc
+            raise ExportError(
+                f"quantize_static failed on {src}: {type(exc).__name__}: {exc}"
+            ) from exc
     return {
         "mode": "static",
         "format": "QDQ",

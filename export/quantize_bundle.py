@@ -72,7 +72,15 @@ def _graph_of(path: Path) -> Graph:
     ins = model_inputs(path)
     m = onnx.load(str(path), load_external_data=False)
     outs = tuple(o.name for o in m.graph.output)
-    return Graph("x", tuple(Tensor(n, tuple(d if isinstance(d, int) and d > 0 else "B" for d in dims)) for n, dims in ins), outs, lambda m: m)
+    return Graph(
+        "x",
+        tuple(
+            Tensor(n, tuple(d if isinstance(d, int) and d > 0 else "B" for d in dims))
+            for n, dims in ins
+        ),
+        outs,
+        lambda m: m,
+    )
 
 
 def file_runner(path: Path, per_row: bool = False, like: Path | None = None) -> parity.Runner:
@@ -95,14 +103,21 @@ def pose_stream(encoder: parity.Runner, step: parity.Runner, temporal: dict) -> 
         kp = conf = None
         for i in range(t):
             kp, conf, k, v = step(
-                {"embedding": emb[:, i], "k_cache": k, "v_cache": v, "count": np.full(n, i, np.int64)}
+                {
+                    "embedding": emb[:, i],
+                    "k_cache": k,
+                    "v_cache": v,
+                    "count": np.full(n, i, np.int64),
+                }
             )
         return [kp, conf]
 
     return run
 
 
-def pose_frame_latency(encoder: parity.Runner, step: parity.Runner, temporal: dict, f: int) -> float:
+def pose_frame_latency(
+    encoder: parity.Runner, step: parity.Runner, temporal: dict, f: int
+) -> float:
     """Per-frame gateway cost: one encoder call plus one temporal step, batch 1."""
     hkv, w, dh = temporal["heads_kv"], temporal["window"], temporal["head_dim"]
     k = np.zeros((1, hkv, w, dh), np.float32)
@@ -116,7 +131,9 @@ def pose_frame_latency(encoder: parity.Runner, step: parity.Runner, temporal: di
 
 
 def _variant_size(folder: Path, files: dict[str, str]) -> int:
-    return sum((folder / f).stat().st_size for r, f in files.items() if r not in ("full", "weights"))
+    return sum(
+        (folder / f).stat().st_size for r, f in files.items() if r not in ("full", "weights")
+    )
 
 
 def _runners(
@@ -136,26 +153,45 @@ def bundle_parity(
     ref = _runners(folder, ref_files, False, ref_files)
     cand = _runners(folder, cand_files, tflite, ref_files)
     truth = {k: v for k, v in held.items() if k.startswith("gt_")}
-    sizes = {"reference": _variant_size(folder, ref_files), "candidate": _variant_size(folder, cand_files)}
+    sizes = {
+        "reference": _variant_size(folder, ref_files),
+        "candidate": _variant_size(folder, cand_files),
+    }
     if "encoder" in cand_files:
         if "features" not in held:
             raise ExportError("calibration file has no 'features' windows for the pose encoder")
         t = m.temporal
-        rs, cs = pose_stream(ref["encoder"], ref["temporal_step"], t), pose_stream(cand["encoder"], cand["temporal_step"], t)
+        rs, cs = (
+            pose_stream(ref["encoder"], ref["temporal_step"], t),
+            pose_stream(cand["encoder"], cand["temporal_step"], t),
+        )
         inputs = {"features": held["features"]}
-        rec = parity.compare("pose", rs, cs, inputs, ["keypoints", "confidence"], truth, sizes, labels, time_it=False)
+        rec = parity.compare(
+            "pose", rs, cs, inputs, ["keypoints", "confidence"], truth, sizes, labels, time_it=False
+        )
         f = held["features"].shape[-1]
         rec["latency_ms"] = {
             "reference": pose_frame_latency(ref["encoder"], ref["temporal_step"], t, f),
             "candidate": pose_frame_latency(cand["encoder"], cand["temporal_step"], t, f),
-            "batch": 1, "threads": 1, "unit": "per frame (encoder + temporal step)",
+            "batch": 1,
+            "threads": 1,
+            "unit": "per frame (encoder + temporal step)",
         }
         rec["data"] = "held-out windows, streamed frame by frame"
         return rec
     g = ref["window"]
     names = [n for n, _ in model_inputs(folder / ref_files["window"])]
     inputs = fit_inputs(folder / ref_files["window"], {k: v for k, v in held.items() if k in names})
-    return parity.compare(m.task, g, cand["window"], inputs, _graph_of(folder / ref_files["window"]).outputs, truth, sizes, labels)
+    return parity.compare(
+        m.task,
+        g,
+        cand["window"],
+        inputs,
+        _graph_of(folder / ref_files["window"]).outputs,
+        truth,
+        sizes,
+        labels,
+    )
 
 
 def quantize(
@@ -188,15 +224,25 @@ def quantize(
         fp32_files = dict(fp32.files)
     jobs: list[tuple[str, Path, Path]] = []  # (role, src, dst)
     if tgt.onnx is not None:
-        dst = Path(out) if out else tgt.onnx.with_name(tgt.onnx.name.replace(".fp32", "").replace(".onnx", ".int8.onnx"))
+        dst = (
+            Path(out)
+            if out
+            else tgt.onnx.with_name(
+                tgt.onnx.name.replace(".fp32", "").replace(".onnx", ".int8.onnx")
+            )
+        )
         jobs.append((tgt.role or "model", tgt.onnx, dst))
     else:
         for role, f in fp32_files.items():
             if role in ("encoder", "window"):
                 src = tgt.folder / f
-                jobs.append((role, src, tgt.folder / f.replace(".fp32", "").replace(".onnx", ".int8.onnx")))
+                jobs.append(
+                    (role, src, tgt.folder / f.replace(".fp32", "").replace(".onnx", ".int8.onnx"))
+                )
         if not jobs:
-            raise ExportError(f"{tgt.folder}: no quantizable model (encoder or window) in the fp32 variant")
+            raise ExportError(
+                f"{tgt.folder}: no quantizable model (encoder or window) in the fp32 variant"
+            )
 
     for role, src, dst in jobs:
         step(f"INT8 {'dynamic' if dynamic else 'static ' + method} {src.name} -> {dst.name}")
@@ -219,7 +265,12 @@ def quantize(
             truth = {k: v for k, v in held.items() if k.startswith("gt_")} if aligned else {}
             task = m.task if m is not None else _guess_task(src)
             records[f"{role}.int8"] = parity.compare(
-                task, file_runner(src), file_runner(dst), inputs, list(_graph_of(src).outputs), truth,
+                task,
+                file_runner(src),
+                file_runner(dst),
+                inputs,
+                list(_graph_of(src).outputs),
+                truth,
                 {"reference": src.stat().st_size, "candidate": dst.stat().st_size},
                 {"reference": f"onnx fp32 ({src.name})", "candidate": f"onnx int8 ({dst.name})"},
             )
@@ -232,16 +283,26 @@ def quantize(
                 int8_files[role] = dst.name
         variants["int8"] = int8_files
         records["int8"] = bundle_parity(
-            m, tgt.folder, fp32_files, int8_files, held,
-            {"reference": "onnx fp32", "candidate": "onnx int8"}, tflite=False,
+            m,
+            tgt.folder,
+            fp32_files,
+            int8_files,
+            held,
+            {"reference": "onnx fp32", "candidate": "onnx int8"},
+            tflite=False,
         )
         if tflite:
             variants["int8-tflite"] = _tflite_int8(m, tgt.folder, cal, checkpoint, records, step)
             if "weights" in fp32_files:  # the numpy temporal head serves every variant
                 variants["int8-tflite"]["weights"] = fp32_files["weights"]
             records["int8-tflite"] = bundle_parity(
-                m, tgt.folder, fp32_files, variants["int8-tflite"], held,
-                {"reference": "onnx fp32", "candidate": "litert int8"}, tflite=True,
+                m,
+                tgt.folder,
+                fp32_files,
+                variants["int8-tflite"],
+                held,
+                {"reference": "onnx fp32", "candidate": "litert int8"},
+                tflite=True,
             )
     elif tflite:
         raise ExportError(
@@ -255,13 +316,19 @@ def quantize(
             if "." in key and m is not None:
                 continue
             checks[key] = parity.check(rec, max_loss)
-    report = tgt.folder / "parity.int8.json" if m is not None else Path(jobs[0][2]).with_suffix(".parity.json")
+    report = (
+        tgt.folder / "parity.int8.json"
+        if m is not None
+        else Path(jobs[0][2]).with_suffix(".parity.json")
+    )
     parity.write_many(records, report, title=f"quantize ({'dynamic' if dynamic else method})")
     manifest_path = None
     if m is not None:
         from export.bundle import summarize
 
-        manifest_path = _update_manifest(m, tgt.folder, variants, qinfo, summarize(records, report.name), method, extras)
+        manifest_path = _update_manifest(
+            m, tgt.folder, variants, qinfo, summarize(records, report.name), method, extras
+        )
     failed = {k: c for k, c in checks.items() if not c["ok"]}
     return {
         "outputs": [str(d) for _, _, d in jobs],
@@ -280,7 +347,9 @@ def _guess_task(path: Path) -> str:
     return "pose" if "keypoints" in outs else "vitals" if "vitals" in outs else "raw"
 
 
-def _tflite_int8(m: Any, folder: Path, cal: dict, checkpoint: Any, records: dict, step: Any) -> dict:
+def _tflite_int8(
+    m: Any, folder: Path, cal: dict, checkpoint: Any, records: dict, step: Any
+) -> dict:
     """Rebuild the torch model from the checkpoint the manifest names and convert to int8."""
     from export.bundle import export_tflite_variant, load_model
     from export.checkpoint import sha256_file
@@ -302,7 +371,9 @@ def _tflite_int8(m: Any, folder: Path, cal: dict, checkpoint: Any, records: dict
     )
 
 
-def _update_manifest(m: Any, folder: Path, variants: dict, qinfo: dict, summary: dict, method: str, extras: dict) -> Path:
+def _update_manifest(
+    m: Any, folder: Path, variants: dict, qinfo: dict, summary: dict, method: str, extras: dict
+) -> Path:
     from edge.inference.manifest import write_manifest
 
     data = m.to_dict()
@@ -315,7 +386,9 @@ def _update_manifest(m: Any, folder: Path, variants: dict, qinfo: dict, summary:
     cal_report = extras.get("report_json")
     prov["quantization"] = {
         "onnx": qinfo,
-        "tflite": "PT2E static, symmetric per-channel int8 (litert-torch)" if "int8-tflite" in variants else None,
+        "tflite": "PT2E static, symmetric per-channel int8 (litert-torch)"
+        if "int8-tflite" in variants
+        else None,
         "calibration": cal_report and _short(cal_report),
     }
     prov["parity"] = {**(prov.get("parity") or {}), **summary}
@@ -333,4 +406,6 @@ def _short(report_json: str) -> dict:
         r = json.loads(report_json)
     except ValueError:
         return {}
-    return {k: r[k] for k in ("windows", "by_node", "by_activity", "by_layout", "sources") if k in r}
+    return {
+        k: r[k] for k in ("windows", "by_node", "by_activity", "by_layout", "sources") if k in r
+    }

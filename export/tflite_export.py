@@ -62,7 +62,9 @@ def convert_tflite(
                 raise ExportError("INT8 TFLite needs at least one representative window")
             quantized = quantize_pt2e.convert_pt2e(prepared, fold_quantize=False)
             edge = litert_torch.convert(
-                quantized, sample_kwargs=kwargs, quant_config=qc.QuantConfig(pt2e_quantizer=quantizer)
+                quantized,
+                sample_kwargs=kwargs,
+                quant_config=qc.QuantConfig(pt2e_quantizer=quantizer),
             )
         edge.export(str(path))
     except ExportError:
@@ -119,4 +121,4 @@ class LiteRTRunner:
         for i in range(batch):
             res = self.runner(**{n: self._in(n, inputs[n][i : i + 1]) for n in self.input_names})
             rows.append([self._out(k, res[k]) for k in self.output_keys])
-        return [np.concatenate(col, axis=0) for col in zip(*rows)]
+        return [np.concatenate(col, axis=0) for col in zip(*rows, strict=False)]

@@ -19,8 +19,11 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch is pinned in the same command: any other torch spec pulls gigabytes of CUDA packages.
   torch_pin=()
   case "$EXTRAS" in *export*) torch_pin=("torch==2.13.0") ;; esac
-  "$VENV/bin/python" -m pip install --quiet --upgrade pip >&2
-  "$VENV/bin/python" -m pip install --quiet -e "$spec" "${torch_pin[@]}" >&2
+  # The filter hides this machine's pip-config notes about local index folders; errors still show
+  # and pip's exit status is kept.
+  pip_install() { "$VENV/bin/python" -m pip install --quiet "$@" 2> >(grep -v "is ignored: it is neither" >&2); }
+  pip_install --upgrade pip
+  pip_install -e "$spec" "${torch_pin[@]}"
   echo "$want" > "$stamp"
 fi
 export PATH="$VENV/bin:$PATH"

@@ -35,13 +35,23 @@ HDR = struct.Struct("<IBBHIIbbH")
 MAGIC = 0xC5110001
 
 
+NICE = -10  # set by --no-nice to 0
+
+
 def _pin(cpu: int) -> None:
+    """One core each for receiver and sender; a higher priority when allowed (root), so other
+    work on the machine skews the figures less (the loadavg is reported either way)."""
     try:
         cpus = sorted(os.sched_getaffinity(0))
         if len(cpus) >= 2:
             os.sched_setaffinity(0, {cpus[cpu % len(cpus)]})
     except (AttributeError, OSError):
         pass
+    if NICE:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, NICE)
+        except (AttributeError, OSError):
+            pass
 
 
 # -------------------------------------------------------------------------------------------
@@ -260,15 +270,20 @@ def main() -> int:
     ap.add_argument("--zero-loss-s", type=float, default=None, help="seconds at 10k/s (default 12)")
     ap.add_argument(
         "--rates",
-        default="20000,40000,60000,80000,100000,130000,160000,200000",
+        default="5000,10000,20000,40000,60000,80000,100000,130000,160000,200000",
         help="offered rates for the ramp, frames/s",
     )
+    ap.add_argument("--no-nice", action="store_true", help="do not raise the processes' priority")
     args = ap.parse_args()
+    global NICE
+    if args.no_nice:
+        NICE = 0
     step = args.step_s or (1.5 if args.quick else 4.0)
     zl = args.zero_loss_s or (3.0 if args.quick else 12.0)
     rates = [float(r) for r in args.rates.split(",")]
     log = (lambda *a: None) if args.json else (lambda *a: print(*a, file=sys.stderr, flush=True))
     out: dict = {
+        "priority_nice": NICE,
         "nodes": N_NODES,
         "cpus": len(os.sched_getaffinity(0)),
         "ramp": {},
@@ -329,8 +344,8 @@ def main() -> int:
         ),
     }
     res["targets"] = {
-        "sustained_ge_50k": e["max_sustained_fps"] >= 50_000
-        or e["capacity_fps_per_core"] >= 50_000,
+        "sustained_ge_50k_measured": e["max_sustained_fps"] >= 50_000,
+        "capacity_ge_50k_per_core": e["capacity_fps_per_core"] >= 50_000,
         "zero_loss_at_10k": e["loss_at_10k"] == 0,
     }
     res["loadavg_1min"] = {"start": load0, "end": round(os.getloadavg()[0], 2)}

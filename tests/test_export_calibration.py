@@ -24,8 +24,22 @@ def capture(tmp_path_factory):
     pcap = tmp / "sim.pcap"
     res = CliRunner().invoke(
         cli,
-        ["simulate", "-o", str(pcap), "--scenario", "activities", "--duration", "40",
-         "--nodes", "2", "--layout", "mixed", "--seed", "4", "--json"],
+        [
+            "simulate",
+            "-o",
+            str(pcap),
+            "--scenario",
+            "activities",
+            "--duration",
+            "40",
+            "--nodes",
+            "2",
+            "--layout",
+            "mixed",
+            "--seed",
+            "4",
+            "--json",
+        ],
     )
     assert res.exit_code == 0, res.output
     return pcap
@@ -103,7 +117,21 @@ def test_bad_inputs_are_clear_errors(capture, tmp_path):
     junk = tmp_path / "junk.pcap"
     junk.write_bytes(b"not a capture at all")
     bundle = make_pose_bundle(tmp_path / "pose", TemporalConfig(window=8), int8=False)
-    res = CliRunner().invoke(cli, ["calibration", "build", str(junk), "--model", str(bundle), "-o", str(tmp_path / "c.npz")])
+    res = CliRunner().invoke(
+        cli,
+        ["calibration", "build", str(junk), "--model", str(bundle), "-o", str(tmp_path / "c.npz")],
+    )
     assert res.exit_code == 1 and "junk.pcap" in res.output and "Traceback" not in res.output
-    res = CliRunner().invoke(cli, ["calibration", "build", str(capture), "--model", str(tmp_path), "-o", str(tmp_path / "c.npz")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "calibration",
+            "build",
+            str(capture),
+            "--model",
+            str(tmp_path),
+            "-o",
+            str(tmp_path / "c.npz"),
+        ],
+    )
     assert res.exit_code == 1 and "manifest.json" in res.output

@@ -25,7 +25,9 @@ def test_mismatched_checkpoint_lists_every_mismatch(tmp_path):
     state["head.fc3.weight"] = torch.zeros(3)  # unexpected
     ckpt = tmp_path / "bad.pt"
     torch.save(state, ckpt)
-    res = CliRunner().invoke(cli, ["export", str(ckpt), "--arch", "ruview-pose-v1", "-o", str(tmp_path / "x.onnx")])
+    res = CliRunner().invoke(
+        cli, ["export", str(ckpt), "--arch", "ruview-pose-v1", "-o", str(tmp_path / "x.onnx")]
+    )
     assert res.exit_code == 1
     assert "Traceback" not in res.output
     assert "1 missing, 1 unexpected, 1 shape mismatches" in res.output
@@ -59,7 +61,7 @@ def test_missing_extra_names_the_install_command():
     with pytest.raises(ExportError) as exc:
         require("csi_edge_no_such_module")
     assert INSTALL_HINT in str(exc.value)
-    assert "pip install 'csi-edge[export]' torch==2.13.0" == INSTALL_HINT
+    assert INSTALL_HINT == "pip install 'csi-edge[export]' torch==2.13.0"
 
 
 @pytest.fixture
@@ -94,9 +96,8 @@ def user_module(tmp_path, monkeypatch):
 
 
 def test_factory_model_exports_with_dynamic_batch(tmp_path, user_module):
-    from usermodels.tiny import build
-
     import onnxruntime as ort
+    from usermodels.tiny import build
 
     torch.manual_seed(0)
     model = build().eval()
@@ -104,7 +105,17 @@ def test_factory_model_exports_with_dynamic_batch(tmp_path, user_module):
     out = tmp_path / "tiny.onnx"
     res = CliRunner().invoke(
         cli,
-        ["export", str(tmp_path / "tiny.pt"), "--arch", user_module, "--input", "x:B,4,10", "-o", str(out), "--json"],
+        [
+            "export",
+            str(tmp_path / "tiny.pt"),
+            "--arch",
+            user_module,
+            "--input",
+            "x:B,4,10",
+            "-o",
+            str(out),
+            "--json",
+        ],
     )
     assert res.exit_code == 0, res.output
     x = np.random.default_rng(0).standard_normal((5, 4, 10)).astype(np.float32)
@@ -118,7 +129,17 @@ def test_factory_without_input_shape_is_explained(tmp_path, user_module):
     from usermodels.tiny import build
 
     torch.save(build().state_dict(), tmp_path / "tiny.pt")
-    res = CliRunner().invoke(cli, ["export", str(tmp_path / "tiny.pt"), "--arch", user_module, "-o", str(tmp_path / "t.onnx")])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "export",
+            str(tmp_path / "tiny.pt"),
+            "--arch",
+            user_module,
+            "-o",
+            str(tmp_path / "t.onnx"),
+        ],
+    )
     assert res.exit_code == 1 and "--input x:B,56,20" in res.output
 
 
@@ -128,10 +149,14 @@ def test_pt2_program_exports(tmp_path):
     torch.manual_seed(1)
     model = get_arch("csi-edge-vitals").build({"channels": 3, "samples": 32}).eval()
     x = torch.randn(2, 3, 32)
-    prog = torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    prog = torch.export.export(
+        model, (x,), dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},)
+    )
     torch.export.save(prog, str(tmp_path / "vitals.pt2"))
     out = tmp_path / "vitals.onnx"
-    res = CliRunner().invoke(cli, ["export", str(tmp_path / "vitals.pt2"), "-o", str(out), "--output-name", "vitals"])
+    res = CliRunner().invoke(
+        cli, ["export", str(tmp_path / "vitals.pt2"), "-o", str(out), "--output-name", "vitals"]
+    )
     assert res.exit_code == 0, res.output
     xs = np.random.default_rng(3).standard_normal((2, 3, 32)).astype(np.float32)
     sess = ort.InferenceSession(str(out))

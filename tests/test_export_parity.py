@@ -53,7 +53,10 @@ def test_compare_check_and_table():
 
     rec = parity.compare("pose", ref, cand, x, ["keypoints"], {"gt_keypoints": gt}, time_it=False)
     assert rec["max_abs_diff"] == pytest.approx(0.05)
-    loss = rec["metrics"]["candidate"]["keypoint_error"] - rec["metrics"]["reference"]["keypoint_error"]
+    loss = (
+        rec["metrics"]["candidate"]["keypoint_error"]
+        - rec["metrics"]["reference"]["keypoint_error"]
+    )
     assert loss == pytest.approx(np.hypot(0.05, 0.05))
     assert parity.check(rec, max_loss=0.1)["ok"]
     assert not parity.check(rec)["ok"]  # default 0.02 threshold
@@ -69,7 +72,14 @@ def test_vitals_bpm_uses_the_head_scaling():
 
 
 def test_write_many_writes_json_and_table(tmp_path):
-    rec = parity.compare("raw", lambda i: [i["x"]], lambda i: [i["x"] + 1e-3], {"x": np.zeros((2, 2), np.float32)}, ["y"], time_it=False)
+    rec = parity.compare(
+        "raw",
+        lambda i: [i["x"]],
+        lambda i: [i["x"] + 1e-3],
+        {"x": np.zeros((2, 2), np.float32)},
+        ["y"],
+        time_it=False,
+    )
     j, t = parity.write_many({"window": rec}, tmp_path / "r.json", title="t")
     assert json.loads(j.read_text())["graphs"]["window"]["max_abs_diff"] == pytest.approx(1e-3)
     assert "[window]" in t.read_text()

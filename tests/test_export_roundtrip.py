@@ -51,13 +51,25 @@ def bundle(request, tmp_path_factory):
     if name == "ruview-pose-v1":
         x = np.abs(x) * 8  # amplitudes
     cal = tmp / "cal.npz"
-    extra = {"gt_keypoints": rng.uniform(0.3, 0.7, (n, 34)).astype(np.float32)} if name != "csi-edge-vitals" else {}
+    extra = (
+        {"gt_keypoints": rng.uniform(0.3, 0.7, (n, 34)).astype(np.float32)}
+        if name != "csi-edge-vitals"
+        else {}
+    )
     np.savez(cal, **{in_name: x}, split=(np.arange(n) >= 16).astype(np.int8), **extra)
     out = tmp / "bundle"
     cfg_args = [a for k, v in cfg.items() for a in ("--config", f"{k}={v}")]
     exp = _run("export", str(ckpt), "--arch", name, "-o", str(out), "--tflite", "--json", *cfg_args)
     q = _run("quantize", str(out), "--calibration", str(cal), "--tflite", "--check", "--json")
-    return {"name": name, "model": model, "dir": out, "export": exp, "quant": q, "cal": cal, "in": in_name}
+    return {
+        "name": name,
+        "model": model,
+        "dir": out,
+        "export": exp,
+        "quant": q,
+        "cal": cal,
+        "in": in_name,
+    }
 
 
 def _torch_out(model, graph, feeds):
@@ -80,7 +92,7 @@ def test_onnx_equals_torch_and_is_self_contained(bundle):
         assert not list(bundle["dir"].glob("*.data"))
         feeds = g.sample(3, np.random.default_rng(9), sizes)  # batch 3: the batch axis is dynamic
         got = open_model(path).run(feeds)
-        for name, ref in zip(g.outputs, _torch_out(bundle["model"], g, feeds)):
+        for name, ref in zip(g.outputs, _torch_out(bundle["model"], g, feeds), strict=False):
             assert np.abs(got[name] - ref.numpy()).max() <= 1e-4, (g.role, name)
         assert bundle["export"]["parity"][g.role]["max_abs_diff"] <= 1e-4
 
@@ -99,7 +111,9 @@ def test_int8_within_reported_tolerance(bundle):
     if role == "window":  # recompute: the report tells the truth about the held-out windows
         z = np.load(bundle["cal"])
         held = z[bundle["in"]][z["split"] == 1]
-        fp = open_model(bundle["dir"] / man.variant("fp32").files["window"]).run({bundle["in"]: held})
+        fp = open_model(bundle["dir"] / man.variant("fp32").files["window"]).run(
+            {bundle["in"]: held}
+        )
         i8 = open_model(bundle["dir"] / int8["window"]).run({bundle["in"]: held})
         diff = max(np.abs(fp[k] - i8[k]).max() for k in fp)
         assert diff == pytest.approx(report["max_abs_diff"], rel=1e-5, abs=1e-7)
@@ -119,10 +133,17 @@ def test_tflite_runs_in_litert_and_matches(bundle):
             if role == "temporal_step":
                 feeds["count"] = np.array([3], np.int64)
             if variant == "int8-tflite" and g.quantize:  # int8: in-distribution windows
-                feeds = {k: np.load(bundle["cal"])[bundle["in"]][:1].reshape(-1, *g.sample(1, np.random.default_rng(0), sizes)[k].shape[1:])[:1] for k in feeds}
-            model = open_model(bundle["dir"] / fname, names=([t.name for t in g.inputs], list(g.outputs)))
+                feeds = {
+                    k: np.load(bundle["cal"])[bundle["in"]][:1].reshape(
+                        -1, *g.sample(1, np.random.default_rng(0), sizes)[k].shape[1:]
+                    )[:1]
+                    for k in feeds
+                }
+            model = open_model(
+                bundle["dir"] / fname, names=([t.name for t in g.inputs], list(g.outputs))
+            )
             got = model.run(feeds)
-            for name, ref in zip(g.outputs, _torch_out(bundle["model"], g, feeds)):
+            for name, ref in zip(g.outputs, _torch_out(bundle["model"], g, feeds), strict=False):
                 assert np.abs(got[name] - ref.numpy()).max() <= tol, (variant, role, name)
 
 
@@ -134,14 +155,20 @@ def test_pose_temporal_step_onnx_streams_like_torch_full(bundle):
     step = open_model(bundle["dir"] / files["temporal_step"])
     model = bundle["model"]
     c = model.cfg
-    x = np.random.default_rng(2).standard_normal((2, 3 * c.window + 3, c.features)).astype(np.float32)
+    x = (
+        np.random.default_rng(2)
+        .standard_normal((2, 3 * c.window + 3, c.features))
+        .astype(np.float32)
+    )
     with torch.no_grad():
         kp_ref, conf_ref = (o.numpy() for o in model(torch.from_numpy(x)))
     k = np.zeros((2, c.heads_kv, c.window, c.head_dim), np.float32)
     v = k.copy()
     for t in range(x.shape[1]):
         e = enc.run({"features": x[:, t]})["embedding"]
-        out = step.run({"embedding": e, "k_cache": k, "v_cache": v, "count": np.full(2, t, np.int64)})
+        out = step.run(
+            {"embedding": e, "k_cache": k, "v_cache": v, "count": np.full(2, t, np.int64)}
+        )
         k, v = out["k_cache_out"], out["v_cache_out"]
         assert np.abs(out["keypoints"] - kp_ref[:, t]).max() <= 1e-5, t
         assert np.abs(out["confidence"] - conf_ref[:, t]).max() <= 1e-5, t

@@ -54,7 +54,9 @@ def test_ruview_safetensors_to_single_file_onnx(tmp_path):
 
     rng = np.random.default_rng(20240611)
     weights = {
-        k: (rng.standard_normal(s) * (0.5 / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 1))).astype(np.float32)
+        k: (rng.standard_normal(s) * (0.5 / np.sqrt(np.prod(s[1:]) if len(s) > 1 else 1))).astype(
+            np.float32
+        )
         for k, s in PUBLISHED.items()
     }
     ckpt = tmp_path / "pose_v1.safetensors"

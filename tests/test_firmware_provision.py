@@ -306,6 +306,8 @@ def test_wait_explains_why_not_streaming(tmp_path, case):
             "--wait",
             "--frame-timeout",
             "1",
+            "--wait-timeout",
+            "3",
         )
         assert r.exit_code == 1
         last = r.stdout.strip().splitlines()[-1]

@@ -361,6 +361,31 @@ def bench_pipeline(
     return out
 
 
+def keypoint_error(
+    bundle_path: str | Path, variant: str, reference: str | None = None, ticks: int = 100
+) -> dict[str, float]:
+    """Keypoint difference of ``variant`` against ``reference`` (default: the fp32 default
+    variant) on the same synthetic frames through the whole runtime (normalized units)."""
+    from edge.inference.runtime import PoseRuntime
+
+    outs = {}
+    for v in (reference, variant):
+        rt = PoseRuntime(load_bundle(bundle_path, variant=v), capacity=1)
+        rng = np.random.default_rng(1)
+        rate = float(rt.m.input["sample_rate_hz"])
+        kps = []
+        for i in range(ticks):
+            csi = (rng.standard_normal((1, 64)) + 1j * rng.standard_normal((1, 64))) * 10
+            for o in rt.push({"n": (np.array([500.0 + i / rate]), csi.astype(np.complex64))}):
+                kps.append(o.keypoints)
+        outs[v] = np.stack(kps)
+    d = np.abs(outs[variant] - outs[reference])
+    return {
+        "keypoint_mae_vs_fp32": round(float(d.mean()), 5),
+        "keypoint_max_vs_fp32": round(float(d.max()), 5),
+    }
+
+
 # -- startup (fresh process) -------------------------------------------------------------------
 _BASELINE = "import time, psutil; print(time.time() - psutil.Process().create_time())"  # fmt: skip
 

@@ -28,6 +28,15 @@ _LLTF = np.arange(-26, 27)
 _LLTF_RAW = np.where(_LLTF >= 0, _LLTF, 64 + _LLTF)
 
 
+def _limit_blas(n: int | None) -> None:
+    """Runtimes cap numpy's BLAS pool (default 1 thread) unless told ``None``: see
+    :func:`edge.inference.limit_blas_threads` for why."""
+    if n is not None:
+        from edge.inference import limit_blas_threads
+
+        limit_blas_threads(n)
+
+
 class FeatureBuilder:
     """Raw complex CSI [k, n_bins] -> model features [k, dim] as the manifest says."""
 
@@ -177,7 +186,9 @@ class PoseRuntime:
         capacity: int = 4,
         head: str | None = None,
         max_gap_s: float = 1.0,
+        blas_threads: int | None = 1,
     ) -> None:
+        _limit_blas(blas_threads)
         m = bundle.manifest
         if m.task != "pose" or "encoder" not in bundle.models:
             raise BundleError(f"{m.source}: PoseRuntime needs a pose bundle with an 'encoder'")
@@ -305,7 +316,10 @@ class WindowRuntime:
     section 2). ``hop``: run the model every ``hop`` new frames once the window is full.
     """
 
-    def __init__(self, bundle: Bundle, capacity: int = 4, hop: int = 1) -> None:
+    def __init__(
+        self, bundle: Bundle, capacity: int = 4, hop: int = 1, blas_threads: int | None = 1
+    ) -> None:
+        _limit_blas(blas_threads)
         m = bundle.manifest
         if "window" not in bundle.models:
             raise BundleError(f"{m.source}: WindowRuntime needs a 'window' model in 'files'")
@@ -422,13 +436,10 @@ def open_runtime(
     ``blas_threads`` caps numpy's BLAS pool for the process (see
     :func:`edge.inference.limit_blas_threads`); None leaves it alone.
     """
-    if blas_threads is not None:
-        from edge.inference import limit_blas_threads
-
-        limit_blas_threads(blas_threads)
+    _limit_blas(blas_threads)
     b = load_bundle(path, variant=variant, threads=threads)
     if b.manifest.task == "vitals":
         return VitalsRuntime(b)
     if "encoder" in b.models:
-        return PoseRuntime(b, capacity=capacity, **kw)
-    return WindowRuntime(b, capacity=capacity, **kw)
+        return PoseRuntime(b, capacity=capacity, blas_threads=blas_threads, **kw)
+    return WindowRuntime(b, capacity=capacity, blas_threads=blas_threads, **kw)

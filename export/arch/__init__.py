@@ -228,4 +228,6 @@ def get_arch(name: str) -> Arch:
     try:
         return ARCHS[name]
     except KeyError:
-        raise KeyError(f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHS))}") from None
+        raise KeyError(
+            f"unknown architecture {name!r}; known: {', '.join(sorted(ARCHS))}"
+        ) from None

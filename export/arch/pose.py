@@ -15,7 +15,9 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-NEG = -1e9  # masked score: exp(NEG - max) is exactly 0 in fp32, and unlike -inf survives int8/TFLite
+NEG = (
+    -1e9
+)  # masked score: exp(NEG - max) is exactly 0 in fp32, and unlike -inf survives int8/TFLite
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,7 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
                 int8 = _int8_variant(pose)
                 if int8:
                     result["pipeline_int8"] = bm.bench_pipeline(pose, nodes, threads, quick, int8)
+                    result["pipeline_int8"].update(bm.keypoint_error(pose, int8))
                 bar.update()
             result["rss_mb"] = bm.peak_rss_mb()
             if not no_startup and bundles:
@@ -222,6 +223,12 @@ def _print_tables(r: dict) -> None:
                 f"p50 {p['p50_ms']:.3f} / p90 {p['p90_ms']:.3f} / p99 {p['p99_ms']:.3f} ms per tick "
                 f"(budget {p['budget_ms']} ms), {p['per_frame_ms']:.3f} ms per frame"
             )
+            if "keypoint_mae_vs_fp32" in p:
+                click.echo(
+                    f"  keypoints vs fp32 on the same frames: mean abs "
+                    f"{p['keypoint_mae_vs_fp32']:.4f}, max {p['keypoint_max_vs_fp32']:.4f} "
+                    "(normalized image units)"
+                )
             click.echo(
                 "  stages p50 ms: "
                 + ", ".join(f"{k} {v:.3f}" for k, v in p["stages_p50_ms"].items())

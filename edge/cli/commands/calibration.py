@@ -21,11 +21,31 @@ def command():
 
 @command.command("build")
 @click.argument("captures", nargs=-1, required=True, type=click.Path(exists=True, dir_okay=False))
-@click.option("--model", "-m", required=True, type=click.Path(exists=True), help="Bundle folder or its manifest.json.")
-@click.option("-o", "--output", required=True, type=click.Path(dir_okay=False), help="CAL.npz to write.")
-@click.option("--windows", "-n", type=int, default=512, show_default=True, help="Windows to draw in total.")
-@click.option("--holdout", type=float, default=0.2, show_default=True, help="Share of each stratum held out for parity reports.")
-@click.option("--hop", type=int, help="Frames between window starts (vitals: seconds). Default: half a window (vitals 4 s).")
+@click.option(
+    "--model",
+    "-m",
+    required=True,
+    type=click.Path(exists=True),
+    help="Bundle folder or its manifest.json.",
+)
+@click.option(
+    "-o", "--output", required=True, type=click.Path(dir_okay=False), help="CAL.npz to write."
+)
+@click.option(
+    "--windows", "-n", type=int, default=512, show_default=True, help="Windows to draw in total."
+)
+@click.option(
+    "--holdout",
+    type=float,
+    default=0.2,
+    show_default=True,
+    help="Share of each stratum held out for parity reports.",
+)
+@click.option(
+    "--hop",
+    type=int,
+    help="Frames between window starts (vitals: seconds). Default: half a window (vitals 4 s).",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def build_cmd(captures, model, output, windows, holdout, hop, seed, as_json):
@@ -50,7 +70,13 @@ def build_cmd(captures, model, output, windows, holdout, hop, seed, as_json):
 
     from calibration.build import CalibrationError, build, report_table, save
 
-    bar = tqdm(total=len(captures), desc="captures", unit="file", disable=as_json or len(captures) < 2, file=None)
+    bar = tqdm(
+        total=len(captures),
+        desc="captures",
+        unit="file",
+        disable=as_json or len(captures) < 2,
+        file=None,
+    )
 
     def step(cap):
         bar.set_postfix_str(str(cap)[-40:])
