@@ -181,9 +181,10 @@ class NodeTable:
         if (gkey == gkey[0]).all():
             uniq, order, starts = gkey[:1], None, np.zeros(1, np.int64)
         else:
-            uniq, inverse = np.unique(gkey, return_inverse=True)
-            order = np.argsort(inverse, kind="stable")
-            starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0])
+            order = np.argsort(gkey, kind="stable")  # stable: each node keeps arrival order
+            sorted_keys = gkey[order]
+            starts = np.flatnonzero(np.r_[True, sorted_keys[1:] != sorted_keys[:-1]])
+            uniq = sorted_keys[starts]
         ends = np.r_[starts[1:], n]
         counts = ends - starts
         states = []
@@ -204,8 +205,11 @@ class NodeTable:
         t_last = np.maximum.reduceat(t, starts)
         rssi_sum = np.add.reduceat(rssi, starts)
         # per node, per layout: frame counts (one small loop over the distinct pairs)
-        seg = np.repeat(np.arange(len(states)), counts)
-        combo, combo_n = np.unique(seg << 16 | n_pairs, return_counts=True)
+        if (n_pairs == n_pairs[0]).all():
+            combo, combo_n = np.arange(len(states)) << 16 | n_pairs[0], counts
+        else:
+            seg = np.repeat(np.arange(len(states)), counts)
+            combo, combo_n = np.unique(seg << 16 | n_pairs, return_counts=True)
         for c, k in zip(combo.tolist(), combo_n.tolist(), strict=True):
             sub = states[c >> 16].subcarriers
             sub[c & 0xFFFF] = sub.get(c & 0xFFFF, 0) + k

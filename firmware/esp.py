@@ -18,7 +18,7 @@ import hashlib
 import io
 import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 
 log = logging.getLogger("csi_edge.esp")
 ROM_BAUD = 115200
@@ -330,6 +330,3 @@ def _clean(e: BaseException) -> str:
     text = str(e).strip()
     text = text.split("\nFor troubleshooting steps visit")[0]
     return " ".join(text.split()) or type(e).__name__
-
-
-ProgressFn = Callable[[int, int], None]

@@ -22,6 +22,7 @@ receiver's one core is what is measured. Loss = frames sent - frames decoded.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -48,10 +49,8 @@ def _pin(cpu: int) -> None:
     except (AttributeError, OSError):
         pass
     if NICE:
-        try:
+        with contextlib.suppress(AttributeError, OSError):
             os.setpriority(os.PRIO_PROCESS, 0, NICE)
-        except (AttributeError, OSError):
-            pass
 
 
 # -------------------------------------------------------------------------------------------

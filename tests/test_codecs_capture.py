@@ -203,3 +203,12 @@ def test_cli_user_errors(tmp_path):
     assert r.exit_code == 1 and "empty" in r.output
     r = CliRunner().invoke(cli, ["decode", str(JSONL), "-o", str(tmp_path / "x.csv")])
     assert r.exit_code == 2 and ".jsonl or .npz" in r.output
+
+
+def test_cli_format_override(tmp_path):
+    odd = tmp_path / "capture.bin"
+    shutil.copy(JSONL, odd)
+    doc = json.loads(run(odd, "--format", "jsonl", "--json").stdout)
+    assert doc["frames"] == 368
+    doc = json.loads(run(odd, "--format", "text", "--json").stdout)  # wrong on purpose: all counted
+    assert doc["frames"] == 0 and doc["skipped"] == {"unknown-line": 400}

@@ -188,6 +188,60 @@ def test_network_layer_skips(tmp_path, packet, reason):
     assert res.skipped == {reason: 1} and len(res.frames) == 1
 
 
+def ip4_fragments(payload: bytes, size: int = 1480, ident: int = 77) -> list[bytes]:
+    udp = struct.pack("!HHHH", 40000, 5005, 8 + len(payload), 0) + payload
+    out = []
+    for off in range(0, len(udp), size):
+        piece = udp[off : off + size]
+        ff = (off // 8) | (0x2000 if off + size < len(udp) else 0)
+        out.append(struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(piece), ident, ff, 64, 17, 0,
+                               bytes([10, 1, 2, 3]), bytes([10, 1, 2, 99])) + piece)  # fmt: skip
+    return out
+
+
+def ip6_fragments(payload: bytes, size: int = 1448, ident: int = 9) -> list[bytes]:
+    udp = struct.pack("!HHHH", 40000, 5005, 8 + len(payload), 0) + payload
+    src = bytes.fromhex("fd000000000000000000000000000007")
+    out = []
+    for off in range(0, len(udp), size):
+        piece = udp[off : off + size]
+        fh = struct.pack("!BBHI", 17, 0, off | (1 if off + size < len(udp) else 0), ident)
+        out.append(
+            struct.pack("!IHBB16s16s", 0x60000000, 8 + len(piece), 44, 64, src, bytes(16))
+            + fh
+            + piece
+        )
+    return out
+
+
+def test_fragmented_datagrams_are_reassembled(tmp_path):
+    big = rv.encode_raw_frame(4, 99, np.arange(2048).astype(np.int8))  # 2068 bytes: > 1 MTU
+    f4 = ip4_fragments(big, size=800)
+    f6 = ip6_fragments(big)
+    assert len(f4) == 3 and len(f6) == 2
+    packets = [
+        f4[2],
+        ip4_udp(FRAMES[0]),
+        f4[0],
+        f4[0],
+        f6[1],
+        f4[1],
+        f6[0],
+    ]  # shuffled, a duplicate
+    res = read_pcap(write(tmp_path, "frag.pcap", classic_pcap(101, packets)))
+    assert len(res.frames) == 3 and not res.skipped, res.skipped
+    assert np.all(np.diff(res.frames.meta["t_rx"]) >= 0)
+    whole = [i for i in range(3) if res.frames.meta["n_pairs"][i] == 1024]
+    assert len(whole) == 2
+    for i in whole:
+        assert res.frames.raw(i).tobytes() == big[20:]
+    assert {res.frames.sources[res.frames.meta["src"][i]] for i in whole} == {"10.1.2.3", "fd00::7"}
+    res = read_pcap(
+        write(tmp_path, "partial.pcap", classic_pcap(101, f4[:2] + [ip4_udp(FRAMES[0])]))
+    )
+    assert len(res.frames) == 1 and res.skipped == {"ip-fragment": 2}
+
+
 def test_other_skips_arp_snaplen_port_linktype(tmp_path):
     arp = ETH + b"\x08\x06" + bytes(28)
     res = read_pcap(

@@ -215,3 +215,29 @@ def test_board_emulate_cli_prints_the_pty_first_and_stops_on_sigterm(tmp_path):
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(10) == 0
     assert os.path.getsize(tmp_path / "f.bin") == 4 << 20
+
+
+@pytest.mark.parametrize("after", ["hard-reset", "watchdog-reset"])
+def test_esptool_after_reset_options_boot_the_firmware(board, after):
+    cmd = [
+        sys.executable,
+        "-m",
+        "esptool",
+        "--port",
+        board.port,
+        "--before",
+        "no-reset",
+        "--after",
+        after,
+        "--connect-attempts",
+        "1",
+        "chip-id",
+    ]
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for _ in range(40):
+        if board.status()["boots"]:
+            break
+        time.sleep(0.05)
+    assert board.status()["mode"] == "app" and board.status()["boots"] == 1
+    assert board.status()["node_state"] == "no-bootloader"  # blank flash: nothing to run

@@ -70,6 +70,8 @@ def tflite_encoders(pose_bundle: Path, tmp_path_factory) -> dict[str, Path]:
     return {"fp32": out / "enc.fp32.tflite", "int8": out / "enc.int8.tflite"}
 
 
+@pytest.mark.torch
+@pytest.mark.slow
 def test_backend_chosen_by_extension(pose_bundle: Path, tflite_encoders) -> None:
     assert isinstance(open_model(pose_bundle / "encoder.fp32.onnx"), OrtModel)
     lite = open_model(tflite_encoders["fp32"], names=(["features"], ["embedding"]))
@@ -80,6 +82,7 @@ def test_backend_chosen_by_extension(pose_bundle: Path, tflite_encoders) -> None
 
 
 @pytest.mark.torch
+@pytest.mark.slow
 def test_onnxruntime_and_litert_same_outputs_fp32(pose_bundle: Path, tflite_encoders) -> None:
     x = np.random.default_rng(3).standard_normal((5, 104)).astype(np.float32)
     ort = open_model(pose_bundle / "encoder.fp32.onnx").run({"features": x})["embedding"]
@@ -92,6 +95,7 @@ def test_onnxruntime_and_litert_same_outputs_fp32(pose_bundle: Path, tflite_enco
 
 
 @pytest.mark.torch
+@pytest.mark.slow
 def test_int8_litert_io_is_quantized_for_the_caller(pose_bundle: Path, tflite_encoders) -> None:
     lite = open_model(tflite_encoders["int8"], names=(["features"], ["embedding"]))
     x = np.random.default_rng(4).standard_normal((6, 104)).astype(np.float32)
@@ -107,6 +111,7 @@ def test_int8_litert_io_is_quantized_for_the_caller(pose_bundle: Path, tflite_en
     assert np.abs(got - ort8).mean() < 0.05
 
 
+@pytest.mark.torch
 def test_truncated_tflite_is_named(tmp_path: Path, tflite_encoders) -> None:
     bad = tmp_path / "enc.tflite"
     data = tflite_encoders["fp32"].read_bytes()

@@ -162,3 +162,26 @@ def test_vitals_runtime_scales_breathing(tmp_path: Path) -> None:
     raw = b.models["window"].run({"window": x[None]})["vitals"][0]
     assert out["breathing_bpm"] == pytest.approx(raw[0] * 10 + 20, rel=1e-6)
     assert out["presence_logit"] == pytest.approx(raw[1], rel=1e-6)
+
+
+@pytest.mark.parametrize("mode", [None, "none", "linear"])
+def test_window_runtime_time_resampling_follows_manifest(ruview_bundle, tmp_path, mode) -> None:
+    import json
+    import shutil
+
+    folder = tmp_path / "b"
+    shutil.copytree(ruview_bundle, folder)
+    d = json.loads((folder / "manifest.json").read_text())
+    d["input"].pop("time_resample", None)
+    if mode is not None:
+        d["input"]["time_resample"] = mode
+    (folder / "manifest.json").write_text(json.dumps(d))
+    rt = WindowRuntime(load_bundle(folder))
+    rng = np.random.default_rng(6)
+    t = 10.0 + np.arange(30) / RATE + rng.uniform(0.002, 0.02, 30)  # jittered, off the grid
+    outs = rt.push({"n": (t, _csi(rng, 30))})
+    times = np.array([o.t for o in outs])
+    on_grid = np.allclose(times * RATE, np.round(times * RATE))
+    # RuView's grid (raw-first-56) defaults to frames as they arrive, like RuView's runtime
+    assert on_grid == (mode == "linear")
+    assert len(outs) >= 9

@@ -109,7 +109,8 @@ def test_serial_record_keeps_every_line_byte_for_byte(tmp_path):
         ).encode()
         for i in range(5)
     ]
-    lines = [b"I (33) boot: ESP-IDF v5.2", *good[:3], b"\xff\xfe garbage \x00", *good[3:]]
+    torn = good[3][:40] + good[3]  # the first copy lost its tail; the next line ran into it
+    lines = [b"I (33) boot: ESP-IDF v5.2", *good[:3], torn, b"\xff\xfe garbage \x00", good[4]]
     proc, _ = _start_record(
         ["--serial", port, "--baud", "921600", "-o", str(out), "--duration", "1.5"]
     )

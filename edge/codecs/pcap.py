@@ -7,7 +7,8 @@ Reading (what ``tcpdump -w`` on a gateway produces):
 * link types Ethernet (with 802.1Q/802.1ad tags), Linux cooked SLL and SLL2, raw IP
   (101/12/14/228/229), BSD loopback NULL and LOOP;
 * IPv4 and IPv6 carrying UDP. Everything else is counted, not dropped silently: ``not-ip``,
-  ``not-udp``, ``ip-fragment`` (fragments are not reassembled: RuView frames fit one datagram),
+  ``not-udp``, ``ip-fragment`` (a fragment whose datagram never completed; complete IPv4 and
+  IPv6 fragment sets are reassembled, e.g. the ~1.6 kB HE frames of ESP32-C6 nodes),
   ``ipv6-ext-header``, ``truncated-capture`` (cut by the snap length), ``other-port``
   (with ``port=``), ``unsupported-linktype``, ``truncated-record``, ``corrupt-record``.
 
@@ -113,9 +114,16 @@ def iter_pcap(
         else:
             raise PcapError(f"{path}: not a pcap/pcapng file (magic {head.hex()})")
         buf = np.frombuffer(mm, np.uint8)
+        frags = Reassembler()
         for data_starts, caplens, linktypes, t, rec_skips in records:
-            yield _decode_records(buf, data_starts, caplens, linktypes, t, rec_skips, decoder, port)
+            yield _decode_records(
+                buf, data_starts, caplens, linktypes, t, rec_skips, decoder, port, frags
+            )
         del buf
+        if frags.pending:
+            res = DecodeResult()
+            res.skipped.skip("ip-fragment", f"{path}: datagram(s) never completed", frags.pending)
+            yield res
     finally:
         # a caller may still hold a view; the map then closes when it is collected
         with contextlib.suppress(BufferError):
@@ -286,7 +294,7 @@ def _be16(buf: np.ndarray, pos: np.ndarray) -> np.ndarray:
 
 
 def _decode_records(
-    buf, data, caplen, linktype, t, skips: SkipCounter, decoder: RuViewDecoder, port
+    buf, data, caplen, linktype, t, skips: SkipCounter, decoder: RuViewDecoder, port, frags=None
 ):
     """Link/IP/UDP headers of every record (vectorised), then the payloads to the decoder."""
     n = len(data)
@@ -363,8 +371,8 @@ def _decode_records(
         np.int64
     )
     frag = _be16(buf, ip + 6) & 0x3FFF
-    fail(v4 & (frag != 0), "ip-fragment")
-    fail(v6 & (proto == 44), "ip-fragment")
+    is_frag = (reason == 0) & ((v4 & (frag != 0)) | (v6 & (proto == 44)))
+    fail(is_frag, "ip-fragment")
     fail(v6 & np.isin(proto, (0, 43, 60, 51, 135)), "ipv6-ext-header")
     fail((v4 | v6) & (proto != 17), "not-udp")
     l4 = ip + ihl
@@ -374,12 +382,20 @@ def _decode_records(
     fail(l4 + ulen > data + caplen, "truncated-capture")
     if port is not None:
         fail(_be16(buf, l4 + 2) != port, "other-port")
+    extra: list[tuple[bytes, float, str]] = []  # datagrams completed by reassembly
+    if frags is not None and is_frag.any():
+        for i in np.flatnonzero(is_frag).tolist():
+            rec = buf[data[i] + l3[i] : data[i] + caplen[i]].tobytes()
+            done = frags.add(rec, int(ipver[i]), float(t[i]))
+            if done is not None:
+                extra.append(done)
     ok = np.flatnonzero(reason == 0)
     for i, name in enumerate(REASONS):
-        if i:
-            k = int((reason == i).sum())
-            if k:
-                skips.skip(name, "", k)
+        if not i or (name == "ip-fragment" and frags is not None):
+            continue  # fragments are the reassembler's inputs; it counts the ones never completed
+        k = int((reason == i).sum())
+        if k:
+            skips.skip(name, "", k)
     # source addresses -> names
     src_idx = np.zeros(len(ok), np.uint32)
     table: list[str] = []
@@ -397,7 +413,93 @@ def _decode_records(
         table += [str(ipaddress.IPv6Address(bytes(u))) for u in uniq]
     res = decoder.decode_block(buf, l4[ok] + 8, ulen[ok] - 8, t[ok], src_idx, table)
     res.skipped.update(skips)
+    for reason_name, k in frags.take_skips().items() if frags is not None else ():
+        res.skipped.skip(reason_name, "reassembled datagram", k)
+    if extra:  # reassembled datagrams: decoded apart, then merged back in time order
+        whole = decoder.decode(
+            [e[0] for e in extra], np.array([e[1] for e in extra]), [e[2] for e in extra]
+        )
+        res = DecodeResult.concat([res, whole])
+        res.frames = res.frames[np.argsort(res.frames.meta["t_rx"], kind="stable")]
     return res
+
+
+class Reassembler:
+    """IPv4 / IPv6 fragment reassembly (RFC 791 / 8200), keyed by (src, dst, id, protocol).
+
+    Fragments are rare here (a frame above ~1472 bytes), so this is plain Python per fragment.
+    At most ``max_pending`` datagrams are held; the oldest is dropped (its fragments counted as
+    ``ip-fragment``) when more arrive. Overlapping fragments are taken first-come.
+    """
+
+    def __init__(self, max_pending: int = 1024) -> None:
+        self.max_pending = max_pending
+        self._parts: dict[tuple, dict] = {}
+        self._skips: dict[str, int] = {}
+
+    @property
+    def pending(self) -> int:
+        """Fragments held for datagrams that have not completed."""
+        return sum(len(v["pieces"]) for v in self._parts.values())
+
+    def take_skips(self) -> dict[str, int]:
+        out, self._skips = self._skips, {}
+        return out
+
+    def _skip(self, reason: str, n: int = 1) -> None:
+        self._skips[reason] = self._skips.get(reason, 0) + n
+
+    def add(self, ip: bytes, version: int, t: float):
+        """Add one fragment (bytes from the IP header on); the UDP datagram when complete."""
+        try:
+            if version == 4:
+                ihl = (ip[0] & 15) * 4
+                total, ident, ff = struct.unpack_from("!HHH", ip, 2)
+                proto = ip[9]
+                src, dst = ip[12:16], ip[16:20]
+                payload = ip[ihl:total]
+                offset, more = (ff & 0x1FFF) * 8, bool(ff & 0x2000)
+            else:
+                plen = struct.unpack_from("!H", ip, 4)[0]
+                src, dst = ip[8:24], ip[24:40]
+                proto, _r, off_m, ident = struct.unpack_from("!BBHI", ip, 40)
+                payload = ip[48 : 40 + plen]
+                offset, more = (off_m >> 3) * 8, bool(off_m & 1)
+        except (struct.error, IndexError):
+            self._skip("truncated-capture")
+            return None
+        key = (version, src, dst, ident, proto)
+        entry = self._parts.get(key)
+        if entry is None:
+            if len(self._parts) >= self.max_pending:
+                oldest = next(iter(self._parts))
+                self._skip("ip-fragment", len(self._parts.pop(oldest)["pieces"]))
+            entry = self._parts[key] = {"pieces": {}, "total": None}
+        entry["pieces"].setdefault(offset, payload)
+        if not more:
+            entry["total"] = offset + len(payload)
+        total = entry["total"]
+        if total is None:
+            return None
+        data = bytearray(total)
+        covered = 0
+        for off in sorted(entry["pieces"]):
+            piece = entry["pieces"][off]
+            if off > covered:
+                return None  # a hole: wait for more
+            data[off : off + len(piece)] = piece[: max(0, total - off)]
+            covered = max(covered, off + len(piece))
+        if covered < total:
+            return None
+        del self._parts[key]
+        if proto != 17:
+            self._skip("not-udp")
+            return None
+        ulen = struct.unpack_from("!H", data, 4)[0] if len(data) >= 8 else 0
+        if ulen < 8 or ulen > len(data):
+            self._skip("bad-udp")
+            return None
+        return bytes(data[8:ulen]), t, str(ipaddress.ip_address(src))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -27,7 +27,9 @@ Layout of ``manifest.json`` (all fields required unless marked optional)::
         "sample_rate_hz": 20.0,                   # frames are resampled in time to this rate
         "layout": "frame-major" | "frame-major-reshape" | "channels-time",
         "channels": 8,                            # optional; vitals: channels C of [C, T]
-        "time_resample": "linear" | "none",       # optional, default "linear"
+        "time_resample": "linear" | "none",       # optional; default "linear", but "none"
+                                                  # for grid raw-first-56 (RuView pose_v1 took
+                                                  # frames as they came)
         "norm": {"mean": [...], "std": [...]} | null   # optional; per-subcarrier, log1p(amplitude)
       },
       "output": {"layout": "coco17-xy", "confidence": true}            # pose
@@ -384,6 +386,12 @@ def write_manifest(folder: str | Path, manifest: Manifest | Mapping[str, Any]) -
     tmp.write_text(json.dumps(data, indent=2, sort_keys=False) + "\n", encoding="utf-8")
     tmp.replace(target)
     return target
+
+
+def time_resample(m: Manifest) -> str:
+    """The manifest's ``input.time_resample`` with its grid-dependent default."""
+    default = "none" if m.input["grid"] == "raw-first-56" else "linear"
+    return m.input.get("time_resample") or default
 
 
 # -- model I/O and data checks -----------------------------------------------------------------

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.inference.bundle import Bundle, BundleError, load_bundle
-from edge.inference.manifest import Manifest, check_source
+from edge.inference.manifest import Manifest, check_source, time_resample
 from edge.temporal import StreamingHead, TemporalConfig, load_weights
 
 # canonical HT20 LLTF subcarriers -26..+26 -> raw ESP-IDF bins (0..31 then -32..-1)
@@ -218,7 +218,7 @@ class PoseRuntime:
         self.nodes = _Nodes()
         self.resamplers: dict[str, TimeResampler] = {}
         self.max_gap_s = max_gap_s
-        self.resample = m.input.get("time_resample", "linear") != "none"
+        self.resample = time_resample(m) != "none"
 
     # -- streams -----------------------------------------------------------------------------
     def attach(self, node: str, n_bins: int | None = None) -> int:
@@ -340,6 +340,9 @@ class WindowRuntime:
         self.nodes = _Nodes()
         self._order = (np.arange(self.W)[None, :] + np.arange(self.W)[:, None]) % self.W
         self._win: dict[int, np.ndarray] = {}
+        # RuView pose_v1 takes frames as they arrive ("none"); others get the uniform grid
+        self.resample = time_resample(m) != "none"
+        self.resamplers: dict[str, TimeResampler] = {}
 
     def attach(self, node: str, n_bins: int | None = None) -> int:
         if n_bins is not None:
@@ -381,6 +384,13 @@ class WindowRuntime:
             row = self.attach(node, csi.shape[1])
             feats = self.features(csi)
             t = np.asarray(t, np.float64).reshape(-1)
+            if self.resample:
+                rs = self.resamplers.get(node)
+                if rs is None:
+                    rs = self.resamplers[node] = TimeResampler(self.m.input["sample_rate_hz"])
+                t, feats = rs.push(t, feats)
+                if rs.gap:
+                    self.count[row] = 0  # a window across a gap is not one the model knows
             last = len(feats) - 1
             for i in range(len(feats)):
                 self.append(row, feats[i])

@@ -62,8 +62,12 @@ class LineSplitter:
         self._discarding = False  # inside an overlong line: drop until the next newline
 
     def feed(self, data: bytes) -> list[bytes]:
-        """Complete lines in ``data`` (plus what was held back), without line ends; empty lines
-        are dropped (they carry nothing)."""
+        """Complete lines in ``data`` (plus what was held back), without line ends, untorn; empty
+        lines are dropped (they carry nothing)."""
+        return self.untear(self.feed_raw(data))
+
+    def feed_raw(self, data: bytes) -> list[bytes]:
+        """Like :meth:`feed` but lines exactly as received (for lossless recording)."""
         buf = self._tail + data
         if b"\r" in buf:
             buf = buf.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
@@ -78,21 +82,22 @@ class LineSplitter:
                 self.skipped.skip("line-too-long", f"over {self.max_line} bytes without a newline")
                 continue
             if line:
-                out.extend(self._untear(line))
+                out.append(line)
         if len(self._tail) > self.max_line:
             self._tail = b""
             self._discarding = True
         return out
 
-    def _untear(self, line: bytes) -> list[bytes]:
-        """Split ``...torn fragmentCSI_DATA,...`` into the counted fragment and the real line."""
-        cut = -1
-        for s in self.starts:
-            cut = max(cut, line.rfind(s))
-        if cut <= 0:
-            return [line]
-        self.skipped.skip("torn-line", "a CSI line started inside another one")
-        return [line[cut:]]
+    def untear(self, lines: list[bytes]) -> list[bytes]:
+        """Cut ``...torn fragmentCSI_DATA,...`` to the real line; the fragment is counted."""
+        out = []
+        for line in lines:
+            cut = max(line.rfind(s) for s in self.starts)
+            if cut > 0:
+                self.skipped.skip("torn-line", "a CSI line started inside another one")
+                line = line[cut:]
+            out.append(line)
+        return out
 
     def reset(self) -> bytes:
         """Forget a half-received line (the port went away); returns it."""
@@ -239,28 +244,31 @@ class SerialSource:
                 continue
             t = time.time()
             self.bytes += len(data)
-            lines = self.splitter.feed(data)
-            if lines:
-                self._hand_over(lines, t)
+            raw = self.splitter.feed_raw(data)
+            if raw:
+                self._hand_over(self.splitter.untear(raw), t, raw)
 
-    def _hand_over(self, lines: list[bytes], t: float) -> None:
-        """Pass lines and the splitter's skip counts (owned by this thread) to the loop."""
+    def _hand_over(self, lines: list[bytes], t: float, raw: list[bytes] | None = None) -> None:
+        """Pass lines (untorn, and as received for the raw sink) and the splitter's skip counts
+        (owned by this thread) to the loop."""
         skips = self.splitter.skipped.as_dict()
         if skips:
             self.splitter.skipped.clear()
         if (not lines and not skips) or self._loop is None:
             return
         with contextlib.suppress(RuntimeError):  # the loop is closed: we are shutting down
-            self._loop.call_soon_threadsafe(self._deliver, lines, t, skips)
+            self._loop.call_soon_threadsafe(self._deliver, lines, t, skips, raw)
 
     # -- on the loop ----------------------------------------------------------------------------
-    def _deliver(self, lines: list[bytes], t: float, skips: dict[str, int]) -> None:
+    def _deliver(
+        self, lines: list[bytes], t: float, skips: dict[str, int], raw: list[bytes] | None
+    ) -> None:
         from edge.codecs.result import DecodeResult
 
         self.lines += len(lines)
         self.skipped.update(skips)
-        if self.raw_sink is not None and lines:
-            self.raw_sink(lines, t)
+        if self.raw_sink is not None and raw:
+            self.raw_sink(raw, t)
         if self._emit is None:
             return
         if self.decode_enabled and lines and self._decoder is not None:

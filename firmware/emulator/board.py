@@ -12,7 +12,7 @@ Reset control (a pty has no DTR/RTS lines, so esptool cannot pulse EN or GPIO0):
 * esptool's ``--after hard-reset`` first clears RTC_CNTL_OPTION1.FORCE_DOWNLOAD_BOOT; the emulator
   takes that register write as the EN pulse and boots the app. ``--after watchdog-reset`` enables
   the RTC watchdog, which also boots the app, as does ``esptool run`` / ``--after soft-reset`` with
-  the ROM loader (FLASH_END "run user code").
+  the ROM loader (FLASH_END "run user code"; the v2 flasher stub ignores it, as the real one does).
 * The auto-reset circuit: a SYNC request arriving while the app runs puts the board back into
   download mode, as if esptool had held GPIO0 low across a reset.
 * ``SIGUSR1`` = reset and run the app, ``SIGUSR2`` = reset into download mode (``csi-edge board
@@ -63,7 +63,7 @@ class Board:
         self.port = ""
         self._boot_at_start = boot
         self._pending: list[str] = []
-        self._requests: queue.Queue[tuple[str, threading.Event | None]] = queue.Queue()
+        self._requests: queue.Queue[tuple[str, str, threading.Event | None]] = queue.Queue()
         self._write_lock = threading.Lock()
         self._stop = threading.Event()
         self._node: NodeRuntime | None = None
@@ -110,12 +110,12 @@ class Board:
         self.close()
 
     # ---------- reset control ----------
-    def reset(self, mode: str = "run", wait: bool = True) -> None:
+    def reset(self, mode: str = "run", wait: bool = True, reason: str = "0x1 (POWERON)") -> None:
         """Reset the chip into ``run`` (boot the app) or ``download`` (ROM loader)."""
         if mode not in ("run", "download"):
             raise ValueError("mode must be 'run' or 'download'")
         done = threading.Event() if wait else None
-        self._requests.put((mode, done))
+        self._requests.put((mode, reason, done))
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"r")
         if done is not None:
@@ -210,10 +210,10 @@ class Board:
     def _serve_requests(self) -> None:
         while True:
             try:
-                mode, done = self._requests.get_nowait()
+                mode, reason, done = self._requests.get_nowait()
             except queue.Empty:
                 return
-            self._do_reset(mode)
+            self._do_reset(mode, reason)
             if done is not None:
                 done.set()
 
@@ -232,7 +232,15 @@ class Board:
                 time.sleep(0.05)  # esptool pulses EN right after this register write
                 self._do_reset("run")
             elif event == "watchdog-reset":
-                self._do_reset("run", reason="0x10 (RTCWDT_RTC_RST)")
+                # the RTC watchdog fires a little later: esptool still locks the WDT registers
+                timer = threading.Timer(
+                    0.2,
+                    self.reset,
+                    args=("run",),
+                    kwargs={"wait": False, "reason": "0x10 (RTCWDT_RTC_RST)"},
+                )
+                timer.daemon = True
+                timer.start()
             elif event == "download":
                 self._do_reset("download", announce=False)
 

@@ -333,9 +333,11 @@ class Loader:
         else:
             out = block
         if len(out) > fop.remaining:
-            if fop.inflater is not None or self.stub:
-                out = out[: fop.remaining] if fop.inflater is None else out
-            if len(out) > fop.remaining:
+            if fop.inflater is None and self.stub:
+                out = out[
+                    : fop.remaining
+                ]  # esptool pads the last block; the stub writes what was announced
+            else:
                 raise LoaderError(
                     ROM_FLASH_WRITE_ERR, STUB_TOO_MUCH_DATA, "more data than announced"
                 )

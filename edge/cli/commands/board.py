@@ -86,7 +86,7 @@ def emulate(
 
     \b
     Reset control (a pty cannot carry the EN/GPIO0 lines):
-      esptool --after hard-reset / watchdog-reset, esptool run    boot the firmware
+      esptool --after hard-reset|watchdog-reset, --no-stub run  boot the firmware
       a SYNC from esptool while the firmware runs                 back to download mode
       kill -USR1 PID   /  echo reset | nc -U SOCKET              reset and boot the firmware
       kill -USR2 PID   /  echo 'reset download' | nc -U SOCKET   reset into download mode

@@ -37,6 +37,19 @@ def parse_config(items: tuple[str, ...]) -> dict:
     return out
 
 
+def _read_norm(path: str) -> dict:
+    try:
+        with open(path, encoding="utf-8") as f:
+            norm = json.load(f)
+    except (OSError, ValueError) as exc:
+        raise click.BadParameter(f"{path}: not a JSON file ({exc})", param_hint="--input-norm")
+    if not isinstance(norm, dict) or not {"mean", "std"} <= set(norm):
+        raise click.BadParameter(
+            f'{path}: expected {{"mean": [...], "std": [...]}}', param_hint="--input-norm"
+        )
+    return {"mean": [float(v) for v in norm["mean"]], "std": [float(v) for v in norm["std"]]}
+
+
 @click.command()
 @click.argument("checkpoint", type=click.Path(exists=True, dir_okay=False))
 @click.option(
@@ -67,13 +80,29 @@ def parse_config(items: tuple[str, ...]) -> dict:
 @click.option(
     "--output-name", "output_names", multiple=True, help="Output names of a factory/.pt2 model."
 )
+@click.option(
+    "--input-norm",
+    type=click.Path(exists=True, dir_okay=False),
+    help='JSON {"mean": [...], "std": [...]}: per-subcarrier log-amplitude normalization the '
+    "model was trained with (written to the manifest's input.norm).",
+)
 @click.option("--name", help="Model name in the manifest (default: the architecture).")
 @click.option(
     "--model-version", default="0.1.0", show_default=True, help="Version in the manifest."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary instead of tables.")
 def command(
-    checkpoint, arch, output, tflite, config, inputs, output_names, name, model_version, as_json
+    checkpoint,
+    arch,
+    output,
+    tflite,
+    config,
+    inputs,
+    output_names,
+    input_norm,
+    name,
+    model_version,
+    as_json,
 ):
     """Export a torch checkpoint to self-contained ONNX (and LiteRT), checked against torch.
 
@@ -104,10 +133,17 @@ def command(
         from export.bundle import export_bundle, load_model
 
         cfg = parse_config(config)
+        overrides = {"norm": _read_norm(input_norm)} if input_norm else None
         loaded = load_model(checkpoint, arch, cfg, list(inputs), list(output_names))
         say = (lambda m: None) if as_json else (lambda m: click.echo(f"  {m}", err=True))
         res = export_bundle(
-            loaded, output, tflite=tflite, name=name, version=model_version, progress=say
+            loaded,
+            output,
+            tflite=tflite,
+            name=name,
+            version=model_version,
+            progress=say,
+            input_overrides=overrides,
         )
     except ExportError as exc:
         raise click.ClickException(str(exc)) from None

@@ -41,7 +41,9 @@ def command(udp, serial_port, baud, output, duration, as_json) -> None:
 
     UDP is written as a classic pcap (IPv4/UDP headers with the nodes' real source addresses
     and ports): Wireshark, tcpdump and `csi-edge decode` all read it. Serial lines go to
-    csi-edge's text recording format, byte for byte (torn lines and garbage included).
+    csi-edge's text recording format, byte for byte (torn lines, log lines and non-UTF-8
+    garbage included; only a line over 64 KiB without a newline, or the half line cut off by
+    an unplug, is counted instead of kept).
     Ctrl-C (SIGINT) or SIGTERM stop cleanly: everything received is flushed, then a summary
     of what was recorded (frames per node, lost, packets, skipped) is printed.
 

@@ -1,0 +1,420 @@
+#!/usr/bin/env python
+"""Train the bundled ``csi-edge-pose`` and ``csi-edge-vitals`` models on simulated CSI, then ship
+them through csi-edge's own export path (fp32 ONNX, INT8 ONNX, INT8 LiteRT) into edge/models/.
+
+Reproducible (seeded), CPU only, a few minutes on 2 cores. Needs the export extra:
+``pip install 'csi-edge[export]' torch==2.13.0``.
+
+    python scripts/train_bundled_models.py                 # writes edge/models/csi-edge-{pose,vitals}
+    python scripts/train_bundled_models.py --quick         # smaller data, for a smoke run
+
+What the data is: H3's simulator (``edge.sim``): one person in a room (empty, standing, sitting,
+walking, waving), ESP32-style frames from 2 nodes with jitter, AGC steps and mixed 64/128/192
+frame layouts, ground-truth COCO-17 keypoints / breathing / presence / motion. Inputs are built
+by the runtime's own builder (``calibration.inputs``, i.e. ``edge.inference.runtime``), so the
+models see at training time exactly what the gateway will feed them. Evaluation uses captures
+rendered with different seeds, written to pcap and read back through ``csi-edge calibration
+build``, so the figures in the parity reports come from the full capture -> features path.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+POSE_CFG = {"window": 64}  # MODEL_SPEC defaults otherwise: F 104, D 64, Hq 4, Hkv 1, dh 16
+RATE_HZ = 20.0
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+# -- data -----------------------------------------------------------------------------------------
+def pose_manifest(norm: dict | None):
+    """A manifest object for the input builder (no files needed to build features)."""
+    from edge.inference.manifest import validate
+    from export.arch import get_arch
+
+    arch = get_arch("csi-edge-pose")
+    d = arch.describe(arch.build(POSE_CFG))
+    data = {
+        "name": "csi-edge-pose",
+        "version": "0",
+        "task": "pose",
+        "arch": "csi-edge-pose",
+        "precision": "fp32",
+        "files": {"fp32": {"full": "full.onnx"}},
+        "input": {**d["input"], **({"norm": norm} if norm else {})},
+        "output": d["output"],
+        "temporal": d["temporal"],
+        "provenance": {
+            "checkpoint_sha256": "",
+            "parity": {},
+            "created": "",
+            "tool": "train_bundled_models",
+        },
+    }
+    return validate(data)
+
+
+def vitals_manifest():
+    from edge.inference.manifest import validate
+    from export.arch import get_arch
+
+    arch = get_arch("csi-edge-vitals")
+    d = arch.describe(arch.build({}))
+    return validate(
+        {
+            "name": "csi-edge-vitals",
+            "version": "0",
+            "task": "vitals",
+            "arch": "csi-edge-vitals",
+            "precision": "fp32",
+            "files": {"fp32": {"window": "window.onnx"}},
+            "input": d["input"],
+            "output": d["output"],
+            "provenance": {
+                "checkpoint_sha256": "",
+                "parity": {},
+                "created": "",
+                "tool": "train_bundled_models",
+            },
+        }
+    )
+
+
+def node_streams(sim):
+    """(node key, receive times, first 64 raw complex bins, n_pairs) per node of a SimResult."""
+    from calibration.inputs import raw_bins
+
+    fr = sim.frames
+    for node, idx in fr.node_groups():
+        sub = fr[idx]
+        t = sub.meta["t_rx"].astype(np.float64)
+        order = np.argsort(t, kind="stable")
+        sub, t = sub[order], t[order]
+        csi, keep = raw_bins(sub, "imag-first", 64)
+        yield node, t[keep], csi[keep], sub.meta["n_pairs"][keep]
+
+
+def pose_windows_with_targets(sims, manifest, hop: int):
+    """Windows [N, W, F] with per-frame targets: keypoints [N, W, 34], presence [N, W]."""
+    from calibration.inputs import pose_windows
+
+    xs, kps, pres = [], [], []
+    w = manifest.window
+    offs = (np.arange(w) - (w - 1)) / manifest.input["sample_rate_hz"]
+    for sim in sims:
+        for _, t, csi, n_pairs in node_streams(sim):
+            win = pose_windows(manifest, t, csi, n_pairs, hop)
+            if not len(win.x):
+                continue
+            times = win.t_end[:, None] + offs[None, :]
+            gt = sim.truth.at(times.ravel())
+            xs.append(win.x)
+            kps.append(gt["keypoints"].reshape(len(win.x), w, 34).astype(np.float32))
+            pres.append(gt["presence"].reshape(len(win.x), w).astype(np.float32))
+    return np.concatenate(xs), np.concatenate(kps), np.concatenate(pres)
+
+
+def vitals_windows_with_targets(sims, manifest, hop_s: float):
+    from calibration.inputs import vitals_windows
+
+    xs, ys = [], []
+    span = (manifest.window - 1) / manifest.input["sample_rate_hz"]
+    for sim in sims:
+        for _, t, csi, n_pairs in node_streams(sim):
+            win = vitals_windows(manifest, t, csi, n_pairs, hop_s)
+            if not len(win.x):
+                continue
+            mid = sim.truth.at(win.t_end - span / 2)
+            end = sim.truth.at(win.t_end)
+            # motion: anything moving in the last 8 s of the window (what the motion gate needs)
+            recent = np.max(
+                [sim.truth.at(win.t_end - k)["motion"] for k in range(0, 8)], axis=0
+            )
+            ys.append(np.stack([mid["breathing_bpm"], end["presence"], recent], axis=1))
+            xs.append(win.x)
+    return np.concatenate(xs), np.concatenate(ys).astype(np.float32)
+
+
+def pose_sims(seeds, duration, rng_seed):
+    from edge.sim import preset, simulate
+
+    rng = np.random.default_rng(rng_seed)
+    out = []
+    for s in seeds:
+        sc = preset(
+            "activities",
+            duration,
+            n_nodes=2,
+            layout="mixed",
+            snr_db=float(rng.uniform(18, 30)),
+            breathing_bpm=float(rng.uniform(8, 24)),
+            jitter=float(rng.uniform(0.05, 0.3)),
+        )
+        out.append(simulate(sc, seed=int(s)))
+    return out
+
+
+def vitals_sims(seeds, duration, rng_seed):
+    from edge.sim import preset, simulate
+
+    rng = np.random.default_rng(rng_seed)
+    kinds = ["still", "still", "still", "standing", "empty", "motion", "enter"]
+    out = []
+    for i, s in enumerate(seeds):
+        sc = preset(
+            kinds[i % len(kinds)],
+            duration,
+            n_nodes=1,
+            layout="mixed",
+            breathing_bpm=float(rng.uniform(7, 28)),
+            heart_bpm=float(rng.uniform(55, 95)),
+            snr_db=float(rng.uniform(18, 30)),
+            jitter=float(rng.uniform(0.05, 0.3)),
+        )
+        out.append(simulate(sc, seed=int(s)))
+    return out
+
+
+# -- training -------------------------------------------------------------------------------------
+def train_pose(x, kp, pres, epochs: int, seed: int):
+    import torch
+
+    from export.arch import get_arch
+
+    torch.manual_seed(seed)
+    model = get_arch("csi-edge-pose").build(POSE_CFG)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    xt, kt, pt = map(torch.from_numpy, (x, kp, pres))
+    g = torch.Generator().manual_seed(seed)
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xt), generator=g)
+        total = 0.0
+        for i in range(0, len(perm), 32):
+            b = perm[i : i + 32]
+            pred, conf = model(xt[b])
+            mask = pt[b][..., None]
+            kp_loss = ((pred - kt[b]).abs() * mask).sum() / (mask.sum() * 34).clamp(min=1)
+            conf_t = pt[b][..., None].expand_as(conf)
+            c_loss = torch.nn.functional.binary_cross_entropy(conf.clamp(1e-6, 1 - 1e-6), conf_t)
+            loss = kp_loss + 0.1 * c_loss
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+        sched.step()
+        log(f"pose epoch {ep + 1}/{epochs}: loss {total / len(perm):.4f}")
+    return model.eval()
+
+
+def train_vitals(x, y, epochs: int, seed: int):
+    import torch
+
+    from export.arch import get_arch
+
+    torch.manual_seed(seed)
+    model = get_arch("csi-edge-vitals").build({})
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs)
+    xt, yt = torch.from_numpy(x), torch.from_numpy(y)
+    g = torch.Generator().manual_seed(seed)
+    bce = torch.nn.functional.binary_cross_entropy_with_logits
+    for ep in range(epochs):
+        model.train()
+        perm = torch.randperm(len(xt), generator=g)
+        total = 0.0
+        for i in range(0, len(perm), 32):
+            b = perm[i : i + 32]
+            out = model(xt[b])
+            bpm, presence, motion = yt[b, 0], yt[b, 1], yt[b, 2]
+            has = torch.isfinite(bpm) & (presence > 0.5)
+            target = torch.where(has, (bpm - 20.0) / 10.0, torch.zeros_like(bpm))
+            bpm_loss = ((out[:, 0] - target).abs() * has).sum() / has.sum().clamp(min=1)
+            loss = bpm_loss + 0.3 * bce(out[:, 1], presence) + 0.3 * bce(out[:, 2], motion)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            total += loss.item() * len(b)
+        sched.step()
+        log(f"vitals epoch {ep + 1}/{epochs}: loss {total / len(perm):.4f}")
+    return model.eval()
+
+
+# -- the csi-edge path ----------------------------------------------------------------------------
+def csi_edge(*args: str) -> dict:
+    """Run a csi-edge command in-process (the real CLI), return its --json output."""
+    import contextlib
+    import io
+
+    from edge.cli import cli
+
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        try:
+            cli.main([*map(str, args), "--json"], prog_name="csi-edge", standalone_mode=False)
+        except Exception as exc:
+            raise SystemExit(f"csi-edge {' '.join(map(str, args))} failed: {exc}") from exc
+    return json.loads(buf.getvalue())
+
+
+def eval_set(cal_caps, eval_caps, bundle: Path, work: Path, name: str, n_cal: int) -> Path:
+    """Calibration windows from training-like captures (split 0) + evaluation windows from
+    held-out captures (split 1), both drawn by ``csi-edge calibration build``."""
+    cal = work / f"{name}.cal.npz"
+    ev = work / f"{name}.eval.npz"
+    csi_edge("calibration", "build", *cal_caps, "--model", bundle, "-o", cal, "-n", n_cal, "--holdout", 0)
+    csi_edge("calibration", "build", *eval_caps, "--model", bundle, "-o", ev, "-n", 100000, "--holdout", 0)
+    a, b = np.load(cal), np.load(ev)
+    merged = {}
+    for k in a.files:
+        if k in ("split", "report_json") or k not in b.files:
+            continue
+        merged[k] = np.concatenate([a[k], b[k]])
+    merged["split"] = np.r_[np.zeros(len(a["split"]), np.int8), np.ones(len(b["split"]), np.int8)]
+    merged["report_json"] = np.asarray(
+        json.dumps({"calibration": json.loads(str(a["report_json"])), "held_out": json.loads(str(b["report_json"]))})
+    )
+    out = work / f"{name}.calibration.npz"
+    np.savez_compressed(out, **merged)
+    return out
+
+
+def write_captures(sims, folder: Path, stem: str) -> list[Path]:
+    from edge.sim import write_capture
+
+    folder.mkdir(parents=True, exist_ok=True)
+    return [write_capture(s, folder / f"{stem}{i}.pcap")[0] for i, s in enumerate(sims)]
+
+
+def scrub_manifest(bundle: Path) -> None:
+    """Keep the checkpoint's sha256 and file name, not this machine's work path."""
+    from edge.inference.manifest import load_manifest, write_manifest
+
+    m = load_manifest(bundle)
+    data = m.to_dict()
+    ck = data["provenance"].get("checkpoint")
+    if ck:
+        data["provenance"]["checkpoint"] = Path(ck).name
+    data["provenance"]["training"] = TRAINING_NOTE[m.task]
+    write_manifest(bundle, data)
+
+
+TRAINING_NOTE = {
+    "pose": "scripts/train_bundled_models.py: simulated CSI only (edge.sim), 2 nodes, 1 person",
+    "vitals": "scripts/train_bundled_models.py: simulated CSI only (edge.sim), 1 node, 1 person",
+}
+
+
+def mean_pose_error(train_kp, train_pres, cal_npz: Path) -> dict:
+    """A baseline any model must beat: always predict the training set's mean pose."""
+    from export.parity import task_metrics
+
+    z = np.load(cal_npz)
+    held = z["split"] == 1
+    mean = (train_kp * train_pres[..., None]).sum((0, 1)) / max(train_pres.sum(), 1)
+    pred = np.repeat(mean[None], held.sum(), 0)
+    return task_metrics(
+        "pose",
+        [pred],
+        {"gt_keypoints": z["gt_keypoints"][held], "gt_presence": z["gt_presence"][held]},
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=ROOT / "edge" / "models")
+    ap.add_argument("--work", type=Path, default=ROOT / "build" / "train")
+    ap.add_argument("--seed", type=int, default=7)
+    ap.add_argument("--quick", action="store_true", help="small data and few epochs (smoke run)")
+    ap.add_argument("--only", choices=["pose", "vitals"], help="train one model")
+    args = ap.parse_args()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    import torch
+
+    # one thread: these models are tiny, and on a shared 2-core box a second thread ran 7x slower
+    torch.set_num_threads(1)
+    work = args.work
+    if work.exists():
+        shutil.rmtree(work)
+    work.mkdir(parents=True)
+    q = args.quick
+    t_start = time.time()
+    summary: dict = {}
+
+    if args.only in (None, "pose"):
+        log("pose: simulating")
+        train = pose_sims(range(100, 103 if q else 112), 70.0 if q else 140.0, args.seed)
+        m0 = pose_manifest(None)
+        x, kp, pres = pose_windows_with_targets(train, m0, hop=12)
+        amp = x[..., :52].reshape(-1, 52)
+        norm = {"mean": amp.mean(0).tolist(), "std": np.maximum(amp.std(0), 1e-3).tolist()}
+        x[..., :52] = (x[..., :52] - np.float32(norm["mean"])) / np.float32(norm["std"])
+        log(f"pose: {len(x)} training windows of {x.shape[1]} frames")
+        model = train_pose(x, kp, pres, epochs=3 if q else 10, seed=args.seed)
+        ck = work / "csi-edge-pose.pt"
+        torch.save(model.state_dict(), ck)
+        (work / "pose.norm.json").write_text(json.dumps(norm))
+        bundle = args.out / "csi-edge-pose"
+        shutil.rmtree(bundle, ignore_errors=True)
+        log("pose: csi-edge export")
+        csi_edge(
+            "export", ck, "--arch", "csi-edge-pose", "-o", bundle, "--tflite",
+            "--input-norm", work / "pose.norm.json", "--name", "csi-edge-pose",
+        )
+        cal_caps = write_captures(pose_sims([300, 301], 70.0, args.seed + 1), work / "cal", "pose")
+        eval_caps = write_captures(
+            pose_sims([900, 901] if q else [900, 901, 902], 70.0, args.seed + 2), work / "eval", "pose"
+        )
+        cal = eval_set(cal_caps, eval_caps, bundle, work, "pose", 256)
+        log("pose: csi-edge quantize")
+        res = csi_edge("quantize", bundle, "--calibration", cal, "--tflite", "--check", "--checkpoint", ck)
+        scrub_manifest(bundle)
+        summary["pose"] = {"baseline_mean_pose": mean_pose_error(kp, pres, cal), "checks": res["checks"]}
+
+    if args.only in (None, "vitals"):
+        log("vitals: simulating")
+        mv = vitals_manifest()
+        train = vitals_sims(range(200, 207 if q else 228), 90.0 if q else 150.0, args.seed)
+        x, y = vitals_windows_with_targets(train, mv, hop_s=2.0)
+        log(f"vitals: {len(x)} training windows")
+        model = train_vitals(x, y, epochs=4 if q else 30, seed=args.seed)
+        ck = work / "csi-edge-vitals.pt"
+        torch.save(model.state_dict(), ck)
+        bundle = args.out / "csi-edge-vitals"
+        shutil.rmtree(bundle, ignore_errors=True)
+        log("vitals: csi-edge export")
+        csi_edge("export", ck, "--arch", "csi-edge-vitals", "-o", bundle, "--tflite", "--name", "csi-edge-vitals")
+        cal_caps = write_captures(vitals_sims([400, 401, 402, 403, 404, 405, 406], 90.0, args.seed + 1), work / "cal", "vitals")
+        eval_caps = write_captures(vitals_sims(range(950, 957), 120.0, args.seed + 2), work / "eval", "vitals")
+        cal = eval_set(cal_caps, eval_caps, bundle, work, "vitals", 256)
+        log("vitals: csi-edge quantize")
+        res = csi_edge("quantize", bundle, "--calibration", cal, "--tflite", "--check", "--checkpoint", ck)
+        scrub_manifest(bundle)
+        summary["vitals"] = {"checks": res["checks"]}
+
+    summary["seconds"] = round(time.time() - t_start, 1)
+    (work / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    print(json.dumps(summary, indent=2, default=float))
+    for name in ("csi-edge-pose", "csi-edge-vitals"):
+        txt = args.out / name / "parity.int8.txt"
+        if txt.exists():
+            print(f"\n== {name} ==\n{txt.read_text()}")
+
+
+if __name__ == "__main__":
+    main()
