@@ -65,14 +65,13 @@ def calibrate_frames(
                 continue
             motion.append(est.motion)
             present.append(est.presence and not est.motion)
-            _, v = nv._motion_series(tick - 1.0)
-            if len(v):
+            v, prof = nv.calibration_stats(tick - 1.0)
+            if v:
                 levels.append(float(np.median(v)))
             if est.presence_score > 0:
                 snrs.append(est.presence_score)
-            tp, xp = nv.grid.points(since=tick - 1.0)
-            if len(tp) and xp.shape[1] == 104:
-                profiles.append(xp[:, :52].mean(axis=0))
+            if prof is not None:
+                profiles.append(prof)
         n = len(motion)
         if n == 0:
             out.append(

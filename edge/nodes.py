@@ -6,8 +6,9 @@ One implementation, used live (the UDP/serial ingest, the demo's console view) a
 id alone does not tell nodes apart.
 
 :meth:`NodeTable.update` is vectorised over a :class:`~edge.frames.FrameBatch`: the UDP path
-has to keep up with >= 50,000 frames/s on one core, so the work per batch is a handful of numpy
-calls per node, never a Python loop per frame.
+has to keep up with >= 50,000 frames/s on one core, so each batch is sorted by node once and
+every per-node quantity is a segment reduction over all nodes at once; Python touches each node
+once per batch (to store its results), never each frame.
 
 Sequence accounting (RTP-style, RFC 3550 appendix A.1 in spirit): per boot of a node, sequences are
 unwrapped from u32 to int64, and ``lost = (max - min + 1) - unique``, so a late (reordered) frame

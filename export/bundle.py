@@ -208,6 +208,7 @@ def export_bundle(
     version: str = "0.1.0",
     input_overrides: dict | None = None,
     progress: Any = None,
+    exporter: str = "dynamo",
 ) -> dict:
     """Export ``loaded`` to ``out``; returns a summary (files, parity, manifest path)."""
     from export.onnx_export import PARITY_TOL, export_onnx, export_program, onnx_parity
@@ -224,7 +225,7 @@ def export_bundle(
         if loaded.program is not None:
             export_program(loaded.program, path, list(g.outputs))
         else:
-            export_onnx(_eval(g.wrap(loaded.module)), g, loaded.sizes, path)
+            export_onnx(_eval(g.wrap(loaded.module)), g, loaded.sizes, path, exporter)
         module = _eval(g.wrap(loaded.module))
         par = onnx_parity(
             module, path, g, loaded.sizes, batches=(1, 3) if g.inputs[0].shape[0] == "B" else (1,)
@@ -384,6 +385,7 @@ def write_bundle_manifest(
     parity_summary: dict,
     input_overrides: dict | None = None,
     existing: dict | None = None,
+    exporter: str = "dynamo",
 ) -> Path:
     """Validate and write ``manifest.json`` with H4's schema (``edge.inference.manifest``)."""
     from edge.inference.manifest import write_manifest
@@ -411,7 +413,8 @@ def write_bundle_manifest(
         created=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         tool=f"{TOOL} {tool_versions().get('csi-edge', '')}".strip(),
         tool_versions=tool_versions(),
-        opset=18,
+        opset=18 if exporter == "dynamo" else 17,
+        exporter=exporter,
     )
     cfg = getattr(loaded.module, "cfg", None)
     if cfg is not None and hasattr(cfg, "as_dict"):

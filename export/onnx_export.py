@@ -21,8 +21,10 @@ from export.arch import Graph
 
 log = logging.getLogger("csi_edge.export")
 
-OPSET = 18
+OPSET = 18  # the dynamo exporter's floor
+OPSET_TORCHSCRIPT = 17
 PARITY_TOL = 1e-4
+EXPORTERS = ("dynamo", "torchscript")
 
 
 def _torch_inputs(graph: Graph, batch: int, sizes: dict[str, int], seed: int = 0) -> tuple:
@@ -64,34 +66,64 @@ def finalize(path: str | Path) -> None:
         sidecar.unlink()
 
 
-def export_onnx(module: Any, graph: Graph, sizes: dict[str, int], path: str | Path) -> Path:
-    """Export one graph of ``module`` to ``path`` (opset 18, dynamic batch, no sidecar)."""
+def export_onnx(
+    module: Any, graph: Graph, sizes: dict[str, int], path: str | Path, exporter: str = "dynamo"
+) -> Path:
+    """Export one graph of ``module`` to ``path`` (dynamic batch, no sidecar).
+
+    ``dynamo`` (torch's supported exporter, opset 18) or ``torchscript`` (the older exporter,
+    opset 17: measured 20-50x faster on these small graphs, deprecated upstream).
+    """
     torch = require("torch")
-    require("onnxscript")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     example = _torch_inputs(graph, 2, sizes)
     names = [t.name for t in graph.inputs]
-    dyn = _dynamic_shapes(graph)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     buf = io.StringIO()
     try:
         with contextlib.redirect_stdout(buf), torch.no_grad():
-            torch.onnx.export(
-                module,
-                example,
-                str(path),
-                input_names=names,
-                output_names=list(graph.outputs),
-                opset_version=OPSET,
-                dynamo=True,
-                external_data=False,
-                dynamic_shapes={n: dyn[n] for n in names},
-                verbose=False,
-            )
+            if exporter == "torchscript":
+                axes = {
+                    t.name: {0: "batch", **graph.dynamic.get(t.name, {})}
+                    for t in graph.inputs
+                    if t.shape and t.shape[0] == "B"
+                }
+                for out in graph.outputs:
+                    axes[out] = {0: "batch", **graph.dynamic.get(out, {})}
+                torch.onnx.export(
+                    module,
+                    example,
+                    str(path),
+                    input_names=names,
+                    output_names=list(graph.outputs),
+                    opset_version=OPSET_TORCHSCRIPT,
+                    dynamo=False,
+                    dynamic_axes=axes,
+                )
+            elif exporter == "dynamo":
+                require("onnxscript")
+                dyn = _dynamic_shapes(graph)
+                torch.onnx.export(
+                    module,
+                    example,
+                    str(path),
+                    input_names=names,
+                    output_names=list(graph.outputs),
+                    opset_version=OPSET,
+                    dynamo=True,
+                    external_data=False,
+                    dynamic_shapes={n: dyn[n] for n in names},
+                    verbose=False,
+                )
+            else:
+                raise ExportError(f"exporter {exporter!r}: expected one of {', '.join(EXPORTERS)}")
+    except ExportError:
+        raise
     except Exception as exc:
         raise ExportError(
-            f"torch.onnx.export failed for graph {graph.role!r}: {type(exc).__name__}: {exc}"
+            f"torch.onnx.export ({exporter}) failed for graph {graph.role!r}: "
+            f"{type(exc).__name__}: {exc}"
         ) from exc
     finalize(path)
     return path

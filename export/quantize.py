@@ -132,6 +132,19 @@ def _weight_nodes(path: Path) -> tuple[list[str], bool]:
     return names, attends
 
 
+def _output_heads(path: Path) -> list[str]:
+    """Weight nodes that write a graph output directly (regression heads, raw logits).
+
+    Their output tensor holds quantities of very different ranges side by side (a BPM term and
+    two logits), so one per-tensor int8 scale costs the small ones most of their precision;
+    keeping these last layers in fp32 costs a few hundred weights.
+    """
+    onnx = require("onnx")
+    model = onnx.load(str(path))
+    outs = {o.name for o in model.graph.output}
+    return [n.name for n in model.graph.node if n.op_type in WEIGHT_OPS and set(n.output) & outs]
+
+
 def quantize_static_onnx(
     src: str | Path,
     dst: str | Path,
@@ -164,6 +177,7 @@ def quantize_static_onnx(
         pre = Path(tmp) / "pre.onnx"
         pre_info = preprocess(src, pre)
         nodes, attends = _weight_nodes(pre)
+        heads = _output_heads(pre)
         cal_method = {
             "minmax": CalibrationMethod.MinMax,
             "entropy": CalibrationMethod.Entropy,
@@ -179,7 +193,8 @@ def quantize_static_onnx(
                 activation_type=QuantType.QUInt8 if activations == "uint8" else QuantType.QInt8,
                 weight_type=QuantType.QInt8,
                 calibrate_method=cal_method,
-                nodes_to_quantize=nodes if attends else None,
+                nodes_to_quantize=[n for n in nodes if n not in heads] if attends else None,
+                nodes_to_exclude=heads,
             )
         except Exception as exc:
             raise ExportError(
@@ -194,6 +209,7 @@ def quantize_static_onnx(
         "weights": "int8",
         "calibration_windows": int(n),
         "scope": "weight-bearing MatMul/Gemm/Conv only" if attends else "all",
+        "fp32_nodes": heads,
         **pre_info,
     }
 

@@ -203,6 +203,10 @@ def test_cli_user_errors(tmp_path):
     assert r.exit_code == 1 and "empty" in r.output
     r = CliRunner().invoke(cli, ["decode", str(JSONL), "-o", str(tmp_path / "x.csv")])
     assert r.exit_code == 2 and ".jsonl or .npz" in r.output
+    r = CliRunner().invoke(
+        cli, ["decode", str(JSONL), "-o", str(tmp_path / "no" / "dir" / "x.npz")]
+    )
+    assert r.exit_code == 1 and "cannot write" in r.output and "Traceback" not in r.output
 
 
 def test_cli_format_override(tmp_path):

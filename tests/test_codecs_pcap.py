@@ -320,10 +320,53 @@ def test_property_pcap_reader_on_mutated_files(flips, cut):
             f.write(data)
         res = read_pcap(path)  # never raises past a valid global header
     assert len(res.frames.iq) == res.frames.offsets[-1]
-    # every record is decoded, counted as a packet, or skipped; damage stops the walk (counted once)
-    assert res.n_inputs <= len(FRAMES) + 1 + 1
+    # every record is decoded, counted as a packet, or skipped; a damaged length can make the walk
+    # see records inside others (each at least a 16-byte header) until damage stops it
+    assert res.n_inputs <= len(data) // 16 + 2
     only_payload = all(pos >= 24 + 16 + 42 for pos, _ in flips) and cut == len(BASE)
     if not flips and cut == len(BASE):
         assert len(res.frames) == len(FRAMES) and res.packet_counts == {"feature_state": 1}
     elif only_payload and all(pos < 24 + 16 + 42 + 20 for pos, _ in flips):
         assert res.n_inputs == len(FRAMES) + 1  # header bytes of the first frame's datagram only
+
+
+def _pcapng_base() -> bytes:
+    def block(btype, body):
+        body += b"\0" * (-len(body) % 4)
+        return struct.pack("<II", btype, 12 + len(body)) + body + struct.pack("<I", 12 + len(body))
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    out += block(
+        1,
+        struct.pack("<HHI", 101, 0, 0)
+        + struct.pack("<HHB3x", 9, 1, 9)
+        + struct.pack("<HHq", 14, 8, 5)
+        + b"\0" * 4,
+    )
+    for i, d in enumerate(FRAMES[:3]):
+        ip = ip4_udp(d)
+        out += block(6, struct.pack("<IIIII", 0, 0, i, len(ip), len(ip)) + ip)
+    return out
+
+
+NG = _pcapng_base()
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.lists(st.tuples(st.integers(28, len(NG) - 1), st.integers(0, 255)), max_size=6),
+    st.integers(28, len(NG)),
+)
+def test_property_pcapng_reader_on_mutated_files(flips, cut):
+    data = bytearray(NG)
+    for pos, val in flips:
+        data[pos] = val
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "m.pcapng")
+        with open(path, "wb") as f:
+            f.write(bytes(data[:cut]))
+        res = read_pcap(path)
+    assert len(res.frames.iq) == res.frames.offsets[-1]
+    assert res.n_inputs <= len(data) // 12 + 2
+    if not flips and cut == len(NG):
+        assert len(res.frames) == 3 and not res.skipped

@@ -125,6 +125,9 @@ def test_real_csi_tool_captures():
         (tool(VALUES[:127], n=384).encode(), "len-mismatch"),
         (tool(VALUES[:127]).encode(), "len-mismatch"),  # odd count
         (classic(LIST + ",extra").encode(), "bad-field-count"),
+        (classic().replace("-61", "9" * 400).encode(), "bad-value"),  # absurdly large number
+        (tool().replace("0.285197", "1e999").encode(), "bad-value"),
+        (tool().replace("0.285197", "9" * 400 + ".5").encode(), "bad-value"),
     ],
 )  # fmt: skip
 def test_bad_lines_counted(line, reason):

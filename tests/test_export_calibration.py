@@ -135,3 +135,26 @@ def test_bad_inputs_are_clear_errors(capture, tmp_path):
         ],
     )
     assert res.exit_code == 1 and "manifest.json" in res.output
+
+
+def test_real_ruview_recording(tmp_path):
+    """A real 2-node ESP32-S3 recording (tests/data/ruview, see PROVENANCE.md): windows per node,
+    amplitudes of the first 56 raw bins exactly as RuView's runtime lays them out."""
+    from pathlib import Path
+
+    from edge.capture import read_capture
+
+    rec = Path(__file__).parent / "data" / "ruview" / "pretrain-head400.csi.jsonl"
+    bundle = make_ruview_bundle(tmp_path / "rv")
+    out = tmp_path / "cal.npz"
+    rep = _build(rec, "--model", bundle, "-o", out, "-n", "200", "--holdout", "0")
+    z = np.load(out)
+    assert len(rep["by_node"]) == 2 and rep["windows"] == rep["available"] > 0
+    node = str(z["node"][0])
+    fr = read_capture(rec).frames
+    sub = fr[dict(fr.node_groups())[node]]
+    sub = sub[np.argsort(sub.meta["t_rx"], kind="stable")]
+    amp = np.stack([np.abs(sub.csi(i)[:56]) for i in range(len(sub))]).astype(np.float32)
+    # the window ending at t_end[0] is the 20 frames up to it, frame-major, no transpose
+    end = int(np.flatnonzero(sub.meta["t_rx"] == z["t_end"][0])[-1])
+    np.testing.assert_allclose(z["csi_window"][0], amp[end - 19 : end + 1].reshape(56, 20), rtol=1e-6)

@@ -20,10 +20,12 @@ from edge.inference.backends import open_model  # noqa: E402
 from edge.inference.bundle import load_bundle  # noqa: E402
 from export.arch import get_arch  # noqa: E402
 
+# the pose model goes through torch's dynamo exporter (the product path); the CNNs through the
+# torchscript one, so both exporters are covered (ruview's own test uses dynamo)
 CASES = {
-    "csi-edge-pose": ({"window": 8}, "features", (8, 104)),
-    "csi-edge-vitals": ({}, "window", (8, 256)),
-    "ruview-pose-v1": ({}, "csi_window", (56, 20)),
+    "csi-edge-pose": ({"window": 8}, "features", (8, 104), "dynamo"),
+    "csi-edge-vitals": ({}, "window", (8, 256), "torchscript"),
+    "ruview-pose-v1": ({}, "csi_window", (56, 20), "torchscript"),
 }
 
 
@@ -39,7 +41,7 @@ def bundle(request, tmp_path_factory):
     mp.setattr("export.parity.LATENCY_BUDGET_S", 0.01)  # figures are not under test here
     request.addfinalizer(mp.undo)
     name = request.param
-    cfg, in_name, shape = CASES[name]
+    cfg, in_name, shape, exporter = CASES[name]
     tmp = tmp_path_factory.mktemp(name)
     torch.manual_seed(3)
     model = get_arch(name).build(cfg).eval()
@@ -59,7 +61,19 @@ def bundle(request, tmp_path_factory):
     np.savez(cal, **{in_name: x}, split=(np.arange(n) >= 16).astype(np.int8), **extra)
     out = tmp / "bundle"
     cfg_args = [a for k, v in cfg.items() for a in ("--config", f"{k}={v}")]
-    exp = _run("export", str(ckpt), "--arch", name, "-o", str(out), "--tflite", "--json", *cfg_args)
+    exp = _run(
+        "export",
+        str(ckpt),
+        "--arch",
+        name,
+        "-o",
+        str(out),
+        "--tflite",
+        "--json",
+        "--exporter",
+        exporter,
+        *cfg_args,
+    )
     q = _run("quantize", str(out), "--calibration", str(cal), "--tflite", "--check", "--json")
     return {
         "name": name,
@@ -87,7 +101,8 @@ def test_onnx_equals_torch_and_is_self_contained(bundle):
     for g in arch.graphs:
         path = bundle["dir"] / files[g.role]
         m = onnx.load(str(path), load_external_data=False)
-        assert m.opset_import[0].version >= 17
+        opset = {o.domain: o.version for o in m.opset_import}[""]
+        assert opset == (18 if CASES[bundle["name"]][3] == "dynamo" else 17)
         assert all(i.data_location != onnx.TensorProto.EXTERNAL for i in m.graph.initializer)
         assert not list(bundle["dir"].glob("*.data"))
         feeds = g.sample(3, np.random.default_rng(9), sizes)  # batch 3: the batch axis is dynamic

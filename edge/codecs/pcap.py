@@ -271,10 +271,10 @@ def _idb_options(mm, p: int, end: int, endian: str) -> tuple[float, float]:
         code, length = struct.unpack_from(endian + "HH", mm, p)
         if code == 0:
             break
-        if code == 9 and length >= 1:
+        if code == 9 and length >= 1 and p + 5 <= end:
             v = mm[p + 4]
             res = 2.0 ** -(v & 0x7F) if v & 0x80 else 10.0**-v
-        elif code == 14 and length >= 8:
+        elif code == 14 and length >= 8 and p + 12 <= end:
             off = float(struct.unpack_from(endian + "q", mm, p + 4)[0])
         p += 4 + (length + 3) // 4 * 4
     return res, off

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import re
 from collections.abc import Sequence
 
@@ -131,10 +132,14 @@ def parse_csi_line(line: str):
     meta = {}
     try:
         for field, i in cols.items():
-            meta[field] = int(head[i])
+            v = meta[field] = int(head[i])
+            if not -(1 << 62) < v < 1 << 62:
+                return "bad-value"
         if tool:
             meta["real_ts"] = _tool_timestamp(head[23])
-    except ValueError:
+            if not math.isfinite(meta["real_ts"]):
+                return "bad-value"
+    except (ValueError, OverflowError):
         return "bad-value"
     count = len(values)
     declared = meta.pop("len")

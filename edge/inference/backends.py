@@ -213,7 +213,7 @@ class LiteRTModel(Model):
         # rename positional signature names to the caller's names
         if names is not None:
             want_in, want_out = list(names[0]), list(names[1])
-            if set(want_in) != set(ins) and len(want_in) == len(in_names):
+            if set(want_in) != set(ins) and len(want_in) == len(in_names) and "*" not in want_in:
                 ins = {w: ins[n] for w, n in zip(want_in, in_names, strict=True)}
                 in_names = want_in
             if set(want_out) != set(outs) and len(want_out) == len(out_names):

@@ -196,6 +196,7 @@ def bench_streaming(
     batches: Iterable[int] = (1,),
     full_graphs: dict[int, Any] | None = None,
     encoder: Callable[[np.ndarray], np.ndarray] | None = None,
+    step_graphs: dict[int, list[tuple[str, Any, Any]]] | None = None,
 ) -> list[dict[str, Any]]:
     """Cost of one new frame per stream at window W, buffer full, numpy, same weights:
 
@@ -211,6 +212,8 @@ def bench_streaming(
     ``full_graphs``: ``{W: model}`` exported ``full`` graphs timed as ``ort_full_ms`` too.
     ``encoder``: features [..., F] -> embeddings [..., D] (default: numpy, random weights;
     the CLI passes the bundle's onnxruntime encoder, the one the runtime uses).
+    ``step_graphs``: ``{W: [(label, encoder model, temporal_step model)]}``: the exported step
+    graphs (fed and returning the cache), timed as ``<label>_step_ms``.
     """
     from edge.temporal import Encoder, StreamingHead, TemporalConfig, random_weights
 
@@ -249,6 +252,20 @@ def bench_streaming(
                 "heads_kv": c.heads_kv,
                 "head_dim": c.head_dim,
             }
+            for label, enc_m, step_m in (step_graphs or {}).get(w, []):
+                feeds = {
+                    "k_cache": np.zeros((b, c.heads_kv, w, c.head_dim), np.float32),
+                    "v_cache": np.zeros((b, c.heads_kv, w, c.head_dim), np.float32),
+                    "count": np.full(b, 3 * w, np.int64),
+                }
+
+                def graph_step(em=enc_m, sm=step_m, fd=feeds, f=new):
+                    emb = em.run({"features": f})["embedding"]
+                    return sm.run({"embedding": emb, **fd})
+
+                ms = float(np.median(time_calls(graph_step, quick)))
+                row[f"{label}_step_ms"] = round(ms, 4)
+                row[f"speedup_{label}_step_vs_full"] = round(f / ms, 1)
             g = (full_graphs or {}).get(w)
             if g is not None:
                 ms = time_calls(lambda m=g, f=win: m.run({"features": f}), quick)

@@ -16,6 +16,7 @@ are not re-sent).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import time
@@ -124,6 +125,8 @@ class ReplaySource:
                     else:
                         await self._paced(part, emit, t0_capture, t0_wall)
         finally:
+            with contextlib.suppress(ValueError):  # still running in a worker: it ends alone
+                chunks.close()  # releases the file (and its memory map) when stopped early
             for s in self._socks.values():
                 s.close()
             self._socks.clear()

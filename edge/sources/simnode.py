@@ -78,9 +78,10 @@ def synthetic_csi(
         h = (gains[None, :] * np.exp(-2j * np.pi * k[:, None] * delays[None, :])).sum(1)
         profiles[p] = h / np.abs(h).max()
         nulls[p] = _null_bins(p)
-    noise_rng = np.random.default_rng(seed + 1)
 
     def csi_fn(t: float, seq: int) -> np.ndarray:
+        # impairments drawn from (seed, seq): the same sequence number gives the same frame
+        noise_rng = np.random.default_rng([seed, 1, seq & 0xFFFFFFFF])
         p = layouts[seq % len(layouts)]
         mod = 1.0 + 0.08 * math.sin(2 * math.pi * breathing_hz * t)
         phase = noise_rng.uniform(-math.pi, math.pi)
@@ -221,7 +222,7 @@ class SimNode:
                 self.close()
                 self._down_until = t_frame + spec.reboot_downtime_s
                 return sent
-            seq = spec.start_seq + self._k
+            seq = (spec.start_seq + self._k) & 0xFFFFFFFF  # u32 on the wire: wraps
             self._k += 1
             self._next_t = self._boot_t + self._offset(self._k)
             if spec.loss and self.rng.random() < spec.loss:
@@ -233,7 +234,7 @@ class SimNode:
                 seq,
                 self.csi_fn(t_frame, seq),
                 freq_mhz=spec.freq_mhz,
-                rssi=int(np.clip(round(self._rssi), -128, 127)),
+                rssi=self._rssi_i8(),
                 noise=spec.noise,
             )
             if self._send(pkt):
@@ -247,12 +248,15 @@ class SimNode:
                 spec.node_id,
                 presence=True,
                 breathing_bpm=15.0,
-                rssi=int(self._rssi),
+                rssi=self._rssi_i8(),
                 timestamp_ms=int((now - self._boot_t) * 1000),
             )
             if self._send(pkt):
                 self.stats.packets += 1
         return sent
+
+    def _rssi_i8(self) -> int:
+        return int(min(max(round(self._rssi), -128), 127))
 
     def _send(self, pkt: bytes) -> bool:
         assert self.sock is not None

@@ -226,7 +226,11 @@ class UdpSource:
 
     def _shutdown(self) -> None:
         if self._transport is not None:
-            self._drain()
+            # what is already queued is received, decoded and emitted (bounded: senders that
+            # keep sending must not hold the shutdown forever)
+            for _ in range(256):
+                if not self._drain():
+                    break
             self.flush()
             self._drops_at_close = self.kernel_drops()
             self._transport.close()
@@ -263,28 +267,31 @@ class UdpSource:
         elif self._flush_handle is None and self._data and self._loop is not None:
             self._flush_handle = self._loop.call_later(self.batch_s, self.flush)
 
-    def _drain(self) -> None:
-        """Read what is already queued on the socket without going back to the event loop."""
+    def _drain(self) -> int:
+        """Read what is already queued on the socket without going back to the event loop
+        (at most ``drain_max`` datagrams); returns how many were read."""
         sock = self.sock
         if sock is None:
-            return
+            return 0
         recv, now = sock.recvfrom, time.time
         data, times, addrs = self._data, self._times, self._addrs
-        for _ in range(self.drain_max):
+        n = 0
+        for n in range(self.drain_max):  # noqa: B007 - n is the count read
             try:
                 d, a = recv(RECV_SIZE)
             except (BlockingIOError, InterruptedError):
-                break
+                return n
             except OSError as exc:
                 self.skipped_socket_errors += 1
                 log.debug("UDP socket error: %s", exc)
-                break
+                return n
             data.append(d)
             times.append(now())
             addrs.append(a)
             if len(data) >= self.max_batch:
                 self.flush()
                 data, times, addrs = self._data, self._times, self._addrs
+        return n + 1
 
     def flush(self) -> None:
         """Decode the pending datagrams in one call and emit the result."""
@@ -304,7 +311,9 @@ class UdpSource:
             return
         import numpy as np
 
-        sources = [a[0] for a in addrs]  # nodes are keyed by IP: the port changes at reboot
+        # nodes are keyed by IP (the port changes at reboot); a dual-stack "::" socket reports
+        # IPv4 senders as ::ffff:a.b.c.d, which is the same node as a.b.c.d
+        sources = [a[0][7:] if a[0].startswith("::ffff:") else a[0] for a in addrs]
         result = self.decoder.decode(
             data, np.asarray(times, np.float64), sources, iq_order=self.iq_order
         )

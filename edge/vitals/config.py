@@ -16,16 +16,34 @@ class VitalsConfig:
     noise_hz: tuple[float, float] = (3.2, 3.9)  # above every vital sign: the noise reference
     n_channels: int = 8
     max_gap_s: float = 2.0  # longer gaps restart the still window
-    motion_window_s: float = 0.75
-    motion_k: float = 3.0  # motion when the recent change rate exceeds k x the quiet level
-    motion_floor: float = 0.004  # ... and this absolute floor (log-amplitude / radians per step)
+    motion_block_s: float = 0.5  # motion statistic per block of frames (edge.vitals.motion)
+    motion_min_frames: int = 4  # fewer frames in a block: no statistic for it
+    motion_window_s: float = 1.0  # moving = a hot block ended within this many seconds
+    motion_k: float = 3.0  # hot block: statistic above k x the quiet level ...
+    motion_floor: float = 0.012  # ... and above this floor (common-mode log-amplitude, ~0.1 dB)
+    motion_obvious: float = 0.12  # always motion above this (~1 dB flicker within 0.5 s) ...
+    motion_obvious_k: float = 2.5  # ... unless that is below this many quiet levels
     motion_release_s: float = 1.0  # still window starts this long after the last motion
     quiet_memory_s: float = 120.0
-    quiet_percentile: float = 20.0
+    quiet_percentile: float = 50.0
+    quiet_tail_percentile: float = 80.0  # tail of the recent blocks (at most tail_cap x quiet)
+    motion_tail_k: float = 2.0  # ... times this is the least a motion block must reach
+    motion_tail_cap: float = 4.0
+    motion_noise_ratio: float = 2.0  # quiet level <= this x the noise-predicted level
     presence_snr: float = 20.0  # combined breathing-band SNR that proves someone is there
     presence_hold_s: float = 10.0
     profile_z: float = 6.0  # static change vs. the empty-room profile (calibrated nodes only)
     min_breath_conf: float = 0.3
-    min_heart_conf: float = 0.25
+    min_heart_conf: float = 0.05
+    min_heart_window_s: float = 10.0
+    n_heart_channels: int = 16
+    # Heart gate, set on simulated windows (scripts/bench_vitals_accuracy.py): a peak is only
+    # reported with this combined SNR, this prominence and both window halves agreeing; below,
+    # wrong peaks are as strong as right ones.
+    heart_min_snr: float = 4.0
+    heart_min_prominence: float = 0.3
+    heart_snr_lo: float = 3.0  # combined heart-band SNR mapped to confidence 0 ...
+    heart_snr_hi: float = 30.0  # ... and 1 (log scale)
+    heart_split_tol_bpm: float = 4.0  # both window halves must agree within this (or a cell)
     smooth_s: float = 5.0  # reported rate = median of the raw estimates of the last smooth_s
     hampel_half_window: int = 3

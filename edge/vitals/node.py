@@ -1,11 +1,14 @@
 """Streaming per-node vitals: push frames as they arrive, ask for an estimate about once a second.
 
-Per push (cheap, vectorized over the pushed frames): per-frame features (log-amplitude minus its
-frame mean, sanitized phase: 104 channels), binned onto an 8 Hz grid (:class:`StreamingGrid`),
-and a change rate per closed grid point for the motion detector. Per estimate (about 1 Hz): the
-motion decision, the still window since the last motion, a breathing-band spectrum over it
-(presence and breathing), the heart band after the breathing harmonics are removed, and a short
-median over recent raw estimates. Nothing here knows the input frame rate.
+``push`` only queues the frames (a list append: the gateway calls it for every UDP batch, often
+a frame or two, and per-call numpy overhead would dominate the cost). The queued frames are
+conditioned in one vectorized pass when an estimate is asked for (or when the queue gets long):
+per-frame features (log-amplitude minus its frame mean, sanitized phase: 104 channels) binned
+onto an 8 Hz grid (:class:`StreamingGrid`), plus the common-mode log-amplitude per frame that the
+motion detector reads (:mod:`edge.vitals.motion`). Per estimate: the motion decision, the still
+window since the last motion, a breathing-band spectrum over it (presence and breathing), the
+heart band after the breathing harmonics are removed, and a short median over recent raw
+estimates. Nothing here knows the input frame rate.
 """
 
 from __future__ import annotations
@@ -15,25 +18,54 @@ from collections import deque
 import numpy as np
 
 from calibration.baseline import Baseline
-from edge.dsp.features import frame_features
-from edge.dsp.hampel import hampel
-from edge.dsp.phase import sanitize_phase
 from edge.dsp.timegrid import StreamingGrid
 from edge.skips import SkipCounter
 from edge.vitals.config import VitalsConfig
 from edge.vitals.estimate import VitalsEstimate
-from edge.vitals.spectral import estimate_rate, fill_gaps, remove_harmonics
+from edge.vitals.motion import block_stats
+from edge.vitals.spectral import (
+    RateResult,
+    detrend,
+    estimate_rate,
+    fill_gaps,
+    harmonic_basis,
+    peak_of,
+    power_spectra,
+    rank_channels,
+)
 
 _HISTORY_S = 40.0
+_MAX_QUEUE = 256  # frames queued before they are conditioned without waiting for an estimate
+_NO_DC = np.r_[0:26, 27:53]  # LLTF canonical grid without its DC bin
+_SC_LLTF = np.r_[-26:0, 1:27].astype(np.float32)
 
 
-def _features(csi: np.ndarray) -> np.ndarray:
-    """53-bin LLTF -> the standard 104 channels; any other width: log-amp + phase of all bins."""
+def _features(csi: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """[k, S] complex -> (features [k, 2S'] float32, common-mode log-amplitude [k]).
+
+    Features: log-amplitude minus its frame mean (AGC steps and RSSI swings cancel), then the
+    sanitized phase (unwrapped across subcarriers, least-squares line removed). S' = 52 for the
+    53-bin LLTF grid (DC dropped), S otherwise.
+    """
     if csi.shape[1] == 53:
-        return frame_features(csi)
-    la = np.log1p(np.abs(csi)).astype(np.float32)
-    la -= la.mean(axis=1, keepdims=True)
-    return np.concatenate([la, sanitize_phase(csi)], axis=1)
+        h, sc = csi[:, _NO_DC], _SC_LLTF
+    else:
+        h, sc = csi, np.arange(csi.shape[1], dtype=np.float32)
+    la = np.log(np.abs(h) + 0.5, dtype=np.float32)
+    cm = la.mean(axis=1)
+    ph = np.unwrap(np.angle(h).astype(np.float32), axis=1)
+    xc = sc - sc.mean()
+    slope = (ph @ xc) / float(xc @ xc)
+    ph -= ph.mean(axis=1, keepdims=True) + np.outer(slope, xc)
+    return np.concatenate([la - cm[:, None], ph], axis=1), cm
+
+
+def _chi_factor(dof: np.ndarray, z: float = 3.72) -> np.ndarray:
+    """(1e-4 quantile / median) of the block statistic for ``dof`` degrees of freedom
+    (Wilson-Hilferty approximation of the chi-square; z = 3.72 is the normal 1e-4 point)."""
+    k = np.maximum(dof, 1.0)
+    c = 2.0 / (9.0 * k)
+    return np.sqrt(np.maximum(1.0 - c + z * np.sqrt(c), 1e-6) ** 3 / (1.0 - c) ** 3)
 
 
 class NodeVitals:
@@ -52,6 +84,9 @@ class NodeVitals:
         self.width: int | None = None
         self.grid: StreamingGrid | None = None
         self._reason_hold = ""
+        self._queue_t: list[np.ndarray] = []
+        self._queue_x: list[np.ndarray] = []
+        self._queued = 0
         self._reset_state()
 
     # -- state -----------------------------------------------------------------------------------
@@ -60,12 +95,19 @@ class NodeVitals:
         self.segment_start: float | None = None
         self.last_motion_t = -np.inf
         self.last_presence_t = -np.inf
-        cap = int(cfg.quiet_memory_s * cfg.grid_hz * 2) + 16
-        self._mt = np.zeros(cap)
-        self._mv = np.zeros(cap)
+        self._last_t: float | None = None
+        cap = int(cfg.quiet_memory_s / cfg.motion_block_s) + 16
+        self._mt = np.zeros(cap)  # motion block end times (ring)
+        self._mv = np.zeros(cap)  # motion block statistic (ring)
+        self._md = np.zeros(cap)  # its degrees of freedom
         self._mw = 0
         self._mn = 0
-        self._flagged_until = -np.inf
+        self._block_s = self.cfg.motion_block_s
+        self._seg_frames = 0
+        self._order = 2
+        self._open_t = np.zeros(0)  # frames of the still open motion block
+        self._open_m = np.zeros(0)
+        self._noise: deque = deque(maxlen=64)  # common-mode noise predicted per batch
         self._br: deque = deque()
         self._hr: deque = deque()
         self.frames = 0
@@ -74,6 +116,7 @@ class NodeVitals:
         """Forget everything but the configuration and the baseline."""
         if self.grid is not None:
             self.grid.reset()
+        self._queue_t, self._queue_x, self._queued = [], [], 0
         self._reset_state()
         self._reason_hold = reason
 
@@ -84,9 +127,9 @@ class NodeVitals:
         return self.grid
 
     # -- ingest ----------------------------------------------------------------------------------
-    def push(self, t_rx: np.ndarray, csi: np.ndarray) -> None:
-        """Add frames: receive times [k] and complex CSI [k, S] (S = 53 for the LLTF grid)."""
-        t = np.atleast_1d(np.asarray(t_rx, np.float64))
+    def push(self, t_rx, csi) -> None:
+        """Queue frames: receive times [k] and complex CSI [k, S] (S = 53 for the LLTF grid)."""
+        t = np.asarray(t_rx, np.float64).reshape(-1)
         csi = np.asarray(csi)
         if csi.ndim == 1:
             csi = csi[None]
@@ -97,95 +140,189 @@ class NodeVitals:
                 )
             return
         if self.width is not None and csi.shape[1] != self.width:
+            self._ingest()
             self.skipped.skip("subcarrier-count-changed", f"{self.width} -> {csi.shape[1]} bins")
             self.reset("subcarrier-count-changed")
         self.width = csi.shape[1]
+        self._queue_t.append(t)
+        self._queue_x.append(csi)
+        self._queued += len(t)
+        if self._queued >= _MAX_QUEUE:
+            self._ingest()
+
+    def _ingest(self) -> None:
+        """Condition every queued frame in one vectorized pass."""
+        if not self._queued:
+            return
+        if len(self._queue_t) == 1:
+            t, csi = self._queue_t[0], self._queue_x[0]
+        else:
+            t, csi = np.concatenate(self._queue_t), np.concatenate(self._queue_x)
+        self._queue_t, self._queue_x, self._queued = [], [], 0
         ok = np.isfinite(t)
-        if not ok.all():
-            self.skipped.skip("no-timestamp", n=int((~ok).sum()))
-        fin = np.isfinite(csi.real).all(axis=1) & np.isfinite(csi.imag).all(axis=1)
-        if not (fin | ~ok).all():
-            self.skipped.skip("nan-csi", n=int((~fin & ok).sum()))
-        ok &= fin
+        fin = np.isfinite(csi).all(axis=1)
         nz = (csi != 0).any(axis=1)
-        if not (nz | ~ok).all():
-            self.skipped.skip("all-zero-csi", n=int((~nz & ok).sum()))
-        ok &= nz
-        if not ok.all():
-            t, csi = t[ok], csi[ok]
+        good = ok & fin & nz
+        if not good.all():
+            if not ok.all():
+                self.skipped.skip("no-timestamp", n=int((~ok).sum()))
+            if not (fin | ~ok).all():
+                self.skipped.skip("nan-csi", n=int((~fin & ok).sum()))
+            if not (nz | ~ok | ~fin).all():
+                self.skipped.skip("all-zero-csi", n=int((~nz & ok & fin).sum()))
+            t, csi = t[good], csi[good]
             if len(t) == 0:
                 return
-        grid = self._ensure_grid(2 * (csi.shape[1] - (1 if csi.shape[1] == 53 else 0)))
-        n_before = grid.n
-        closed = grid.push(t, _features(csi))
+        if len(t) > 1 and (np.diff(t) < 0).any():
+            order = np.argsort(t, kind="stable")
+            t, csi = t[order], csi[order]
+        feats, cm = _features(csi)
+        grid = self._ensure_grid(feats.shape[1])
+        late_before = grid.late
+        grid.push(t, feats)
+        if grid.late > late_before:
+            self.skipped.skip("late-frame", n=grid.late - late_before)
+        # Gaps longer than max_gap_s restart the still window (and the motion blocks).
+        prev = self._last_t
+        tt = t if prev is None else np.r_[prev, t]
+        big = np.flatnonzero(np.diff(tt) > self.cfg.max_gap_s)
         if self.segment_start is None:
-            self.segment_start = float(t.min())
+            self.segment_start = float(t[0])
+        if len(big):
+            self.segment_start = float(tt[big[-1] + 1])
+            self._open_t, self._open_m = np.zeros(0), np.zeros(0)
+            first = int(np.searchsorted(t, self.segment_start))
+            t_m, cm_m = t[first:], cm[first:]
+        else:
+            t_m, cm_m = t, cm
+        self._last_t = float(t[-1]) if prev is None else max(prev, float(t[-1]))
         self.frames += len(t)
-        if closed:
-            self._motion_points(closed, had_previous=n_before > 0)
+        self._seg_frames = (0 if len(big) else self._seg_frames) + len(t_m)
+        # Blocks of ~8+ frames: half a second for fast nodes, a whole second for slow ones (the
+        # measured rate, never an assumed one, picks it).
+        span = self._last_t - self.segment_start
+        if span >= 2.0:
+            rate = self._seg_frames / span
+            slow = rate < 16.0
+            if self._block_s != self.cfg.motion_block_s * (2 if slow else 1):
+                self._mn = 0  # statistics of another block length: not comparable
+            self._block_s = self.cfg.motion_block_s * (2 if slow else 1)
+            self._order = 3 if slow else 2  # same time scale of what the polynomial follows
+        self._motion_blocks(t_m, cm_m)
+        # Per-subcarrier noise of this batch (normalized log-amplitudes, blocks inside the batch):
+        # its common-mode share bounds the quiet level even when the person never stops moving.
+        n_sc = feats.shape[1] // 2
+        _, s_sc, _, _ = block_stats(t, feats[:, :n_sc], self._block_s, order=self._order)
+        s_sc = s_sc[np.isfinite(s_sc)]
+        if len(s_sc):
+            self._noise.append(float(np.median(s_sc)) / np.sqrt(n_sc))
 
-    def _motion_points(self, closed: int, had_previous: bool) -> None:
-        """Change rate (75th percentile over channels of |x_i - x_{i-1}|) of newly closed grid points."""
-        tp, xp = self.grid.last_points(closed + (1 if had_previous else 0))
-        if len(tp) < 2:
+    def _motion_blocks(self, t: np.ndarray, cm: np.ndarray) -> None:
+        """Close finished motion blocks; keep the frames of the open one for later."""
+        if len(t) == 0:
             return
-        dt = np.diff(tp)
-        m = np.percentile(np.abs(np.diff(xp, axis=0)), 75, axis=1)
-        gap = dt > self.cfg.max_gap_s
-        if gap.any():
-            self.segment_start = float(tp[1:][gap][-1])
-        keep = ~gap
-        self._store_motion(tp[1:][keep], m[keep])
+        t = np.r_[self._open_t, t]
+        cm = np.r_[self._open_m, cm]
+        keep = t >= (self._open_t[0] if len(self._open_t) else -np.inf)
+        t, cm = t[keep], cm[keep]
+        ends, stat, bid, dof = block_stats(
+            t, cm[:, None], self._block_s, step_removal=True, order=self._order
+        )
+        last_open = int(np.floor(t[-1] / self._block_s))
+        closed = bid < last_open
+        if closed.any():
+            ok = closed & np.isfinite(stat)
+            self._store_motion(ends[ok], stat[ok], dof[ok])
+        lo = int(np.searchsorted(t, last_open * self._block_s))
+        self._open_t, self._open_m = t[lo:], cm[lo:]
 
-    def _store_motion(self, t: np.ndarray, v: np.ndarray) -> None:
+    def _store_motion(self, t: np.ndarray, v: np.ndarray, dof: np.ndarray) -> None:
         cap = len(self._mt)
         idx = (self._mw + np.arange(len(t))) % cap
-        self._mt[idx], self._mv[idx] = t, v
+        self._mt[idx], self._mv[idx], self._md[idx] = t, v, dof
         self._mw = (self._mw + len(t)) % cap
         self._mn = min(self._mn + len(t), cap)
 
-    def _motion_series(self, since: float) -> tuple[np.ndarray, np.ndarray]:
+    def _motion_series(self, since: float, with_dof: bool = False):
         idx = (self._mw - self._mn + np.arange(self._mn)) % len(self._mt)
-        t, v = self._mt[idx], self._mv[idx]
-        keep = t >= since
-        return t[keep], v[keep]
+        keep = self._mt[idx] >= since
+        idx = idx[keep]
+        out = (self._mt[idx], self._mv[idx])
+        if with_dof:
+            out += (self._md[idx],)
+        return out
 
     # -- estimate --------------------------------------------------------------------------------
     def quiet_level(self, now: float) -> float:
-        """The change rate of this node when nothing moves (adaptive, capped by the baseline)."""
-        _, v = self._motion_series(now - self.cfg.quiet_memory_s)
-        q = float(np.percentile(v, self.cfg.quiet_percentile)) if len(v) >= 8 else np.inf
+        """The motion statistic of this node when nothing moves (adaptive, capped by the
+        calibrated baseline): the median of the recent block statistics."""
+        q, _ = self._quiet(now)
+        return q
+
+    def _quiet(self, now: float) -> tuple[float, float]:
+        """(quiet level, tail level): a middle and a high percentile of recent blocks (both
+        robust to the minority of blocks in which someone moves)."""
+        cfg = self.cfg
+        _, v = self._motion_series(now - cfg.quiet_memory_s)
+        if len(v) < 10:  # too little history: only obvious motion counts
+            return np.inf, 0.0
+        q = float(np.percentile(v, cfg.quiet_percentile))
+        tail = float(np.percentile(v, cfg.quiet_tail_percentile))
+        if len(self._noise) >= 3:
+            q = min(q, cfg.motion_noise_ratio * float(np.median(self._noise)))
         ref = self.baseline.motion_level
         if ref is not None:
             q = min(q, 2.0 * ref) if np.isfinite(q) else ref
-        return q
+        return q, min(tail, cfg.motion_tail_cap * q)
 
-    def _update_motion(self, now: float) -> tuple[bool, float]:
+    def motion_threshold(self, now: float, dof: np.ndarray | float = 20.0) -> np.ndarray:
+        """Statistic above which a block of ``dof`` degrees of freedom is motion.
+
+        ``motion_k`` quiet levels, raised for blocks with few frames (a slow node) so that a
+        noise-only block crosses it with probability ~1e-4 (the statistic of a still block is
+        a scaled chi with ``dof`` degrees of freedom), and kept above the tail of this node's
+        own still blocks (at high SNR a deep, fast breath leaves a deterministic residual).
+        """
         cfg = self.cfg
-        q = self.quiet_level(now)
-        thr = max(cfg.motion_k * q, cfg.motion_floor) if np.isfinite(q) else np.inf
-        t, v = self._motion_series(min(self._flagged_until, now - 30.0) - cfg.motion_window_s)
-        if len(t) == 0 or not np.isfinite(thr):
+        q, tail = self._quiet(now)
+        if not np.isfinite(q):
+            return np.full(np.shape(dof), cfg.motion_obvious)
+        k = np.maximum(cfg.motion_k, _chi_factor(np.asarray(dof, np.float64)))
+        thr = np.maximum(np.maximum(k * q, cfg.motion_tail_k * tail), cfg.motion_floor)
+        # Continuous motion inflates the adaptive quiet level; a flicker this big is motion anyway
+        # (unless the node is so noisy that its quiet level says otherwise).
+        return np.minimum(thr, max(cfg.motion_obvious, cfg.motion_obvious_k * q))
+
+    def _update_motion(self, now: float, since: float) -> tuple[bool, float]:
+        """Motion decision at ``now``; marks ``last_motion_t`` from every block after ``since``."""
+        cfg = self.cfg
+        t, v, d = self._motion_series(since, with_dof=True)
+        if len(self._open_t) >= cfg.motion_min_frames:  # the open block, provisionally
+            _, s, _, ds = block_stats(
+                self._open_t,
+                self._open_m[:, None],
+                self._block_s,
+                step_removal=True,
+                order=self._order,
+            )
+            if np.isfinite(s[-1]):
+                t, v, d = np.r_[t, self._open_t[-1]], np.r_[v, s[-1]], np.r_[d, ds[-1]]
+        if len(t) == 0:
             return False, 0.0
-        # Windowed RMS of the change rate at every point (cumsum: one pass, no Python loop).
-        c = np.r_[0.0, np.cumsum(v**2)]
-        lo = np.searchsorted(t, t - cfg.motion_window_s, side="right")
-        rms = np.sqrt((c[1:] - c[lo]) / np.maximum(np.arange(1, len(t) + 1) - lo, 1))
-        hot = rms > thr
+        thr = self.motion_threshold(now, d)
+        hot = v > thr
         if hot.any():
             self.last_motion_t = max(self.last_motion_t, float(t[hot][-1]))
-        self._flagged_until = float(t[-1])
         recent = t > now - cfg.motion_window_s
-        score = float(rms[-1] / max(q, 1e-12)) if recent.any() else 0.0
-        moving = bool(recent.any() and hot[recent].any())
-        return moving, score
+        score = float(v[-1] / thr[-1]) if np.isfinite(thr[-1]) and thr[-1] > 0 else 0.0
+        return bool((hot & recent).any()), score
 
-    def _window(self, now: float, dur: float) -> tuple[np.ndarray | None, float]:
+    def _window(self, now: float, dur: float) -> np.ndarray | None:
         _, x, _ = self.grid.window(now, dur)
         x, missing = fill_gaps(x)
         if missing > 0.2 or not np.isfinite(x).all():
-            return None, missing
-        return x, missing
+            return None
+        return x
 
     def _profile_present(self, now: float) -> bool:
         prof = self.baseline.profile
@@ -200,10 +337,13 @@ class NodeVitals:
 
     def estimate(self, now: float | None = None) -> VitalsEstimate:
         """Presence, motion and rates at ``now`` (default: the newest frame's time)."""
+        self._ingest()
         cfg = self.cfg
-        last = None if self.grid is None else self.grid.last_time
+        last = self._last_t
         if now is None:
             now = last if last is not None else 0.0
+        since = getattr(self, "_checked_until", -np.inf)
+        self._checked_until = now
 
         def out(presence=False, motion=False, reason="", br=None, hr=None, ms=0.0, ps=0.0):
             return VitalsEstimate(
@@ -223,17 +363,21 @@ class NodeVitals:
             return out(reason=self._reason_hold or ("bad-frames" if self.skipped else "no-data"))
         if now - last > cfg.max_gap_s:
             return out(reason="no-data")
-        moving, mscore = self._update_motion(now)
+        moving, mscore = self._update_motion(now, min(since, now - 1.0))
         if moving:
             self.last_presence_t = now
         still_start = max(self.segment_start, self.last_motion_t + cfg.motion_release_s)
         still = now - still_start
         br = None
         snr = 0.0
+        xb = None
         if not moving and still >= min(6.0, cfg.min_window_s):
-            x, _ = self._window(now, min(still, cfg.breath_window_s))
-            if x is not None:
-                br = self._rate(x, cfg.breath_bpm)
+            xb = self._window(now, min(still, cfg.breath_window_s))
+            if xb is not None:
+                xb = detrend(xb)
+                br = estimate_rate(
+                    xb, cfg.grid_hz, cfg.breath_bpm, cfg.noise_hz, cfg.n_channels, detrended=True
+                )
                 snr = br.snr
                 if snr >= self._presence_snr():
                     self.last_presence_t = now
@@ -249,38 +393,69 @@ class NodeVitals:
         if not presence:
             return out(False, False, "no-presence", ms=mscore, ps=snr)
         if still < cfg.min_window_s or br is None:
-            reason = self._reason_hold or "warming-up"
-            return out(
-                True,
-                False,
-                reason if br is not None or still < cfg.min_window_s else "gaps",
-                ms=mscore,
-                ps=snr,
-            )
+            reason = "warming-up" if still < cfg.min_window_s else "gaps"
+            return out(True, False, reason, ms=mscore, ps=snr)
         self._reason_hold = ""
         b = self._smooth(self._br, now, br.bpm, br.conf, cfg.min_breath_conf)
-        h = None
-        xh, _ = self._window(now, min(still, cfg.heart_window_s))
-        if xh is not None:
-            if br.bpm is not None and br.conf > 0.1:
-                xh = remove_harmonics(xh, cfg.grid_hz, br.bpm / 60.0, cfg.noise_hz[0])
-            hr = self._rate(xh, cfg.heart_bpm)
+        h, h_reason = None, "heart: too-short"
+        n_h = int(round(min(still, cfg.heart_window_s) * cfg.grid_hz))
+        if n_h >= int(cfg.min_heart_window_s * cfg.grid_hz):
+            hr = self._heart(xb[-n_h:], br if b is not None else None)
             h = self._smooth(self._hr, now, hr.bpm, hr.conf, cfg.min_heart_conf)
-        reason = "" if (b and h) else "low-confidence"
+            h_reason = "" if h else f"heart: {hr.reason or 'low-confidence'}"
+        if b and h:
+            reason = ""
+        elif b:
+            reason = h_reason
+        elif h:
+            reason = "breathing: low-confidence"
+        else:
+            reason = "low-confidence"
         return out(True, False, reason, br=b, hr=h, ms=mscore, ps=snr)
 
     def _presence_snr(self) -> float:
         ref = self.baseline.breath_snr_max
         return self.cfg.presence_snr if ref is None else max(self.cfg.presence_snr, 1.5 * ref)
 
-    def _rate(self, x: np.ndarray, band: tuple[float, float]):
+    def _heart(self, x: np.ndarray, br: RateResult | None) -> RateResult:
+        """Heart rate from a detrended window: breathing harmonics projected out, channels ranked
+        by heart-band SNR, a combined spectrum whose peak may not sit on a breathing harmonic,
+        and the two halves of the window must agree (an independent check against noise peaks).
+        """
         cfg = self.cfg
-        first = estimate_rate(x, cfg.grid_hz, band, cfg.noise_hz, cfg.n_channels)
-        if first.bpm is None or cfg.hampel_half_window < 1:
-            return first
-        # Hampel only on the chosen channels: 8 columns instead of 104 keeps it cheap.
-        xs, _ = hampel(x[:, first.channels], cfg.hampel_half_window, 3.0, axis=0)
-        return estimate_rate(xs, cfg.grid_hz, band, cfg.noise_hz, channels=np.arange(xs.shape[1]))
+        fs = cfg.grid_hz
+        band_hz = (cfg.heart_bpm[0] / 60.0, cfg.heart_bpm[1] / 60.0)
+        f0 = br.bpm / 60.0 if br is not None and br.bpm else None
+        if f0:
+            q = harmonic_basis(len(x), fs, f0, cfg.noise_hz[0])
+            if q is not None:
+                x = x - q @ (q.T @ x)
+        snr, lvl = rank_channels(x, fs, band_hz, cfg.noise_hz)
+        ch = np.argsort(-snr, kind="stable")[: cfg.n_heart_channels]
+        xs = x[:, ch] / np.sqrt(lvl[ch])
+        nfft = 2048
+        f, spec = power_spectra(xs, fs, nfft, detrended=True)
+        band = (f >= band_hz[0]) & (f <= band_hz[1])
+        noise = (f >= cfg.noise_hz[0]) & (f <= cfg.noise_hz[1])
+        comb = (spec / np.maximum(np.median(spec[noise], axis=0), 1e-20)).mean(axis=1)
+        harm = f0 * np.arange(2, int(band_hz[1] / f0) + 2) if f0 else None
+        res = peak_of(
+            comb, f, band, noise, fs, len(x), ch, cfg.heart_snr_lo, cfg.heart_snr_hi, harm
+        )
+        if res.bpm is None or res.reason:
+            return res
+        if res.snr < cfg.heart_min_snr or res.prominence < cfg.heart_min_prominence:
+            return RateResult(res.bpm, 0.0, res.snr, ch, res.prominence, "low-confidence")
+        # Split-window check: each half (independent noise) must put its peak near the same rate.
+        half = len(x) // 2
+        tol = max(cfg.heart_split_tol_bpm, 60.0 * fs / half)
+        for part in (xs[:half], xs[half:]):
+            fp, sp = power_spectra(detrend(part), fs, nfft, detrended=True)
+            cp = (sp / np.maximum(np.median(sp[noise], axis=0), 1e-20)).mean(axis=1)
+            rp = peak_of(cp, fp, band, noise, fs, half, ch, cfg.heart_snr_lo, cfg.heart_snr_hi)
+            if rp.bpm is None or abs(rp.bpm - res.bpm) > tol:
+                return RateResult(res.bpm, 0.0, res.snr, ch, res.prominence, "inconsistent")
+        return res
 
     def _smooth(self, hist: deque, now: float, bpm, conf: float, min_conf: float):
         while hist and hist[0][0] < now - self.cfg.smooth_s:
@@ -289,3 +464,16 @@ class NodeVitals:
             return None
         hist.append((now, bpm, conf))
         return float(np.median([h[1] for h in hist])), float(conf)
+
+    # -- calibration -----------------------------------------------------------------------------
+    def calibration_stats(self, since: float) -> tuple[list[float], np.ndarray | None]:
+        """(motion statistics of the blocks after ``since``, mean amplitude profile [52] of the
+        grid points after ``since`` or None) for :mod:`calibration.runner`."""
+        self._ingest()
+        _, v = self._motion_series(since)
+        prof = None
+        if self.grid is not None and self.width == 53:
+            tp, xp = self.grid.points(since=since)
+            if len(tp):
+                prof = xp[:, :52].mean(axis=0)
+        return [float(x) for x in v], prof

@@ -5,11 +5,16 @@ some of them see the chest. Each channel's band SNR (peak power in the band over
 in a band above every vital sign, where only noise lives) picks the best few; their
 noise-normalized power spectra are summed, and the peak is refined by parabolic interpolation on a
 zero-padded FFT. Confidence comes from the combined SNR and the peak's prominence.
+
+Cost: the ranking FFT over all channels uses the window's own length (next power of two); only
+the few chosen channels get the zero-padded FFT that fixes the peak to a fraction of a BPM.
+Hann windows are cached per length (the estimator asks for the same few lengths every second).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -20,6 +25,9 @@ class RateResult:
     conf: float
     snr: float  # combined peak SNR (linear)
     channels: np.ndarray  # the channels used
+    prominence: float = 0.0
+    reason: str = ""  # why bpm is None or conf is low ("" when fine)
+    extra: dict = field(default_factory=dict)
 
 
 def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, float]:
@@ -38,15 +46,32 @@ def fill_gaps(x: np.ndarray) -> tuple[np.ndarray, float]:
     return out, frac
 
 
-def power_spectra(x: np.ndarray, rate_hz: float, nfft: int) -> tuple[np.ndarray, np.ndarray]:
-    """Hann-windowed, linearly detrended power spectra of the columns of ``x`` [T, C]."""
-    t = np.arange(len(x), dtype=np.float64)
+@lru_cache(maxsize=16)
+def _hann(n: int) -> np.ndarray:
+    return np.hanning(n).astype(np.float32)[:, None]
+
+
+@lru_cache(maxsize=16)
+def _detrend_basis(n: int) -> tuple[np.ndarray, float]:
+    t = np.arange(n, dtype=np.float32)
     tc = t - t.mean()
+    return tc, float(tc @ tc) or 1.0
+
+
+def detrend(x: np.ndarray) -> np.ndarray:
+    """Remove each column's mean and straight line (float32, one pass)."""
+    tc, den = _detrend_basis(len(x))
     xc = x - x.mean(axis=0)
-    slope = (tc @ xc) / max(float(tc @ tc), 1e-12)
-    xd = xc - np.outer(tc, slope)
-    spec = np.abs(np.fft.rfft(xd * np.hanning(len(x))[:, None], n=nfft, axis=0)) ** 2
-    return np.fft.rfftfreq(nfft, 1.0 / rate_hz), spec
+    return xc - np.outer(tc, (tc @ xc) / den)
+
+
+def power_spectra(
+    x: np.ndarray, rate_hz: float, nfft: int, detrended: bool = False
+) -> tuple[np.ndarray, np.ndarray]:
+    """Hann-windowed, linearly detrended power spectra of the columns of ``x`` [T, C]."""
+    xd = x if detrended else detrend(np.asarray(x, np.float32))
+    z = np.fft.rfft(xd * _hann(len(x)), n=nfft, axis=0)
+    return np.fft.rfftfreq(nfft, 1.0 / rate_hz), z.real**2 + z.imag**2
 
 
 def _parabolic(y: np.ndarray, i: int) -> float:
@@ -56,6 +81,20 @@ def _parabolic(y: np.ndarray, i: int) -> float:
     a, b, c = np.log(np.maximum(y[i - 1 : i + 2], 1e-30))
     d = a - 2 * b + c
     return float(0.5 * (a - c) / d) if d < 0 else 0.0
+
+
+def rank_channels(
+    x: np.ndarray, rate_hz: float, band_hz: tuple[float, float], noise_hz: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-channel band SNR of detrended ``x`` [T, C] (un-padded FFT) and the noise levels."""
+    nfft = 1 << int(np.ceil(np.log2(max(len(x), 8))))
+    f, spec = power_spectra(x, rate_hz, nfft, detrended=True)
+    band = (f >= band_hz[0]) & (f <= band_hz[1])
+    noise = (f >= noise_hz[0]) & (f <= noise_hz[1])
+    if not band.any() or not noise.any():
+        return np.zeros(x.shape[1]), np.ones(x.shape[1])
+    lvl = np.maximum(np.median(spec[noise], axis=0), 1e-20)
+    return spec[band].max(axis=0) / lvl, lvl
 
 
 def estimate_rate(
@@ -68,63 +107,91 @@ def estimate_rate(
     snr_lo: float = 6.0,
     snr_hi: float = 60.0,
     channels: np.ndarray | None = None,
-    harmonics: int = 1,
+    detrended: bool = False,
 ) -> RateResult:
     """Strongest periodicity of ``x`` [T, C] in ``band_bpm``; None when nothing stands out.
 
     ``snr_lo``/``snr_hi``: combined SNR mapped to confidence 0/1 (log scale), then scaled by the
     peak's prominence over the rest of the band.
     """
+    empty = np.zeros(0, int)
     if len(x) < 8:
-        return RateResult(None, 0.0, 0.0, np.zeros(0, int))
+        return RateResult(None, 0.0, 0.0, empty, reason="too-short")
+    x = x if detrended else detrend(np.asarray(x, np.float32))
+    band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
+    if channels is None:
+        snr, _ = rank_channels(x, rate_hz, band_hz, noise_hz)
+        channels = np.argsort(-snr, kind="stable")[:n_channels]
     nfft = max(nfft, 1 << int(np.ceil(np.log2(len(x)))))
-    f, spec = power_spectra(x, rate_hz, nfft)
-    band = (f >= band_bpm[0] / 60) & (f <= band_bpm[1] / 60)
+    f, spec = power_spectra(x[:, channels], rate_hz, nfft, detrended=True)
+    band = (f >= band_hz[0]) & (f <= band_hz[1])
     noise = (f >= noise_hz[0]) & (f <= noise_hz[1])
     if not band.any() or not noise.any():
-        return RateResult(None, 0.0, 0.0, np.zeros(0, int))
-    noise_lvl = np.maximum(np.median(spec[noise], axis=0), 1e-20)
-    norm = spec / noise_lvl
-    if channels is None:
-        snr = norm[band].max(axis=0)
-        channels = np.argsort(-snr, kind="stable")[:n_channels]
-    comb = norm[:, channels].mean(axis=1)
-    if harmonics > 1:
-        # Harmonic sum (pitch detection): a pulse train has power at f, 2f, 3f...; harmonics past
-        # the usable band count as plain noise (1.0 after normalization) so no rate is favoured.
-        base = comb.copy()
-        usable = f < noise_hz[0]
-        for k in range(2, harmonics + 1):
-            j = np.arange(len(f)) * k
-            ok = j < len(f)
-            add = np.ones(len(f))
-            add[ok] = np.where(usable[j[ok]], base[j[ok]], 1.0)
-            comb = comb + add
-        comb = comb / harmonics
+        return RateResult(None, 0.0, 0.0, empty, reason="band-outside-grid")
+    comb = (spec / np.maximum(np.median(spec[noise], axis=0), 1e-20)).mean(axis=1)
+    return peak_of(comb, f, band, noise, rate_hz, len(x), channels, snr_lo, snr_hi)
+
+
+def peak_of(
+    comb: np.ndarray,
+    f: np.ndarray,
+    band: np.ndarray,
+    noise: np.ndarray,
+    rate_hz: float,
+    n: int,
+    channels: np.ndarray,
+    snr_lo: float = 6.0,
+    snr_hi: float = 60.0,
+    exclude_hz: np.ndarray | None = None,
+) -> RateResult:
+    """Pick and score the peak of a combined, noise-normalized spectrum ``comb``.
+
+    ``exclude_hz``: frequencies (e.g. breathing harmonics) within one resolution cell of which
+    no peak may be picked; if the strongest peak sits there the result says so.
+    """
+    cell = rate_hz / n  # one resolution cell of an n-sample window (Hann main lobe = 2 cells)
+    allowed = band.copy()
+    if exclude_hz is not None and len(exclude_hz):
+        near = (np.abs(f[:, None] - np.asarray(exclude_hz)[None]) <= 1.0 * cell).any(axis=1)
+        allowed &= ~near
     cb = np.where(band, comb, 0.0)
-    i = int(np.argmax(cb))
+    i_all = int(np.argmax(cb))
+    ca = np.where(allowed, comb, 0.0)
+    i = int(np.argmax(ca))
     peak = float(comb[i])
     noise_comb = float(np.median(comb[noise]))
     snr_c = peak / max(noise_comb, 1e-20)
     fpk = (i + _parabolic(comb, i)) * (f[1] - f[0])
-    # Prominence: the peak against the best competitor more than one resolution cell away.
-    cell = 2.0 * rate_hz / len(x)
-    far = band & (np.abs(f - f[i]) > cell)
+    # Prominence: the peak against the best competitor more than one main lobe away.
+    far = band & (np.abs(f - f[i]) > 2.0 * cell)
     rival = float(comb[far].max()) if far.any() else 0.0
     prom = 1.0 - rival / peak if peak > 0 else 0.0
     c_snr = np.clip(np.log(max(snr_c, 1e-9) / snr_lo) / np.log(snr_hi / snr_lo), 0.0, 1.0)
     conf = float(c_snr * np.clip(prom * 2.0, 0.0, 1.0))
-    return RateResult(float(fpk * 60.0), conf, snr_c, channels)
+    reason = ""
+    if i != i_all and comb[i_all] > 1.5 * peak:
+        reason = "breathing-harmonic"
+        conf = 0.0
+    return RateResult(float(fpk * 60.0), conf, snr_c, channels, prom, reason)
+
+
+def harmonic_basis(n: int, rate_hz: float, f0_hz: float, f_max_hz: float) -> np.ndarray | None:
+    """Orthonormal basis [n, k] of a periodic signal at ``f0`` (all harmonics below ``f_max``)
+    plus a constant and a line; None when no harmonic fits."""
+    h = int(f_max_hz // f0_hz) if f0_hz > 0 else 0
+    if h < 1:
+        return None
+    t = np.arange(n) / rate_hz
+    arg = 2 * np.pi * f0_hz * np.outer(t, np.arange(1, h + 1))
+    design = np.concatenate([np.cos(arg), np.sin(arg), np.ones((n, 1)), t[:, None]], axis=1)
+    q, _ = np.linalg.qr(design)
+    return q.astype(np.float32)
 
 
 def remove_harmonics(x: np.ndarray, rate_hz: float, f0_hz: float, f_max_hz: float) -> np.ndarray:
     """Subtract the least-squares fit of a periodic signal at ``f0`` (all harmonics below
     ``f_max``) from every column: breathing harmonics otherwise swamp the heart band."""
-    n = int(f_max_hz // f0_hz) if f0_hz > 0 else 0
-    if n < 1:
+    q = harmonic_basis(len(x), rate_hz, f0_hz, f_max_hz)
+    if q is None:
         return x
-    t = np.arange(len(x)) / rate_hz
-    arg = 2 * np.pi * f0_hz * np.outer(t, np.arange(1, n + 1))
-    design = np.concatenate([np.cos(arg), np.sin(arg), np.ones((len(t), 1)), t[:, None]], axis=1)
-    coef, *_ = np.linalg.lstsq(design, x, rcond=None)
-    return x - design @ coef
+    return x - q @ (q.T @ x)

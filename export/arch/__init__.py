@@ -182,7 +182,14 @@ VITALS = Arch(
     name="csi-edge-vitals",
     task="vitals",
     build=_build_vitals,
-    graphs=(Graph("window", (Tensor("window", ("B", "C", "S")),), ("vitals",), lambda m: m),),
+    graphs=(
+        Graph(
+            "window",
+            (Tensor("window", ("B", "C", "S")),),
+            ("vitals",),
+            lambda m: m,
+        ),
+    ),
     sizes=lambda m: {"C": m.cfg.channels, "S": m.cfg.samples},
     describe=_vitals_describe,
     primary="window",

@@ -98,12 +98,12 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
                 except (ManifestError, ModelFileError) as e:
                     raise click.ClickException(str(e)) from None
                 bar.update()
-            cfg, full_graphs, encoder = _temporal_of(pose, threads)
+            cfg, full_graphs, encoder, step_graphs = _temporal_of(pose, threads)
             for w in wins:
                 bar.set_postfix_str(f"streaming W={w}")
                 result["streaming"] += bm.bench_streaming(
                     (w,), quick, cfg=cfg, batches=sorted({1, nodes}), full_graphs=full_graphs,
-                    encoder=encoder,
+                    encoder=encoder, step_graphs=step_graphs,
                 )  # fmt: skip
                 bar.update()
             if pose:
@@ -158,20 +158,24 @@ def _temporal_of(bundle, threads: int):
     from edge.temporal import TemporalConfig
 
     if bundle is None:
-        return TemporalConfig(), {}, None
+        return TemporalConfig(), {}, None, {}
     from edge.inference.benchmark import model_encoder
     from edge.inference.bundle import open_role
     from edge.inference.manifest import load_manifest
 
     m = load_manifest(bundle)
-    graphs, encoder = {}, None
+    graphs, encoder, steps = {}, None, []
     for v in m.variants.values():
         if v.precision == "fp32" and v.backend == "onnxruntime":
             if "full" in v.files and not graphs:
                 graphs[m.window] = open_role(m, v, "full", threads)
             if "encoder" in v.files and encoder is None:
                 encoder = model_encoder(open_role(m, v, "encoder", threads))
-    return TemporalConfig.from_dict(m.temporal), graphs, encoder
+        if {"encoder", "temporal_step"} <= set(v.files):
+            label = f"{v.backend}_{v.name}".replace("-", "_")
+            enc = open_role(m, v, "encoder", threads)
+            steps.append((label, enc, open_role(m, v, "temporal_step", threads)))
+    return TemporalConfig.from_dict(m.temporal), graphs, encoder, {m.window: steps}
 
 
 def _print_tables(r: dict) -> None:
@@ -203,7 +207,15 @@ def _print_tables(r: dict) -> None:
             f"{'W':>6}{'batch':>6}{'step ms':>10}{'full ms':>10}{'x full':>8}"
             f"{'last-only ms':>14}{'x last':>8}{'ort full ms':>13}{'x ort':>7}"
         )
+        extra = []
         for s in r["streaming"]:
+            extra += [
+                f"  W={s['window']} batch {s['batch']}: exported step graph {k[:-8]} (its encoder "
+                f"included) {v:.4f} ms, x{s['full_ms'] / v:.1f} vs numpy full"
+                + (f", x{s['ort_full_ms'] / v:.1f} vs ort full" if "ort_full_ms" in s else "")
+                for k, v in s.items()
+                if k.endswith("_step_ms")
+            ]
             ort = (
                 f"{s['ort_full_ms']:>13.4f}{s['speedup_vs_ort_full']:>7.1f}"
                 if "ort_full_ms" in s
@@ -214,6 +226,8 @@ def _print_tables(r: dict) -> None:
                 f"{s['speedup_vs_full']:>8.1f}{s['recompute_last_ms']:>14.4f}"
                 f"{s['speedup_vs_recompute_last']:>8.1f}{ort}"
             )
+        for line in extra:
+            click.echo(line)
     for key in ("pipeline", "pipeline_int8"):
         p = r.get(key)
         if p:

@@ -103,10 +103,13 @@ def command(
     if keep:
         full = DecodeResult.concat(parts)
         full.iq_order = iq_order
-        if output.suffix.lower() == ".npz":
-            _write_npz(full, output, iq_order)
-        else:
-            _write_jsonl(full, output, iq_order)
+        try:
+            if output.suffix.lower() == ".npz":
+                _write_npz(full, output, iq_order)
+            else:
+                _write_jsonl(full, output, iq_order)
+        except OSError as e:
+            raise click.ClickException(f"{output}: cannot write: {e.strerror or e}") from None
         click.echo(
             f"wrote {len(full.frames)} frames and {len(full.packets)} packets to {output}", err=True
         )

@@ -27,9 +27,7 @@ from edge.cli.commands.simulate_nodes import build_fleet, fleet_summary, node_op
     is_flag=True,
     help="End with one JSON summary on stdout (live view on stderr).",
 )
-def command(
-    nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed, port, duration, as_json
-):
+def command(port, duration, as_json, **fleet_opts):
     """Run the gateway's ingest against simulated ESP32 nodes on this machine.
 
     Simulated nodes send real RuView ADR-018 datagrams over UDP loopback to the gateway's
@@ -44,6 +42,7 @@ def command(
       csi-edge demo --nodes 8 --duration 30
       csi-edge demo --loss 0.05 --reboot-every 10     # watch lost frames and reboots
       csi-edge demo --layouts 64,128,192 --same-id    # mixed layouts; all boards id 1
+      csi-edge demo --scenario still                  # CSI of a person breathing in a room
       csi-edge demo --duration 5 --json | jq .nodes
     """
     import asyncio
@@ -56,21 +55,7 @@ def command(
         raise click.BadParameter("use port 0 or 1024..65535", param_hint="--port")
     view_stream = sys.stderr if as_json else sys.stdout
     try:
-        summary = asyncio.run(
-            _run(
-                nodes,
-                rate,
-                jitter,
-                loss,
-                reboot_every,
-                layouts,
-                same_id,
-                seed,
-                port,
-                duration,
-                view_stream,
-            )
-        )
+        summary = asyncio.run(_run(fleet_opts, port, duration, view_stream))
     except OSError as e:
         raise click.ClickException(
             f"cannot listen on UDP 127.0.0.1:{port}: {e.strerror or e}"
@@ -85,9 +70,7 @@ def command(
         click.echo(final_text(summary))
 
 
-async def _run(
-    nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed, port, duration, stream
-):
+async def _run(fleet_opts: dict, port: int, duration, stream):
     import asyncio
     import signal
 
@@ -99,9 +82,8 @@ async def _run(
     ingest = Ingest([source])
     await ingest.start()
     host, bound = source.address
-    fleet = build_fleet(
-        (host, bound), nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed
-    )
+    fleet = build_fleet((host, bound), **fleet_opts)
+    nodes, rate = fleet_opts["nodes"], fleet_opts["rate"]
     click.echo(
         f"gateway ingest on udp://{host}:{bound}; {nodes} simulated node(s) at {rate:g} Hz "
         f"(Ctrl-C stops)",

@@ -59,6 +59,12 @@ def node_options(f):
         ),
         click.option("--same-id", is_flag=True, help="Give every node id 1 (the unprovisioned default); "
                      "nodes then differ by source address 127.0.0.N (loopback targets only)."),
+        click.option(
+            "--scenario",
+            metavar="NAME",
+            help="CSI content from the physical channel simulator (a person in a room): still, "
+            "standing, empty, enter, motion, walk, activities. Default: simple synthetic CSI.",
+        ),
         click.option("--seed", type=int, default=0, show_default=True, help="Random seed."),
     ]  # fmt: skip
     for opt in reversed(opts):
@@ -66,11 +72,36 @@ def node_options(f):
     return f
 
 
-def build_fleet(target, nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed):
+def content_factory(scenario: str | None, pairs: tuple[int, ...], seed: int):
+    """``i -> csi_fn`` for node i: synthetic CSI, or the channel simulator's ``scenario``."""
+    from edge.sources.simnode import synthetic_csi
+
+    if not scenario:
+        return lambda i: synthetic_csi(pairs, seed=seed + i)
+    from edge.sim import NodeContent, preset
+
+    try:
+        world = preset(scenario, 24 * 3600.0)
+    except (ValueError, TypeError) as e:
+        raise click.BadParameter(str(e), param_hint="--scenario") from None
+
+    def make(i: int):
+        per_layout = [NodeContent(world, node_index=i, seed=seed, n_pairs=p) for p in pairs]
+        if len(per_layout) == 1:
+            return per_layout[0]
+        return lambda t, seq: per_layout[seq % len(per_layout)](t, seq)
+
+    return make
+
+
+def build_fleet(
+    target, *, nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed, scenario
+):
     """The SimFleet the options describe (imports numpy: call inside a command)."""
-    from edge.sources.simnode import SimFleet, SimNodeSpec, synthetic_csi
+    from edge.sources.simnode import SimFleet, SimNodeSpec
 
     pairs = parse_layouts(layouts)
+    content = content_factory(scenario, pairs, seed)
     loopback = target[0].startswith("127.") or target[0] == "localhost"
     if same_id and not loopback:
         raise click.BadParameter(
@@ -86,7 +117,7 @@ def build_fleet(target, nodes, rate, jitter, loss, reboot_every, layouts, same_i
             rssi=-40 - 4 * (i % 8),
             vitals_every_s=1.0,
             bind_host=f"127.0.0.{i + 1}" if same_id else "",
-            csi_fn=synthetic_csi(pairs, seed=seed + i),
+            csi_fn=content(i),
         )
         for i in range(nodes)
     ]
@@ -105,16 +136,29 @@ def build_fleet(target, nodes, rate, jitter, loss, reboot_every, layouts, same_i
 @click.option(
     "--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after S seconds."
 )
+@click.option(
+    "--replay",
+    type=click.Path(dir_okay=False, path_type=str),
+    metavar="CAPTURE",
+    help="Instead of simulating, re-send the frames of a capture (pcap, .csi.jsonl, serial "
+    "log, csi-edge recording) as ADR-018 datagrams, one socket per recorded source.",
+)
+@click.option(
+    "--speed",
+    type=click.FloatRange(min=0),
+    default=1.0,
+    show_default=True,
+    help="With --replay: 1 = the recorded pace, 10 = ten times faster, 0 = as fast as possible.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print what was sent as one JSON object.")
-def command(
-    target, nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed, duration, as_json
-):
+def command(target, duration, replay, speed, as_json, **fleet_opts):
     """Run simulated ESP32 nodes that send real RuView ADR-018 datagrams to a gateway.
 
     Each node has its own UDP socket (source port; a new one after a reboot), node id,
     sequence counter and jittered rate, and sends one edge-vitals packet a second like the
     firmware. The CSI content is synthetic (multipath profile, breathing-like modulation,
-    random phase, guard/DC bins zero). Ctrl-C stops.
+    random phase, guard/DC bins zero), or with --scenario comes from the physical channel
+    simulator (edge.sim). Ctrl-C stops.
 
     \b
     Examples:
@@ -122,6 +166,8 @@ def command(
       csi-edge simulate-nodes --nodes 16 --rate 500 --duration 10 --json
       csi-edge simulate-nodes --loss 0.05 --reboot-every 30 --layouts 64,128,192
       csi-edge simulate-nodes --nodes 3 --same-id      # three boards all called node 1
+      csi-edge simulate-nodes --scenario still         # a person breathing in the room
+      csi-edge simulate-nodes --replay session.pcap --target 192.168.1.10:5005
     """
     import asyncio
     import json
@@ -135,9 +181,11 @@ def command(
         raise click.BadParameter(str(e), param_hint="--target") from None
     if port == 0:
         raise click.BadParameter("the target port must not be 0", param_hint="--target")
-    fleet = build_fleet(
-        (host, port), nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed
-    )
+    if replay:
+        _replay(replay, (host, port), speed, duration, as_json)
+        return
+    fleet = build_fleet((host, port), **fleet_opts)
+    nodes, rate = fleet_opts["nodes"], fleet_opts["rate"]
 
     async def main():
         loop = asyncio.get_running_loop()
@@ -178,3 +226,39 @@ def fleet_summary(fleet) -> dict:
             "send_errors": s.send_errors,
         }
     return {"sent": sum(v["sent"] for v in nodes.values()), "nodes": nodes}
+
+
+def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json: bool) -> None:
+    """Re-send a capture's frames to ``target`` (ReplaySource in resend mode)."""
+    import asyncio
+    import json
+    import signal
+
+    from edge.capture import CaptureError, detect_format
+    from edge.ingest import Ingest
+    from edge.sources.replay import ReplaySource
+
+    try:
+        detect_format(path)
+    except CaptureError as e:
+        raise click.BadParameter(str(e), param_hint="--replay") from None
+    source = ReplaySource(path, speed=speed or None, resend=target)
+    ingest = Ingest([source])
+
+    async def main():
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, ingest.stop)
+        pace = "as fast as possible" if not speed else f"at {speed:g}x the recorded pace"
+        click.echo(f"replaying {path} -> udp://{target[0]}:{target[1]} {pace}", err=True)
+        await ingest.run(duration)
+
+    try:
+        asyncio.run(main())
+    except OSError as e:
+        raise click.ClickException(f"cannot send to {target[0]}:{target[1]}: {e}") from None
+    doc = {"replayed": path, "sent": source.sent, "send_errors": source.send_errors}
+    if as_json:
+        click.echo(json.dumps(doc))
+    else:
+        click.echo(f"re-sent {source.sent} frames from {path} ({source.send_errors} send errors)")
