@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from edge.report import NodeReport
@@ -57,10 +58,17 @@ class ConsoleSink:
     """Live table (rich, TTY) or plain lines (pipe); see module docstring."""
 
     def __init__(
-        self, stream: TextIO | None = None, every_s: float = 5.0, live: bool | None = None
+        self,
+        stream: TextIO | None = None,
+        every_s: float = 5.0,
+        live: bool | None = None,
+        totals: Callable[[], str] | None = None,
+        title: str = "csi-edge gateway",
     ) -> None:
         self.stream = stream or sys.stdout
         self.every_s = every_s
+        self.totals = totals
+        self.title = title
         self._last_plain = 0.0
         self._live = None
         use_live = self.stream.isatty() if live is None else live
@@ -80,7 +88,11 @@ class ConsoleSink:
         if self._live is not None:
             from rich.table import Table
 
-            table = Table(title=f"csi-edge gateway — {time.strftime('%H:%M:%S')}", expand=False)
+            table = Table(
+                title=f"{self.title} — {time.strftime('%H:%M:%S')}",
+                caption=self.totals() if self.totals else None,
+                expand=False,
+            )
             for h in HEADERS:
                 table.add_column(h)
             for r in reports:
@@ -88,10 +100,12 @@ class ConsoleSink:
             self._live.update(table)
             return
         now = time.monotonic()
-        if now - self._last_plain < self.every_s:
+        if now - self._last_plain < self.every_s * 0.9:  # reports come every ~1 s, with jitter
             return
         self._last_plain = now
         stamp = time.strftime("%H:%M:%S")
+        if self.totals is not None:
+            self.stream.write(f"{stamp} {self.totals()}\n")
         for r in reports:
             cells = report_cells(r)
             self.stream.write(
