@@ -77,24 +77,29 @@ def main() -> None:
     t_meas = t0 + a.warmup
 
     nodes = {k: NodeVitals() for k in range(len(names))}
-    next_tick = t0 + 1.0
-    cpu = 0.0
-    pushes = estimates = 0
-    for lo, hi in batches:
-        timing = t[lo] >= t_meas
-        c0 = time.process_time()
-        tb, cb, kb = t[lo:hi], csi[lo:hi], code[lo:hi]
-        for k in np.unique(kb):  # what the daemon does per batch: one push per node present
-            m = kb == k
-            nodes[int(k)].push(tb[m], cb[m])
-            pushes += timing
-        while tb[-1] >= next_tick:
-            for nv in nodes.values():
-                nv.estimate(next_tick)
-                estimates += timing
-            next_tick += 1.0
-        if timing:
-            cpu += time.process_time() - c0
+    state = {"tick": t0 + 1.0, "pushes": 0, "estimates": 0}
+
+    def run(batch_list) -> None:
+        for lo, hi in batch_list:
+            tb, cb, kb = t[lo:hi], csi[lo:hi], code[lo:hi]
+            for k in np.unique(kb):  # what the daemon does per batch: one push per node present
+                m = kb == k
+                nodes[int(k)].push(tb[m], cb[m])
+                state["pushes"] += 1
+            while tb[-1] >= state["tick"]:
+                for nv in nodes.values():
+                    nv.estimate(state["tick"])
+                    state["estimates"] += 1
+                state["tick"] += 1.0
+
+    first = next(i for i, (lo, _) in enumerate(batches) if t[lo] >= t_meas)
+    run(batches[:first])  # warm-up (not timed): fills the 30 s windows
+    t_meas = float(t[batches[first][0]])
+    state["pushes"] = state["estimates"] = 0
+    c0 = time.process_time()  # one reading: the clock itself costs ~0.1 ms on some VMs
+    run(batches[first:])
+    cpu = time.process_time() - c0
+    pushes, estimates = state["pushes"], state["estimates"]
     span = float(t[-1]) - t_meas
     ours = cpu / span
 

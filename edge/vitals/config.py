@@ -30,6 +30,7 @@ class VitalsConfig:
     motion_tail_k: float = 2.0  # ... times this is the least a motion block must reach
     motion_tail_cap: float = 4.0
     motion_noise_ratio: float = 2.0  # quiet level <= this x the noise-predicted level
+    noise_every_s: float = 3.0  # how often that noise level is sampled
     presence_snr: float = 20.0  # combined breathing-band SNR that proves someone is there
     presence_hold_s: float = 10.0
     profile_z: float = 6.0  # static change vs. the empty-room profile (calibrated nodes only)

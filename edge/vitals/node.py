@@ -107,7 +107,8 @@ class NodeVitals:
         self._order = 2
         self._open_t = np.zeros(0)  # frames of the still open motion block
         self._open_m = np.zeros(0)
-        self._noise: deque = deque(maxlen=64)  # common-mode noise predicted per batch
+        self._noise: deque = deque(maxlen=32)  # common-mode noise predicted per batch
+        self._noise_t = -np.inf
         self._br: deque = deque()
         self._hr: deque = deque()
         self.frames = 0
@@ -211,11 +212,14 @@ class NodeVitals:
         self._motion_blocks(t_m, cm_m)
         # Per-subcarrier noise of this batch (normalized log-amplitudes, blocks inside the batch):
         # its common-mode share bounds the quiet level even when the person never stops moving.
-        n_sc = feats.shape[1] // 2
-        _, s_sc, _, _ = block_stats(t, feats[:, :n_sc], self._block_s, order=self._order)
-        s_sc = s_sc[np.isfinite(s_sc)]
-        if len(s_sc):
-            self._noise.append(float(np.median(s_sc)) / np.sqrt(n_sc))
+        # Sampled every few seconds: the noise level changes slowly and this costs ~1 ms.
+        if self._last_t - self._noise_t >= self.cfg.noise_every_s:
+            self._noise_t = self._last_t
+            n_sc = feats.shape[1] // 2
+            _, s_sc, _, _ = block_stats(t, feats[:, :n_sc], self._block_s, order=self._order)
+            s_sc = s_sc[np.isfinite(s_sc)]
+            if len(s_sc):
+                self._noise.append(float(np.median(s_sc)) / np.sqrt(n_sc))
 
     def _motion_blocks(self, t: np.ndarray, cm: np.ndarray) -> None:
         """Close finished motion blocks; keep the frames of the open one for later."""
