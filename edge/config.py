@@ -145,20 +145,21 @@ def load_config(path: str | Path | None) -> GatewayConfig:
     return _build(GatewayConfig, data, "", str(p))
 
 
-def parse_hostport(
-    text: str, default_host: str = "0.0.0.0", what: str = "address"
-) -> tuple[str, int]:
-    """``"host:port"``, ``":port"`` or ``"port"`` -> (host, port), with a clear error."""
+def parse_hostport(text: str, default_host: str = "0.0.0.0", what: str = "address") -> tuple[str, int]:
+    """``"HOST:PORT"``, ``":PORT"``, ``"PORT"`` or ``"[v6]:PORT"`` -> (host, port), with a clear
+    error (a :class:`ConfigError`, which is a ValueError) naming ``what`` was being parsed."""
+    text = text.strip()
     host, sep, port = text.rpartition(":")
     if not sep:
         host, port = default_host, text
+    host = host.strip("[]") or default_host
     try:
         number = int(port)
-        if not 0 <= number <= 65535:
-            raise ValueError
     except ValueError:
-        raise ConfigError(f"{what} {text!r}: expected HOST:PORT with a port 0-65535") from None
-    return (host or default_host), number
+        raise ConfigError(f"{what} {text!r}: expected HOST:PORT with a numeric port") from None
+    if not 0 <= number <= 65535:
+        raise ConfigError(f"{what} {text!r}: port must be 0..65535, got {number}")
+    return host, number
 
 
 def dump_config(cfg: GatewayConfig) -> str:

@@ -116,11 +116,15 @@ def load_model(
             raise ExportError(f"--arch {arch}: give the input shape, e.g. --input x:B,56,20")
         load_into(module, checkpoint, arch)
         tensors = parse_inputs(inputs)
-        with torch.no_grad():
-            probe = Graph("window", tensors, (), lambda m: m).sample(
-                1, np.random.default_rng(0), {}
-            )
-            res = module(*(torch.from_numpy(probe[t.name]) for t in tensors))
+        probe = Graph("window", tensors, (), lambda m: m).sample(1, np.random.default_rng(0), {})
+        try:
+            with torch.no_grad():
+                res = module.eval()(*(torch.from_numpy(probe[t.name]) for t in tensors))
+        except Exception as exc:
+            raise ExportError(
+                f"--arch {arch}: the model does not run on --input {' '.join(inputs)} "
+                f"({type(exc).__name__}: {exc})"
+            ) from None
         n_out = 1 if torch.is_tensor(res) else len(res)
         outs = tuple(outputs or [f"output_{i}" for i in range(n_out)])
         g = Graph("window", tensors, outs, lambda m: m)
@@ -260,6 +264,8 @@ def export_bundle(
         variants["fp32-tflite"] = export_tflite_variant(
             loaded, folder, stem, out.suffix == ".onnx", records, step
         )
+        if "weights" in variants["fp32"]:  # the numpy temporal head serves every variant
+            variants["fp32-tflite"]["weights"] = variants["fp32"]["weights"]
     report = folder / (f"{stem}.parity.json" if out.suffix == ".onnx" else "parity.fp32.json")
     parity.write_many(records, report, title=f"export {loaded.arch}")
     manifest = None

@@ -122,7 +122,10 @@ def load_factory(spec: str) -> Any:
     factory = getattr(mod, attr, None)
     if not callable(factory):
         raise ExportError(f"--arch {spec!r}: {mod_name} has no callable {attr!r}")
-    model = factory()
+    try:
+        model = factory()
+    except Exception as exc:
+        raise ExportError(f"--arch {spec!r}: {attr}() failed: {type(exc).__name__}: {exc}") from exc
     torch = require("torch")
     if not isinstance(model, torch.nn.Module):
         raise ExportError(

@@ -64,6 +64,8 @@ def finalize(path: str | Path) -> None:
     sidecar = path.with_name(path.name + ".data")
     if sidecar.exists():
         sidecar.unlink()
+    if not self_contained(onnx.load(str(path), load_external_data=False)):
+        raise ExportError(f"{path}: weights still point at external data after inlining")
 
 
 def export_onnx(

@@ -32,7 +32,10 @@ WEIGHT_OPS = ("Conv", "MatMul", "Gemm")
 
 def model_inputs(path: str | Path) -> list[tuple[str, list]]:
     onnx = require("onnx")
-    model = onnx.load(str(path), load_external_data=False)
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf DecodeError and friends
+        raise ExportError(f"{path}: not a readable ONNX model ({type(exc).__name__})") from None
     inits = {i.name for i in model.graph.initializer}
     out = []
     for inp in model.graph.input:

@@ -2,9 +2,9 @@
 
 litert-torch needs no TensorFlow (``shared/spec/toolchain.md``). INT8 uses PT2E static
 quantization (symmetric per-channel weights, activation ranges observed on the representative
-windows); the converted model takes int8 inputs (scale/zero point in the input details), which
-:func:`litert_run` applies. LiteRT graphs have a fixed batch of 1: the runtime feeds one window
-per call, which is what a gateway does anyway.
+windows); the converted model takes int8 inputs (scale/zero point in the input details, applied
+by the gateway's backend ``edge.inference.backends.LiteRTModel``). LiteRT graphs have a fixed
+batch of 1: the runtime feeds one window per call, which is what a gateway does anyway.
 """
 
 from __future__ import annotations
@@ -76,51 +76,3 @@ def convert_tflite(
             f"litert-torch conversion of graph {graph.role!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
     return path
-
-
-def litert_interpreter(path: str | Path, threads: int = 1) -> Any:
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-    except ImportError:  # the frozen tflite-runtime only as a fallback (toolchain.md)
-        from tflite_runtime.interpreter import Interpreter  # type: ignore[no-redef]
-    interp = Interpreter(model_path=str(path), num_threads=threads)
-    interp.allocate_tensors()
-    return interp
-
-
-class LiteRTRunner:
-    """Run a converted model by input name; quantizes int8 inputs and dequantizes outputs."""
-
-    def __init__(self, path: str | Path, threads: int = 1) -> None:
-        self.interp = litert_interpreter(path, threads)
-        self.runner = self.interp.get_signature_runner()
-        sig = self.interp.get_signature_list()
-        key = next(iter(sig))
-        self.input_names = list(sig[key]["inputs"])
-        self.output_keys = sorted(sig[key]["outputs"], key=lambda s: int(s.rsplit("_", 1)[-1]))
-        self.inputs = self.runner.get_input_details()
-        self.outputs = self.runner.get_output_details()
-
-    def _in(self, name: str, value: np.ndarray) -> np.ndarray:
-        d = self.inputs[name]
-        scale, zero = d["quantization"]
-        if d["dtype"] in (np.int8, np.uint8) and scale:
-            info = np.iinfo(d["dtype"])
-            q = np.round(value / scale) + zero
-            return np.clip(q, info.min, info.max).astype(d["dtype"])
-        return np.asarray(value).astype(d["dtype"])
-
-    def _out(self, key: str, value: np.ndarray) -> np.ndarray:
-        scale, zero = self.outputs[key]["quantization"]
-        if value.dtype in (np.int8, np.uint8) and scale:
-            return ((value.astype(np.float32) - zero) * scale).astype(np.float32)
-        return value
-
-    def __call__(self, inputs: dict[str, np.ndarray]) -> list[np.ndarray]:
-        """One call per batch item (LiteRT graphs have batch 1); outputs stacked back."""
-        batch = len(next(iter(inputs.values())))
-        rows: list[list[np.ndarray]] = []
-        for i in range(batch):
-            res = self.runner(**{n: self._in(n, inputs[n][i : i + 1]) for n in self.input_names})
-            rows.append([self._out(k, res[k]) for k in self.output_keys])
-        return [np.concatenate(col, axis=0) for col in zip(*rows, strict=False)]

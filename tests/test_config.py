@@ -65,5 +65,8 @@ def test_parse_hostport():
     assert parse_hostport("5005") == ("0.0.0.0", 5005)
     assert parse_hostport(":6000") == ("0.0.0.0", 6000)
     assert parse_hostport("127.0.0.1:7") == ("127.0.0.1", 7)
-    with pytest.raises(ConfigError, match="HOST:PORT"):
-        parse_hostport("host:99999")
+    assert parse_hostport("[::1]:5005") == ("::1", 5005)
+    with pytest.raises(ConfigError, match="port must be 0..65535"):
+        parse_hostport("host:99999", what="sinks.http")
+    with pytest.raises(ConfigError, match="sinks.http 'host:abc': expected HOST:PORT"):
+        parse_hostport("host:abc", what="sinks.http")

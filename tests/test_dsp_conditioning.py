@@ -46,7 +46,9 @@ def test_resample_subcarriers_methods():
     assert np.allclose(cub[0], np.linspace(-26, 26, 56) ** 2, rtol=1e-3, atol=1e-2)
     raw = np.arange(128).reshape(2, 64)
     assert np.array_equal(truncate_raw(raw, 56), raw[:, :56])
-    assert np.array_equal(resample_subcarriers(raw, np.arange(64), np.arange(56), "truncate"), raw[:, :56])
+    assert np.array_equal(
+        resample_subcarriers(raw, np.arange(64), np.arange(56), "truncate"), raw[:, :56]
+    )
     with pytest.raises(ValueError, match="resample method"):
         resample_subcarriers(x, src, 56, "nearest")
 

@@ -157,4 +157,6 @@ def test_real_ruview_recording(tmp_path):
     amp = np.stack([np.abs(sub.csi(i)[:56]) for i in range(len(sub))]).astype(np.float32)
     # the window ending at t_end[0] is the 20 frames up to it, frame-major, no transpose
     end = int(np.flatnonzero(sub.meta["t_rx"] == z["t_end"][0])[-1])
-    np.testing.assert_allclose(z["csi_window"][0], amp[end - 19 : end + 1].reshape(56, 20), rtol=1e-6)
+    np.testing.assert_allclose(
+        z["csi_window"][0], amp[end - 19 : end + 1].reshape(56, 20), rtol=1e-6
+    )

@@ -25,7 +25,9 @@ def vitals(tmp_path_factory):
     torch.manual_seed(0)
     ckpt = tmp / "v.pt"
     torch.save(get_arch("csi-edge-vitals").build({}).state_dict(), ckpt)
-    res = CliRunner().invoke(cli, ["export", str(ckpt), "--arch", "csi-edge-vitals", "-o", str(tmp / "b")])
+    res = CliRunner().invoke(
+        cli, ["export", str(ckpt), "--arch", "csi-edge-vitals", "-o", str(tmp / "b")]
+    )
     assert res.exit_code == 0, res.output
     rng = np.random.default_rng(1)
     n = 20
@@ -45,7 +47,9 @@ def test_methods_are_recorded(vitals, method):
     tmp, cal = vitals
     bundle = tmp / f"b-{method}"
     shutil.copytree(tmp / "b", bundle)
-    res = CliRunner().invoke(cli, ["quantize", str(bundle), "-c", str(cal), "--method", method, "--json"])
+    res = CliRunner().invoke(
+        cli, ["quantize", str(bundle), "-c", str(cal), "--method", method, "--json"]
+    )
     assert res.exit_code == 0, res.output
     m = load_manifest(bundle)
     q = m.provenance["quantization"]["onnx"]["window"]
@@ -64,9 +68,13 @@ def test_single_file_and_check_failure(vitals, tmp_path):
     assert res.exit_code == 0, res.output
     out = json.loads(res.stdout)
     assert out["outputs"] == [str(tmp_path / "model.int8.onnx")] and not out["failed"]
-    assert (tmp_path / "model.int8.parity.json").is_file() and (tmp_path / "model.int8.parity.txt").is_file()
+    assert (tmp_path / "model.int8.parity.json").is_file() and (
+        tmp_path / "model.int8.parity.txt"
+    ).is_file()
     # an impossible threshold: the command fails and says why
-    res = CliRunner().invoke(cli, ["quantize", str(alone), "-c", str(cal), "--check", "--max-loss", "-5"])
+    res = CliRunner().invoke(
+        cli, ["quantize", str(alone), "-c", str(cal), "--check", "--max-loss", "-5"]
+    )
     assert res.exit_code == 1
     assert "accuracy check failed" in res.output and "bpm loss" in res.output
 

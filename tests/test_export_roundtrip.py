@@ -162,9 +162,8 @@ def test_tflite_runs_in_litert_and_matches(bundle):
                 assert np.abs(got[name] - ref.numpy()).max() <= tol, (variant, role, name)
 
 
+@pytest.mark.parametrize("bundle", ["csi-edge-pose"], indirect=True)
 def test_pose_temporal_step_onnx_streams_like_torch_full(bundle):
-    if bundle["name"] != "csi-edge-pose":
-        pytest.skip("pose only")
     files = bundle["export"]["files"]["fp32"]
     enc = open_model(bundle["dir"] / files["encoder"])
     step = open_model(bundle["dir"] / files["temporal_step"])

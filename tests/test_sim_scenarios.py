@@ -48,7 +48,19 @@ def test_capture_roundtrip_and_cli(tmp_path):
     assert np.array_equal(tr.presence, r.truth.presence) and sc.n_nodes == 2
     from edge.cli import cli
 
-    out = CliRunner().invoke(cli, ["simulate", "-o", str(tmp_path / "b.pcap"), "--scenario", "still", "--duration", "5", "--json"])
+    out = CliRunner().invoke(
+        cli,
+        [
+            "simulate",
+            "-o",
+            str(tmp_path / "b.pcap"),
+            "--scenario",
+            "still",
+            "--duration",
+            "5",
+            "--json",
+        ],
+    )
     assert out.exit_code == 0, out.output
     assert json.loads(out.output)["frames"] > 50 and (tmp_path / "b.pcap.truth.npz").exists()
     bad = CliRunner().invoke(cli, ["simulate", "-o", str(tmp_path / "c.pcap"), "--loss", "1.5"])

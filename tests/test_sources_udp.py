@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 
 from edge.codecs.ruview import encode_raw_frame
+from edge.config import parse_hostport
 from edge.frames import FrameBatch
 from edge.ingest import Ingest
 from edge.sources.simnode import SimFleet, SimNodeSpec, table_csi
-from edge.sources.udp import UdpSource, parse_hostport
+from edge.sources.udp import UdpSource
 
 
 def _loopback2_ok() -> bool:

@@ -43,21 +43,6 @@ RawSink = Callable[[Sequence[bytes], Sequence[float], Sequence[tuple]], None]
 Emit = Callable[["DecodeResult"], None]
 
 
-def parse_hostport(text: str, default_host: str = "0.0.0.0") -> tuple[str, int]:
-    """``"HOST:PORT"``, ``":PORT"``, ``"PORT"`` or ``"[v6]:PORT"`` -> (host, port)."""
-    text = text.strip()
-    host, sep, port = text.rpartition(":")
-    if not sep:
-        host, port = default_host, text
-    host = host.strip("[]") or default_host
-    try:
-        p = int(port)
-    except ValueError:
-        raise ValueError(f"expected HOST:PORT with a numeric port, got {text!r}") from None
-    if not 0 <= p <= 65535:
-        raise ValueError(f"port must be 0..65535, got {p} in {text!r}")
-    return host, p
-
 
 def open_udp_socket(host: str, port: int, rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
     """A bound, non-blocking UDP socket with the receive buffer enlarged as far as allowed."""

@@ -23,6 +23,8 @@ class VitalsConfig:
     motion_floor: float = 0.012  # ... and above this floor (common-mode log-amplitude, ~0.1 dB)
     motion_obvious: float = 0.12  # always motion above this (~1 dB flicker within 0.5 s) ...
     motion_obvious_k: float = 2.5  # ... unless that is below this many quiet levels
+    motion_sustain_s: float = 2.0  # pooled test over this many seconds of blocks ...
+    motion_sustain_noise: float = 1.6  # ... on nodes whose quiet level is this close to noise
     motion_release_s: float = 1.0  # still window starts this long after the last motion
     quiet_memory_s: float = 120.0
     quiet_percentile: float = 50.0
@@ -31,7 +33,8 @@ class VitalsConfig:
     motion_tail_cap: float = 4.0
     motion_noise_ratio: float = 2.0  # quiet level <= this x the noise-predicted level
     noise_every_s: float = 3.0  # how often that noise level is sampled
-    presence_snr: float = 20.0  # combined breathing-band SNR that proves someone is there
+    presence_snr: float = 30.0  # combined breathing-band SNR that proves someone is there
+    # (empty rooms reached 22 in simulation, a breathing person 45-1300)
     presence_hold_s: float = 10.0
     profile_z: float = 6.0  # static change vs. the empty-room profile (calibrated nodes only)
     min_breath_conf: float = 0.3
@@ -46,5 +49,6 @@ class VitalsConfig:
     heart_snr_lo: float = 3.0  # combined heart-band SNR mapped to confidence 0 ...
     heart_snr_hi: float = 30.0  # ... and 1 (log scale)
     heart_split_tol_bpm: float = 4.0  # both window halves must agree within this (or a cell)
+    heart_persist: int = 3  # ... and this many consecutive estimates (s) pass and agree
     smooth_s: float = 5.0  # reported rate = median of the raw estimates of the last smooth_s
     hampel_half_window: int = 3

@@ -14,8 +14,11 @@ class VitalsEstimate:
     breathing_conf: float
     heart_bpm: float | None
     heart_conf: float
-    #: why a rate is null: "no-data", "warming-up", "motion", "no-presence", "low-confidence",
-    #: "gaps", "subcarrier-count-changed", "bad-frames"; "" when both rates are set
+    #: why a rate is null: "no-data", "warming-up", "motion", "no-presence", "low-confidence"
+    #: (both), "gaps", "subcarrier-count-changed", "bad-frames"; when only one rate is null,
+    #: "breathing: low-confidence" or "heart: <why>" with <why> one of "low-confidence",
+    #: "breathing-harmonic", "inconsistent" (window halves disagree), "unconfirmed" (not yet
+    #: steady for ``heart_persist`` s), "unstable", "too-short"; "" when both rates are set
     reason: str = ""
     motion_score: float = 0.0  # recent change rate / quiet level
     presence_score: float = 0.0  # combined breathing-band SNR

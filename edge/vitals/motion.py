@@ -19,7 +19,7 @@ from __future__ import annotations
 import numpy as np
 
 
-def _chi2_median_ratio(k: np.ndarray) -> np.ndarray:
+def chi2_median_ratio(k: np.ndarray) -> np.ndarray:
     """median(chi2_k) / k (Wilson-Hilferty), to unbias a median of variance estimates."""
     k = np.maximum(np.asarray(k, np.float64), 1.0)
     return (1.0 - 2.0 / (9.0 * k)) ** 3
@@ -93,6 +93,6 @@ def block_stats(
     fit_ss = np.einsum("bpc,bpc->bc", coef, rhs)
     dof = n - p
     var = np.maximum(sxx - fit_ss, 0.0) / np.maximum(dof, 1.0)[:, None]
-    stat = np.sqrt(np.median(var, axis=1) / _chi2_median_ratio(dof))
+    stat = np.sqrt(np.median(var, axis=1) / chi2_median_ratio(dof))
     stat[n < max(min_frames, p + 1)] = np.nan
     return (b[starts] + 1) * block_s, stat, b[starts], dof

@@ -138,6 +138,8 @@ def command(
     Needs the export extra: pip install 'csi-edge[export]' torch==2.13.0
     """
     _quiet_converters()
+    from edge.inference.backends import ModelFileError
+    from edge.inference.manifest import ManifestError
     from export._torch import ExportError
 
     try:
@@ -157,7 +159,7 @@ def command(
             input_overrides=overrides,
             exporter=exporter,
         )
-    except ExportError as exc:
+    except (ExportError, ManifestError, ModelFileError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         res = {k: v for k, v in res.items() if k != "records"}

@@ -94,6 +94,8 @@ def command(
     from edge.cli.commands.export import _quiet_converters
 
     _quiet_converters()
+    from edge.inference.backends import ModelFileError
+    from edge.inference.manifest import ManifestError
     from export._torch import ExportError
 
     try:
@@ -113,7 +115,7 @@ def command(
             progress=say,
             activations=activations,
         )
-    except ExportError as exc:
+    except (ExportError, ManifestError, ModelFileError) as exc:
         raise click.ClickException(str(exc)) from None
     if as_json:
         click.echo(

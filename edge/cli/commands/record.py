@@ -110,7 +110,8 @@ def _open(udp, serial_port, baud, fh):
     from edge.codecs.recording import RecordingWriter
 
     if udp:
-        from edge.sources.udp import UdpSource, parse_hostport
+        from edge.config import parse_hostport
+        from edge.sources.udp import UdpSource
 
         try:
             host, port = parse_hostport(udp)

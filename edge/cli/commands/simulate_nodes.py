@@ -173,7 +173,7 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
     import json
     import signal
 
-    from edge.sources.udp import parse_hostport
+    from edge.config import parse_hostport
 
     try:
         host, port = parse_hostport(target, default_host="127.0.0.1")
