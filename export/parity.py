@@ -21,8 +21,10 @@ import numpy as np
 
 Runner = Callable[[dict[str, np.ndarray]], list[np.ndarray]]
 
-#: default accuracy-loss limits for ``--check`` (task metric, in its own unit)
-DEFAULT_MAX_LOSS = {"keypoints": 0.02, "bpm": 1.0, "raw": 0.05}
+#: default accuracy-loss limits for ``--check`` (task metric, in its own unit). Measured on the
+#: bundled models: a good INT8 encoder moves keypoint error by < 0.0005 and BPM error by < 0.05;
+#: quantizing the attention head too cost 0.0085 (12 %), which these limits reject.
+DEFAULT_MAX_LOSS = {"keypoints": 0.005, "bpm": 0.5, "raw": 0.05}
 # COCO-17: shoulders 5, 6; hips 11, 12 (torso = shoulder midpoint to hip midpoint)
 _SHOULDERS, _HIPS = (5, 6), (11, 12)
 

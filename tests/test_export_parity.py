@@ -59,7 +59,7 @@ def test_compare_check_and_table():
     )
     assert loss == pytest.approx(np.hypot(0.05, 0.05))
     assert parity.check(rec, max_loss=0.1)["ok"]
-    assert not parity.check(rec)["ok"]  # default 0.02 threshold
+    assert not parity.check(rec)["ok"]  # default threshold: 0.005
     text = parity.table(rec)
     assert "check: keypoints loss" in text and "FAIL" in text and "pck@20" in text
 
