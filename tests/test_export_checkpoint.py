@@ -18,6 +18,12 @@ from export.arch import get_arch  # noqa: E402
 from export.checkpoint import load_into, read_state_dict  # noqa: E402
 
 
+@pytest.fixture(autouse=True)
+def _short_timing(monkeypatch):
+    """Latency figures are not under test here: time each model briefly."""
+    monkeypatch.setattr("export.parity.LATENCY_BUDGET_S", 0.01)
+
+
 def test_mismatched_checkpoint_lists_every_mismatch(tmp_path):
     state = get_arch("ruview-pose-v1").build({}).state_dict()
     state.pop("enc.c2.bias")  # missing

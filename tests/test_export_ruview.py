@@ -30,6 +30,12 @@ PUBLISHED = {
 }
 
 
+@pytest.fixture(autouse=True)
+def _short_timing(monkeypatch):
+    """Latency figures are not under test here: time each model briefly."""
+    monkeypatch.setattr("export.parity.LATENCY_BUDGET_S", 0.01)
+
+
 def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, dilation: int) -> np.ndarray:
     """'same' dilated Conv1d, k=3, pad=dilation: x [B, Cin, T] -> [B, Cout, T]."""
     t = x.shape[-1]
