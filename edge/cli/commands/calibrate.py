@@ -25,10 +25,10 @@ import click
 )
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON result per node.")
 def command(capture, udp, node, duration, cal_dir, as_json):
-    """Record what an EMPTY, STILL room looks like, per node.
+    """Empty-room baseline per node for presence and vitals (not `calibration`).
 
-    Leave the room, keep doors and fans still, then run this. Runs accumulate: if a node needs
-    more still data, run again (nothing already stored is lost). A run that sees motion or a
+    Records what an EMPTY, STILL room looks like, per node. Leave the room, keep doors and
+    fans still, then run this. Runs accumulate: if a node needs more still data, run again (nothing already stored is lost). A run that sees motion or a
     breathing-like signal is refused for that node and stores nothing. Until a node is
     calibrated the vitals estimator uses adaptive defaults.
 

@@ -9,7 +9,7 @@ import click
 
 @click.group()
 def command():
-    """Calibration data: representative model inputs drawn from captures.
+    """Quantization data sets: model inputs drawn from captures (not `calibrate`).
 
     \b
     Examples:
