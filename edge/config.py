@@ -42,7 +42,9 @@ class IngestConfig:
 class ModelsConfig:
     #: a bundled model name (``csi-edge-pose``), a bundle folder, or "" for no pose model
     pose: str = "csi-edge-pose"
-    #: fp32 | int8 | int8-tflite
+    #: the vital-sign model reported beside the DSP estimate: bundled name, folder, or ""
+    vitals: str = "csi-edge-vitals"
+    #: fp32 | int8 | int8-tflite (for both models)
     precision: str = "int8"
     threads: int = 1
 
@@ -145,7 +147,9 @@ def load_config(path: str | Path | None) -> GatewayConfig:
     return _build(GatewayConfig, data, "", str(p))
 
 
-def parse_hostport(text: str, default_host: str = "0.0.0.0", what: str = "address") -> tuple[str, int]:
+def parse_hostport(
+    text: str, default_host: str = "0.0.0.0", what: str = "address"
+) -> tuple[str, int]:
     """``"HOST:PORT"``, ``":PORT"``, ``"PORT"`` or ``"[v6]:PORT"`` -> (host, port), with a clear
     error (a :class:`ConfigError`, which is a ValueError) naming ``what`` was being parsed."""
     text = text.strip()

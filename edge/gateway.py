@@ -47,6 +47,7 @@ class Gateway:
         sources: Iterable[Source] = (),
         sinks: Iterable[Sink] = (),
         pose_runtime: Any | None = None,
+        vitals_model: Any | None = None,
     ) -> None:
         from edge.pose.tracking import NodeTracker
 
@@ -54,6 +55,7 @@ class Gateway:
         self.ingest = Ingest(sources, consumers=[self.on_result])
         self.sinks: list[Sink] = list(sinks)
         self.pose = pose_runtime
+        self.vitals_model = vitals_model
         self.tracker = NodeTracker()
         self.vitals: dict[str, Any] = {}
         self.node_vitals: dict[str, dict] = {}
@@ -148,12 +150,35 @@ class Gateway:
                 rep.breathing_bpm, rep.breathing_conf = v.breathing_bpm, float(v.breathing_conf)
                 rep.heart_bpm, rep.heart_conf = v.heart_bpm, float(v.heart_conf)
                 rep.reason = v.reason
+                if self.vitals_model is not None:
+                    rep.model_vitals = self._model_vitals(est, now)
             pose = self.latest_pose.get(key)
-            if pose is not None and now - pose[0] < 2.0:
+            # A skeleton is shown only while someone is there: the bundled pose model's
+            # confidence does not separate an empty room (see edge/models/README.md).
+            if pose is not None and now - pose[0] < 2.0 and rep.presence is not False:
                 rep.pose = pose[1]
             rep.node_vitals = self.node_vitals.get(key)
             out.append(rep)
         return out
+
+    def _model_vitals(self, est: Any, now: float) -> dict | None:
+        """The bundled vitals model on the node's last 32 s (None until it has them)."""
+        from edge.dsp.features import vitals_window_from_grid
+
+        win = est.amplitude_window(now)
+        if win is None:
+            return None
+        try:
+            out = self.vitals_model.run(vitals_window_from_grid(win))[0]
+        except Exception as exc:  # noqa: BLE001 - a model failure must not stop the DSP vitals
+            self.skipped.skip("vitals-model-error", repr(exc))
+            return None
+        sig = lambda v: 1.0 / (1.0 + math.exp(-v))  # noqa: E731 - logits -> probabilities
+        return {
+            "breathing_bpm": round(out["breathing_bpm"], 2),
+            "presence": round(sig(out["presence_logit"]), 3),
+            "motion": round(sig(out["motion_logit"]), 3),
+        }
 
     def publish(self, now: float | None = None) -> list[NodeReport]:
         reports = self.reports(now)

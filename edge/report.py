@@ -28,6 +28,8 @@ class NodeReport:
     pose: dict | None = None
     #: the node's own on-board estimate (edge vitals packets), reported beside the gateway's
     node_vitals: dict | None = None
+    #: the bundled vitals model's estimate ({"breathing_bpm", "presence", "motion"}), beside the DSP's
+    model_vitals: dict | None = None
     #: link statistics: frames, rate_hz, lost, duplicates, reboots, rssi, online
     link: dict = field(default_factory=dict)
 

@@ -19,6 +19,7 @@ from edge.sinks import Sink
 log = logging.getLogger("csi_edge.service")
 
 DEFAULT_POSE = "csi-edge-pose"
+DEFAULT_VITALS = "csi-edge-vitals"
 
 
 def build_sources(cfg: GatewayConfig) -> list[Source]:
@@ -96,6 +97,26 @@ def load_pose_runtime(cfg: GatewayConfig) -> Any | None:
             log.warning("pose disabled: %s", e)
             return None
         raise ConfigError(f"models.pose: {e}") from None
+
+
+def load_vitals_model(cfg: GatewayConfig) -> Any | None:
+    """The bundled vital-sign model (reported beside the DSP estimate), or None; same rules as
+    :func:`load_pose_runtime` for missing bundles."""
+    name = cfg.models.vitals
+    if not name:
+        return None
+    from edge.inference.bundle import load_bundle
+    from edge.inference.manifest import ManifestError
+    from edge.inference.runtime import VitalsRuntime
+
+    try:
+        bundle = load_bundle(name, variant=cfg.models.precision, threads=cfg.models.threads)
+        return VitalsRuntime(bundle)
+    except ManifestError as e:
+        if name == DEFAULT_VITALS:
+            log.warning("vitals model disabled: %s", e)
+            return None
+        raise ConfigError(f"models.vitals: {e}") from None
 
 
 def build_gateway(

@@ -96,20 +96,28 @@ def sigmoid(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def random_weights(cfg: TemporalConfig, features: int = 104, hidden: int = 128, seed: int = 0):
+def random_weights(
+    cfg: TemporalConfig,
+    features: int = 104,
+    hidden: int = 128,
+    seed: int = 0,
+    conv: tuple[int, int, int] = (64, 128, 128),
+):
     """A randomly initialised state dict (torch names) for tests and benchmarks."""
     rng = np.random.default_rng(seed)
     hq, hkv, dh, d = cfg.heads_q, cfg.heads_kv, cfg.head_dim, cfg.embed_dim
 
-    def lin(name: str, n_out: int, n_in: int) -> dict[str, np.ndarray]:
-        bound = 1.0 / math.sqrt(n_in)
+    def lin(name: str, n_out: int, *n_in: int) -> dict[str, np.ndarray]:
+        bound = 1.0 / math.sqrt(math.prod(n_in))
         return {
-            f"{name}.weight": rng.uniform(-bound, bound, (n_out, n_in)).astype(np.float32),
+            f"{name}.weight": rng.uniform(-bound, bound, (n_out, *n_in)).astype(np.float32),
             f"{name}.bias": rng.uniform(-bound, bound, n_out).astype(np.float32),
         }
 
+    c1, c2, c3 = conv
     w: dict[str, np.ndarray] = {}
-    w |= lin("enc.fc1", hidden, features) | lin("enc.fc2", d, hidden)
+    w |= lin("enc.c1", c1, 2, 5) | lin("enc.c2", c2, c1, 5) | lin("enc.c3", c3, c2, 3)
+    w |= lin("enc.fc", d, c3 * ((features // 2 + 1) // 2))
     w["enc.norm.weight"] = (1 + 0.1 * rng.standard_normal(d)).astype(np.float32)
     w["enc.norm.bias"] = (0.1 * rng.standard_normal(d)).astype(np.float32)
     w |= lin("attn.q", hq * dh, d) | lin("attn.k", hkv * dh, d) | lin("attn.v", hkv * dh, d)
@@ -143,25 +151,59 @@ class _Linear:
         return y
 
 
+def conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, stride: int = 1) -> np.ndarray:
+    """PyTorch Conv1d (zero padding k // 2) on [N, C_in, L] by im2col + one matmul.
+
+    Hand-written: scipy's correlate works on one channel pair at a time, and this reference
+    only has to be exact, not fast (the runtime runs the exported encoder graph).
+    """
+    k = w.shape[-1]
+    pad = k // 2
+    xp = np.pad(x, ((0, 0), (0, 0), (pad, pad)))
+    cols = np.lib.stride_tricks.sliding_window_view(xp, k, axis=2)[:, :, ::stride]  # [N,C,L',k]
+    n, c, length, _ = cols.shape
+    cols = cols.transpose(0, 2, 1, 3).reshape(n, length, c * k)
+    y = cols @ w.reshape(w.shape[0], -1).T + b  # [N, L', C_out]
+    return np.ascontiguousarray(y.transpose(0, 2, 1))
+
+
 class Encoder:
-    """Per-frame encoder in numpy (Linear -> GELU -> Linear -> LayerNorm): features -> embedding."""
+    """Per-frame encoder in numpy (MODEL_SPEC): features [..., 2S] -> channels [2, S] -> three
+    Conv1d + ReLU (the second with stride 2) -> flatten -> Linear -> LayerNorm -> [..., D].
+
+    The reference the exported ``encoder`` graphs are tested against; the runtime itself runs
+    the exported graph (onnxruntime / LiteRT), where INT8 pays."""
 
     def __init__(self, weights: Mapping[str, np.ndarray]) -> None:
-        self.fc1 = _Linear(weights, "enc.fc1")
-        self.fc2 = _Linear(weights, "enc.fc2")
+        try:
+            self.convs = [
+                (
+                    np.asarray(weights[f"enc.c{i}.weight"], np.float32),
+                    np.asarray(weights[f"enc.c{i}.bias"], np.float32),
+                    2 if i == 2 else 1,
+                )
+                for i in (1, 2, 3)
+            ]
+        except KeyError as e:
+            raise KeyError(f"weights have no {e.args[0]} (the convolutional encoder)") from None
+        self.fc = _Linear(weights, "enc.fc")
         self.gamma = np.asarray(weights["enc.norm.weight"], np.float32)
         self.beta = np.asarray(weights["enc.norm.bias"], np.float32)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        h = gelu_tanh(self.fc1(np.asarray(x, np.float32)))
-        e = self.fc2(h)
+        x = np.asarray(x, np.float32)
+        lead = x.shape[:-1]
+        h = x.reshape(-1, 2, x.shape[-1] // 2)
+        for w, b, stride in self.convs:
+            h = np.maximum(conv1d(h, w, b, stride), 0.0)
+        e = self.fc(np.ascontiguousarray(h.reshape(len(h), -1)))
         mu = e.mean(-1, keepdims=True)
         e -= mu
         var = (e * e).mean(-1, keepdims=True)
         e /= np.sqrt(var + np.float32(1e-5))
         e *= self.gamma
         e += self.beta
-        return e
+        return e.reshape(*lead, -1)
 
 
 class _Buffers:

@@ -15,15 +15,18 @@ from click.testing import CliRunner
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 torch = pytest.importorskip("torch")
 
+from export_shared import POSE_CFG, pose_export  # noqa: E402
+
 from edge.cli import cli  # noqa: E402
 from edge.inference.backends import open_model  # noqa: E402
 from edge.inference.bundle import load_bundle  # noqa: E402
 from export.arch import get_arch  # noqa: E402
 
-# the pose model goes through torch's dynamo exporter (the product path); the CNNs through the
-# torchscript one, so both exporters are covered (ruview's own test uses dynamo)
+# the pose model goes through torch's dynamo exporter (the product path; its export is shared
+# with the temporal tests, tests/export_shared.py); the CNNs through the torchscript one, so
+# both exporters are covered (ruview's own test uses dynamo)
 CASES = {
-    "csi-edge-pose": ({"window": 8}, "features", (8, 104), "dynamo"),
+    "csi-edge-pose": (POSE_CFG, "features", (8, 104), "dynamo"),
     "csi-edge-vitals": ({}, "window", (8, 256), "torchscript"),
     "ruview-pose-v1": ({}, "csi_window", (56, 20), "torchscript"),
 }
@@ -37,6 +40,8 @@ def _run(*args: str) -> dict:
 
 @pytest.fixture(scope="module", params=list(CASES))
 def bundle(request, tmp_path_factory):
+    if request.param == "csi-edge-pose":
+        return pose_export()
     mp = pytest.MonkeyPatch()
     mp.setattr("export.parity.LATENCY_BUDGET_S", 0.01)  # figures are not under test here
     request.addfinalizer(mp.undo)

@@ -155,3 +155,55 @@ def test_print_config_round_trips(tmp_path):
         check=True,
     )
     assert r2.stdout == r.stdout and 'udp = ["0.0.0.0:6000"]' in r.stdout
+
+
+def _simulated_gateway_reports(scenario_name: str, seconds: float, seed: int = 1):
+    """Feed a simulated recording through the gateway's per-batch path, 0.1 s at a time, and
+    take a report every second of capture time (what the daemon does with live frames)."""
+    import numpy as np
+
+    from edge.codecs.result import DecodeResult
+    from edge.config import GatewayConfig
+    from edge.gateway import Gateway
+    from edge.service import load_pose_runtime, load_vitals_model
+    from edge.sim import preset, simulate
+
+    cfg = GatewayConfig()
+    cfg.calibration_dir = "/nonexistent-calibration-dir"
+    sim = simulate(preset(scenario_name, seconds), seed=seed)
+    gw = Gateway(cfg, [], [], load_pose_runtime(cfg), load_vitals_model(cfg))
+    frames = sim.frames
+    t = frames.meta["t_rx"]
+    reports, t_next = [], t[0] + 1.0
+    for lo in np.arange(t[0], t[-1], 0.1):
+        sel = (t >= lo) & (t < lo + 0.1)
+        if sel.any():
+            res = DecodeResult(frames[sel])
+            gw.ingest.emit(res)
+        if lo >= t_next:
+            reports.append(gw.reports(now=lo))
+            t_next += 1.0
+    return sim, gw, reports
+
+
+def test_gateway_reports_breathing_pose_and_model_estimate_for_a_still_person():
+    sim, gw, reports = _simulated_gateway_reports("still", 45.0)
+    assert gw.pose is not None and gw.vitals_model is not None, "bundled models must load"
+    last = reports[-1][0]
+    truth_br = float(sim.truth.breathing_bpm[-1])
+    assert last.presence is True and last.motion is False
+    assert last.breathing_bpm is not None and abs(last.breathing_bpm - truth_br) < 1.0
+    assert (
+        last.model_vitals is not None and abs(last.model_vitals["breathing_bpm"] - truth_br) < 4.0
+    )
+    assert last.pose is not None and len(last.pose["keypoints"]) == 17
+    assert gw.pose_frames > 0.9 * 20 * 40  # one pose output per 20 Hz grid point, per frame
+
+
+def test_gateway_withholds_rates_in_an_empty_room():
+    _, _, reports = _simulated_gateway_reports("empty", 40.0)
+    late = [r[0] for r in reports[15:]]
+    assert late and all(
+        not r.presence and r.breathing_bpm is None and r.heart_bpm is None for r in late
+    )
+    assert all(r.pose is None for r in late), "no skeleton is drawn in an empty room"

@@ -17,24 +17,17 @@ CFG = TemporalConfig(4, 1, 16, 16, 64)
 
 @pytest.fixture(scope="module")
 def pose_bundle(tmp_path_factory) -> Path:
-    return make_pose_bundle(tmp_path_factory.mktemp("pose"), CFG, int8=True)
+    return make_pose_bundle(tmp_path_factory.mktemp("pose"), CFG, int8=True, conv=(8, 16, 16))
 
 
 def _torch_encoder(w: dict):
+    """csi-edge's own torch encoder (export.arch.pose) with the bundle's numpy weights."""
     import torch
 
-    class Enc(torch.nn.Module):
-        def __init__(self) -> None:
-            super().__init__()
-            self.fc1 = torch.nn.Linear(104, 128)
-            self.fc2 = torch.nn.Linear(128, 64)
-            self.norm = torch.nn.LayerNorm(64, eps=1e-5)
+    from export.arch.pose import Encoder, PoseConfig
 
-        def forward(self, features):
-            h = torch.nn.functional.gelu(self.fc1(features), approximate="tanh")
-            return self.norm(self.fc2(h))
-
-    m = Enc().eval()
+    widths = {f"conv{i}": w[f"enc.c{i}.weight"].shape[0] for i in (1, 2, 3)}
+    m = Encoder(PoseConfig(embed_dim=w["enc.fc.weight"].shape[0], **widths)).eval()
     m.load_state_dict({k[4:]: torch.from_numpy(v) for k, v in w.items() if k.startswith("enc.")})
     return m
 

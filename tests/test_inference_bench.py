@@ -45,7 +45,11 @@ def test_json_contract(bundles) -> None:
     assert all(m["p50_ms"] <= m["p90_ms"] <= m["p99_ms"] for m in r["models"])
     assert [(s["window"], s["batch"]) for s in r["streaming"]] == [(8, 1), (8, 2), (16, 1), (16, 2)]
     assert all(s["step_ms"] > 0 and s["full_ms"] > 0 for s in r["streaming"])
-    assert "ort_full_ms" not in r["streaming"][0]  # the synthetic bundle has no full graph
+    s0 = r["streaming"][0]
+    assert s0["step_impl"].startswith("onnxruntime fp32 encoder")  # the bundle's encoder
+    # no exported full graph in the synthetic bundle: the same encoder on W frames + numpy head
+    assert s0["full_impl"].startswith("onnxruntime fp32 encoder on W frames")
+    assert s0["head_step_ms"] > 0 and s0["head_full_ms"] > 0 and s0["numpy_full_ms"] > 0
     p = r["pipeline"]
     assert p["nodes"] == 2 and p["model"] == "synthetic-pose" and p["p50_ms"] > 0
     assert {"features", "encoder", "temporal_head", "tracking"} <= set(p["stages_p50_ms"])

@@ -1,42 +1,33 @@
 """The exported graphs (csi-edge's own export path, H5) equal the numpy temporal head.
 
 One random-weight ``csi-edge-pose`` checkpoint is exported once (ONNX encoder/temporal_step/
-full + weights.npz + LiteRT fp32); then the ONNX and LiteRT ``temporal_step`` graphs, fed
+full + weights.npz + LiteRT, shared with the round-trip tests: ``tests/export_shared.py``); then the ONNX and LiteRT ``temporal_step`` graphs, fed
 their own caches back, must equal the numpy ring buffer at every step, and the runtime's
 ``head="graph"`` path must equal its numpy path.
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+from export_shared import W
 
 from edge.inference.bundle import load_bundle
 from edge.inference.runtime import PoseRuntime
 from edge.temporal import Encoder, StreamingHead, TemporalConfig, load_weights
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
-W = 8
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory) -> Path:
-    torch = pytest.importorskip("torch")
+def exported() -> Path:
+    pytest.importorskip("torch")
     pytest.importorskip("litert_torch")
-    os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
-    from export.arch import get_arch
-    from export.bundle import export_bundle, load_model
+    from export_shared import pose_export
 
-    tmp = tmp_path_factory.mktemp("export")
-    torch.manual_seed(0)
-    module = get_arch("csi-edge-pose").build({"window": W, "heads_q": 4, "heads_kv": 2})
-    torch.save(module.state_dict(), tmp / "ckpt.pt")
-    loaded = load_model(tmp / "ckpt.pt", "csi-edge-pose", config={"window": W, "heads_kv": 2})
-    export_bundle(loaded, tmp / "bundle", tflite=True)
-    return tmp / "bundle"
+    return pose_export()["dir"]
 
 
 def _run_step_graph(model, emb: np.ndarray, cfg: TemporalConfig):

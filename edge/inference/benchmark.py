@@ -194,26 +194,31 @@ def bench_streaming(
     quick: bool = False,
     cfg=None,
     batches: Iterable[int] = (1,),
-    full_graphs: dict[int, Any] | None = None,
+    full_graph: Any | None = None,
     encoder: Callable[[np.ndarray], np.ndarray] | None = None,
     step_graphs: dict[int, list[tuple[str, Any, Any]]] | None = None,
+    encoders: dict[str, Callable[[np.ndarray], np.ndarray]] | None = None,
+    encoder_label: str = "numpy",
 ) -> list[dict[str, Any]]:
-    """Cost of one new frame per stream at window W, buffer full, numpy, same weights:
+    """Cost of one new frame per stream at window W (buffer full, wrapped once):
 
-    * ``step_ms``: encoder on the new frame + the ring-buffer step (one k/v write, attention
-      over W cached keys) + keypoint head: what the runtime does;
-    * ``full_ms``: the full-window recompute: encoder on all W frames + the full-window forward
-      (k/v/q for all W frames, W x W causal attention, head at every position), what the
-      ``full`` graph computes when there is no cache;
-    * ``recompute_last_ms``: the leanest no-cache recompute (embeddings kept, k/v of all W
-      frames re-projected, attention and head for the newest frame only).
+    * ``step_ms``: what the streaming runtime does: the encoder on the new frame + the
+      ring-buffer step (one k/v write, attention over W cached keys) + keypoint head;
+    * ``full_ms``: what a runtime without a cache does for every new frame: the ``full`` graph
+      over the last W frames (encoder on all W frames, W x W causal attention, head at every
+      position), on the same backend and precision as the step's encoder (``full_graph``:
+      the bundle's exported graph; its scores are dense T x T, so its cost at T = W is that of
+      a W-frame model whatever window it masks to). Without one: the same encoder on W frames
+      + the numpy full-window head (``full_impl`` says which);
+    * extras: ``numpy_full_ms`` (encoder on W frames + numpy full-window head),
+      ``recompute_last_ms`` (the leanest no-cache recompute: embeddings kept, k/v of all W
+      frames re-projected, attention and head for the newest frame only), ``head_step_ms`` /
+      ``head_full_ms`` (the numpy heads alone, no encoder), ``<label>_step_ms`` for each extra
+      encoder (e.g. INT8) and each exported step graph.
 
     With ``batch`` b > 1, b streams (nodes) advance together; times are per call (b frames).
-    ``full_graphs``: ``{W: model}`` exported ``full`` graphs timed as ``ort_full_ms`` too.
-    ``encoder``: features [..., F] -> embeddings [..., D] (default: numpy, random weights;
-    the CLI passes the bundle's onnxruntime encoder, the one the runtime uses).
-    ``step_graphs``: ``{W: [(label, encoder model, temporal_step model)]}``: the exported step
-    graphs (fed and returning the cache), timed as ``<label>_step_ms``.
+    ``encoder``: features [..., F] -> embeddings [..., D] (default: the numpy reference with
+    random weights; the CLI passes the bundle's fp32 onnxruntime encoder, the runtime's).
     """
     from edge.temporal import Encoder, StreamingHead, TemporalConfig, random_weights
 
@@ -233,25 +238,45 @@ def bench_streaming(
                 head.step(e[:, i], slice(0, b))
             new = np.ascontiguousarray(x[:, -1])
             win = np.ascontiguousarray(x[:, -w:])
-            ew = e[:, -w:]
+            ew = np.ascontiguousarray(e[:, -w:])
+            e1 = np.ascontiguousarray(e[:, -1])
             enc, sl = encoder, slice(0, b)
-            step = time_calls(lambda: head.step(enc(new), sl), quick)  # noqa: B023
-            full = time_calls(lambda: head.full_forward(enc(win)), quick)  # noqa: B023
-            last = time_calls(lambda: (enc(new), _recompute_last(head, ew)), quick)  # noqa: B023
-            s, f, r = (float(np.median(v)) for v in (step, full, last))
+
+            def med(fn) -> float:
+                return float(np.median(time_calls(fn, quick)))
+
+            s = med(lambda: head.step(enc(new), sl))  # noqa: B023
+            nf = med(lambda: head.full_forward(enc(win)))  # noqa: B023
+            r = med(lambda: (enc(new), _recompute_last(head, ew)))  # noqa: B023
+            hs = med(lambda: head.step(e1, sl))  # noqa: B023
+            hf = med(lambda: head.full_forward(ew))  # noqa: B023
+            if full_graph is not None:
+                f = med(lambda g=full_graph, fw=win: g.run({"features": fw}))
+                impl = "full graph (onnxruntime fp32)"
+            else:
+                f, impl = nf, f"{encoder_label} encoder on W frames + numpy full-window head"
             row = {
                 "window": w,
                 "step_ms": round(s, 4),
                 "full_ms": round(f, 4),
                 "batch": b,
-                "recompute_last_ms": round(r, 4),
                 "speedup_vs_full": round(f / s, 1),
+                "step_impl": f"{encoder_label} encoder + numpy ring-buffer step + head",
+                "full_impl": impl,
+                "numpy_full_ms": round(nf, 4),
+                "recompute_last_ms": round(r, 4),
                 "speedup_vs_recompute_last": round(r / s, 1),
-                "impl": "numpy",
+                "head_step_ms": round(hs, 4),
+                "head_full_ms": round(hf, 4),
+                "speedup_head_only": round(hf / hs, 1),
                 "heads_q": c.heads_q,
                 "heads_kv": c.heads_kv,
                 "head_dim": c.head_dim,
             }
+            for label, enc2 in (encoders or {}).items():
+                ms = med(lambda en=enc2: head.step(en(new), sl))  # noqa: B023
+                row[f"{label}_step_ms"] = round(ms, 4)
+                row[f"speedup_{label}_step_vs_full"] = round(f / ms, 1)
             for label, enc_m, step_m in (step_graphs or {}).get(w, []):
                 feeds = {
                     "k_cache": np.zeros((b, c.heads_kv, w, c.head_dim), np.float32),
@@ -259,18 +284,13 @@ def bench_streaming(
                     "count": np.full(b, 3 * w, np.int64),
                 }
 
-                def graph_step(em=enc_m, sm=step_m, fd=feeds, f=new):
-                    emb = em.run({"features": f})["embedding"]
+                def graph_step(em=enc_m, sm=step_m, fd=feeds, fr=new):
+                    emb = em.run({"features": fr})["embedding"]
                     return sm.run({"embedding": emb, **fd})
 
-                ms = float(np.median(time_calls(graph_step, quick)))
+                ms = med(graph_step)
                 row[f"{label}_step_ms"] = round(ms, 4)
                 row[f"speedup_{label}_step_vs_full"] = round(f / ms, 1)
-            g = (full_graphs or {}).get(w)
-            if g is not None:
-                ms = time_calls(lambda m=g, f=win: m.run({"features": f}), quick)
-                row["ort_full_ms"] = round(float(np.median(ms)), 4)
-                row["speedup_vs_ort_full"] = round(row["ort_full_ms"] / s, 1)
             rows.append(row)
     return rows
 

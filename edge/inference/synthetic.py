@@ -76,11 +76,24 @@ class _G:
 
 
 def encoder_onnx(w: dict, features: int, embed: int, path: Path) -> None:
-    """``encoder`` graph: features [B, F] -> embedding [B, D] (Linear, GELU-tanh, Linear, LN)."""
+    """``encoder`` graph: features [B, F] -> embedding [B, D] (MODEL_SPEC: reshape to
+    [B, 2, F/2], Conv1d k5, Conv1d k5 stride 2, Conv1d k3 with ReLU, flatten, Linear, LN)."""
     g = _G()
     TP, h = g.TP, g.h
-    x = g.gelu_tanh(g.linear("features", w, "enc.fc1"))
-    x = g.linear(x, w, "enc.fc2")
+    x = g.op("Reshape", ["features", g.const(np.array([-1, 2, features // 2], np.int64))])
+    for i, stride in ((1, 1), (2, 2), (3, 1)):
+        wt = w[f"enc.c{i}.weight"]
+        k = wt.shape[-1]
+        x = g.op(
+            "Conv",
+            [x, g.const(wt), g.const(w[f"enc.c{i}.bias"])],
+            kernel_shape=[k],
+            pads=[k // 2, k // 2],
+            strides=[stride],
+        )
+        x = g.op("Relu", [x])
+    x = g.op("Flatten", [x], axis=1)
+    x = g.op("Gemm", [x, g.const(w["enc.fc.weight"]), g.const(w["enc.fc.bias"])], transB=1)
     g.nodes.append(
         h.make_node(
             "LayerNormalization",
@@ -215,12 +228,14 @@ def make_pose_bundle(
     features: int = 104,
     seed: int = 0,
     int8: bool = True,
+    conv: tuple[int, int, int] = (64, 128, 128),
 ) -> Path:
-    """``csi-edge-pose`` shaped bundle: encoder ONNX (fp32 [+ int8]) + weights.npz."""
+    """``csi-edge-pose`` shaped bundle: encoder ONNX (fp32 [+ int8]) + weights.npz.
+    ``conv``: the encoder's channel widths (tests pass small ones)."""
     cfg = cfg or TemporalConfig()
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    w = random_weights(cfg, features=features, seed=seed)
+    w = random_weights(cfg, features=features, seed=seed, conv=conv)
     np.savez(folder / "weights.npz", **w)
     encoder_onnx(w, features, cfg.embed_dim, folder / "encoder.fp32.onnx")
     files = {"fp32": {"encoder": "encoder.fp32.onnx", "weights": "weights.npz"}}

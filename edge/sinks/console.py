@@ -26,6 +26,7 @@ def report_cells(r: NodeReport) -> list[str]:
         pose = f"track {r.pose.get('track')} ({sum(c >= 0.3 for c in conf)}/17 kp)"
     nv = r.node_vitals or {}
     node_br = nv.get("breathing_bpm")
+    model_br = (r.model_vitals or {}).get("breathing_bpm")
     return [
         r.node,
         f"{_fmt(link.get('rate_hz'), 1)} Hz",
@@ -35,6 +36,7 @@ def report_cells(r: NodeReport) -> list[str]:
         f"{_fmt(r.breathing_bpm, 1)} ({r.breathing_conf:.2f})",
         f"{_fmt(r.heart_bpm, 0)} ({r.heart_conf:.2f})",
         "-" if node_br is None else f"{node_br:.1f}",
+        "-" if model_br is None else f"{model_br:.1f}",
         pose,
         r.reason or "",
     ]
@@ -49,6 +51,7 @@ HEADERS = [
     "breathing bpm",
     "heart bpm",
     "node BR",
+    "model BR",
     "pose",
     "note",
 ]
@@ -110,9 +113,8 @@ class ConsoleSink:
             cells = report_cells(r)
             self.stream.write(
                 f"{stamp} {cells[0]}: {cells[1]}, lost {cells[2]}, presence {cells[3]}, motion {cells[4]}, "
-                f"breathing {cells[5]}, heart {cells[6]}, node BR {cells[7]}, pose {cells[8]}"
-                + (f", note: {cells[9]}" if cells[9] else "")
-                + "\n"
+                f"breathing {cells[5]}, heart {cells[6]}, node BR {cells[7]}, model BR {cells[8]}, "
+                f"pose {cells[9]}" + (f", note: {cells[10]}" if cells[10] else "") + "\n"
             )
         self.stream.flush()
 

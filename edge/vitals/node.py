@@ -366,6 +366,20 @@ class NodeVitals:
             return None
         return x
 
+    def amplitude_window(self, now: float, seconds: float = 32.0) -> np.ndarray | None:
+        """The last ``seconds`` of per-frame-normalized log amplitude on the uniform grid,
+        [seconds * grid_hz, 52], or None while there is too little or too gappy data.
+
+        This is the bundled vitals model's input before channel selection
+        (``edge.dsp.features.vitals_window_from_grid``), taken from the grid this estimator keeps
+        anyway, so running the model costs no second pass over the frames.
+        """
+        self._ingest()
+        if self.grid is None or self.width != 53 or self.grid.n == 0:
+            return None
+        win = self._window(now, seconds)
+        return None if win is None else win[:, :52]
+
     def _profile_present(self, now: float) -> bool:
         prof = self.baseline.profile
         if prof is None or self.width != 53:

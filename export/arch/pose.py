@@ -22,8 +22,11 @@ NEG = (
 
 @dataclass(frozen=True)
 class PoseConfig:
-    features: int = 104
-    hidden: int = 128
+    features: int = 104  # 2 x 52: amplitude | phase of the 52 LLTF subcarriers
+    conv1: int = 64  # encoder Conv1d widths over the subcarrier axis (MODEL_SPEC)
+    conv2: int = 128
+    conv3: int = 128
+    hidden: int = 128  # keypoint head
     embed_dim: int = 64
     heads_q: int = 4
     heads_kv: int = 1
@@ -41,14 +44,27 @@ def alibi_slopes(heads_q: int) -> torch.Tensor:
 
 
 class Encoder(nn.Module):
+    """Per-frame CNN over the subcarrier axis: [.., 2S] -> [.., 2, S] (amplitude, phase
+    channels) -> Conv1d k5 -> Conv1d k5 stride 2 -> Conv1d k3 (ReLU each) -> flatten ->
+    Linear -> LayerNorm. Flattening (not pooling) keeps where on the band a feature sits."""
+
     def __init__(self, cfg: PoseConfig) -> None:
         super().__init__()
-        self.fc1 = nn.Linear(cfg.features, cfg.hidden)
-        self.fc2 = nn.Linear(cfg.hidden, cfg.embed_dim)
+        if cfg.features % 2:
+            raise ValueError("features must be 2 x subcarriers (amplitude | phase)")
+        self.sub = cfg.features // 2
+        self.c1 = nn.Conv1d(2, cfg.conv1, 5, padding=2)
+        self.c2 = nn.Conv1d(cfg.conv1, cfg.conv2, 5, stride=2, padding=2)
+        self.c3 = nn.Conv1d(cfg.conv2, cfg.conv3, 3, padding=1)
+        self.fc = nn.Linear(cfg.conv3 * ((self.sub + 1) // 2), cfg.embed_dim)
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-5)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.norm(self.fc2(F.gelu(self.fc1(x), approximate="tanh")))
+        lead = x.shape[:-1]
+        h = x.reshape(-1, 2, self.sub)
+        h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(h))))))
+        e = self.fc(h.flatten(1))
+        return self.norm(e.reshape(*lead, e.shape[-1]))
 
 
 class Attention(nn.Module):

@@ -144,7 +144,7 @@ async def _run(fleet_opts, port, duration, stream, pose, precision, http, mqtt, 
     from edge.cli.nodeview import totals_line
     from edge.config import GatewayConfig
     from edge.gateway import Gateway
-    from edge.service import build_sinks, load_pose_runtime
+    from edge.service import build_sinks, load_pose_runtime, load_vitals_model
     from edge.sinks.console import ConsoleSink
     from edge.sources.udp import UdpSource
 
@@ -156,7 +156,9 @@ async def _run(fleet_opts, port, duration, stream, pose, precision, http, mqtt, 
     cfg.sinks.http, cfg.sinks.jsonl = http or "", jsonl or ""
     cfg.sinks.mqtt.host = mqtt or ""
     source = UdpSource("127.0.0.1", port)
-    gateway = Gateway(cfg, [source], build_sinks(cfg), load_pose_runtime(cfg))
+    gateway = Gateway(
+        cfg, [source], build_sinks(cfg), load_pose_runtime(cfg), load_vitals_model(cfg)
+    )
     gateway.sinks.insert(
         0,
         ConsoleSink(

@@ -41,7 +41,15 @@ import click
     help="Pose model: a bundled name, a bundle folder, or 'none'.",
 )
 @click.option(
-    "--precision", type=click.Choice(["fp32", "int8", "int8-tflite"]), help="Pose model variant."
+    "--vitals-model",
+    "vitals_model",
+    metavar="BUNDLE",
+    help="Vital-sign model reported beside the DSP estimate (bundled name, folder, or 'none').",
+)
+@click.option(
+    "--precision",
+    type=click.Choice(["fp32", "int8", "int8-tflite"]),
+    help="Model variant (pose and vitals models).",
 )
 @click.option(
     "--duration",
@@ -65,6 +73,7 @@ def command(
     mqtt,
     jsonl,
     pose,
+    vitals_model,
     precision,
     duration,
     quiet,
@@ -117,6 +126,8 @@ def command(
         cfg.sinks.jsonl = jsonl
     if pose:
         cfg.models.pose = "" if pose.lower() == "none" else pose
+    if vitals_model:
+        cfg.models.vitals = "" if vitals_model.lower() == "none" else vitals_model
     if precision:
         cfg.models.precision = precision
     if quiet:
