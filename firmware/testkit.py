@@ -15,6 +15,23 @@ from pathlib import Path
 from firmware import espimage
 
 
+def emulator_link(port: str, baud: int | None = 921600) -> list[str]:
+    """Connection options for a board emulated on a pty (``csi-edge board``): it has no reset
+    lines to toggle and answers at once, so one connect attempt. esptool, ``csi-edge flash`` and
+    ``csi-edge provision`` all take them; ``baud=None`` leaves the tool's default."""
+    args = [
+        "--port",
+        port,
+        "--before",
+        "no-reset",
+        "--after",
+        "no-reset",
+        "--connect-attempts",
+        "1",
+    ]
+    return args + ["--baud", str(baud)] if baud else args
+
+
 def bootloader(chip_id: int = espimage.ESP32S3_CHIP_ID) -> bytes:
     rng = random.Random(1)
     seg = bytes(rng.getrandbits(8) for _ in range(6000))

@@ -62,18 +62,7 @@ def main() -> None:
         text=True,
     )
     port = emu.stdout.readline().strip()
-    conn = [
-        "--port",
-        port,
-        "--before",
-        "no-reset",
-        "--after",
-        "no-reset",
-        "--connect-attempts",
-        "1",
-        "--baud",
-        str(args.baud),
-    ]
+    conn = testkit.emulator_link(port, args.baud)
     py = [sys.executable, "-m"]
     cases = {
         "baseline: esptool write-flash 1 MB app (stub, compressed)": py

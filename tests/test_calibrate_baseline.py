@@ -37,3 +37,13 @@ def test_calibrated_baseline_used_and_corrupt_file_named(tmp_path):
     assert out.exit_code == 0
     out = CliRunner().invoke(cli, ["calibrate"])
     assert out.exit_code != 0 and "--udp" in out.output
+
+
+def test_calibrate_udp_address_mistakes_are_clear(tmp_path):
+    out = CliRunner().invoke(cli, ["calibrate", "--udp", "host:abc", "--dir", str(tmp_path)])
+    assert out.exit_code == 2 and "numeric port" in out.output
+    # an address this machine does not have: the OSError becomes a message naming --udp
+    out = CliRunner().invoke(
+        cli, ["calibrate", "--udp", "192.0.2.1:5005", "--duration", "0.1", "--dir", str(tmp_path)]
+    )
+    assert out.exit_code == 1 and "--udp 192.0.2.1:5005: cannot listen" in out.output

@@ -23,21 +23,7 @@ def board(tmp_path):
 
 
 def esptool(port: str, *args: str, stub: bool = True) -> subprocess.CompletedProcess:
-    cmd = [
-        sys.executable,
-        "-m",
-        "esptool",
-        "--port",
-        port,
-        "--before",
-        "no-reset",
-        "--after",
-        "no-reset",
-        "--connect-attempts",
-        "1",
-        "--baud",
-        "921600",
-    ]
+    cmd = [sys.executable, "-m", "esptool", *testkit.emulator_link(port)]
     if not stub:
         cmd.append("--no-stub")
     return subprocess.run(cmd + list(args), capture_output=True, text=True, timeout=120)

@@ -6,6 +6,7 @@ import asyncio
 import hashlib
 import json
 import logging
+import socket
 import subprocess
 import sys
 
@@ -15,17 +16,10 @@ from click.testing import CliRunner
 from edge.cli import cli
 from firmware import espimage, nodecfg, nvs, testkit
 from firmware.emulator import Board, NodeOptions
+from tests.conftest import free_port
 
 WIFI = {"HomeNet": "s3cretpass1"}
 SECRET = "s3cretpass1"
-
-
-def free_udp_port() -> int:
-    import socket
-
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def install(board: Board, version: str = "0.6.5-test") -> None:
@@ -48,18 +42,7 @@ def board(tmp_path):
 
 
 def conn(board: Board) -> list[str]:
-    return [
-        "--port",
-        board.port,
-        "--before",
-        "no-reset",
-        "--after",
-        "no-reset",
-        "--connect-attempts",
-        "1",
-        "--baud",
-        "921600",
-    ]
+    return testkit.emulator_link(board.port)
 
 
 def run(*args: str):
@@ -102,7 +85,7 @@ def test_end_to_end_flash_provision_wait_and_gateway_ingest(board, tmp_path):
     )
     assert r.returncode == 0, r.stdout + r.stderr
     assert "flashed and verified ESP32-S3 f4:12:fa:00:00:01 (8MB) with app 0.6.5-e2e" in r.stdout
-    port = free_udp_port()
+    port = free_port(socket.SOCK_DGRAM)
     r = subprocess.run(
         base
         + [
@@ -136,19 +119,7 @@ def test_end_to_end_flash_provision_wait_and_gateway_ingest(board, tmp_path):
     # the same board, driven by the esptool command line itself: a new app, verify, read NVS back
     app2 = tmp_path / "app2.bin"
     app2.write_bytes(testkit.app(256 << 10, "0.6.6-esptool"))
-    et = [
-        sys.executable,
-        "-m",
-        "esptool",
-        "--port",
-        board.port,
-        "--before",
-        "no-reset",
-        "--after",
-        "no-reset",
-        "--connect-attempts",
-        "1",
-    ]
+    et = [sys.executable, "-m", "esptool", *testkit.emulator_link(board.port, baud=None)]
     for args in (
         ["chip-id"],
         ["write-flash", "0x20000", str(app2)],
@@ -302,7 +273,7 @@ def test_wait_explains_why_not_streaming(tmp_path, case):
             "--target-ip",
             "127.0.0.1",
             "--target-port",
-            str(free_udp_port()),
+            str(free_port(socket.SOCK_DGRAM)),
             "--wait",
             "--frame-timeout",
             "1",

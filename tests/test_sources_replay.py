@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import numpy as np
 import pytest
@@ -128,6 +129,21 @@ def test_slice_result_keeps_every_frame_packet_and_skip(capture):
     for p in parts:  # packets travel with the frames received around them
         if p.packets:
             assert p.packets[0].t_rx <= p.frames.meta["t_rx"][-1]
+
+
+def test_packets_without_a_receive_time_are_not_dropped(capture):
+    """A pcapng simple packet block has no timestamp, so its packets have t_rx NaN; NaN compares
+    false with every slice's end time, and such a packet (and those sorted after it) must still
+    come out, sliced or paced."""
+    ref = read_capture(capture)
+    ref.packets[1].t_rx = float("nan")
+    n = len(ref.packets)
+    assert n >= 3
+    assert sum(len(p.packets) for p in slice_result(ref, 16)) == n
+    out: list[DecodeResult] = []
+    src = ReplaySource(capture, speed=1000.0, restamp=False)
+    asyncio.run(src._paced(ref, out.append, float(ref.frames.meta["t_rx"][0]), time.time()))
+    assert len(out) > 1 and sum(len(p.packets) for p in out) == n
 
 
 def test_bad_speed_is_refused(capture):

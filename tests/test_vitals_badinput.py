@@ -119,3 +119,14 @@ def test_real_captures_run_through_vitals(path):
     assert out.exit_code == 0, out.output
     rows = [json.loads(x) for x in out.output.splitlines() if x.startswith("{")]
     assert rows and all(isinstance(x["presence"], bool) for x in rows)
+
+
+@pytest.mark.parametrize("command", ["vitals", "calibrate"])
+def test_file_that_is_not_a_capture_is_a_clear_message(tmp_path, command):
+    bad = tmp_path / "notes.txt"
+    bad.write_text("garbage, not CSI\n")
+    out = CliRunner().invoke(cli, [command, str(bad)])
+    # a ClickException (exit code 1), not an escaped CaptureError
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.exception
+    assert "notes.txt: not a CSI capture" in out.output and "expected a pcap" in out.output
+    assert out.output.count("notes.txt") == 1

@@ -41,6 +41,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 from edge.codecs.result import DecodeResult
 from edge.codecs.ruview import RuViewDecoder
+from edge.codecs.writer import FileWriter
 from edge.skips import SkipCounter
 
 PCAP_MAGICS = {
@@ -504,7 +505,7 @@ class Reassembler:
 
 # ---------------------------------------------------------------------------------------------
 # writing
-class PcapWriter:
+class PcapWriter(FileWriter):
     """Write UDP datagrams as a classic pcap file (LINKTYPE_RAW or Ethernet framing).
 
     ::
@@ -528,8 +529,7 @@ class PcapWriter:
     ) -> None:
         if linktype not in ("raw", "ethernet"):
             raise ValueError("linktype must be 'raw' or 'ethernet'")
-        self._own = not hasattr(file, "write")
-        self._f: BinaryIO = open(file, "wb") if self._own else file  # type: ignore[arg-type]  # noqa: SIM115
+        super().__init__(file)
         self.ethernet = linktype == "ethernet"
         self.nanosecond = nanosecond
         self.dst_ip, self.dst_port = dst_ip, dst_port
@@ -539,7 +539,6 @@ class PcapWriter:
         magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
         network = LINKTYPE_ETHERNET if self.ethernet else LINKTYPE_RAW
         self._f.write(struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, network))
-        self.count = 0
 
     def _addr(self, ip: str) -> tuple[int, bytes]:
         cached = self._addr_cache.get(ip)
@@ -591,21 +590,6 @@ class PcapWriter:
             whole, frac = whole + 1, frac - self._scale
         self._f.write(struct.pack("<IIII", whole, frac, len(pkt), len(pkt)) + pkt)
         self.count += 1
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def close(self) -> None:
-        if self._own:
-            self._f.close()
-        else:
-            self._f.flush()
-
-    def __enter__(self) -> PcapWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _ip_checksum(hdr: bytes) -> int:

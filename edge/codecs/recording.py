@@ -24,6 +24,8 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
+from edge.codecs.writer import FileWriter
+
 HEADER = b"#csi-edge-recording v1 text-lines"
 
 
@@ -37,7 +39,7 @@ def unescape(text: bytes) -> bytes:
     return codecs.escape_decode(text)[0]
 
 
-class RecordingWriter:
+class RecordingWriter(FileWriter):
     """Append ``(t_rx, source, line)`` records; ``line`` is bytes (or str, encoded UTF-8).
 
     Pass the line as received, normally without its ``\\n``; whatever is passed (a stray
@@ -45,31 +47,14 @@ class RecordingWriter:
     """
 
     def __init__(self, file: str | os.PathLike | BinaryIO) -> None:
-        self._own = not hasattr(file, "write")
-        self._f: BinaryIO = open(file, "wb") if self._own else file  # type: ignore[arg-type]  # noqa: SIM115
+        super().__init__(file)
         self._f.write(HEADER + b"\n")
-        self.count = 0
 
     def write(self, t_rx: float, source: str, line: bytes | str) -> None:
         if isinstance(line, str):
             line = line.encode("utf-8")
         self._f.write(b"%r\t%s\t%s\n" % (float(t_rx), escape(source.encode("utf-8")), escape(line)))
         self.count += 1
-
-    def flush(self) -> None:
-        self._f.flush()
-
-    def close(self) -> None:
-        if self._own:
-            self._f.close()
-        else:
-            self._f.flush()
-
-    def __enter__(self) -> RecordingWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def is_recording(head: bytes) -> bool:

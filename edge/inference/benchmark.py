@@ -399,10 +399,10 @@ def bench_pipeline(
 
 
 def keypoint_error(
-    bundle_path: str | Path, variant: str, reference: str | None = None, ticks: int = 100
+    bundle_path: str | Path, variant: str, reference: str = "fp32", ticks: int = 100
 ) -> dict[str, float]:
-    """Keypoint difference of ``variant`` against ``reference`` (default: the fp32 default
-    variant) on the same synthetic frames through the whole runtime (normalized units)."""
+    """Keypoint difference of ``variant`` against ``reference`` (the fp32 variant) on the same
+    synthetic frames through the whole runtime (normalized units)."""
     from edge.inference.runtime import PoseRuntime
 
     outs = {}

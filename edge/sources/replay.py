@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import socket
 import time
 from collections.abc import Callable, Iterator
@@ -26,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from edge.codecs.result import DecodeResult
-from edge.frames import FrameBatch
+from edge.frames import FrameBatch, Packet
 
 log = logging.getLogger("csi_edge.replay")
 
@@ -39,19 +40,36 @@ def slice_result(res: DecodeResult, max_batch: int) -> Iterator[DecodeResult]:
     if n <= max_batch:
         yield res
         return
-    t = res.frames.meta["t_rx"]
-    packets = sorted(res.packets, key=lambda p: p.t_rx)
-    pi = 0
-    for i, a in enumerate(range(0, n, max_batch)):
-        b = min(a + max_batch, n)
+    packets = _PacketCursor(res.packets, res.frames.meta["t_rx"])
+    for a in range(0, n, max_batch):
+        yield packets.part(res, a, min(a + max_batch, n))
+
+
+class _PacketCursor:
+    """Hands a result's packets to the frame slices cut from it (frame times ``t``), each packet
+    to the first slice whose last frame is not older than it; the last slice takes every packet
+    still held. A packet without a receive time (NaN) goes with the first slice."""
+
+    def __init__(self, packets: list[Packet], t: np.ndarray) -> None:
+        # NaN times sort first (the key's False < True)
+        self.packets = sorted(packets, key=lambda p: (not math.isnan(p.t_rx), p.t_rx))
+        self.t = t
+        self.i = 0
+
+    def part(self, res: DecodeResult, a: int, b: int) -> DecodeResult:
+        """Frames ``a:b`` of ``res`` with the packets due by then (and, in the first slice,
+        the result's skip counts)."""
         part = DecodeResult(frames=res.frames[a:b])
-        if i == 0:
+        if a == 0:
             part.skipped.update(res.skipped)
-        t_end = float(t[b - 1]) if b < n else float("inf")
-        while pi < len(packets) and packets[pi].t_rx <= t_end:
-            part.add_packet(packets[pi])
-            pi += 1
-        yield part
+        t_end = float(self.t[b - 1]) if b < len(self.t) else math.inf
+        packets = self.packets
+        while self.i < len(packets) and (
+            packets[self.i].t_rx <= t_end or math.isnan(packets[self.i].t_rx)
+        ):
+            part.add_packet(packets[self.i])
+            self.i += 1
+        return part
 
 
 class ReplaySource:
@@ -141,9 +159,7 @@ class ReplaySource:
         due_wall = t0w + (t - t0c) / self.speed  # type: ignore[operator]
         order_ok = bool((np.diff(due_wall) >= 0).all())
         i, n = 0, len(t)
-        first = True
-        packets = sorted(res.packets, key=lambda p: p.t_rx)
-        pi = 0
+        packets = _PacketCursor(res.packets, t)
         while i < n and not self._closed:
             now = time.time()
             if order_ok:
@@ -152,15 +168,7 @@ class ReplaySource:
                 j = i + int(np.argmax(due_wall[i:] > now)) if (due_wall[i:] > now).any() else n
             j = max(j, i)
             if j > i:
-                part = DecodeResult(frames=res.frames[i:j])
-                if first:
-                    part.skipped.update(res.skipped)
-                    first = False
-                t_end = float(t[j - 1]) if j < n else float("inf")
-                while pi < len(packets) and packets[pi].t_rx <= t_end:
-                    part.add_packet(packets[pi])
-                    pi += 1
-                self._out(part, emit, t0c, t0w)
+                self._out(packets.part(res, i, j), emit, t0c, t0w)
                 i = j
             if i < n:
                 await asyncio.sleep(min(max(float(due_wall[i]) - time.time(), 0.0), self.tick_s))

@@ -43,7 +43,6 @@ RawSink = Callable[[Sequence[bytes], Sequence[float], Sequence[tuple]], None]
 Emit = Callable[["DecodeResult"], None]
 
 
-
 def open_udp_socket(host: str, port: int, rcvbuf: int = DEFAULT_RCVBUF) -> socket.socket:
     """A bound, non-blocking UDP socket with the receive buffer enlarged as far as allowed."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET

@@ -1,4 +1,4 @@
-"""Read any capture for the vitals/calibrate commands (``edge.capture`` when present)."""
+"""Read any capture for the vitals/calibrate commands, with a user's mistake as a ValueError."""
 
 from __future__ import annotations
 
@@ -6,17 +6,12 @@ import os
 
 
 def read_any(path: str | os.PathLike):
-    """-> DecodeResult. Raises ValueError/OSError with the file name on bad input."""
-    try:
-        from edge.capture import read_capture
-    except ImportError:
-        read_capture = None
-    if read_capture is not None:
-        return read_capture(path)
-    from edge.codecs.pcap import is_pcap, read_pcap
+    """-> DecodeResult. A file that is not a capture raises ValueError naming the file and what
+    was expected (:class:`edge.capture.CaptureError` is not a ValueError, so callers catching
+    ``ValueError`` would otherwise let it escape as a traceback)."""
+    from edge.capture import CaptureError, read_capture
 
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if is_pcap(head):
-        return read_pcap(path)
-    raise ValueError(f"{path}: not a capture this build can read (pcap expected)")
+    try:
+        return read_capture(path)
+    except CaptureError as e:
+        raise ValueError(str(e)) from None

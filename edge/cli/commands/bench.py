@@ -109,11 +109,16 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
                 bar.update()
             if pose:
                 bar.set_postfix_str("pipeline")
-                result["pipeline"] = bm.bench_pipeline(pose, nodes, threads, quick)
+                # the default variant (what the gateway runs), then the other ONNX precision
+                result["pipeline"] = main = bm.bench_pipeline(pose, nodes, threads, quick)
                 int8 = _int8_variant(pose)
-                if int8:
+                if int8 and main["variant"] != int8:
                     result["pipeline_int8"] = bm.bench_pipeline(pose, nodes, threads, quick, int8)
-                    result["pipeline_int8"].update(bm.keypoint_error(pose, int8))
+                elif int8 and _has_variant(pose, "fp32"):
+                    result["pipeline_fp32"] = bm.bench_pipeline(pose, nodes, threads, quick, "fp32")
+                if int8 and _has_variant(pose, "fp32"):
+                    on = main if main["variant"] == int8 else result["pipeline_int8"]
+                    on.update(bm.keypoint_error(pose, int8, reference="fp32"))
                 bar.update()
             result["rss_mb"] = bm.peak_rss_mb()
             if not no_startup and bundles:
@@ -141,6 +146,12 @@ def _pose_bundle(bundles):
         if m.task == "pose" and any("encoder" in v.files for v in m.variants.values()):
             return b
     return None
+
+
+def _has_variant(bundle, name: str) -> bool:
+    from edge.inference.manifest import load_manifest
+
+    return name in load_manifest(bundle).variants
 
 
 def _int8_variant(bundle) -> str | None:
@@ -228,7 +239,7 @@ def _print_tables(r: dict) -> None:
             )
         for line in extra:
             click.echo(line)
-    for key in ("pipeline", "pipeline_int8"):
+    for key in ("pipeline", "pipeline_int8", "pipeline_fp32"):
         p = r.get(key)
         if p:
             click.echo("")

@@ -54,7 +54,7 @@ def command(capture, udp, node, duration, cal_dir, as_json):
         try:
             frames = read_any(capture).frames
         except (ValueError, OSError) as e:
-            raise click.ClickException(f"{capture}: {e}") from e
+            raise click.ClickException(str(e)) from e  # names the file
     else:
         frames = _listen(udp, duration)
     if node:
@@ -99,37 +99,41 @@ def command(capture, udp, node, duration, cal_dir, as_json):
 
 
 def _listen(hostport: str, duration: float):
-    import socket
+    """Frames received on ``hostport`` for ``duration`` seconds (a plain blocking loop: the
+    command does nothing else meanwhile)."""
     import time
 
     import numpy as np
 
     from edge.codecs.ruview import RuViewDecoder
+    from edge.config import parse_hostport
     from edge.frames import FrameBatch
+    from edge.sources.udp import RECV_SIZE, open_udp_socket
 
-    host, _, port = hostport.rpartition(":")
     try:
-        port = int(port)
+        host, port = parse_hostport(hostport, what="--udp")
     except ValueError as e:
-        raise click.BadParameter(f"expected HOST:PORT, got {hostport!r}", param_hint="--udp") from e
-    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    sock.bind((host or "0.0.0.0", port))
-    sock.settimeout(0.2)
+        raise click.BadParameter(str(e), param_hint="--udp") from e
+    try:
+        sock = open_udp_socket(host, port)
+    except OSError as e:
+        raise click.ClickException(f"--udp {hostport}: cannot listen: {e}") from e
     dec = RuViewDecoder()
     batches, end = [], time.monotonic() + duration
     dgs, ts, srcs = [], [], []
-    while time.monotonic() < end:
-        try:
-            d, addr = sock.recvfrom(4096)
-        except TimeoutError:
-            continue
-        dgs.append(d)
-        ts.append(time.time())
-        srcs.append(addr[0])
-        if len(dgs) >= 256:
-            batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
-            dgs, ts, srcs = [], [], []
+    with sock:
+        sock.settimeout(0.2)
+        while time.monotonic() < end:
+            try:
+                d, addr = sock.recvfrom(RECV_SIZE)
+            except TimeoutError:
+                continue
+            dgs.append(d)
+            ts.append(time.time())
+            srcs.append(addr[0])
+            if len(dgs) >= 256:
+                batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
+                dgs, ts, srcs = [], [], []
     if dgs:
         batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
-    sock.close()
     return FrameBatch.concat(batches)

@@ -52,7 +52,7 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
     try:
         res = read_any(capture)
     except (ValueError, OSError) as e:
-        raise click.ClickException(f"{capture}: {e}") from e
+        raise click.ClickException(str(e)) from e  # names the file
     frames = res.frames
     edge_reports: dict[str, list[dict]] = {}
     for p in res.packets:
