@@ -108,6 +108,8 @@ class Baseline:
 
     @classmethod
     def from_json(cls, d: dict) -> Baseline:
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got {type(d).__name__}")
         if d.get("version") != VERSION:
             raise ValueError(f"baseline version {d.get('version')!r}, expected {VERSION}")
         d = {k: v for k, v in d.items() if k != "version"}

@@ -106,15 +106,11 @@ class FrameBatch:
         batches = [b for b in batches if len(b)]
         if not batches:
             return cls.empty()
-        sources: list[str] = []
-        index: dict[str, int] = {}
+        index: dict[str, int] = {}  # merged source table: name -> position (insertion order)
         metas, iqs, offs = [], [], []
         base = 0
         for b in batches:
             remap = np.array([index.setdefault(s, len(index)) for s in b.sources] or [0], np.uint32)
-            for s in b.sources:
-                if s not in sources:
-                    sources.append(s)
             m = b.meta.copy()
             if len(b.sources):
                 m["src"] = remap[m["src"]]
@@ -123,7 +119,7 @@ class FrameBatch:
             offs.append(b.offsets[:-1] - b.offsets[0] + base)
             base += int(b.offsets[-1] - b.offsets[0])
         offs.append(np.array([base], np.int64))
-        return cls(np.concatenate(metas), np.concatenate(iqs), np.concatenate(offs), sources)
+        return cls(np.concatenate(metas), np.concatenate(iqs), np.concatenate(offs), list(index))
 
     # -- access -------------------------------------------------------------------------------
     def __len__(self) -> int:

@@ -2,14 +2,13 @@
 line whether it streams, or why not.
 
 The serial log lines are the RuView node's (spec §3); frames are ADR-018 raw CSI (0xC5110001),
-decoded with the gateway's own decoder when available.
+decoded with the gateway's own decoder.
 """
 
 from __future__ import annotations
 
 import re
 import socket
-import struct
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -57,16 +56,11 @@ def bind_udp(host: str, port: int) -> socket.socket | None:
 
 
 def _frame_node_ids(datagram: bytes) -> list[int]:
-    """Node ids of raw CSI frames in one datagram (gateway decoder, else the 20-byte header)."""
-    try:
-        from edge.codecs.ruview import RuViewDecoder
+    """Node ids of the raw CSI frames in one datagram (the gateway's own decoder)."""
+    from edge.codecs.ruview import RuViewDecoder
 
-        res = RuViewDecoder().decode([datagram], time.time(), "udp")
-        return [int(n) for n in res.frames.meta["node_id"]]
-    except ImportError:
-        if len(datagram) >= 20 and struct.unpack_from("<I", datagram)[0] == 0xC5110001:
-            return [datagram[4]]
-        return []
+    res = RuViewDecoder().decode([datagram], time.time(), "udp")
+    return [int(n) for n in res.frames.meta["node_id"]]
 
 
 def watch(
@@ -83,55 +77,27 @@ def watch(
     t0 = time.monotonic()
     res = WatchResult(False, "")
     streaming_at: float | None = None
-    saw_any = saw_connect = False
     other_ids: set[int] = set()
     deadline = t0 + timeout
     while time.monotonic() < deadline:
         if streaming_at is None:
             line = read_line(0.1)
-            if line is not None:
-                line = RX_ANSI.sub("", line).strip()
-                if line:
-                    saw_any = True
-                    res.log.append(line)
-                    if on_line:
-                        on_line(line)
-                    if m := RX_BANNER.search(line):
-                        res.version, res.node_id = m.group(1), int(m.group(2))
-                    elif "connecting to SSID" in line:
-                        saw_connect = True
-                    elif m := RX_GOT_IP.search(line):
-                        res.ip = m.group(1)
-                    elif RX_WIFI_FAIL.search(line):
-                        res.line = (
-                            "not streaming: Wi-Fi failed after 10 retries: check --ssid/--password"
-                        )
-                        return res
-                    elif RX_CRASH.search(line):
-                        res.line = f"not streaming: the node crashed ({line[:80]})"
-                        return res
-                    elif RX_NO_BOOT.search(line):
-                        res.line = (
-                            "not streaming: the board has no bootable firmware "
-                            f"({line[:60]}): run csi-edge flash first"
-                        )
-                        return res
-                    elif m := RX_STREAMING.search(line):
-                        streaming_at = time.monotonic()
-                        deadline = (
-                            min(deadline, streaming_at + frame_timeout)
-                            if sock
-                            else time.monotonic()
-                        )
-                        if (m.group(1), int(m.group(2))) != target:
-                            res.line = (
-                                f"not streaming to this gateway: the node streams to "
-                                f"{m.group(1)}:{m.group(2)}, expected {target[0]}:{target[1]}"
-                            )
-                            return res
+            outcome = None if line is None else _log_line(res, line, target, on_line)
+            if outcome == "failed":
+                return res
+            if outcome == "streaming":
+                streaming_at = time.monotonic()
+                deadline = min(deadline, streaming_at + frame_timeout) if sock else streaming_at
         if sock is not None:
             _drain(sock, res, node_id, other_ids, t0)
             if res.frames:
+                if streaming_at is None:
+                    # the serial log lags behind UDP: take in what the node printed before
+                    # streaming (its banner with version and node id may be among it)
+                    for _ in range(200):
+                        line = read_line(0.05)
+                        if line is None or _log_line(res, line, target, on_line) == "streaming":
+                            break
                 res.streaming = True
                 res.line = (
                     f"streaming: node {node_id} → {target[0]}:{target[1]}, first frame "
@@ -157,16 +123,54 @@ def watch(
                 f"not streaming: the node reports streaming to {target[0]}:{target[1]} but "
                 f"nothing arrived in {frame_timeout:g} s: check the firewall and target IP"
             )
-    elif not saw_any:
+    elif not res.log:
         res.line = (
             "not streaming: no boot output on the serial port: press reset on the board, "
             "or check the cable/port"
         )
-    elif saw_connect and res.ip is None:
+    elif res.ip is None and any("connecting to SSID" in line for line in res.log):
         res.line = "not streaming: no IP address from the access point (DHCP): check the network"
     else:
         res.line = "not streaming: the node did not report 'CSI streaming active' in time"
     return res
+
+
+def _log_line(
+    res: WatchResult, line: str, target: tuple[str, int], on_line: Callable[[str], None] | None
+) -> str | None:
+    """Take one boot-log line into ``res`` (log, version, node id, IP). Returns ``"failed"``
+    (``res.line`` says why), ``"streaming"`` (the node streams to ``target``) or None."""
+    line = RX_ANSI.sub("", line).strip()
+    if not line:
+        return None
+    res.log.append(line)
+    if on_line:
+        on_line(line)
+    if m := RX_BANNER.search(line):
+        res.version, res.node_id = m.group(1), int(m.group(2))
+    elif m := RX_GOT_IP.search(line):
+        res.ip = m.group(1)
+    elif RX_WIFI_FAIL.search(line):
+        res.line = "not streaming: Wi-Fi failed after 10 retries: check --ssid/--password"
+        return "failed"
+    elif RX_CRASH.search(line):
+        res.line = f"not streaming: the node crashed ({line[:80]})"
+        return "failed"
+    elif RX_NO_BOOT.search(line):
+        res.line = (
+            "not streaming: the board has no bootable firmware "
+            f"({line[:60]}): run csi-edge flash first"
+        )
+        return "failed"
+    elif m := RX_STREAMING.search(line):
+        if (m.group(1), int(m.group(2))) != target:
+            res.line = (
+                f"not streaming to this gateway: the node streams to "
+                f"{m.group(1)}:{m.group(2)}, expected {target[0]}:{target[1]}"
+            )
+            return "failed"
+        return "streaming"
+    return None
 
 
 def _drain(sock: socket.socket, res: WatchResult, node_id: int, other: set[int], t0: float) -> None:

@@ -92,7 +92,7 @@ def flash(
                     f"{source} is an app image alone and the board has no readable partition "
                     f"table ({e}); flash a full release (bootloader + partition table + app) first"
                 ) from None
-        fw.parts = [p for p in fw.parts if not p.name.endswith("(blank, added)")]
+        fw.parts = [p for p in fw.parts if not p.name.endswith(images.ADDED)]
         images.check(fw, size, board_table)
         parts = [(p.offset or 0, p.data) for p in sorted(fw.parts, key=lambda p: p.offset or 0)]
         mac = s.mac()

@@ -41,6 +41,21 @@ class Part:
     role: str
 
 
+#: name suffix of the parts :func:`check` adds itself (dropped before a re-check)
+ADDED = "(blank, added)"
+
+
+def blank_otadata(table: espimage.PartitionTable) -> Part:
+    """An erased otadata partition: the bootloader then boots ota_0 (an old ota_1 image cannot
+    keep booting after a new app is written)."""
+    return Part(
+        table.otadata.offset,  # type: ignore[union-attr]
+        b"\xff" * espimage.OTADATA_SIZE,
+        f"ota_data_initial.bin {ADDED}",
+        "otadata",
+    )
+
+
 @dataclass
 class Firmware:
     """What will be written, plus what the source says about flash settings and the app."""
@@ -385,14 +400,7 @@ def check(
                     f"({part.size / 2**20:.2f} MB)"
                 )
         if fw.part("otadata") is None and merged is None:
-            fw.parts.append(
-                Part(
-                    table.otadata.offset,
-                    b"\xff" * espimage.OTADATA_SIZE,  # type: ignore[union-attr]
-                    "ota_data_initial.bin (blank, added)",
-                    "otadata",
-                )
-            )
+            fw.parts.append(blank_otadata(table))
             fw.notes.append(
                 "otadata added (blank: boots ota_0) so the board cannot keep booting an old ota_1 image"
             )
@@ -423,14 +431,7 @@ def _split_merged(fw: Firmware, merged: Part) -> None:
         fw.app = _image(data[slot.offset : slot.offset + slot.size], f"app in {merged.name}")
     if len(data) < (table.otadata.offset if table.otadata else 0) + espimage.OTADATA_SIZE:
         # the merged image stops before otadata: blank it separately so ota_0 boots
-        fw.parts.append(
-            Part(
-                table.otadata.offset,
-                b"\xff" * espimage.OTADATA_SIZE,  # type: ignore[union-attr]
-                "ota_data_initial.bin (blank, added)",
-                "otadata",
-            )
-        )
+        fw.parts.append(blank_otadata(table))
 
 
 def describe(fw: Firmware) -> list[dict[str, object]]:

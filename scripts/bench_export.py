@@ -6,7 +6,8 @@ LiteRT), as ratios against fp32 ONNX measured in the same run, on this machine.
     python scripts/bench_export.py path/to/bundle --batch 4
 
 Per call: pose bundles run one frame through encoder + temporal step (the gateway's per-frame
-cost, graph head); window models run one window. Single thread, median of repeated runs after
+cost, graph head), and the encoder alone (the per-frame part INT8 targets); window models run
+one window. Single thread, median of repeated runs after
 warm-up. Sizes are the bytes each variant ships (``full`` reference graph and weights excluded).
 """
 
@@ -53,6 +54,7 @@ def variant_call(bundle_dir: Path, variant: str, batch: int):
             e = enc.run({"features": feats})["embedding"]
             step.run({"embedding": e, "k_cache": k, "v_cache": k, "count": count})
 
+        call.encoder = lambda: enc.run({"features": feats})
         return call, b.size_bytes() - _extra(b)
     model = b.models["window"]
     name, (shape, _) = next(iter(model.inputs.items()))
@@ -79,10 +81,14 @@ def bench(bundle_dir: Path, batch: int, seconds: float) -> dict:
     for name in m.variants:
         call, size = variant_call(bundle_dir, name, batch)
         out[name] = {"ms": median_ms(call, seconds), "bytes": size}
+        if hasattr(call, "encoder"):
+            out[name]["encoder_ms"] = median_ms(call.encoder, seconds)
     base = out.get("fp32", next(iter(out.values())))
     for v in out.values():
         v["speedup_vs_fp32_onnx"] = base["ms"] / v["ms"]
         v["size_vs_fp32_onnx"] = v["bytes"] / base["bytes"]
+        if "encoder_ms" in v:
+            v["encoder_speedup_vs_fp32_onnx"] = base["encoder_ms"] / v["encoder_ms"]
     return out
 
 
@@ -102,12 +108,17 @@ def main() -> None:
         return
     for b, res in results.items():
         print(f"{b} (batch {args.batch}, 1 thread)")
-        print(f"  {'variant':14} {'ms/call':>9} {'speedup':>8} {'KB':>8} {'size':>6}")
+        enc = all("encoder_ms" in r for r in res.values())
+        head = f"  {'variant':14} {'ms/call':>9} {'speedup':>8} {'KB':>8} {'size':>6}"
+        print(head + (f" {'encoder ms':>11} {'speedup':>8}" if enc else ""))
         for name, r in res.items():
-            print(
+            line = (
                 f"  {name:14} {r['ms']:9.4f} {r['speedup_vs_fp32_onnx']:7.2f}x "
                 f"{r['bytes'] / 1024:8.1f} {r['size_vs_fp32_onnx']:5.2f}x"
             )
+            if enc:
+                line += f" {r['encoder_ms']:11.4f} {r['encoder_speedup_vs_fp32_onnx']:7.2f}x"
+            print(line)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,9 @@
-"""Shared fixtures: real services the tests start (mosquitto), free ports, data paths."""
+"""Shared fixtures: real services the tests start (mosquitto, a UDP gateway), free ports, data."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
 import socket
 import subprocess
@@ -17,6 +19,36 @@ def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def jittered_times(rate: float, duration: float, rng):
+    """Receive times of a node at ``rate`` Hz over ``duration`` s, with ESP32-like jitter
+    (gamma-distributed intervals, about 16 % spread), starting near 0."""
+    import numpy as np
+
+    dt = rng.gamma(40.0, 1.0 / 40.0, int(duration * rate * 1.3)) / rate
+    t = np.cumsum(dt)
+    return t[t < duration]
+
+
+@contextlib.asynccontextmanager
+async def running_gateway(*, port: int = 0, consumers=(), settle: float = 0.2, **udp_kw):
+    """The gateway's real UDP ingest (``UdpSource`` + ``Ingest``) on 127.0.0.1:``port`` (0: a free
+    one), running while inside; yields the :class:`~edge.ingest.Ingest` (its source is
+    ``ingest.sources[0]``). On a normal exit it waits ``settle`` seconds for datagrams still in
+    flight, then stops the ingest, which flushes what its source holds."""
+    from edge.ingest import Ingest
+    from edge.sources.udp import UdpSource
+
+    ingest = Ingest([UdpSource("127.0.0.1", port, **udp_kw)], consumers=consumers)
+    await ingest.start()
+    task = asyncio.create_task(ingest.run())
+    try:
+        yield ingest
+        await asyncio.sleep(settle)
+    finally:
+        ingest.stop()
+        await task
 
 
 @pytest.fixture

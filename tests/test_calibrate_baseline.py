@@ -33,6 +33,11 @@ def test_calibrated_baseline_used_and_corrupt_file_named(tmp_path):
     cap, _ = write_capture(simulate(preset("still", 5), seed=2), tmp_path / "s.pcap")
     out = CliRunner().invoke(cli, ["calibrate", str(cap), "--dir", str(cal)])
     assert out.exit_code != 0 and "10_0_0_11_1.json" in out.output
+    (cal / "10_0_0_11_1.json").write_text("[1]")  # valid JSON, not an object
+    out = CliRunner().invoke(cli, ["calibrate", str(cap), "--dir", str(cal)])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.exception
+    assert "10_0_0_11_1.json: not a csi-edge baseline" in out.output
+    (cal / "10_0_0_11_1.json").write_text("{not json")
     out = CliRunner().invoke(cli, ["vitals", str(cap), "--dir", str(cal), "--json"])
     assert out.exit_code == 0
     out = CliRunner().invoke(cli, ["calibrate"])
@@ -47,3 +52,12 @@ def test_calibrate_udp_address_mistakes_are_clear(tmp_path):
         cli, ["calibrate", "--udp", "192.0.2.1:5005", "--duration", "0.1", "--dir", str(tmp_path)]
     )
     assert out.exit_code == 1 and "--udp 192.0.2.1:5005: cannot listen" in out.output
+
+
+def test_calibrate_unwritable_baseline_dir_is_a_clear_message(tmp_path):
+    empty, _ = write_capture(simulate(preset("empty", 35), seed=1), tmp_path / "empty.pcap")
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    out = CliRunner().invoke(cli, ["calibrate", str(empty), "--dir", str(not_a_dir)])
+    assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.exception
+    assert "10_0_0_11_1.json: cannot save the baseline" in out.output

@@ -298,6 +298,20 @@ def test_chunked_reading_equals_whole(tmp_path):
     assert joined.frames.node_keys().tolist() == whole.frames.node_keys().tolist()
 
 
+def _read_mutated(base: bytes, flips, cut: int, name: str):
+    """(bytes, read_pcap result) of ``base`` with ``flips`` [(position, value)] applied, then cut
+    to ``cut`` bytes."""
+    data = bytearray(base)
+    for pos, val in flips:
+        data[pos] = val
+    data = bytes(data[:cut])
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, name)
+        with open(path, "wb") as f:
+            f.write(data)
+        return data, read_pcap(path)
+
+
 # --- property test: mutated files -------------------------------------------------------------
 BASE = classic_pcap(
     1, [LINK[1](ip4_udp(d)) for d in FRAMES] + [LINK[1](ip4_udp(rv.encode_feature_state(1, 1, 1)))]
@@ -310,15 +324,7 @@ BASE = classic_pcap(
     st.integers(24, len(BASE)),
 )
 def test_property_pcap_reader_on_mutated_files(flips, cut):
-    data = bytearray(BASE)
-    for pos, val in flips:
-        data[pos] = val
-    data = bytes(data[:cut])
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "m.pcap")
-        with open(path, "wb") as f:
-            f.write(data)
-        res = read_pcap(path)  # never raises past a valid global header
+    data, res = _read_mutated(BASE, flips, cut, "m.pcap")  # never raises past a valid header
     assert len(res.frames.iq) == res.frames.offsets[-1]
     # every record is decoded, counted as a packet, or skipped; a damaged length can make the walk
     # see records inside others (each at least a 16-byte header) until damage stops it
@@ -358,15 +364,8 @@ NG = _pcapng_base()
     st.integers(28, len(NG)),
 )
 def test_property_pcapng_reader_on_mutated_files(flips, cut):
-    data = bytearray(NG)
-    for pos, val in flips:
-        data[pos] = val
-    with tempfile.TemporaryDirectory() as d:
-        path = os.path.join(d, "m.pcapng")
-        with open(path, "wb") as f:
-            f.write(bytes(data[:cut]))
-        res = read_pcap(path)
+    _, res = _read_mutated(NG, flips, cut, "m.pcapng")
     assert len(res.frames.iq) == res.frames.offsets[-1]
-    assert res.n_inputs <= len(data) // 12 + 2
+    assert res.n_inputs <= len(NG) // 12 + 2
     if not flips and cut == len(NG):
         assert len(res.frames) == 3 and not res.skipped

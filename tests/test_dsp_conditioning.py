@@ -15,6 +15,7 @@ from edge.dsp import (
     uniform_grid,
     vitals_window,
 )
+from tests.conftest import jittered_times
 
 
 def test_sanitize_phase_removes_timing_and_carrier_offsets():
@@ -53,18 +54,12 @@ def test_resample_subcarriers_methods():
         resample_subcarriers(x, src, 56, "nearest")
 
 
-def _jittered(rate, dur, rng):
-    dt = rng.gamma(40, 1 / 40, int(dur * rate * 1.3)) / rate
-    t = np.cumsum(dt)
-    return t[t < dur]
-
-
 def test_uniform_grid_is_rate_independent_and_marks_gaps():
     rng = np.random.default_rng(1)
     sig = lambda t: np.sin(2 * np.pi * 0.3 * t)[:, None]  # noqa: E731
     grids = []
     for rate in (10, 50):
-        t = _jittered(rate, 30, rng)
+        t = jittered_times(rate, 30, rng)
         tg, g, ok = uniform_grid(t, sig(t), 8.0, t_start=2.0, t_end=28.0)
         grids.append(g[:, 0])
     assert np.max(np.abs(grids[0] - grids[1])) < 0.15
@@ -76,7 +71,7 @@ def test_uniform_grid_is_rate_independent_and_marks_gaps():
 
 def test_streaming_grid_matches_batch():
     rng = np.random.default_rng(2)
-    t = _jittered(23, 20, rng) + 1000.0
+    t = jittered_times(23, 20, rng) + 1000.0
     x = rng.standard_normal((len(t), 4)).astype(np.float32)
     sg = StreamingGrid(8.0, 4, capacity=400)
     for a in range(0, len(t), 7):
@@ -109,3 +104,13 @@ def test_running_norm_matches_numpy():
     for a in range(0, 300, 17):
         rn.update(x[a : a + 17])
     assert np.allclose(rn.mean, x.mean(0)) and np.allclose(rn.std, x.std(0))
+
+
+def test_uniform_grid_without_frames():
+    """No frames in a window: NaN rows where a span is asked for, empty otherwise (no error)."""
+    tg, g, ok = uniform_grid(np.zeros(0), np.zeros((0, 5)), 8.0, t_start=10.0, t_end=11.0)
+    assert len(tg) == 9 and g.shape == (9, 5) and np.isnan(g).all() and not ok.any()
+    tg, g, ok = uniform_grid(np.zeros(0), np.zeros((0, 5)), 8.0)
+    assert tg.shape == (0,) and g.shape == (0, 5) and ok.shape == (0,)
+    _, g1, _ = uniform_grid(np.arange(3.0), np.arange(3.0), 1.0)  # 1-D values: one feature
+    assert g1.shape == (3, 1)

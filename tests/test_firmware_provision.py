@@ -9,6 +9,7 @@ import logging
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 from click.testing import CliRunner
@@ -16,7 +17,7 @@ from click.testing import CliRunner
 from edge.cli import cli
 from firmware import espimage, nodecfg, nvs, testkit
 from firmware.emulator import Board, NodeOptions
-from tests.conftest import free_port
+from tests.conftest import free_port, running_gateway
 
 WIFI = {"HomeNet": "s3cretpass1"}
 SECRET = "s3cretpass1"
@@ -58,16 +59,13 @@ def provision_json(board: Board, *args: str) -> dict:
 def receive_frames(port: int, seconds: float = 1.0):
     """The gateway's UDP ingest (edge.sources.udp) on 127.0.0.1:port for a while."""
     from edge.frames import FrameBatch
-    from edge.sources.udp import UdpSource
 
     batches = []
 
     async def go():
-        src = UdpSource("127.0.0.1", port)
-        await src.start(lambda res: batches.append(res.frames))
-        await asyncio.sleep(seconds)
-        src.close()
-        src._shutdown()
+        consumers = [lambda res: batches.append(res.frames)]
+        async with running_gateway(consumers=consumers, settle=seconds, port=port):
+            pass
 
     asyncio.run(go())
     return FrameBatch.concat(batches) if batches else None
@@ -253,6 +251,33 @@ def test_flash_an_app_alone_uses_the_boards_partition_table(board, tmp_path):
     assert espimage.ota_boot_slot(board.flash.read(0xF000, 0x2000), 2) == 0  # otadata reset
     info = espimage.parse_image(board.flash.read(0x20000, 0x20000))
     assert info.app.version == "0.2-new"
+
+
+def test_wait_reads_the_boot_log_that_lags_behind_the_first_frame():
+    """Under load the first UDP frame can arrive while the boot log is still in the serial
+    buffer: the banner (version, node id) and the streaming line must still be taken in."""
+    from edge.codecs.ruview import encode_raw_frame
+    from firmware import bootwatch
+
+    log = [
+        "I (12) main: ESP32-S3 CSI Node (ADR-018) — v0.6.5 — Node ID: 7",
+        "I (20) wifi: connecting to SSID 'HomeNet'",
+        "I (900) wifi: Got IP: 192.168.1.77",
+        "I (950) csi: CSI streaming active → 127.0.0.1:5005",
+        "I (2000) csi: later line",
+    ]
+    lines = iter(log)
+    sock = bootwatch.bind_udp("127.0.0.1", 0)
+    assert sock is not None
+    with sock, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+        tx.sendto(encode_raw_frame(7, 0, bytes(128)), sock.getsockname())
+        time.sleep(0.05)  # the frame is queued before the first log line is read
+        res = bootwatch.watch(
+            lambda _timeout: next(lines, None), sock, node_id=7, target=("127.0.0.1", 5005)
+        )
+    assert res.streaming and res.frames == 1
+    assert (res.version, res.node_id, res.ip) == ("0.6.5", 7, "192.168.1.77")
+    assert res.log == log[:4]
 
 
 @pytest.mark.parametrize("case", ["wrong-password", "firewall", "no-ip"])

@@ -20,6 +20,7 @@ import tty
 
 import dpkt
 import numpy as np
+import pytest
 
 from edge.capture import read_capture
 from edge.codecs.recording import iter_recording
@@ -94,6 +95,41 @@ def test_udp_record_is_lossless_and_sigint_flushes(tmp_path):
         assert res.frames.raw(i).tobytes() == frames[i][20:]
     assert dict(res.packet_counts) == {"edge_vitals": 4}
     assert res.skipped.as_dict() == {"bad-magic": 1}
+
+
+def test_udp_record_with_a_host_name(tmp_path):
+    """--udp localhost:PORT: the pcap's destination is the bound numeric address, and every
+    datagram is recorded and decoded (a name in the pcap writer used to lose them all)."""
+    out = tmp_path / "named.pcap"
+    proc, first = _start_record(["--udp", "localhost:0", "-o", str(out), "--json"])
+    port = int(re.search(r"UDP [^:]+:(\d+)", first).group(1))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for k in range(5):
+            s.sendto(encode_raw_frame(3, k, bytes(128)), ("127.0.0.1", port))
+        time.sleep(0.3)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 0 and "Traceback" not in stderr, stderr
+    summary = json.loads(stdout)
+    assert summary["recorded"]["records"] == 5 and summary["frames"] == 5
+    with open(out, "rb") as f:
+        dsts = {socket.inet_ntoa(dpkt.ip.IP(pkt).dst) for _, pkt in dpkt.pcap.Reader(f)}
+    assert dsts == {"127.0.0.1"}
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full (Linux)")
+def test_udp_record_stops_with_a_clear_error_when_the_disk_is_full():
+    """A write error (here ENOSPC from /dev/full) stops the recording with a message naming the
+    file; it used to escape into the receive path, which closed the UDP listener and left the
+    recording running with nothing recorded."""
+    proc, first = _start_record(["--udp", "127.0.0.1:0", "-o", "/dev/full", "--duration", "20"])
+    port = int(re.search(r"127\.0\.0\.1:(\d+)", first).group(1))
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        for k in range(20):  # more than the file's write buffer
+            s.sendto(encode_raw_frame(1, k, bytes(2048)), ("127.0.0.1", port))
+    _, stderr = proc.communicate(timeout=20)
+    assert proc.returncode == 1 and "Traceback" not in stderr, stderr
+    assert "/dev/full: cannot write: No space left on device" in stderr
 
 
 def test_serial_record_keeps_every_line_byte_for_byte(tmp_path):

@@ -65,6 +65,10 @@ def test_capture_roundtrip_and_cli(tmp_path):
     assert json.loads(out.output)["frames"] > 50 and (tmp_path / "b.pcap.truth.npz").exists()
     bad = CliRunner().invoke(cli, ["simulate", "-o", str(tmp_path / "c.pcap"), "--loss", "1.5"])
     assert bad.exit_code != 0 and "--loss" in bad.output
+    nowhere = tmp_path / "missing-dir" / "c.pcap"
+    bad = CliRunner().invoke(cli, ["simulate", "-o", str(nowhere), "--duration", "1"])
+    assert bad.exit_code == 1 and isinstance(bad.exception, SystemExit), bad.exception
+    assert f"{nowhere}: cannot write" in bad.output
 
 
 def test_node_content_adapter():

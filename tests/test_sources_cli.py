@@ -7,8 +7,10 @@ import json
 import subprocess
 import sys
 
-from edge.ingest import Ingest
-from edge.sources.udp import UdpSource
+from click.testing import CliRunner
+
+from edge.cli import cli
+from tests.conftest import running_gateway
 
 CLI = [sys.executable, "-m", "edge"]
 
@@ -50,19 +52,14 @@ def test_demo_plain_view_and_same_id_nodes_told_apart_by_address():
 
 def test_simulate_nodes_against_a_gateway():
     async def main():
-        src = UdpSource("127.0.0.1", 0)
-        ingest = Ingest([src])
-        await ingest.start()
-        task = asyncio.create_task(ingest.run())
-        proc = await asyncio.create_subprocess_exec(
-            *CLI, "simulate-nodes", "--target", f"127.0.0.1:{src.address[1]}", "--nodes", "2",
-            "--rate", "50", "--duration", "2.6", "--reboot-every", "0.4", "--json",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        stdout, stderr = await proc.communicate()
-        await asyncio.sleep(0.2)
-        ingest.stop()
-        await task
+        async with running_gateway() as ingest:
+            port = ingest.sources[0].address[1]
+            proc = await asyncio.create_subprocess_exec(
+                *CLI, "simulate-nodes", "--target", f"127.0.0.1:{port}", "--nodes", "2",
+                "--rate", "50", "--duration", "2.6", "--reboot-every", "0.4", "--json",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            stdout, stderr = await proc.communicate()
         return proc.returncode, stdout.decode(), stderr.decode(), ingest.summary()
 
     code, stdout, stderr, summary = asyncio.run(main())
@@ -77,16 +74,16 @@ def test_simulate_nodes_against_a_gateway():
 
 
 def test_bad_options_give_clear_errors():
-    r = run("simulate-nodes", "--layouts", "64,abc", "--duration", "1")
-    assert r.returncode == 2 and "comma-separated pair counts" in r.stderr
-    r = run("simulate-nodes", "--layouts", "4096")
-    assert r.returncode == 2 and "1..1024" in r.stderr
-    r = run("simulate-nodes", "--target", "127.0.0.1:0")
-    assert r.returncode == 2 and "must not be 0" in r.stderr
-    r = run("demo", "--port", "80", "--duration", "1")
-    assert r.returncode == 2 and "1024..65535" in r.stderr
-    for res in (r,):
-        assert "Traceback" not in res.stderr
+    cases = {
+        ("simulate-nodes", "--layouts", "64,abc", "--duration", "1"): "comma-separated pair counts",
+        ("simulate-nodes", "--layouts", "4096"): "1..1024",
+        ("simulate-nodes", "--target", "127.0.0.1:0"): "must not be 0",
+        ("demo", "--port", "80", "--duration", "1"): "1024..65535",
+    }
+    for args, message in cases.items():
+        r = run(*args)
+        assert r.returncode == 2 and message in r.stderr, (args, r.stderr)
+        assert "Traceback" not in r.stderr
 
 
 def test_simulate_nodes_replays_a_capture_to_a_gateway(tmp_path):
@@ -100,20 +97,13 @@ def test_simulate_nodes_replays_a_capture_to_a_gateway(tmp_path):
     write_pcap(cap, frames, [1.7e9 + 0.05 * k for k in range(50)], ["10.0.0.9"] * 50)
 
     async def main():
-        src = UdpSource("127.0.0.1", 0)
-        got = []
-        ingest = Ingest([src], consumers=[lambda r: got.append(r.frames)])
-        await ingest.start()
-        task = asyncio.create_task(ingest.run())
-        proc = await asyncio.create_subprocess_exec(
-            *CLI, "simulate-nodes", "--replay", str(cap), "--speed", "0", "--json",
-            "--target", f"127.0.0.1:{src.address[1]}",
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
-        )  # fmt: skip
-        stdout, stderr = await proc.communicate()
-        await asyncio.sleep(0.2)
-        ingest.stop()
-        await task
+        async with running_gateway() as ingest:
+            proc = await asyncio.create_subprocess_exec(
+                *CLI, "simulate-nodes", "--replay", str(cap), "--speed", "0", "--json",
+                "--target", f"127.0.0.1:{ingest.sources[0].address[1]}",
+                stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+            )  # fmt: skip
+            stdout, stderr = await proc.communicate()
         return proc.returncode, stdout.decode(), stderr.decode(), ingest.summary()
 
     code, stdout, stderr, summary = asyncio.run(main())
@@ -123,3 +113,9 @@ def test_simulate_nodes_replays_a_capture_to_a_gateway(tmp_path):
     assert node["frames"] == 50 and node["lost"] == 0 and node["subcarriers"] == {"64": 50}
     r = run("simulate-nodes", "--replay", str(tmp_path / "missing.pcap"))
     assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    # a capture damaged past its first bytes fails while replaying: still a clear message
+    damaged = tmp_path / "damaged.pcap"
+    damaged.write_bytes(cap.read_bytes()[:6])
+    r = CliRunner().invoke(cli, ["simulate-nodes", "--replay", str(damaged), "--speed", "0"])
+    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.exception
+    assert "damaged.pcap: pcap global header truncated" in r.output

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from edge.codecs.ruview import RuViewDecoder, encode_raw_frame
-from edge.ingest import Ingest
 from edge.layout import lltf_canonical
 from edge.sources.simnode import SimFleet, SimNode, SimNodeSpec, synthetic_csi, table_csi
-from edge.sources.udp import UdpSource
+from tests.conftest import running_gateway
 
 
 def test_synthetic_content_has_esp32_layouts_and_null_bins():
@@ -46,21 +45,15 @@ def test_spec_validation():
 
 def test_sequence_wrap_and_loss_over_udp():
     async def main():
-        src = UdpSource("127.0.0.1", 0)
-        ingest = Ingest([src])
-        await ingest.start()
-        task = asyncio.create_task(ingest.run())
         specs = [
             SimNodeSpec(
                 node_id=9, rate_hz=300, start_seq=2**32 - 40, max_frames=80, csi_fn=table_csi(64)
             ),
             SimNodeSpec(node_id=10, rate_hz=300, loss=0.3, max_frames=80, csi_fn=table_csi(64)),
         ]
-        fleet = SimFleet(specs, src.address, keep_seqs=True, seed=4)
-        await asyncio.wait_for(fleet.run(duration=20), 30)
-        await asyncio.sleep(0.2)
-        ingest.stop()
-        await task
+        async with running_gateway() as ingest:
+            fleet = SimFleet(specs, ingest.sources[0].address, keep_seqs=True, seed=4)
+            await asyncio.wait_for(fleet.run(duration=20), 30)
         return ingest.summary(), fleet
 
     s, fleet = asyncio.run(main())

@@ -6,14 +6,11 @@ import asyncio
 import socket
 
 import numpy as np
-import pytest
 
 from edge.codecs.ruview import encode_raw_frame
-from edge.config import parse_hostport
 from edge.frames import FrameBatch
-from edge.ingest import Ingest
 from edge.sources.simnode import SimFleet, SimNodeSpec, table_csi
-from edge.sources.udp import UdpSource
+from tests.conftest import running_gateway
 
 
 def _loopback2_ok() -> bool:
@@ -26,16 +23,12 @@ def _loopback2_ok() -> bool:
 
 
 async def _run_fleet(specs, *, settle=0.3, **udp_kw):
-    src = UdpSource("127.0.0.1", 0, **udp_kw)
     batches: list[FrameBatch] = []
-    ingest = Ingest([src], consumers=[lambda r: batches.append(r.frames)])
-    await ingest.start()
-    fleet = SimFleet(specs, src.address, keep_seqs=True)
-    task = asyncio.create_task(ingest.run())
-    await asyncio.wait_for(fleet.run(duration=20), 30)
-    await asyncio.sleep(settle)
-    ingest.stop()
-    await task
+    consumers = [lambda r: batches.append(r.frames)]
+    async with running_gateway(consumers=consumers, settle=settle, **udp_kw) as ingest:
+        src = ingest.sources[0]
+        fleet = SimFleet(specs, src.address, keep_seqs=True)
+        await asyncio.wait_for(fleet.run(duration=20), 30)
     return ingest, fleet, FrameBatch.concat(batches), src
 
 
@@ -93,21 +86,17 @@ def test_reboot_is_seen_and_the_new_source_port_keeps_the_node():
 
 def test_largest_frame_is_not_truncated_and_bad_datagrams_are_counted():
     async def main():
-        src = UdpSource("127.0.0.1", 0)
-        ingest = Ingest([src])
-        await ingest.start()
-        task = asyncio.create_task(ingest.run())
-        big = encode_raw_frame(3, 0, np.arange(2048).astype(np.int8))  # 1024 pairs: 2068 bytes
-        assert len(big) == 2068
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
-            for d in (big, b"\x00" * 30, big[:100], encode_raw_frame(3, 1, np.zeros(128, np.int8))):
-                tx.sendto(d, src.address)
-        for _ in range(100):
-            await asyncio.sleep(0.02)
-            if src.datagrams >= 4:
-                break
-        ingest.stop()
-        await task
+        async with running_gateway(settle=0) as ingest:
+            src = ingest.sources[0]
+            big = encode_raw_frame(3, 0, np.arange(2048).astype(np.int8))  # 1024 pairs: 2068 B
+            assert len(big) == 2068
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+                for d in (big, b"\x00" * 30, big[:100], encode_raw_frame(3, 1, bytes(128))):
+                    tx.sendto(d, src.address)
+            for _ in range(100):
+                await asyncio.sleep(0.02)
+                if src.datagrams >= 4:
+                    break
         return ingest
 
     ingest = asyncio.run(main())
@@ -115,14 +104,3 @@ def test_largest_frame_is_not_truncated_and_bad_datagrams_are_counted():
     assert s["frames"] == 2
     assert s["nodes"]["127.0.0.1#3"]["subcarriers"] == {"64": 1, "1024": 1}
     assert s["skipped"] == {"bad-magic": 1, "truncated": 1}
-
-
-def test_parse_hostport():
-    assert parse_hostport("0.0.0.0:5005") == ("0.0.0.0", 5005)
-    assert parse_hostport("5005") == ("0.0.0.0", 5005)
-    assert parse_hostport(":6000") == ("0.0.0.0", 6000)
-    assert parse_hostport("[::1]:5005") == ("::1", 5005)
-    with pytest.raises(ValueError, match="numeric port"):
-        parse_hostport("host:abc")
-    with pytest.raises(ValueError, match="0..65535"):
-        parse_hostport("host:70000")

@@ -130,3 +130,10 @@ def test_file_that_is_not_a_capture_is_a_clear_message(tmp_path, command):
     assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.exception
     assert "notes.txt: not a CSI capture" in out.output and "expected a pcap" in out.output
     assert out.output.count("notes.txt") == 1
+
+
+def test_every_must_be_positive(tmp_path):
+    cap, _ = write_capture(simulate(preset("still", 3), seed=0), tmp_path / "c.pcap")
+    for every in ("0", "-1"):  # 0 divided by zero; -1 printed a row at t = -1
+        out = CliRunner().invoke(cli, ["vitals", str(cap), "--every", every])
+        assert out.exit_code == 2 and "--every" in out.output, out.output

@@ -5,19 +5,14 @@ import numpy as np
 
 from edge.vitals import NodeVitals
 from edge.vitals.motion import block_stats
-
-
-def _times(rate, dur, rng):
-    dt = rng.gamma(40.0, 1.0 / 40.0, int(dur * rate * 1.3)) / rate
-    t = np.cumsum(dt)
-    return t[t < dur]
+from tests.conftest import jittered_times
 
 
 def test_noise_level_is_the_same_at_10_50_100_hz():
     rng = np.random.default_rng(0)
     sigma = 0.05
     for rate, block, order in ((10, 1.0, 3), (50, 0.5, 2), (100, 0.5, 2)):
-        t = _times(rate, 120.0, rng)
+        t = jittered_times(rate, 120.0, rng)
         x = sigma * rng.standard_normal((len(t), 1))
         _, s, _, dof = block_stats(t, x, block, order=order)
         s = s[np.isfinite(s)]

@@ -11,7 +11,8 @@ from functools import lru_cache
 
 import numpy as np
 
-LLTF_SUBCARRIERS = np.arange(-26, 27)  #: canonical grid, DC included (index 26)
+from edge.layout import LLTF_SUBCARRIERS  # the canonical grid, DC included (index 26)
+
 RESAMPLE_METHODS = ("linear", "cubic", "truncate")
 
 

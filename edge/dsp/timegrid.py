@@ -69,7 +69,8 @@ def uniform_grid(
     """
     t = np.asarray(t, np.float64)
     x = np.asarray(x)
-    x = x.reshape(len(t), -1)
+    # rows of F features ((N,) is one feature); spelled out because reshape(0, -1) is ambiguous
+    x = x.reshape(len(t), int(np.prod(x.shape[1:])))
     good = np.isfinite(t) & np.isfinite(x).all(axis=1)
     t, x = t[good], x[good]
     order = np.argsort(t, kind="stable")

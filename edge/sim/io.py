@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.sim.scenario import Scenario, SimResult, Truth
+from edge.sim.scenario import TRUTH_FIELDS, Scenario, SimResult, Truth
 
 
 def truth_path(capture: str | os.PathLike) -> Path:
@@ -57,19 +57,6 @@ def load_truth(capture: str | os.PathLike) -> tuple[Truth, Scenario | None]:
     if not p.exists():
         raise FileNotFoundError(f"{p}: no ground-truth sidecar next to the capture")
     z = np.load(p, allow_pickle=False)
-    truth = Truth(
-        **{
-            k: z[k]
-            for k in (
-                "t",
-                "breathing_bpm",
-                "heart_bpm",
-                "presence",
-                "motion",
-                "keypoints",
-                "activity",
-            )
-        }
-    )
+    truth = Truth(**{k: z[k] for k in TRUTH_FIELDS})
     sc = Scenario(**json.loads(str(z["scenario"]))) if "scenario" in z else None
     return truth, sc

@@ -9,7 +9,7 @@ loss, bursts, reboot). :func:`simulate` renders every node to a :class:`~edge.fr
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
@@ -133,24 +133,15 @@ class Truth:
             0,
             len(self.t) - 1,
         )
-        return {
-            k: getattr(self, k)[i]
-            for k in ("breathing_bpm", "heart_bpm", "presence", "motion", "keypoints", "activity")
-        }
+        return {k: getattr(self, k)[i] for k in TRUTH_FIELDS[1:]}
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
-            k: getattr(self, k)
-            for k in (
-                "t",
-                "breathing_bpm",
-                "heart_bpm",
-                "presence",
-                "motion",
-                "keypoints",
-                "activity",
-            )
-        }
+        """Every field by name (what the ``.truth.npz`` sidecar stores)."""
+        return {k: getattr(self, k) for k in TRUTH_FIELDS}
+
+
+#: Truth's arrays in order, ``t`` first
+TRUTH_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Truth))
 
 
 @dataclass

@@ -263,7 +263,7 @@ class SimNode:
         try:
             self.sock.sendto(pkt, self.target)
             return True
-        except (BlockingIOError, InterruptedError, OSError) as exc:
+        except OSError as exc:  # BlockingIOError (buffer full), unreachable, ...
             self.stats.send_errors += 1
             log.debug("node %d: sendto failed: %s", self.spec.node_id, exc)
             return False

@@ -12,32 +12,17 @@ from collections.abc import Callable, Iterator
 import numpy as np
 
 from calibration.baseline import Baseline
-from edge.dsp.grid import LLTF_SUBCARRIERS, raw_bin_index
 from edge.frames import FrameBatch
+from edge.layout import lltf_canonical
 from edge.vitals.config import VitalsConfig
 from edge.vitals.estimate import VitalsEstimate
 from edge.vitals.node import NodeVitals
 
-_RAW_LLTF = raw_bin_index(LLTF_SUBCARRIERS)
-
 
 def lltf_frames(frames: FrameBatch) -> np.ndarray:
-    """complex64 [N, 53] LLTF grid (-26..+26) of every frame; NaN rows where it is missing.
-
-    Uses the layout module (which knows HT40 and odd lengths) when present; otherwise the first
-    64 pairs of a frame are its LLTF section in raw ESP-IDF order (0..31, -32..-1).
-    """
-    try:
-        from edge.layout import lltf_canonical
-    except ImportError:
-        lltf_canonical = None
-    if lltf_canonical is not None:
-        return np.asarray(lltf_canonical(frames), np.complex64)
-    out = np.full((len(frames), len(_RAW_LLTF)), np.nan + 0j, np.complex64)
-    for n_pairs, idx, csi in frames.by_length():
-        if n_pairs >= 64:
-            out[idx] = csi[:, _RAW_LLTF]
-    return out
+    """complex64 [N, 53] LLTF grid (-26..+26) of every frame, by :func:`edge.layout.lltf_canonical`
+    (which knows HT40 and odd lengths); DC and missing bins are 0."""
+    return np.asarray(lltf_canonical(frames), np.complex64)
 
 
 def frame_times(frames: FrameBatch, assume_rate_hz: float | None = None) -> tuple[np.ndarray, str]:

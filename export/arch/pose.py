@@ -59,9 +59,9 @@ class Encoder(nn.Module):
         self.fc = nn.Linear(cfg.conv3 * ((self.sub + 1) // 2), cfg.embed_dim)
         self.norm = nn.LayerNorm(cfg.embed_dim, eps=1e-5)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        lead = x.shape[:-1]
-        h = x.reshape(-1, 2, self.sub)
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        lead = features.shape[:-1]
+        h = features.reshape(-1, 2, self.sub)
         h = F.relu(self.c3(F.relu(self.c2(F.relu(self.c1(h))))))
         e = self.fc(h.flatten(1))
         return self.norm(e.reshape(*lead, e.shape[-1]))

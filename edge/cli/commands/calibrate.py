@@ -78,7 +78,11 @@ def command(capture, udp, node, duration, cal_dir, as_json):
     for r in results:
         path = None
         if r.accepted:
-            path = str(save_baseline(baselines[r.node], cal_dir))
+            try:
+                path = str(save_baseline(baselines[r.node], cal_dir))
+            except OSError as e:
+                where = baseline_path(r.node, cal_dir)
+                raise click.ClickException(f"{where}: cannot save the baseline: {e}") from None
         else:
             refused += 1
         if as_json:

@@ -80,8 +80,7 @@ def command(
     table = NodeTable()
     keep = output is not None
     parts: list[DecodeResult] = []
-    totals = DecodeResult(iq_order=iq_order)
-    n_frames = 0
+    totals = DecodeResult(iq_order=iq_order)  # packet and skip counts (frames: the table's)
     try:
         with tqdm(
             desc=f"decode {capture.name}",
@@ -92,7 +91,6 @@ def command(
         ) as bar:
             for res in iter_capture(capture, fmt, iq_order, port=port):
                 table.update(res.frames)
-                n_frames += len(res.frames)
                 totals.packet_counts.update(res.packet_counts)
                 totals.skipped.update(res.skipped)
                 bar.update(res.n_inputs)
@@ -114,8 +112,9 @@ def command(
             f"wrote {len(full.frames)} frames and {len(full.packets)} packets to {output}", err=True
         )
     if summary:
+        nodes = table.summary()
         doc = {
-            "frames": n_frames,
+            "frames": table.frames,
             "nodes": {
                 key: {
                     k: node[k]
@@ -129,15 +128,14 @@ def command(
                         "subcarriers",
                     )
                 }
-                for key, node in table.summary().items()
+                for key, node in nodes.items()
             },
-            "packets": {k: int(v) for k, v in sorted(totals.packet_counts.items()) if v},
-            "skipped": totals.skipped.as_dict(),
+            **{k: v for k, v in totals.summary_counts().items() if k != "frames"},
         }
         if as_json:
             click.echo(json.dumps(doc))
         else:
-            _print_summary(capture, doc, table.summary())
+            _print_summary(capture, doc, nodes)
 
 
 def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
@@ -155,18 +153,8 @@ def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
         click.echo("  skipped: " + ", ".join(f"{k} {v}" for k, v in doc["skipped"].items()))
 
 
-def _clean(v):
-    """JSON-safe values: NaN/inf floats become null."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {k: _clean(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [_clean(x) for x in v]
-    return v
-
-
 def _write_jsonl(res, path: Path, iq_order: str) -> None:
+    from edge.cli.nodeview import jsonable
     from edge.frames import FrameFormat
 
     frames = res.frames
@@ -179,7 +167,7 @@ def _write_jsonl(res, path: Path, iq_order: str) -> None:
         for i in range(len(frames)):
             row = dict(zip(names, meta[i].tolist(), strict=True))
             while pi < len(packets) and packets[pi].t_rx <= row["t_rx"]:
-                f.write(json.dumps(_clean(packets[pi].to_json())) + "\n")
+                f.write(json.dumps(jsonable(packets[pi].to_json())) + "\n")
                 pi += 1
             csi = frames.csi(i, iq_order)
             obj = {
@@ -192,12 +180,13 @@ def _write_jsonl(res, path: Path, iq_order: str) -> None:
                 "iq_order": iq_order,
                 "csi": np.stack((csi.real, csi.imag), axis=-1).astype(int).tolist(),
             }
-            f.write(json.dumps(_clean(obj)) + "\n")
+            f.write(json.dumps(jsonable(obj)) + "\n")
         for p in packets[pi:]:
-            f.write(json.dumps(_clean(p.to_json())) + "\n")
+            f.write(json.dumps(jsonable(p.to_json())) + "\n")
 
 
 def _write_npz(res, path: Path, iq_order: str) -> None:
+    from edge.cli.nodeview import jsonable
     from edge.layout import LLTF_SUBCARRIERS, lltf_canonical
 
     frames = res.frames
@@ -211,7 +200,7 @@ def _write_npz(res, path: Path, iq_order: str) -> None:
         lltf=lltf_canonical(frames, iq_order=iq_order),
         lltf_subcarriers=LLTF_SUBCARRIERS,
         iq_order=np.array(iq_order),
-        packets=np.array([json.dumps(_clean(p.to_json())) for p in res.packets], dtype=str),
+        packets=np.array([json.dumps(jsonable(p.to_json())) for p in res.packets], dtype=str),
     )
 
 

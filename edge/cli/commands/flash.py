@@ -10,6 +10,35 @@ BEFORE = ("default-reset", "usb-reset", "no-reset", "no-reset-no-sync")
 AFTER = ("hard-reset", "soft-reset", "no-reset", "no-reset-stub", "watchdog-reset")
 
 
+def connection_options(f):
+    """How esptool reaches the board: --baud, --before, --after, --no-stub, --connect-attempts
+    (shared with ``csi-edge provision``)."""
+    opts = [
+        click.option(
+            "--baud", "-b", default=460800, show_default=True, type=int,
+            help="Baud rate for the transfer.",
+        ),
+        click.option(
+            "--before", type=click.Choice(BEFORE), default="default-reset", show_default=True,
+            help="How to put the chip into download mode.",
+        ),
+        click.option(
+            "--after", type=click.Choice(AFTER), default="hard-reset", show_default=True,
+            help="What to do when done (hard-reset boots the firmware).",
+        ),
+        click.option(
+            "--no-stub", is_flag=True, help="Talk to the ROM loader only (slower, no flasher stub)."
+        ),
+        click.option(
+            "--connect-attempts", default=7, show_default=True, type=int,
+            help="esptool connection attempts.",
+        ),
+    ]  # fmt: skip
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
 @click.command()
 @click.option("--port", "-p", required=True, help="Serial port of the board, e.g. /dev/ttyUSB0.")
 @click.option(
@@ -19,35 +48,9 @@ AFTER = ("hard-reset", "soft-reset", "no-reset", "no-reset-stub", "watchdog-rese
     required=True,
     help="ESP-IDF build dir, manifest.json, release folder/zip, or a merged/app .bin.",
 )
-@click.option(
-    "--baud", "-b", default=460800, show_default=True, type=int, help="Baud rate for the transfer."
-)
-@click.option(
-    "--before",
-    type=click.Choice(BEFORE),
-    default="default-reset",
-    show_default=True,
-    help="How to put the chip into download mode.",
-)
-@click.option(
-    "--after",
-    type=click.Choice(AFTER),
-    default="hard-reset",
-    show_default=True,
-    help="What to do when done (hard-reset boots the new firmware).",
-)
-@click.option(
-    "--no-stub", is_flag=True, help="Talk to the ROM loader only (slower, no flasher stub)."
-)
+@connection_options
 @click.option(
     "--flash-size", default=None, help="4MB, 8MB, ... (default: from the source, else detected)."
-)
-@click.option(
-    "--connect-attempts",
-    default=7,
-    show_default=True,
-    type=int,
-    help="esptool connection attempts.",
 )
 @click.option("--no-compress", is_flag=True, help="Send data uncompressed.")
 @click.option(

@@ -6,7 +6,7 @@ import json
 
 import click
 
-from edge.cli.commands.flash import AFTER, BEFORE
+from edge.cli.commands.flash import connection_options
 
 # Kept in step with firmware.nodecfg.KEYS (a test checks it); listed here so --help stays instant.
 _KEY_OPTIONS = [
@@ -96,13 +96,7 @@ def _key_options(f):
     is_flag=True,
     help="Replace an unreadable NVS partition (its settings are lost).",
 )
-@click.option(
-    "--baud", "-b", default=460800, show_default=True, type=int, help="Baud rate for the transfer."
-)
-@click.option("--before", type=click.Choice(BEFORE), default="default-reset", show_default=True)
-@click.option("--after", type=click.Choice(AFTER), default="hard-reset", show_default=True)
-@click.option("--no-stub", is_flag=True, help="Talk to the ROM loader only.")
-@click.option("--connect-attempts", default=7, show_default=True, type=int)
+@connection_options
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def command(

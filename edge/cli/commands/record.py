@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from pathlib import Path
 
@@ -64,8 +65,14 @@ def command(udp, serial_port, baud, output, duration, as_json) -> None:
         raise click.ClickException(f"{output}: cannot write: {e.strerror}") from None
     try:
         summary = asyncio.run(_record(udp, serial_port, baud, fh, output, duration, as_json))
-    finally:
+    except BaseException:
+        with contextlib.suppress(OSError):  # the error being raised says more
+            fh.close()
+        raise
+    try:
         fh.close()
+    except OSError as e:
+        raise click.ClickException(f"{output}: cannot write: {e.strerror or e}") from None
     _report(summary, as_json)
 
 
@@ -75,7 +82,14 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
 
     from edge.ingest import Ingest
 
-    writer, source = _open(udp, serial_port, baud, fh)
+    failed: list[OSError] = []  # the first write error (disk full, ...) stops the recording
+
+    def write_failed(e: OSError) -> None:
+        if not failed:
+            failed.append(e)
+            ingest.stop()
+
+    writer, source = _open(udp, serial_port, baud, fh, write_failed)
     ingest = Ingest([source])
     try:
         await ingest.start()
@@ -86,16 +100,19 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, ingest.stop)
     click.echo(f"recording {where} -> {output} (Ctrl-C stops)", err=True)
-    ticker = asyncio.create_task(_tick(ingest, writer))
+    ticker = asyncio.create_task(_tick(ingest, writer, write_failed))
     try:
         await ingest.run(duration)
     finally:
         ticker.cancel()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
-        writer.flush()
+        _flush(writer, write_failed)
         if sys.stderr.isatty():
             click.echo("", err=True)
+    if failed:
+        e = failed[0]
+        raise click.ClickException(f"{output}: cannot write: {e.strerror or e}; recording stopped")
     summary = ingest.summary()
     summary["recorded"] = {
         "file": str(output),
@@ -105,7 +122,9 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
     return summary
 
 
-def _open(udp, serial_port, baud, fh):
+def _open(udp, serial_port, baud, fh, write_failed):
+    """(writer, source): the source hands every datagram/line to the writer before decoding; a
+    write error goes to ``write_failed`` (further records are not attempted)."""
     from edge.codecs.pcap import PcapWriter
     from edge.codecs.recording import RecordingWriter
 
@@ -117,12 +136,17 @@ def _open(udp, serial_port, baud, fh):
             host, port = parse_hostport(udp)
         except ValueError as e:
             raise click.BadParameter(str(e), param_hint="--udp") from None
-        writer = PcapWriter(fh, dst_ip=host if host not in ("0.0.0.0", "::", "") else "127.0.0.1")
+        writer = PcapWriter(fh, dst_ip="127.0.0.1")  # for a wildcard address (0.0.0.0, ::)
 
         def sink(datagrams, times, addrs):
-            dst_port = source.address[1]
-            for d, t, a in zip(datagrams, times, addrs, strict=True):
-                writer.write(d, t, src_ip=a[0], src_port=a[1], dst_port=dst_port)
+            # the bound address, numeric even when HOST was a name (--udp localhost:5005)
+            ip, dst_port = source.address
+            dst_ip = None if ip in ("0.0.0.0", "::") else ip
+            try:
+                for d, t, a in zip(datagrams, times, addrs, strict=True):
+                    writer.write(d, t, a[0], a[1], dst_ip=dst_ip, dst_port=dst_port)
+            except OSError as e:
+                write_failed(e)
 
         source = UdpSource(host, port, raw_sink=sink)
         return writer, source
@@ -131,19 +155,29 @@ def _open(udp, serial_port, baud, fh):
     writer = RecordingWriter(fh)
 
     def line_sink(lines, t):
-        for line in lines:
-            writer.write(t, serial_port, line)
+        try:
+            for line in lines:
+                writer.write(t, serial_port, line)
+        except OSError as e:
+            write_failed(e)
 
     return writer, SerialSource(serial_port, baud, raw_sink=line_sink)
 
 
-async def _tick(ingest, writer) -> None:
+def _flush(writer, write_failed) -> None:
+    try:
+        writer.flush()
+    except OSError as e:
+        write_failed(e)
+
+
+async def _tick(ingest, writer, write_failed) -> None:
     """Flush to disk about once a second (a crash loses at most a second) and show progress."""
     import asyncio
 
     while True:
         await asyncio.sleep(1.0)
-        writer.flush()
+        _flush(writer, write_failed)
         if sys.stderr.isatty():
             click.echo(
                 f"\r{writer.count} records, {ingest.frames} frames, {len(ingest.nodes)} node(s)",

@@ -79,7 +79,10 @@ def command(
         reboot_at_s=reboot_at,
     )  # fmt: skip
     res = simulate(sc, seed)
-    cap, truth = write_capture(res, output)
+    try:
+        cap, truth = write_capture(res, output)
+    except OSError as e:
+        raise click.ClickException(f"{output}: cannot write: {e.strerror or e}") from None
     info = {
         "capture": str(cap),
         "truth": str(truth),

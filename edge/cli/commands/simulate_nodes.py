@@ -255,6 +255,8 @@ def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json:
 
     try:
         asyncio.run(main())
+    except CaptureError as e:  # damage past the first bytes (a truncated header, ...)
+        raise click.BadParameter(str(e), param_hint="--replay") from None
     except OSError as e:
         raise click.ClickException(f"cannot send to {target[0]}:{target[1]}: {e}") from None
     doc = {"replayed": path, "sent": source.sent, "send_errors": source.send_errors}

@@ -11,13 +11,19 @@ import click
 @click.command()
 @click.argument("capture", type=click.Path(exists=True, dir_okay=False))
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line (for scripts).")
-@click.option("--every", default=1.0, show_default=True, help="Seconds between estimates.")
+@click.option(
+    "--every",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1.0,
+    show_default=True,
+    help="Seconds between estimates.",
+)
 @click.option(
     "--dir", "cal_dir", default=None, help="Baseline directory [env CSI_EDGE_CALIBRATION_DIR]."
 )
 @click.option(
     "--assume-rate",
-    type=float,
+    type=click.FloatRange(min=0, min_open=True),
     default=None,
     help="Frame rate to assume ONLY when the capture has no timestamps at all.",
 )
