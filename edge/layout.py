@@ -238,12 +238,14 @@ def to_canonical(
     if n == 0:
         return out, present
     m = frames.meta
+    # one key per PPDU combination; each field masked to its byte so odd values from text
+    # input (negative, > 254) cannot spill into the neighbouring fields of the key
     combo = (
         m["n_pairs"].astype(np.int64) << 32
-        | (m["sig_mode"].astype(np.int64) + 1) << 24
-        | (m["bandwidth"].astype(np.int64) + 1) << 16
-        | (m["secondary"].astype(np.int64) + 1) << 8
-        | (m["stbc"].astype(np.int64) + 1)
+        | ((m["sig_mode"].astype(np.int64) + 1) & 0xFF) << 24
+        | ((m["bandwidth"].astype(np.int64) + 1) & 0xFF) << 16
+        | ((m["secondary"].astype(np.int64) + 1) & 0xFF) << 8
+        | ((m["stbc"].astype(np.int64) + 1) & 0xFF)
     )
     uniq, inverse = np.unique(combo, return_inverse=True)
     for u, c in enumerate(uniq.tolist()):

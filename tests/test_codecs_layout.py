@@ -162,3 +162,22 @@ def test_real_csi_tool_capture_lltf_only_with_ppdu_info():
     assert np.all(H[:, 26] == 0)
     assert (H[:, LLTF_VALID][:, 1:] != 0).mean() > 0.95
     assert not to_canonical(frames, "ht-ltf")[1].any()  # HT-LTF not printed
+
+
+def test_odd_ppdu_fields_still_give_the_frames_lltf():
+    """A frame with out-of-range PPDU fields (possible from a text line) falls back to its
+    length's layout instead of losing its CSI (the packed lookup key once overflowed)."""
+    import numpy as np
+
+    from edge.frames import FrameBatch, empty_meta
+    from edge.layout import lltf_canonical
+
+    meta = empty_meta(2)
+    meta["n_pairs"] = 64
+    meta["sig_mode"] = [-1, -5]
+    meta["stbc"] = [-1, 100]
+    iq = np.tile(np.arange(128, dtype=np.int8) % 50 + 1, 2)
+    batch = FrameBatch(meta, iq, np.array([0, 128, 256]), ["a"])
+    out = lltf_canonical(batch)
+    assert np.abs(out[0]).sum() > 0
+    assert np.array_equal(out[1], out[0])  # same bytes, same grid
