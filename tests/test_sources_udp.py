@@ -104,3 +104,16 @@ def test_largest_frame_is_not_truncated_and_bad_datagrams_are_counted():
     assert s["frames"] == 2
     assert s["nodes"]["127.0.0.1#3"]["subcarriers"] == {"64": 1, "1024": 1}
     assert s["skipped"] == {"bad-magic": 1, "truncated": 1}
+
+
+def test_a_failing_raw_sink_costs_the_recording_not_the_frames():
+    """A recorder that raises (disk full) must not stop the gateway decoding those datagrams;
+    what went unrecorded is counted."""
+
+    def broken_sink(datagrams, times, addrs):
+        raise OSError(28, "No space left on device")
+
+    specs = [SimNodeSpec(node_id=4, rate_hz=200, max_frames=50, csi_fn=table_csi(64, 8))]
+    ingest, fleet, frames, _ = asyncio.run(_run_fleet(specs, raw_sink=broken_sink))
+    assert len(frames) == fleet.nodes[0].stats.sent == 50
+    assert ingest.summary()["skipped"] == {"not-recorded": 50}

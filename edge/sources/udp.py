@@ -289,9 +289,15 @@ class UdpSource:
         self.datagrams += len(data)
         self.bytes += sum(map(len, data))
         self.batches += 1
+        sink_failed = None
         if self.raw_sink is not None:
-            self.raw_sink(data, times, addrs)
+            try:
+                self.raw_sink(data, times, addrs)
+            except Exception as exc:  # noqa: BLE001 - a broken recorder must not cost the decode
+                sink_failed = exc
         if not self.decode_enabled or self._emit is None:
+            if sink_failed is not None:
+                raise sink_failed
             return
         import numpy as np
 
@@ -301,4 +307,6 @@ class UdpSource:
         result = self.decoder.decode(
             data, np.asarray(times, np.float64), sources, iq_order=self.iq_order
         )
+        if sink_failed is not None:  # decoded, but missing from the recording: say so
+            result.skipped.skip("not-recorded", repr(sink_failed), len(data))
         self._emit(result)
