@@ -1,6 +1,6 @@
 """Streaming temporal head in numpy: a ring-buffer KV cache per node, O(W) per frame.
 
-The math is fixed in ``.team/MODEL_SPEC.md`` (GQA with ALiBi recency bias over the last W frame
+The math is fixed in ``edge/models/MODEL_SPEC.md`` (GQA with ALiBi recency bias over the last W frame
 embeddings, residual, keypoint head). :class:`StreamingHead` keeps, for each of ``capacity``
 streams (nodes, later tracks), a key and a value cache ``[Hkv, W, dh]`` plus a frame counter.
 A new frame's key/value are written once, at slot ``n % W``; the query attends over the valid

@@ -200,7 +200,14 @@ def _eval(module: Any) -> Any:
 
 
 def _npz_weights(module: Any, path: Path) -> None:
-    state = {k: v.detach().cpu().numpy().astype(np.float32) for k, v in module.state_dict().items()}
+    """The numpy temporal head's weights (``attn.*``, ``head.*``). The encoder's stay out: the
+    runtime always runs the exported encoder graph, and for the conv encoder they would be
+    90 % of the file."""
+    state = {
+        k: v.detach().cpu().numpy().astype(np.float32)
+        for k, v in module.state_dict().items()
+        if not k.startswith("enc.")
+    }
     np.savez(path, **state)
 
 

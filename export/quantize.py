@@ -4,9 +4,9 @@ Follows onnxruntime's recipe: ``quant_pre_process`` (shape inference + graph opt
 symbolic shape inference fails on attention graphs, so it retries with
 ``skip_symbolic_shape=True``), then ``quantize_static`` in QDQ format with per-channel weights
 and MinMax / Entropy / Percentile activation calibration. Graphs with attention or layer
-norm quantize only their weight-bearing MatMul/Gemm/Conv nodes: masked attention scores reach
--1e9, which no int8 scale shares with a softmax, and Q/DQ pairs around LayerNorm/GELU cost more
-than they save.
+norm quantize only their weight-bearing MatMul/Gemm/Conv nodes (plus, without attention, the
+ReLU/Reshape/Flatten between them): masked attention scores reach -1e9, which no int8 scale
+shares with a softmax, and Q/DQ pairs around LayerNorm/GELU cost more than they save.
 
 Dynamic quantization is only offered when it measures faster than fp32 on this machine (it
 is slower on conv layers: ``shared/spec/toolchain.md``).

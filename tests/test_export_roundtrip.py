@@ -191,3 +191,17 @@ def test_pose_temporal_step_onnx_streams_like_torch_full(bundle):
         k, v = out["k_cache_out"], out["v_cache_out"]
         assert np.abs(out["keypoints"] - kp_ref[:, t]).max() <= 1e-5, t
         assert np.abs(out["confidence"] - conf_ref[:, t]).max() <= 1e-5, t
+
+
+@pytest.mark.parametrize("bundle", ["csi-edge-pose"], indirect=True)
+def test_int8_encoder_has_no_fp32_island_between_convs(bundle):
+    """The conv encoder's ReLU/Reshape/Flatten are quantized with the convs (onnxruntime folds
+    the ReLU into the int8 conv's output range), so no fp32 ReLU with a Q/DQ pair on each side
+    is left; LayerNorm stays fp32 (int8 kernels do not cover it)."""
+    import onnx
+
+    files = load_bundle(bundle["dir"], variant="int8").variant.files
+    ops = [n.op_type for n in onnx.load(str(bundle["dir"] / files["encoder"])).graph.node]
+    assert ops.count("Conv") == 3 and "QuantizeLinear" in ops
+    assert "Relu" not in ops
+    assert ops[-1] == "LayerNormalization"

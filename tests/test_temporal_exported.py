@@ -56,8 +56,13 @@ def test_step_graph_equals_numpy_every_step(exported: Path, variant: str) -> Non
 
 
 def test_full_graph_equals_numpy_reference(exported: Path) -> None:
+    from export_shared import pose_export
+
     b = load_bundle(exported, roles=("full", "weights"))
     w = load_weights(b.weights_path)
+    assert not any(k.startswith("enc.") for k in w)  # the encoder ships as its graph only
+    torch_w = {k: v.numpy() for k, v in pose_export()["model"].state_dict().items()}
+    w |= {k: v for k, v in torch_w.items() if k.startswith("enc.")}
     cfg = TemporalConfig.from_dict(b.manifest.temporal)
     x = np.random.default_rng(1).standard_normal((2, 3 * W, 104)).astype(np.float32)
     out = b.models["full"].run({"features": x})

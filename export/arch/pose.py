@@ -1,6 +1,6 @@
 """``csi-edge-pose``: per-frame encoder, GQA temporal head with ALiBi, keypoint head.
 
-The math is fixed in ``.team/MODEL_SPEC.md`` and mirrored by the numpy streaming step in
+The math is fixed in ``edge/models/MODEL_SPEC.md`` and mirrored by the numpy streaming step in
 ``edge/temporal.py``; tests cross-check the two. Three graphs are exported from one set of
 weights: ``encoder`` (per frame, the part worth INT8), ``temporal_step`` (one frame against a
 ring-buffer KV cache, for streaming) and ``full`` (a whole window, the reference).

@@ -16,7 +16,7 @@ import click
     "--nodes", default=4, show_default=True, type=click.IntRange(1, 256),
     help="Nodes batched together (batch N latency, pipeline).",
 )  # fmt: skip
-@click.option("--quick", is_flag=True, help="Fewer repetitions (~10 s instead of ~40 s).")
+@click.option("--quick", is_flag=True, help="Fewer repetitions (~11 s instead of ~25 s).")
 @click.option("--no-startup", is_flag=True, help="Skip the cold-start child process.")
 @click.option(
     "--windows", default="16,64,256", show_default=True, metavar="W,W,...",
