@@ -374,8 +374,10 @@ class NodeTable:
                 "reboots": st.reboots,
                 "rate_hz": round(st.rate_hz(self.rate_window_s), 3),
                 "subcarriers": {str(p): c for p, c in sorted(st.subcarriers.items())},
-                "rssi": st.last_rssi,
-                "rssi_mean": None if rssi_mean is None else round(rssi_mean, 1),
+                # 0 dBm is what formats without a trustworthy RSSI store (RuView .csi.jsonl):
+                # no received Wi-Fi frame is that strong, so report it as unknown
+                "rssi": st.last_rssi or None,
+                "rssi_mean": round(rssi_mean, 1) if rssi_mean else None,
                 "noise": st.noise,
                 "freq_mhz": st.freq_mhz or None,
                 "first_seen": st.first_seen,

@@ -92,3 +92,28 @@ def test_property_jsonl_never_raises_and_accounts_every_line(lines):
     res = decode_jsonl_lines(lines, "rec")
     assert res.n_inputs == len(lines)
     assert len(res.frames.iq) == res.frames.offsets[-1]
+
+
+def test_ruview_recording_rssi_is_reported_unknown_not_zero(data_dir):
+    """The RuView recorder wrote RSSI from the wrong offset; summaries must not claim 0 dBm."""
+    import subprocess
+    import sys
+
+    from edge.capture import read_capture
+    from edge.nodes import NodeTable
+
+    cap = data_dir / "ruview" / "pretrain-head400.csi.jsonl"
+    table = NodeTable()
+    table.update(read_capture(cap).frames)
+    nodes = table.summary()
+    assert len(nodes) == 2 and all(
+        n["rssi"] is None and n["rssi_mean"] is None for n in nodes.values()
+    )
+    text = subprocess.run(
+        [sys.executable, "-m", "edge", "decode", str(cap), "--summary"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout
+    assert "rssi unknown" in text and "0 dBm" not in text

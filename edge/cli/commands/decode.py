@@ -145,7 +145,8 @@ def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
         click.echo(
             f"  {key}: {n['frames']} frames, {n['rate_hz']:.1f} Hz, lost {n['lost']}, "
             f"duplicates {n['duplicates']}, reordered {n['reordered']}, reboots {n['reboots']}, "
-            f"rssi {n['rssi']} dBm [{subs}]"
+            + (f"rssi {n['rssi']} dBm" if n["rssi"] is not None else "rssi unknown")
+            + f" [{subs}]"
         )
     if doc["packets"]:
         click.echo("  packets: " + ", ".join(f"{k} {v}" for k, v in doc["packets"].items()))
