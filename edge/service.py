@@ -79,19 +79,36 @@ def build_sinks(cfg: GatewayConfig) -> list[Sink]:
     return sinks
 
 
+def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
+    """Open bundle ``name`` in the configured precision (falling back, with a warning, to the
+    bundle's default variant when it was never quantized to that precision)."""
+    from edge.inference.manifest import ManifestError
+    from edge.inference.runtime import open_runtime
+
+    try:
+        runtime = open_runtime(name, variant=cfg.models.precision, threads=cfg.models.threads)
+    except ManifestError as e:
+        if "no variant" not in str(e):
+            raise
+        log.warning("%s; using its default variant", e)
+        runtime = open_runtime(name, threads=cfg.models.threads)
+    kind = "vitals" if type(runtime).__name__ == "VitalsRuntime" else "pose"
+    if kind != task:
+        raise ManifestError(f"{name}: a {kind} model, expected a {task} model")
+    return runtime
+
+
 def load_pose_runtime(cfg: GatewayConfig) -> Any | None:
-    """The pose runtime, or None. A missing default bundle only disables pose (with a warning);
-    a bundle the user named that fails to load is a ConfigError naming it and the problem."""
+    """The pose runtime (streaming encoder + temporal head, or a whole-window model such as
+    RuView pose_v1), or None. A missing default bundle only disables pose (with a warning); a
+    bundle the user named that fails to load is a ConfigError naming it and the problem."""
     name = cfg.models.pose
     if not name:
         return None
-    from edge.inference.bundle import load_bundle
     from edge.inference.manifest import ManifestError
-    from edge.inference.runtime import PoseRuntime
 
     try:
-        bundle = load_bundle(name, variant=cfg.models.precision, threads=cfg.models.threads)
-        return PoseRuntime(bundle)
+        return _open_model(name, cfg, "pose")
     except ManifestError as e:
         if name == DEFAULT_POSE:
             log.warning("pose disabled: %s", e)
@@ -100,18 +117,15 @@ def load_pose_runtime(cfg: GatewayConfig) -> Any | None:
 
 
 def load_vitals_model(cfg: GatewayConfig) -> Any | None:
-    """The bundled vital-sign model (reported beside the DSP estimate), or None; same rules as
+    """The vital-sign model reported beside the DSP estimate, or None; same rules as
     :func:`load_pose_runtime` for missing bundles."""
     name = cfg.models.vitals
     if not name:
         return None
-    from edge.inference.bundle import load_bundle
     from edge.inference.manifest import ManifestError
-    from edge.inference.runtime import VitalsRuntime
 
     try:
-        bundle = load_bundle(name, variant=cfg.models.precision, threads=cfg.models.threads)
-        return VitalsRuntime(bundle)
+        return _open_model(name, cfg, "vitals")
     except ManifestError as e:
         if name == DEFAULT_VITALS:
             log.warning("vitals model disabled: %s", e)

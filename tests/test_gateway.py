@@ -157,7 +157,9 @@ def test_print_config_round_trips(tmp_path):
     assert r2.stdout == r.stdout and 'udp = ["0.0.0.0:6000"]' in r.stdout
 
 
-def _simulated_gateway_reports(scenario_name: str, seconds: float, seed: int = 1):
+def _simulated_gateway_reports(
+    scenario_name: str, seconds: float, seed: int = 1, pose: str | None = None
+):
     """Feed a simulated recording through the gateway's per-batch path, 0.1 s at a time, and
     take a report every second of capture time (what the daemon does with live frames)."""
     import numpy as np
@@ -170,6 +172,8 @@ def _simulated_gateway_reports(scenario_name: str, seconds: float, seed: int = 1
 
     cfg = GatewayConfig()
     cfg.calibration_dir = "/nonexistent-calibration-dir"
+    if pose is not None:
+        cfg.models.pose = pose
     sim = simulate(preset(scenario_name, seconds), seed=seed)
     gw = Gateway(cfg, [], [], load_pose_runtime(cfg), load_vitals_model(cfg))
     frames = sim.frames
@@ -207,3 +211,41 @@ def test_gateway_withholds_rates_in_an_empty_room():
         not r.presence and r.breathing_bpm is None and r.heart_bpm is None for r in late
     )
     assert all(r.pose is None for r in late), "no skeleton is drawn in an empty room"
+
+
+def test_gateway_runs_a_whole_window_ruview_model_and_falls_back_to_its_fp32_variant(
+    tmp_path, caplog
+):
+    """A RuView pose_v1 bundle (whole [56, 20] window, fp32 only) drives the gateway's pose
+    output; asking for int8 falls back to the variant the bundle has, with a warning."""
+    import logging
+
+    from edge.config import GatewayConfig
+    from edge.inference.synthetic import make_ruview_bundle
+    from edge.service import load_pose_runtime
+
+    folder = make_ruview_bundle(tmp_path / "rv")
+    cfg = GatewayConfig()
+    cfg.models.pose, cfg.models.precision = str(folder), "int8"
+    with caplog.at_level(logging.WARNING, logger="csi_edge.service"):
+        runtime = load_pose_runtime(cfg)
+    assert type(runtime).__name__ == "WindowRuntime"
+    assert "using its default variant" in caplog.text
+    _, gw, reports = _simulated_gateway_reports("still", 12.0, pose=str(folder))
+    assert gw.pose_frames > 150  # one output per frame once the 20-frame window is full
+    last = reports[-1][0]
+    assert last.pose is not None and len(last.pose["keypoints"]) == 17
+
+
+def test_a_vitals_bundle_named_as_the_pose_model_is_a_clear_error():
+    from edge.config import ConfigError, GatewayConfig
+    from edge.inference.bundle import MODELS_DIR
+    from edge.service import load_pose_runtime
+
+    cfg = GatewayConfig()
+    cfg.models.pose = str(MODELS_DIR / "csi-edge-vitals")
+    try:
+        load_pose_runtime(cfg)
+        raise AssertionError("expected a ConfigError")
+    except ConfigError as e:
+        assert "models.pose" in str(e) and "a vitals model, expected a pose model" in str(e)
