@@ -98,39 +98,31 @@ def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
     return runtime
 
 
-def load_pose_runtime(cfg: GatewayConfig) -> Any | None:
-    """The pose runtime (streaming encoder + temporal head, or a whole-window model such as
-    RuView pose_v1), or None. A missing default bundle only disables pose (with a warning); a
-    bundle the user named that fails to load is a ConfigError naming it and the problem."""
-    name = cfg.models.pose
+def _load_optional(name: str, default: str, cfg: GatewayConfig, task: str) -> Any | None:
+    """A missing *default* bundle only disables that model (with a warning); a bundle the user
+    named that fails to load is a ConfigError naming it and the problem."""
     if not name:
         return None
     from edge.inference.manifest import ManifestError
 
     try:
-        return _open_model(name, cfg, "pose")
+        return _open_model(name, cfg, task)
     except ManifestError as e:
-        if name == DEFAULT_POSE:
-            log.warning("pose disabled: %s", e)
+        if name == default:
+            log.warning("%s model disabled: %s", task, e)
             return None
-        raise ConfigError(f"models.pose: {e}") from None
+        raise ConfigError(f"models.{task}: {e}") from None
+
+
+def load_pose_runtime(cfg: GatewayConfig) -> Any | None:
+    """The pose runtime (streaming encoder + temporal head, or a whole-window model such as
+    RuView pose_v1), or None."""
+    return _load_optional(cfg.models.pose, DEFAULT_POSE, cfg, "pose")
 
 
 def load_vitals_model(cfg: GatewayConfig) -> Any | None:
-    """The vital-sign model reported beside the DSP estimate, or None; same rules as
-    :func:`load_pose_runtime` for missing bundles."""
-    name = cfg.models.vitals
-    if not name:
-        return None
-    from edge.inference.manifest import ManifestError
-
-    try:
-        return _open_model(name, cfg, "vitals")
-    except ManifestError as e:
-        if name == DEFAULT_VITALS:
-            log.warning("vitals model disabled: %s", e)
-            return None
-        raise ConfigError(f"models.vitals: {e}") from None
+    """The vital-sign model reported beside the DSP estimate, or None."""
+    return _load_optional(cfg.models.vitals, DEFAULT_VITALS, cfg, "vitals")
 
 
 def build_gateway(

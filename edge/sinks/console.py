@@ -57,6 +57,15 @@ HEADERS = [
 ]
 
 
+def reports_text(reports: list[NodeReport]) -> str:
+    """A fixed-width table of reports (the end of a run; no rich needed)."""
+    rows = [HEADERS] + [report_cells(r) for r in reports]
+    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
+    )
+
+
 class ConsoleSink:
     """Live table (rich, TTY) or plain lines (pipe); see module docstring."""
 

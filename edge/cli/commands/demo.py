@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from edge.cli.commands.simulate_nodes import build_fleet, fleet_summary, node_options
+from edge.cli.gateway_options import apply_gateway_options, gateway_options
 
 
 @click.command()
@@ -16,40 +17,7 @@ from edge.cli.commands.simulate_nodes import build_fleet, fleet_summary, node_op
     show_default=True,
     help="UDP port the gateway listens on (127.0.0.1); 0 picks a free one.",
 )
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop after S seconds (default: Ctrl-C).",
-)
-@click.option(
-    "--pose",
-    default="csi-edge-pose",
-    show_default=True,
-    metavar="BUNDLE",
-    help="Pose model (bundled name, folder, or 'none').",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "int8", "int8-tflite"]),
-    default="int8",
-    show_default=True,
-    help="Pose model variant.",
-)
-@click.option("--http", metavar="HOST:PORT", help="Also serve the live view (e.g. 127.0.0.1:8080).")
-@click.option(
-    "--mqtt",
-    metavar="HOST[:PORT]",
-    help="Also publish to an MQTT broker (Home Assistant discovery).",
-)
-@click.option(
-    "--jsonl", type=click.Path(dir_okay=False), help="Also append every report to this JSONL file."
-)
-@click.option(
-    "--json",
-    "as_json",
-    is_flag=True,
-    help="End with one JSON summary on stdout (live view on stderr).",
-)
+@gateway_options
 def command(
     nodes,
     rate,
@@ -63,6 +31,7 @@ def command(
     port,
     duration,
     pose,
+    vitals_model,
     precision,
     http,
     mqtt,
@@ -91,7 +60,8 @@ def command(
     import sys
 
     from edge.cli.nodeview import final_text, jsonable
-    from edge.config import ConfigError
+    from edge.config import ConfigError, GatewayConfig
+    from edge.sinks.console import reports_text
 
     if port != 0 and port < 1024:
         raise click.BadParameter("use port 0 or 1024..65535", param_hint="--port")
@@ -106,11 +76,21 @@ def command(
         seed=seed,
         scenario=scenario or "still",
     )
+    cfg = GatewayConfig()
+    cfg.ingest.udp = []  # the demo's own loopback source, below
+    cfg.sinks.console = False  # the demo's console view, with ingest totals, below
+    apply_gateway_options(
+        cfg,
+        http=http,
+        mqtt=mqtt,
+        jsonl=jsonl,
+        pose=pose,
+        vitals_model=vitals_model,
+        precision=precision,
+    )
     stream = sys.stderr if as_json else sys.stdout
     try:
-        gateway, summary = asyncio.run(
-            _run(fleet_opts, port, duration, stream, pose, precision, http, mqtt, jsonl)
-        )
+        gateway, summary = asyncio.run(_run(cfg, fleet_opts, port, duration, stream))
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     except OSError as e:
@@ -125,36 +105,19 @@ def command(
         f"\nsimulated nodes sent {sim['sent']} frames; the gateway received {summary['frames']}"
     )
     click.echo(final_text(summary))
-    from edge.sinks.console import HEADERS, report_cells
-
-    rows = [HEADERS] + [report_cells(r) for r in gateway.last_reports]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(HEADERS))]
-    click.echo(
-        "\n"
-        + "\n".join(
-            "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows
-        )
-    )
+    click.echo("\n" + reports_text(gateway.last_reports))
 
 
-async def _run(fleet_opts, port, duration, stream, pose, precision, http, mqtt, jsonl):
+async def _run(cfg, fleet_opts, port, duration, stream):
     import asyncio
     import signal
 
     from edge.cli.nodeview import totals_line
-    from edge.config import GatewayConfig
     from edge.gateway import Gateway
     from edge.service import build_sinks, load_pose_runtime, load_vitals_model
     from edge.sinks.console import ConsoleSink
     from edge.sources.udp import UdpSource
 
-    cfg = GatewayConfig()
-    cfg.ingest.udp = []
-    cfg.models.pose = "" if pose.lower() == "none" else pose
-    cfg.models.precision = precision
-    cfg.sinks.console = False
-    cfg.sinks.http, cfg.sinks.jsonl = http or "", jsonl or ""
-    cfg.sinks.mqtt.host = mqtt or ""
     source = UdpSource("127.0.0.1", port)
     gateway = Gateway(
         cfg, [source], build_sinks(cfg), load_pose_runtime(cfg), load_vitals_model(cfg)
@@ -172,7 +135,9 @@ async def _run(fleet_opts, port, duration, stream, pose, precision, http, mqtt, 
     host, bound = source.address
     fleet = build_fleet((host, bound), **fleet_opts)
     model = (
-        "no pose model" if gateway.pose is None else f"pose model {cfg.models.pose} ({precision})"
+        "no pose model"
+        if gateway.pose is None
+        else f"pose model {cfg.models.pose} ({cfg.models.precision})"
     )
     click.echo(
         f"gateway on udp://{host}:{bound} with {model}; {fleet_opts['nodes']} simulated node(s) at "

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from edge.cli.gateway_options import apply_gateway_options, gateway_options
+
 
 @click.command()
 @click.option(
@@ -25,46 +27,13 @@ import click
     metavar="PORT[@BAUD]",
     help="Read CSI lines from a serial port (repeatable).",
 )
-@click.option("--http", metavar="HOST:PORT", help="Serve the live view and /api/state here.")
-@click.option(
-    "--mqtt",
-    metavar="HOST[:PORT]",
-    help="Publish to this MQTT broker, with Home Assistant discovery.",
-)
-@click.option(
-    "--jsonl", type=click.Path(dir_okay=False), help="Append every report to this JSONL file."
-)
-@click.option(
-    "--pose",
-    "pose",
-    metavar="BUNDLE",
-    help="Pose model: a bundled name, a bundle folder, or 'none'.",
-)
-@click.option(
-    "--vitals-model",
-    "vitals_model",
-    metavar="BUNDLE",
-    help="Vital-sign model reported beside the DSP estimate (bundled name, folder, or 'none').",
-)
-@click.option(
-    "--precision",
-    type=click.Choice(["fp32", "int8", "int8-tflite"]),
-    help="Model variant (pose and vitals models).",
-)
-@click.option(
-    "--duration",
-    type=click.FloatRange(min=0, min_open=True),
-    help="Stop after S seconds (default: run until SIGINT/SIGTERM).",
-)
 @click.option(
     "--quiet", is_flag=True, help="No console view (for services: use --jsonl/--mqtt/--http)."
 )
 @click.option(
-    "--json", "as_json", is_flag=True, help="Print a JSON summary on stdout when the gateway stops."
-)
-@click.option(
     "--print-config", is_flag=True, help="Print the effective configuration as TOML and exit."
 )
+@gateway_options
 def command(
     config_path,
     udp,
@@ -118,18 +87,15 @@ def command(
                 f"{spec!r}: expected PORT or PORT@BAUD, e.g. /dev/ttyUSB0@921600",
                 param_hint="--serial",
             ) from None
-    if http:
-        cfg.sinks.http = http
-    if mqtt:
-        cfg.sinks.mqtt.host = mqtt
-    if jsonl:
-        cfg.sinks.jsonl = jsonl
-    if pose:
-        cfg.models.pose = "" if pose.lower() == "none" else pose
-    if vitals_model:
-        cfg.models.vitals = "" if vitals_model.lower() == "none" else vitals_model
-    if precision:
-        cfg.models.precision = precision
+    apply_gateway_options(
+        cfg,
+        http=http,
+        mqtt=mqtt,
+        jsonl=jsonl,
+        pose=pose,
+        vitals_model=vitals_model,
+        precision=precision,
+    )
     if quiet:
         cfg.sinks.console = False
     if print_config:
