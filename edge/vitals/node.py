@@ -258,9 +258,7 @@ class NodeVitals:
         lo = int(np.searchsorted(t, last_open * self._block_s))
         self._open_t, self._open_m, self._open_p = t[lo:], cm[lo:], ph[lo:]
 
-    def _store_motion(
-        self, t: np.ndarray, v: np.ndarray, dof: np.ndarray, pv: np.ndarray
-    ) -> None:
+    def _store_motion(self, t: np.ndarray, v: np.ndarray, dof: np.ndarray, pv: np.ndarray) -> None:
         cap = len(self._mt)
         idx = (self._mw + np.arange(len(t))) % cap
         self._mt[idx], self._mv[idx], self._md[idx], self._mp[idx] = t, v, dof, pv
