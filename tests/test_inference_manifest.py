@@ -203,3 +203,20 @@ def test_bundle_weights_shape_vs_manifest(pose_bundle, tmp_path) -> None:
     np.savez(tmp_path / "weights.npz", **w)
     with pytest.raises(BundleError, match=r"weights.npz: tensor 'attn.k.weight' is \[32, 64\]"):
         load_bundle(tmp_path)
+
+
+def test_a_model_file_stands_for_its_bundle(tmp_path):
+    """`csi-edge export -o model.onnx` writes the manifest beside the model, so commands given
+    the model file (`calibration build --model m.onnx`, `run --pose m.onnx`) find its bundle."""
+    from edge.inference.bundle import resolve
+    from edge.inference.manifest import ManifestError, load_manifest
+    from edge.inference.synthetic import make_ruview_bundle
+
+    folder = make_ruview_bundle(tmp_path / "rv")
+    model = next(folder.glob("*.onnx"))
+    assert load_manifest(model).name == load_manifest(folder).name
+    assert resolve(model) == folder
+    lone = tmp_path / "lone.onnx"
+    lone.write_bytes(model.read_bytes())
+    with pytest.raises(ManifestError, match="without a manifest.json beside it"):
+        load_manifest(lone)

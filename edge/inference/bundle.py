@@ -38,7 +38,10 @@ def bundled_models() -> list[Path]:
 def resolve(path: str | Path) -> Path:
     """A folder, a manifest path, or the name of a bundled model -> the bundle folder."""
     p = Path(path)
-    if p.is_file() and p.name == MANIFEST_NAME:
+    if p.is_file() and (
+        p.name == MANIFEST_NAME
+        or (p.suffix in (".onnx", ".tflite") and (p.parent / MANIFEST_NAME).is_file())
+    ):
         return p.parent
     if p.is_dir():
         return p

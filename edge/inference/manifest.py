@@ -361,11 +361,23 @@ def validate(data: Any, source: str = MANIFEST_NAME, folder: Path | None = None)
     )
 
 
+MODEL_SUFFIXES = (".onnx", ".tflite")
+
+
 def load_manifest(path: str | Path) -> Manifest:
     """Load ``manifest.json`` (or a bundle folder containing it) and validate it."""
     p = Path(path)
     if p.is_dir():
         p = p / MANIFEST_NAME
+    elif p.suffix in MODEL_SUFFIXES and p.is_file():
+        # a model file given for its bundle: `csi-edge export -o model.onnx` writes the
+        # manifest beside it
+        if not (p.parent / MANIFEST_NAME).is_file():
+            raise ManifestError(
+                f"{p}: a model file without a {MANIFEST_NAME} beside it; give the bundle folder "
+                f"(csi-edge export writes model + manifest into one folder)"
+            )
+        p = p.parent / MANIFEST_NAME
     if not p.is_file():
         raise ManifestError(f"{p}: no such manifest (a bundle is a folder with {MANIFEST_NAME})")
     try:
