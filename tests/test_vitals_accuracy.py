@@ -78,6 +78,21 @@ def test_motion_flag_set_during_bursts_and_rates_withheld():
         assert not flag[(t > 5) & (t < 34)].any()  # still sitting before the first burst
 
 
+def test_raised_arm_below_the_noise_still_withholds_rates():
+    # 10 dB: waving changes each frame less than the noise (the block statistic misses most of
+    # it), but the raised arm moves the static profile; rates must not be reported over it.
+    for rate in (10, 50):
+        sc = preset("motion", 90, rate_hz=rate, loss=0.05, snr_db=10)
+        r, est, t, truth, br, hr = _run(sc, seed=2)
+        flag = np.array([e.motion for e in est])
+        moving = truth["motion"] & r.truth.at(np.array([e.t for e in est]) - 1.0)["motion"]
+        waving = moving & (t < 45)
+        assert waving.sum() >= 4
+        assert not (np.isfinite(br) | np.isfinite(hr))[waving].any(), t[waving]
+        assert flag[moving].mean() >= 0.7, flag[moving]
+        assert not flag[(t > 5) & (t < 34)].any()
+
+
 def test_empty_room_no_presence_no_rates():
     for rate, snr, seed in ((20, 25, 5), (50, 10, 6)):
         _, est, _, _, br, hr = _run(preset("empty", 60, rate_hz=rate, snr_db=snr), seed=seed)

@@ -23,7 +23,12 @@ class VitalsConfig:
     motion_floor: float = 0.015  # ... and above this floor (common-mode log-amplitude, ~0.13 dB)
     motion_obvious: float = 0.12  # always motion above this (~1 dB flicker within 0.5 s) ...
     motion_obvious_k: float = 2.5  # ... unless that is below this many quiet levels
-    motion_phase_k: float = 1.5  # or per-subcarrier phase statistic above k x its quiet level
+    # A body that moved into a new pose changes the static channel: the last second's mean
+    # amplitude profile against the still window's (edge.vitals.node.NodeVitals._profile_moved).
+    motion_profile_k: float = 2.5  # moved: RMS z-score (breathing component removed) above this
+    motion_profile_ref_s: float = 10.0  # reference: up to this many seconds of 1-s means ...
+    motion_profile_min_ref_s: int = 6  # ... and at least this many
+    motion_profile_hold_s: float = 10.0  # moved: motion until the profile is back, at most this
     motion_sustain_s: float = 2.0  # pooled test over this many seconds of blocks ...
     motion_sustain_noise: float = 1.6  # ... on nodes whose quiet level is this close to noise
     motion_release_s: float = 1.0  # still window starts this long after the last motion
