@@ -83,6 +83,8 @@ _CHOICES = {
     ("ingest", "iq_order"): ("imag-first", "real-first"),
     ("models", "precision"): ("fp32", "int8", "int8-tflite"),
 }
+#: numbers that must be > 0 (a report interval of 0 would spin the gateway loop)
+_POSITIVE = {("report_interval_s",), ("ingest", "offline_after_s"), ("models", "threads")}
 
 
 def _build(cls: type, data: dict[str, Any], where: str, path: str) -> Any:
@@ -120,6 +122,8 @@ def _build(cls: type, data: dict[str, Any], where: str, path: str) -> Any:
                     raise ConfigError(f"{path}: {key} must be a list of strings, got {value!r}")
             elif not isinstance(value, expected) or (expected is int and isinstance(value, bool)):
                 raise ConfigError(f"{path}: {key} must be {expected.__name__}, got {value!r}")
+            if tuple(key.split(".")) in _POSITIVE and not value > 0:
+                raise ConfigError(f"{path}: {key} must be > 0, got {value!r}")
             choices = _CHOICES.get(tuple(key.split(".")))
             if choices and value not in choices:
                 raise ConfigError(

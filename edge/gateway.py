@@ -49,10 +49,12 @@ class Gateway:
         pose_runtime: Any | None = None,
         vitals_model: Any | None = None,
     ) -> None:
+        from edge.nodes import NodeTable
         from edge.pose.tracking import NodeTracker
 
         self.config = config
-        self.ingest = Ingest(sources, consumers=[self.on_result])
+        nodes = NodeTable(offline_after_s=config.ingest.offline_after_s, clock=time.time)
+        self.ingest = Ingest(sources, nodes=nodes, consumers=[self.on_result])
         self.sinks: list[Sink] = list(sinks)
         self.pose = pose_runtime
         self.vitals_model = vitals_model
@@ -173,7 +175,8 @@ class Gateway:
         except Exception as exc:  # noqa: BLE001 - a model failure must not stop the DSP vitals
             self.skipped.skip("vitals-model-error", repr(exc))
             return None
-        sig = lambda v: 1.0 / (1.0 + math.exp(-v))  # noqa: E731 - logits -> probabilities
+        # logits -> probabilities; clipped so a wild logit cannot raise OverflowError in exp
+        sig = lambda v: 1.0 / (1.0 + math.exp(-min(max(float(v), -60.0), 60.0)))  # noqa: E731
         return {
             "breathing_bpm": round(out["breathing_bpm"], 2),
             "presence": round(sig(out["presence_logit"]), 3),
@@ -195,7 +198,11 @@ class Gateway:
         interval = self.config.report_interval_s
         while True:
             await asyncio.sleep(interval)
-            self.publish()
+            try:
+                self.publish()
+            except Exception as exc:  # noqa: BLE001 - one bad report must not end all reports
+                self.skipped.skip("report-error", repr(exc))
+                log.warning("building reports failed: %r", exc)
 
     async def run(self, duration: float | None = None) -> None:
         """Run until ``duration`` passes or :meth:`stop`; sinks get a last report and are closed."""

@@ -6,6 +6,7 @@ Every sink (console, JSONL file, HTTP live view, MQTT/Home Assistant) consumes t
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 
@@ -34,7 +35,19 @@ class NodeReport:
     link: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return asdict(self)
+        """A JSON-safe dict: NaN/inf (an estimator or a model gone wrong) become null, since
+        ``json.dumps`` would write ``NaN``, which is not JSON and breaks HA and browsers."""
+        return _finite(asdict(self))
+
+
+def _finite(v):
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, dict):
+        return {k: _finite(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_finite(x) for x in v]
+    return v
 
 
 def slug(node_key: str) -> str:

@@ -9,7 +9,7 @@ import logging
 import os
 import signal
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TextIO
 
 from edge.config import ConfigError, GatewayConfig, parse_hostport
 from edge.gateway import Gateway
@@ -35,16 +35,23 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
     return sources
 
 
-def build_sinks(cfg: GatewayConfig) -> list[Sink]:
+def build_sinks(cfg: GatewayConfig, console_stream: TextIO | None = None) -> list[Sink]:
+    """The configured sinks; ``console_stream`` (default stdout) is where the console view goes:
+    stderr when stdout carries ``--json``."""
     sinks: list[Sink] = []
     if cfg.sinks.console:
         from edge.sinks.console import ConsoleSink
 
-        sinks.append(ConsoleSink())
+        sinks.append(ConsoleSink(console_stream))
     if cfg.sinks.jsonl:
         from edge.sinks.jsonl import JsonlSink
 
-        sinks.append(JsonlSink(cfg.sinks.jsonl))
+        try:
+            sinks.append(JsonlSink(cfg.sinks.jsonl))
+        except OSError as e:
+            raise ConfigError(
+                f"sinks.jsonl {cfg.sinks.jsonl}: cannot open for appending: {e.strerror or e}"
+            ) from None
     if cfg.sinks.http:
         from edge.sinks.http import HttpSink
 
@@ -64,13 +71,20 @@ def build_sinks(cfg: GatewayConfig) -> list[Sink]:
         host, port = parse_hostport(
             m.host if ":" in m.host else f"{m.host}:{m.port}", what="sinks.mqtt.host"
         )
+        password = os.environ.get(m.password_env) if m.password_env else None
+        if m.username and not password:
+            log.warning(
+                "sinks.mqtt: username %r is set but $%s is empty: connecting without a password",
+                m.username,
+                m.password_env,
+            )
         sinks.append(
             MqttSink(
                 MqttConfig(
                     host=host,
                     port=port,
                     username=m.username or None,
-                    password=os.environ.get(m.password_env) if m.password_env else None,
+                    password=password,
                     prefix=m.prefix,
                     discovery_prefix=m.discovery_prefix,
                 )
@@ -129,12 +143,17 @@ def build_gateway(
     cfg: GatewayConfig,
     extra_sources: Iterable[Source] = (),
     sinks: Iterable[Sink] | None = None,
+    console_stream: TextIO | None = None,
 ) -> Gateway:
     sources = build_sources(cfg) + list(extra_sources)
     if not sources:
         raise ConfigError("no sources: set ingest.udp or ingest.serial (or pass --udp / --serial)")
     return Gateway(
-        cfg, sources, build_sinks(cfg) if sinks is None else sinks, load_pose_runtime(cfg)
+        cfg,
+        sources,
+        build_sinks(cfg, console_stream) if sinks is None else sinks,
+        load_pose_runtime(cfg),
+        load_vitals_model(cfg),
     )
 
 

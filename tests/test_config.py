@@ -70,3 +70,18 @@ def test_parse_hostport():
         parse_hostport("host:99999", what="sinks.http")
     with pytest.raises(ConfigError, match="sinks.http 'host:abc': expected HOST:PORT"):
         parse_hostport("host:abc", what="sinks.http")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("report_interval_s = 0\n", "report_interval_s must be > 0, got 0.0"),
+        ("[ingest]\noffline_after_s = -1\n", "ingest.offline_after_s must be > 0"),
+        ("[models]\nthreads = 0\n", "models.threads must be > 0"),
+    ],
+)
+def test_numbers_that_must_be_positive(tmp_path, text, message):
+    path = tmp_path / "gw.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=message):
+        load_config(path)

@@ -249,3 +249,119 @@ def test_a_vitals_bundle_named_as_the_pose_model_is_a_clear_error():
         raise AssertionError("expected a ConfigError")
     except ConfigError as e:
         assert "models.pose" in str(e) and "a vitals model, expected a pose model" in str(e)
+
+
+def test_run_loads_the_vitals_model_and_the_offline_timeout(tmp_path):
+    """`csi-edge run` builds its gateway with build_gateway: the bundled vitals model must load
+    there too (not only in the demo), and ingest.offline_after_s must reach the node table."""
+    from edge.config import GatewayConfig
+    from edge.service import build_gateway
+
+    cfg = GatewayConfig()
+    cfg.ingest.udp = ["127.0.0.1:0"]
+    cfg.ingest.offline_after_s = 42.0
+    cfg.models.pose = ""
+    cfg.sinks.console = False
+    gw = build_gateway(cfg)
+    assert gw.vitals_model is not None
+    assert gw.ingest.nodes.offline_after_s == 42.0
+
+
+def test_unwritable_jsonl_is_a_clear_error_not_a_traceback(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    res = subprocess.run(
+        CLI + ["run", "--udp", "127.0.0.1:0", "--jsonl", str(blocker / "r.jsonl"), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert res.returncode == 1, res.stderr
+    assert "Traceback" not in res.stderr
+    assert "sinks.jsonl" in res.stderr and "cannot open" in res.stderr
+
+
+def test_a_failing_report_does_not_end_the_report_loop():
+    """An exception while building reports is counted, and the next interval reports again."""
+    import asyncio
+
+    from edge.config import GatewayConfig
+    from edge.gateway import Gateway
+
+    cfg = GatewayConfig()
+    cfg.report_interval_s = 0.05
+    gw = Gateway(cfg)
+    calls = []
+
+    def flaky(now=None):
+        calls.append(now)
+        if len(calls) == 1:
+            raise ValueError("boom")
+        return []
+
+    gw.reports = flaky
+
+    async def go():
+        task = asyncio.create_task(gw._report_loop())
+        await asyncio.sleep(0.4)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(go())
+    assert len(calls) >= 3
+    assert "report-error" in gw.skipped.as_dict()
+
+
+def test_json_stdout_is_only_the_summary_when_the_console_view_is_on():
+    """`csi-edge run --json` without --quiet: the console view goes to stderr, so stdout parses."""
+    udp = free_port()
+    gw = subprocess.Popen(
+        CLI + ["run", "--udp", f"127.0.0.1:{udp}", "--pose", "none", "--duration", "4", "--json"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(1.0)
+    subprocess.run(
+        CLI + ["simulate-nodes", "--nodes", "1", "--target", f"127.0.0.1:{udp}", "--duration", "2"],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
+    out, err = gw.communicate(timeout=30)
+    assert gw.returncode == 0, err
+    assert json.loads(out)["frames"] > 0
+    assert "127.0.0.1#1: " in err  # the console view's plain line
+
+
+def test_a_busy_udp_port_names_the_port():
+    import socket
+
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as busy:
+        busy.bind(("127.0.0.1", 0))
+        port = busy.getsockname()[1]
+        res = subprocess.run(
+            CLI + ["run", "--udp", f"127.0.0.1:{port}", "--pose", "none", "--duration", "1"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert res.returncode == 1 and "Traceback" not in res.stderr
+    assert f"udp 127.0.0.1:{port}" in res.stderr and "in use" in res.stderr
+
+
+def test_mqtt_username_without_a_password_is_warned_about(caplog, monkeypatch):
+    import logging
+
+    from edge.config import GatewayConfig
+    from edge.service import build_sinks
+
+    monkeypatch.delenv("CSI_EDGE_MQTT_PASSWORD", raising=False)
+    cfg = GatewayConfig()
+    cfg.sinks.console = False
+    cfg.sinks.mqtt.host, cfg.sinks.mqtt.username = "127.0.0.1:1", "ha"
+    with caplog.at_level(logging.WARNING, logger="csi_edge.service"):
+        sinks = build_sinks(cfg)
+    for s in sinks:
+        s.close()
+    assert "username 'ha' is set but $CSI_EDGE_MQTT_PASSWORD is empty" in caplog.text

@@ -79,3 +79,36 @@ def test_node_content_adapter():
     assert not np.array_equal(fn(1000.5, 8), a)
     fn3 = NodeContent(Scenario(layout=192), node_index=3, seed=5)
     assert fn3(0.0, 0).shape == (384,)
+
+
+def _vitals_on_node_content(scenario: str, seconds: float = 40.0, node: int = 0):
+    """Render a simulated node frame by frame, as simulated UDP nodes do, through NodeVitals."""
+    from edge.frames import pairs_to_complex
+    from edge.layout import LLTF_SUBCARRIERS
+    from edge.sim import NodeContent, preset
+    from edge.vitals.node import NodeVitals
+
+    raw = np.where(LLTF_SUBCARRIERS >= 0, LLTF_SUBCARRIERS, 64 + LLTF_SUBCARRIERS)
+    content = NodeContent(preset(scenario, 24 * 3600.0), node_index=node, seed=0, n_pairs=64)
+    vitals = NodeVitals()
+    rng = np.random.default_rng(1)
+    times = 1.7e9 + np.cumsum(0.05 + rng.uniform(-0.0075, 0.0075, int(seconds * 20)))
+    out, due = [], times[0] + 1.0
+    for seq, t in enumerate(times):
+        csi = pairs_to_complex(content(t, seq).reshape(-1, 2))[raw]
+        vitals.push(np.array([t]), csi[None])
+        if t >= due:
+            out.append(vitals.estimate(t))
+            due += 1.0
+    return out[10:]
+
+
+def test_frame_by_frame_content_keeps_the_slow_agc_so_walking_shows_as_motion():
+    """Simulated nodes render one frame per call; scaling each frame to its own power (an
+    instant AGC) once erased the amplitude changes of a walking person."""
+    walk = _vitals_on_node_content("walk")
+    assert np.mean([e.motion for e in walk]) > 0.7
+    assert all(e.breathing_bpm is None for e in walk)
+    still = _vitals_on_node_content("still")
+    rates = [e.breathing_bpm for e in still if e.breathing_bpm is not None]
+    assert len(rates) > len(still) // 2 and abs(np.median(rates) - 15.0) < 1.0

@@ -7,6 +7,8 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from edge.report import NodeReport
 from edge.sinks.http import HttpSink
 from edge.sinks.jsonl import JsonlSink
@@ -121,3 +123,43 @@ def test_jsonl_sink_appends_one_line_per_report(tmp_path):
     sink.close()
     lines = [json.loads(x) for x in path.read_text().splitlines()]
     assert [x["node"] for x in lines] == ["10.0.0.7#3", "b", "c"]
+
+
+def test_reports_never_carry_nan_into_json(tmp_path):
+    """NaN/inf from an estimator become null: json.dumps would write NaN, which is not JSON."""
+    rep = _report(
+        breathing_bpm=float("nan"),
+        breathing_conf=float("inf"),
+        model_vitals={"breathing_bpm": float("nan"), "presence": 0.5},
+        pose={"keypoints": [[float("nan"), 0.5]], "confidence": [0.9], "track": 1},
+        link={"rssi": -48, "rate_hz": float("nan")},
+    )
+    path = tmp_path / "r.jsonl"
+    sink = JsonlSink(path)
+    sink.publish([rep])
+    sink.close()
+    line = path.read_text()
+    got = json.loads(line, parse_constant=lambda c: pytest.fail(f"{c} in JSON: {line}"))
+    assert got["breathing_bpm"] is None and got["breathing_conf"] is None
+    assert got["model_vitals"] == {"breathing_bpm": None, "presence": 0.5}
+    assert got["pose"]["keypoints"] == [[None, 0.5]] and got["link"]["rate_hz"] is None
+
+
+def test_mqtt_password_is_not_in_the_config_repr():
+    assert "hunter2" not in repr(MqttConfig(username="u", password="hunter2"))
+
+
+def test_mqtt_unreachable_broker_is_logged_once(caplog):
+    """paho retries a down broker silently; the sink says so once, not every retry."""
+    import logging
+
+    from tests.conftest import free_port
+
+    with caplog.at_level(logging.WARNING, logger="csi_edge.mqtt"):
+        sink = MqttSink(MqttConfig(host="127.0.0.1", port=free_port(), client_id="nobody"))
+        try:
+            assert _wait(lambda: "unreachable" in caplog.text, timeout=10)
+            time.sleep(2.5)  # paho retries after 1 s, then 2 s
+        finally:
+            sink.close()
+    assert caplog.text.count("unreachable") == 1

@@ -40,17 +40,32 @@ def agc_gain(
     return g
 
 
+def reference_rms(h: np.ndarray) -> float:
+    """The channel level a slow AGC settles on: the median LLTF power of ``h`` [T, 64]."""
+    return float(np.sqrt(np.median(np.mean(np.abs(h[:, _LLTF_ON]) ** 2, axis=1))))
+
+
 def quantize(
-    h: np.ndarray, n_pairs: np.ndarray, gain: np.ndarray, snr_db: float, rng: np.random.Generator
+    h: np.ndarray,
+    n_pairs: np.ndarray,
+    gain: np.ndarray,
+    snr_db: float,
+    rng: np.random.Generator,
+    ref_rms: float | None = None,
 ) -> list[np.ndarray]:
-    """Channel [T, 64] -> list of int8 raw buffers (length 2 * n_pairs each)."""
+    """Channel [T, 64] -> list of int8 raw buffers (length 2 * n_pairs each).
+
+    ``ref_rms`` is the AGC's reference level; by default the median over these T frames. A
+    caller rendering frame by frame must pass one, or every frame is scaled to the same power
+    (an instant AGC that would erase the amplitude changes motion and breathing cause).
+    """
     t = len(h)
     s = RAW_SUBCARRIERS
     cfo = np.exp(
         1j * (rng.uniform(0, 2 * np.pi, t)[:, None] + rng.normal(0, 0.04, t)[:, None] * s[None])
     )
     # The gain follows the long-term channel power (the AGC is slow), not each frame's power.
-    rms = np.sqrt(np.median(np.mean(np.abs(h[:, _LLTF_ON]) ** 2, axis=1)))
+    rms = reference_rms(h) if ref_rms is None else ref_rms
     scale = TARGET_RMS / max(float(rms), 1e-12) * gain[:, None]
     sigma = TARGET_RMS * gain[:, None] * 10 ** (-snr_db / 20) / np.sqrt(2)
     out = []

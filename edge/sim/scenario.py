@@ -16,7 +16,7 @@ import numpy as np
 from edge.frames import FrameBatch, FrameFormat, empty_meta
 from edge.sim.channel import NodeChannel
 from edge.sim.person import ACTIVITIES, Person, Segment, project
-from edge.sim.render import agc_gain, choose_layouts, quantize, rssi_dbm
+from edge.sim.render import agc_gain, choose_layouts, quantize, reference_rms, rssi_dbm
 from edge.sim.timing import Timing, frame_times
 from edge.sim.waveforms import Physiology
 
@@ -294,6 +294,10 @@ class NodeContent:
             n_pairs or (self.scenario.layout if self.scenario.layout != "mixed" else 128)
         )
         self._t0: float | None = None
+        # the slow AGC's level, from the first 30 s of this node's channel (frames are rendered
+        # one at a time, so quantize() cannot take it from the frames themselves)
+        probe = np.arange(0.0, min(30.0, self.scenario.duration_s), 0.1)
+        self._ref_rms = reference_rms(self.world.channel(self.node_index, probe))
 
     def __call__(self, t: float, seq: int) -> np.ndarray:
         if self._t0 is None:
@@ -302,4 +306,6 @@ class NodeContent:
         rng = np.random.default_rng([self.seed, self.node_index, int(seq) & 0xFFFFFFFF])
         h = self.world.channel(self.node_index, tt)
         gain = np.ones(1)
-        return quantize(h, np.array([self.n_pairs]), gain, self.scenario.snr_db, rng)[0]
+        return quantize(
+            h, np.array([self.n_pairs]), gain, self.scenario.snr_db, rng, self._ref_rms
+        )[0]

@@ -6,15 +6,17 @@ so presence, motion, breathing and heart rate appear in Home Assistant with no Y
 availability topic ``<prefix>/status`` carries ``online``/``offline`` (the broker sends ``offline``
 as the last will when the gateway dies).
 
-paho-mqtt runs its network loop in its own thread and reconnects by itself; publishing while
-disconnected queues messages, so a broker restart loses nothing but the time it was down.
+paho-mqtt runs its network loop in its own thread and reconnects by itself, so a broker that is
+down is not fatal. State messages (QoS 0) published while disconnected are dropped by paho; each is
+a retained snapshot that the next second's state replaces, and discovery is re-announced after
+every reconnect, so a broker restart loses only the time it was down.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from edge import __version__
 from edge.report import NodeReport, slug
@@ -70,7 +72,8 @@ class MqttConfig:
     host: str = "localhost"
     port: int = 1883
     username: str | None = None
-    password: str | None = None
+    #: kept out of repr() so a logged config never shows it
+    password: str | None = field(default=None, repr=False)
     prefix: str = "csi-edge"
     discovery_prefix: str = "homeassistant"
     client_id: str = "csi-edge-gateway"
@@ -90,6 +93,8 @@ class MqttSink:
             self.client.username_pw_set(config.username, config.password)
         self.client.will_set(self.status_topic, "offline", qos=1, retain=True)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
+        self._fail_logged = False
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         # connect_async + loop_start: a broker that is down at start-up is retried, not fatal.
         self.client.connect_async(config.host, config.port, keepalive=30)
@@ -105,9 +110,21 @@ class MqttSink:
             )
             return
         log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
+        self._fail_logged = False
         client.publish(self.status_topic, "online", qos=1, retain=True)
         # Discovery configs are retained, but re-announce after a reconnect in case the broker lost them.
         self._announced.clear()
+
+    def _on_connect_fail(self, client, userdata) -> None:  # noqa: ARG002
+        """A wrong host name or a broker that is down is retried silently by paho: say so, once
+        per outage, or the user sees nothing at all."""
+        if not self._fail_logged:
+            self._fail_logged = True
+            log.warning(
+                "MQTT broker %s:%s unreachable; retrying in the background",
+                self.config.host,
+                self.config.port,
+            )
 
     def state_topic(self, node: str) -> str:
         return f"{self.config.prefix}/{slug(node)}/state"

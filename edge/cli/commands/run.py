@@ -105,17 +105,23 @@ def command(
     from edge.service import build_gateway, run_until_signal
 
     try:
-        gateway = build_gateway(cfg)
+        # with --json, stdout carries only the summary: the console view goes to stderr
+        gateway = build_gateway(cfg, console_stream=sys.stderr if as_json else None)
     except ConfigError as e:
         raise click.ClickException(str(e)) from None
     try:
         asyncio.run(run_until_signal(gateway, duration))
     except OSError as e:
+        where = ", ".join(
+            [f"udp {u}" for u in cfg.ingest.udp] + [s.port for s in cfg.ingest.serial]
+        )
         raise click.ClickException(
-            f"cannot open a source: {e.strerror or e} (is another gateway on that port?)"
+            f"cannot open a source ({where}): {e.strerror or e} (is another gateway on that port?)"
         ) from None
     if as_json:
-        click.echo(json.dumps(gateway.summary(), default=str))
+        from edge.cli.nodeview import jsonable
+
+        click.echo(json.dumps(jsonable(gateway.summary()), default=str))
     else:
         s = gateway.summary()
         click.echo(
