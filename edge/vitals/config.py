@@ -12,6 +12,7 @@ class VitalsConfig:
     heart_window_s: float = 20.0
     min_window_s: float = 10.0  # still data needed before the first rate
     breath_bpm: tuple[float, float] = (6.0, 40.0)
+    breath_highpass_hz: float = 0.07  # drift below the band is filtered out first (4.2 BPM)
     heart_bpm: tuple[float, float] = (40.0, 180.0)
     noise_hz: tuple[float, float] = (3.2, 3.9)  # above every vital sign: the noise reference
     n_channels: int = 8

@@ -494,7 +494,13 @@ class NodeVitals:
             if xb is not None:
                 xb = detrend(xb)
                 br = estimate_rate(
-                    xb, cfg.grid_hz, cfg.breath_bpm, cfg.noise_hz, cfg.n_channels, detrended=True
+                    xb,
+                    cfg.grid_hz,
+                    cfg.breath_bpm,
+                    cfg.noise_hz,
+                    cfg.n_channels,
+                    detrended=True,
+                    highpass_hz=cfg.breath_highpass_hz,
                 )
                 snr = br.snr
                 # Two estimates in a row above the threshold: in an empty room a noise peak

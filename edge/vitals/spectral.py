@@ -80,7 +80,8 @@ def _parabolic(y: np.ndarray, i: int) -> float:
         return 0.0
     a, b, c = np.log(np.maximum(y[i - 1 : i + 2], 1e-30))
     d = a - 2 * b + c
-    return float(0.5 * (a - c) / d) if d < 0 else 0.0
+    # a vertex more than half a bin away means i is not the top of a peak: no extrapolation
+    return float(np.clip(0.5 * (a - c) / d, -0.5, 0.5)) if d < 0 else 0.0
 
 
 def rank_channels(
@@ -97,6 +98,28 @@ def rank_channels(
     return spec[band].max(axis=0) / lvl, lvl
 
 
+@lru_cache(maxsize=16)
+def _highpass_sos(rate_hz: float, cutoff_hz: float) -> np.ndarray:
+    from scipy.signal import butter
+
+    return butter(2, cutoff_hz, "highpass", fs=rate_hz, output="sos")
+
+
+def highpass(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
+    """Zero-phase 2nd-order high-pass along time: slow drift just below a band would otherwise
+    leak through the window's sidelobes and pose as a rate inside it."""
+    from scipy.signal import sosfiltfilt
+
+    if len(x) < 16:
+        return x
+    return sosfiltfilt(
+        _highpass_sos(rate_hz, cutoff_hz),
+        x,
+        axis=0,
+        padlen=min(len(x) - 1, 3 * int(rate_hz / cutoff_hz)),
+    ).astype(np.float32)
+
+
 def estimate_rate(
     x: np.ndarray,
     rate_hz: float,
@@ -108,16 +131,19 @@ def estimate_rate(
     snr_hi: float = 60.0,
     channels: np.ndarray | None = None,
     detrended: bool = False,
+    highpass_hz: float | None = None,
 ) -> RateResult:
     """Strongest periodicity of ``x`` [T, C] in ``band_bpm``; None when nothing stands out.
 
     ``snr_lo``/``snr_hi``: combined SNR mapped to confidence 0/1 (log scale), then scaled by the
-    peak's prominence over the rest of the band.
+    peak's prominence over the rest of the band. ``highpass_hz``: remove drift below this first.
     """
     empty = np.zeros(0, int)
     if len(x) < 8:
         return RateResult(None, 0.0, 0.0, empty, reason="too-short")
     x = x if detrended else detrend(np.asarray(x, np.float32))
+    if highpass_hz:
+        x = highpass(x, rate_hz, highpass_hz)
     band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
     if channels is None:
         snr, _ = rank_channels(x, rate_hz, band_hz, noise_hz)
@@ -154,10 +180,16 @@ def peak_of(
     if exclude_hz is not None and len(exclude_hz):
         near = (np.abs(f[:, None] - np.asarray(exclude_hz)[None]) <= 1.0 * cell).any(axis=1)
         allowed &= ~near
-    cb = np.where(band, comb, 0.0)
+    # Candidates are local maxima of the whole spectrum: the band's highest bin can be its edge
+    # with the spectrum still rising outside (drift below the breathing band), which is no peak.
+    top = np.zeros(len(comb), bool)
+    top[1:-1] = (comb[1:-1] >= comb[:-2]) & (comb[1:-1] >= comb[2:])
+    cb = np.where(band & top, comb, 0.0)
     i_all = int(np.argmax(cb))
-    ca = np.where(allowed, comb, 0.0)
+    ca = np.where(allowed & top, comb, 0.0)
     i = int(np.argmax(ca))
+    if ca[i] <= 0.0:
+        return RateResult(None, 0.0, 0.0, channels, 0.0, "no-peak")
     peak = float(comb[i])
     noise_comb = float(np.median(comb[noise]))
     snr_c = peak / max(noise_comb, 1e-20)
