@@ -98,6 +98,28 @@ def rank_channels(
     return spec[band].max(axis=0) / lvl, lvl
 
 
+@lru_cache(maxsize=32)
+def _dct_basis(n: int, m: int) -> np.ndarray:
+    """The first ``m`` orthonormal DCT-II vectors of length ``n``, [n, m] float32."""
+    k = np.arange(m)[None, :]
+    t = np.arange(n)[:, None]
+    b = np.cos(np.pi * k * (2 * t + 1) / (2 * n))
+    return (b / np.linalg.norm(b, axis=0)).astype(np.float32)
+
+
+def drop_low_dct(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
+    """A cheap, coarse high-pass for every channel: project out the DCT-II components below
+    ``cutoff_hz`` (component k sits at k * rate / 2n Hz). Good enough to rank channels; the
+    chosen few get :func:`highpass`."""
+    n = len(x)
+    m = int(np.ceil(2 * n * cutoff_hz / rate_hz))
+    if n < 16 or m < 1:
+        return x
+    b = _dct_basis(n, min(m, n))
+    x = np.asarray(x, np.float32)
+    return x - b @ (b.T @ x)
+
+
 @lru_cache(maxsize=16)
 def _highpass_sos(rate_hz: float, cutoff_hz: float) -> np.ndarray:
     from scipy.signal import butter
@@ -106,18 +128,14 @@ def _highpass_sos(rate_hz: float, cutoff_hz: float) -> np.ndarray:
 
 
 def highpass(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
-    """Zero-phase 2nd-order high-pass along time: slow drift just below a band would otherwise
-    leak through the window's sidelobes and pose as a rate inside it."""
+    """Zero-phase 2nd-order Butterworth high-pass along time: slow drift just below a band
+    would otherwise leak through the window's sidelobes and pose as a rate inside it."""
     from scipy.signal import sosfiltfilt
 
     if len(x) < 16:
         return x
-    return sosfiltfilt(
-        _highpass_sos(rate_hz, cutoff_hz),
-        x,
-        axis=0,
-        padlen=min(len(x) - 1, 3 * int(rate_hz / cutoff_hz)),
-    ).astype(np.float32)
+    pad = min(len(x) - 1, 3 * int(rate_hz / cutoff_hz))
+    return sosfiltfilt(_highpass_sos(rate_hz, cutoff_hz), x, axis=0, padlen=pad).astype(np.float32)
 
 
 def estimate_rate(
@@ -142,14 +160,16 @@ def estimate_rate(
     if len(x) < 8:
         return RateResult(None, 0.0, 0.0, empty, reason="too-short")
     x = x if detrended else detrend(np.asarray(x, np.float32))
-    if highpass_hz:
-        x = highpass(x, rate_hz, highpass_hz)
     band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
     if channels is None:
-        snr, _ = rank_channels(x, rate_hz, band_hz, noise_hz)
+        ranked = drop_low_dct(x, rate_hz, highpass_hz) if highpass_hz else x
+        snr, _ = rank_channels(ranked, rate_hz, band_hz, noise_hz)
         channels = np.argsort(-snr, kind="stable")[:n_channels]
+    xs = x[:, channels]
+    if highpass_hz:  # the full filter only on the few channels that are used
+        xs = highpass(xs, rate_hz, highpass_hz)
     nfft = max(nfft, 1 << int(np.ceil(np.log2(len(x)))))
-    f, spec = power_spectra(x[:, channels], rate_hz, nfft, detrended=True)
+    f, spec = power_spectra(xs, rate_hz, nfft, detrended=True)
     band = (f >= band_hz[0]) & (f <= band_hz[1])
     noise = (f >= noise_hz[0]) & (f <= noise_hz[1])
     if not band.any() or not noise.any():
