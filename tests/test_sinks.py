@@ -163,3 +163,18 @@ def test_mqtt_unreachable_broker_is_logged_once(caplog):
         finally:
             sink.close()
     assert caplog.text.count("unreachable") == 1
+
+
+def test_console_prints_the_final_state_at_close_even_between_refreshes():
+    """Plain output is throttled; the state at shutdown must still be printed once."""
+    import io
+
+    from edge.sinks.console import ConsoleSink
+
+    out = io.StringIO()
+    sink = ConsoleSink(out, every_s=60.0, live=False)
+    sink.publish([_report(node="first")])  # printed (first refresh)
+    sink.publish([_report(node="last")])  # throttled
+    assert "last:" not in out.getvalue()
+    sink.close()
+    assert "first:" in out.getvalue() and "last:" in out.getvalue()

@@ -82,6 +82,7 @@ class ConsoleSink:
         self.totals = totals
         self.title = title
         self._last_plain = 0.0
+        self._unprinted: list[NodeReport] | None = None
         self._live = None
         use_live = self.stream.isatty() if live is None else live
         if use_live:
@@ -113,8 +114,13 @@ class ConsoleSink:
             return
         now = time.monotonic()
         if now - self._last_plain < self.every_s * 0.9:  # reports come every ~1 s, with jitter
+            self._unprinted = reports  # printed at close() if nothing newer is: the final state
             return
         self._last_plain = now
+        self._unprinted = None
+        self._write_plain(reports)
+
+    def _write_plain(self, reports: list[NodeReport]) -> None:
         stamp = time.strftime("%H:%M:%S")
         if self.totals is not None:
             self.stream.write(f"{stamp} {self.totals()}\n")
@@ -130,3 +136,6 @@ class ConsoleSink:
     def close(self) -> None:
         if self._live is not None:
             self._live.stop()
+        elif self._unprinted is not None:
+            self._write_plain(self._unprinted)
+            self._unprinted = None
