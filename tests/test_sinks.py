@@ -77,7 +77,9 @@ def test_mqtt_publishes_state_and_home_assistant_discovery(mosquitto):
         disc = json.loads(got["homeassistant/binary_sensor/csi_edge_10_0_0_7_3/presence/config"])
         assert disc["state_topic"] == state_topic
         assert disc["device_class"] == "occupancy"
-        assert disc["availability_topic"] == "csi-edge/status"
+        avail = {a["topic"]: a.get("value_template") for a in disc["availability"]}
+        assert disc["availability_mode"] == "all" and avail["csi-edge/status"] is None
+        assert "value_json.link.online" in avail[state_topic]
         assert _wait(lambda: got.get("csi-edge/status") == b"online")
     finally:
         sink.close()

@@ -4,7 +4,8 @@ Per node the gateway publishes one retained JSON state message to ``<prefix>/<no
 once per node, HA discovery configs under ``<discovery>/<component>/csi_edge_<node>/<what>/config``
 so presence, motion, breathing and heart rate appear in Home Assistant with no YAML. The gateway's
 availability topic ``<prefix>/status`` carries ``online``/``offline`` (the broker sends ``offline``
-as the last will when the gateway dies).
+as the last will when the gateway dies); each node's entities are available only while that topic
+is online and the node itself is (``link.online`` in its state).
 
 paho-mqtt runs its network loop in its own thread and reconnects by itself, so a broker that is
 down is not fatal. State messages (QoS 0) published while disconnected are dropped by paho; each is
@@ -148,7 +149,16 @@ class MqttSink:
                 "object_id": uid,
                 "state_topic": self.state_topic(node),
                 "value_template": template,
-                "availability_topic": self.status_topic,
+                # available while the gateway is up AND the node is online (a node that went
+                # quiet must not keep showing its last retained state as current)
+                "availability": [
+                    {"topic": self.status_topic},
+                    {
+                        "topic": self.state_topic(node),
+                        "value_template": "{{ 'online' if value_json.link.online else 'offline' }}",
+                    },
+                ],
+                "availability_mode": "all",
                 "device": device,
                 **extra,
             }
