@@ -31,6 +31,7 @@ from edge.layout import LLTF_SUBCARRIERS, lltf_canonical
 from edge.report import NodeReport
 from edge.sinks import Sink
 from edge.skips import SkipCounter
+from edge.vitals.edge_packets import edge_vitals_report
 
 log = logging.getLogger("csi_edge.gateway")
 
@@ -104,8 +105,6 @@ class Gateway:
             if pose_in:
                 self._run_pose(pose_in)
         for packet in result.packets:
-            from edge.vitals.edge_packets import edge_vitals_report
-
             rep = edge_vitals_report(packet)
             if rep is not None:
                 self.node_vitals[rep[0]] = rep[1]
