@@ -15,10 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from edge.frames import FrameBatch
-
-# canonical HT20 LLTF subcarriers -26..+26 in raw ESP-IDF bin order (the runtime's mapping)
-_LLTF = np.arange(-26, 27)
-LLTF_RAW = np.where(_LLTF >= 0, _LLTF, 64 + _LLTF)
+from edge.layout import LLTF_RAW_BINS
 
 
 @dataclass
@@ -122,7 +119,7 @@ def vitals_windows(
     rate = float(manifest.input["sample_rate_hz"])
     n = manifest.window
     span = (n - 1) / rate
-    lltf = csi[:, LLTF_RAW]
+    lltf = csi[:, LLTF_RAW_BINS]
     xs, ends, lays, mot = [], [], [], []
     if len(t) == 0:
         return _pack(xs, ends, lays, mot, (int(manifest.input["channels"]), n))

@@ -27,16 +27,13 @@ import numpy as np
 from edge.codecs.result import DecodeResult
 from edge.config import GatewayConfig
 from edge.ingest import Ingest, Source
-from edge.layout import LLTF_SUBCARRIERS, lltf_canonical
+from edge.layout import LLTF_RAW_BINS, lltf_canonical
 from edge.report import NodeReport
 from edge.sinks import Sink
 from edge.skips import SkipCounter
 from edge.vitals.edge_packets import edge_vitals_report
 
 log = logging.getLogger("csi_edge.gateway")
-
-# canonical LLTF column -> raw ESP-IDF bin (0..31 then -32..-1): the pose runtime reads raw order
-_LLTF_RAW = np.where(LLTF_SUBCARRIERS >= 0, LLTF_SUBCARRIERS, 64 + LLTF_SUBCARRIERS)
 
 
 class Gateway:
@@ -100,7 +97,7 @@ class Gateway:
                 self._node_vitals(key).push(t[idx], csi[idx])
                 if self.pose is not None:
                     raw = np.zeros((len(idx), 64), np.complex64)
-                    raw[:, _LLTF_RAW] = csi[idx]
+                    raw[:, LLTF_RAW_BINS] = csi[idx]  # the pose runtime reads raw order
                     pose_in[key] = (t[idx], raw)
             if pose_in:
                 self._run_pose(pose_in)

@@ -57,6 +57,8 @@ from edge.frames import FrameBatch, pairs_to_complex
 
 LLTF_SUBCARRIERS = np.arange(-26, 27)
 LLTF_VALID = LLTF_SUBCARRIERS != 0
+#: canonical LLTF column -> its bin in a 64-pair HT20 buffer (raw order 0..31, then -32..-1)
+LLTF_RAW_BINS = np.where(LLTF_SUBCARRIERS >= 0, LLTF_SUBCARRIERS, 64 + LLTF_SUBCARRIERS)
 HT20_SUBCARRIERS = np.arange(-28, 29)
 HT20_VALID = HT20_SUBCARRIERS != 0
 HT40_SUBCARRIERS = np.arange(-58, 59)

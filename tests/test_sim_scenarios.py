@@ -84,11 +84,10 @@ def test_node_content_adapter():
 def _vitals_on_node_content(scenario: str, seconds: float = 40.0, node: int = 0):
     """Render a simulated node frame by frame, as simulated UDP nodes do, through NodeVitals."""
     from edge.frames import pairs_to_complex
-    from edge.layout import LLTF_SUBCARRIERS
+    from edge.layout import LLTF_RAW_BINS as raw
     from edge.sim import NodeContent, preset
     from edge.vitals.node import NodeVitals
 
-    raw = np.where(LLTF_SUBCARRIERS >= 0, LLTF_SUBCARRIERS, 64 + LLTF_SUBCARRIERS)
     content = NodeContent(preset(scenario, 24 * 3600.0), node_index=node, seed=0, n_pairs=64)
     vitals = NodeVitals()
     rng = np.random.default_rng(1)

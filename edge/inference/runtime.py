@@ -21,11 +21,8 @@ import numpy as np
 
 from edge.inference.bundle import Bundle, BundleError, load_bundle
 from edge.inference.manifest import Manifest, check_source, time_resample
+from edge.layout import LLTF_RAW_BINS
 from edge.temporal import StreamingHead, TemporalConfig, load_weights
-
-# canonical HT20 LLTF subcarriers -26..+26 -> raw ESP-IDF bins (0..31 then -32..-1)
-_LLTF = np.arange(-26, 27)
-_LLTF_RAW = np.where(_LLTF >= 0, _LLTF, 64 + _LLTF)
 
 
 def _limit_blas(n: int | None) -> None:
@@ -61,7 +58,7 @@ class FeatureBuilder:
         if self.grid == "lltf-ht20":
             from edge.dsp.features import pose_features
 
-            full = pose_features(csi[:, _LLTF_RAW], norm=self.norm)  # [k, 104]: amp | phase
+            full = pose_features(csi[:, LLTF_RAW_BINS], norm=self.norm)  # [k, 104]: amp | phase
             parts = {"amplitude": full[:, :52], "phase": full[:, 52:]}
             if self.features == ["amplitude", "phase"]:
                 return full
