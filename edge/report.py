@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 
 @dataclass
@@ -35,18 +36,19 @@ class NodeReport:
     link: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        """A JSON-safe dict: NaN/inf (an estimator or a model gone wrong) become null, since
-        ``json.dumps`` would write ``NaN``, which is not JSON and breaks HA and browsers."""
-        return _finite(asdict(self))
+        """A JSON-safe dict (see :func:`jsonable`)."""
+        return jsonable(asdict(self))
 
 
-def _finite(v):
-    if isinstance(v, float):
-        return v if math.isfinite(v) else None
+def jsonable(v: Any) -> Any:
+    """JSON-safe copy: NaN/inf floats become null (``json.dumps`` would write ``NaN``, which is not
+    JSON and breaks Home Assistant and browsers); dict keys become strings."""
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
     if isinstance(v, dict):
-        return {k: _finite(x) for k, x in v.items()}
+        return {str(k): jsonable(x) for k, x in v.items()}
     if isinstance(v, (list, tuple)):
-        return [_finite(x) for x in v]
+        return [jsonable(x) for x in v]
     return v
 
 

@@ -7,7 +7,6 @@ readable and greppable.
 
 from __future__ import annotations
 
-import math
 import sys
 from typing import Any, TextIO
 
@@ -142,14 +141,3 @@ class LiveView:
     def __exit__(self, *exc) -> None:
         if self._live is not None:
             self._live.__exit__(*exc)
-
-
-def jsonable(v: Any) -> Any:
-    """JSON-safe copy: NaN/inf floats become null (json.dumps would write invalid ``NaN``)."""
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, dict):
-        return {str(k): jsonable(x) for k, x in v.items()}
-    if isinstance(v, list | tuple):
-        return [jsonable(x) for x in v]
-    return v

@@ -155,8 +155,8 @@ def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
 
 
 def _write_jsonl(res, path: Path, iq_order: str) -> None:
-    from edge.cli.nodeview import jsonable
     from edge.frames import FrameFormat
+    from edge.report import jsonable
 
     frames = res.frames
     meta = frames.meta
@@ -187,8 +187,8 @@ def _write_jsonl(res, path: Path, iq_order: str) -> None:
 
 
 def _write_npz(res, path: Path, iq_order: str) -> None:
-    from edge.cli.nodeview import jsonable
     from edge.layout import LLTF_SUBCARRIERS, lltf_canonical
+    from edge.report import jsonable
 
     frames = res.frames
     np.savez_compressed(

@@ -59,8 +59,9 @@ def command(
     import json
     import sys
 
-    from edge.cli.nodeview import final_text, jsonable
+    from edge.cli.nodeview import final_text
     from edge.config import ConfigError, GatewayConfig
+    from edge.report import jsonable
     from edge.sinks.console import reports_text
 
     if port != 0 and port < 1024:

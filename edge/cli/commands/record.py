@@ -189,7 +189,8 @@ async def _tick(ingest, writer, write_failed) -> None:
 def _report(summary: dict, as_json: bool) -> None:
     import json
 
-    from edge.cli.nodeview import final_text, jsonable
+    from edge.cli.nodeview import final_text
+    from edge.report import jsonable
 
     if as_json:
         click.echo(json.dumps(jsonable(summary)))

@@ -119,7 +119,7 @@ def command(
             f"cannot open a source ({where}): {e.strerror or e} (is another gateway on that port?)"
         ) from None
     if as_json:
-        from edge.cli.nodeview import jsonable
+        from edge.report import jsonable
 
         click.echo(json.dumps(jsonable(gateway.summary()), default=str))
     else:
