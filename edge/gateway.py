@@ -215,6 +215,12 @@ class Gateway:
                 except Exception as exc:  # noqa: BLE001
                     log.warning("closing %s failed: %s", type(sink).__name__, exc)
 
+    def totals_line(self) -> str:
+        """One line of ingest totals (frames, nodes, packets, skips) for console views."""
+        from edge.cli.nodeview import totals_line
+
+        return totals_line(self.ingest.summary())
+
     def stop(self) -> None:
         self.ingest.stop()
 

@@ -8,7 +8,7 @@ import asyncio
 import logging
 import os
 import signal
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
 from edge.config import ConfigError, GatewayConfig, parse_hostport
@@ -35,14 +35,18 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
     return sources
 
 
-def build_sinks(cfg: GatewayConfig, console_stream: TextIO | None = None) -> list[Sink]:
+def build_sinks(
+    cfg: GatewayConfig,
+    console_stream: TextIO | None = None,
+    totals: Callable[[], str] | None = None,
+) -> list[Sink]:
     """The configured sinks; ``console_stream`` (default stdout) is where the console view goes:
-    stderr when stdout carries ``--json``."""
+    stderr when stdout carries ``--json``; ``totals`` gives its ingest-totals line."""
     sinks: list[Sink] = []
     if cfg.sinks.console:
         from edge.sinks.console import ConsoleSink
 
-        sinks.append(ConsoleSink(console_stream))
+        sinks.append(ConsoleSink(console_stream, totals=totals))
     if cfg.sinks.jsonl:
         from edge.sinks.jsonl import JsonlSink
 
@@ -148,13 +152,11 @@ def build_gateway(
     sources = build_sources(cfg) + list(extra_sources)
     if not sources:
         raise ConfigError("no sources: set ingest.udp or ingest.serial (or pass --udp / --serial)")
-    return Gateway(
-        cfg,
-        sources,
-        build_sinks(cfg, console_stream) if sinks is None else sinks,
-        load_pose_runtime(cfg),
-        load_vitals_model(cfg),
+    gateway = Gateway(cfg, sources, [], load_pose_runtime(cfg), load_vitals_model(cfg))
+    gateway.sinks = (
+        build_sinks(cfg, console_stream, gateway.totals_line) if sinks is None else list(sinks)
     )
+    return gateway
 
 
 async def run_until_signal(gateway: Gateway, duration: float | None = None) -> None:

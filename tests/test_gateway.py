@@ -332,6 +332,7 @@ def test_json_stdout_is_only_the_summary_when_the_console_view_is_on():
     assert gw.returncode == 0, err
     assert json.loads(out)["frames"] > 0
     assert "127.0.0.1#1: " in err  # the console view's plain line
+    assert "frames from 1 node(s)" in err  # ... after its ingest-totals line
 
 
 def test_a_busy_udp_port_names_the_port():

@@ -113,7 +113,6 @@ async def _run(cfg, fleet_opts, port, duration, stream):
     import asyncio
     import signal
 
-    from edge.cli.nodeview import totals_line
     from edge.gateway import Gateway
     from edge.service import build_sinks, load_pose_runtime, load_vitals_model
     from edge.sinks.console import ConsoleSink
@@ -128,7 +127,7 @@ async def _run(cfg, fleet_opts, port, duration, stream):
         ConsoleSink(
             stream,
             every_s=1.0,
-            totals=lambda: totals_line(gateway.ingest.summary()),
+            totals=gateway.totals_line,
             title="csi-edge demo",
         ),
     )
