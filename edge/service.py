@@ -101,7 +101,7 @@ def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
     """Open bundle ``name`` in the configured precision (falling back, with a warning, to the
     bundle's default variant when it was never quantized to that precision)."""
     from edge.inference.manifest import ManifestError
-    from edge.inference.runtime import open_runtime
+    from edge.inference.runtime import VitalsRuntime, open_runtime
 
     try:
         runtime = open_runtime(name, variant=cfg.models.precision, threads=cfg.models.threads)
@@ -110,7 +110,7 @@ def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
             raise
         log.warning("%s; using its default variant", e)
         runtime = open_runtime(name, threads=cfg.models.threads)
-    kind = "vitals" if type(runtime).__name__ == "VitalsRuntime" else "pose"
+    kind = "vitals" if isinstance(runtime, VitalsRuntime) else "pose"
     if kind != task:
         raise ManifestError(f"{name}: a {kind} model, expected a {task} model")
     return runtime
