@@ -100,16 +100,21 @@ def build_sinks(
 def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
     """Open bundle ``name`` in the configured precision (falling back, with a warning, to the
     bundle's default variant when it was never quantized to that precision)."""
-    from edge.inference.manifest import ManifestError
+    from edge.inference.bundle import resolve
+    from edge.inference.manifest import ManifestError, load_manifest
     from edge.inference.runtime import VitalsRuntime, open_runtime
 
-    try:
-        runtime = open_runtime(name, variant=cfg.models.precision, threads=cfg.models.threads)
-    except ManifestError as e:
-        if "no variant" not in str(e):
-            raise
-        log.warning("%s; using its default variant", e)
-        runtime = open_runtime(name, threads=cfg.models.threads)
+    variants = load_manifest(resolve(name)).variants
+    variant = cfg.models.precision
+    if variant not in variants:
+        log.warning(
+            "%s has no %r variant (has: %s); using its default variant",
+            name,
+            variant,
+            ", ".join(variants),
+        )
+        variant = None
+    runtime = open_runtime(name, variant=variant, threads=cfg.models.threads)
     kind = "vitals" if isinstance(runtime, VitalsRuntime) else "pose"
     if kind != task:
         raise ManifestError(f"{name}: a {kind} model, expected a {task} model")
