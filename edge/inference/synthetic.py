@@ -193,7 +193,7 @@ def quantize_int8(src: Path, dst: Path, input_name: str, shape: tuple[int, ...],
     class _Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.it = iter(
-                [{input_name: rng.standard_normal(shape).astype(np.float32)} for _ in range(8)]
+                [{input_name: rng.standard_normal(shape).astype(np.float32)} for _ in range(32)]
             )
 
         def get_next(self):
