@@ -1,7 +1,7 @@
 """``csi-edge calibration build``: representative, balanced model inputs for quantization.
 
 Windows are cut from real or simulated captures through the runtime's own input builder
-(:mod:`calibration.inputs`), labelled by node, activity (still / moving / empty: from the
+(:mod:`csi_edge.calibration.inputs`), labelled by node, activity (still / moving / empty: from the
 simulator's ground-truth sidecar when there is one, else from a motion statistic) and frame
 layout (64/128/192 pairs), then sampled evenly across those strata so one long, still recording
 from one node cannot dominate the activation ranges. A share of every stratum is held out for
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from calibration.inputs import raw_bins, windows_for
-from edge.skips import SkipCounter
+from csi_edge.calibration.inputs import raw_bins, windows_for
+from csi_edge.skips import SkipCounter
 
 ACTIVITY_CLASSES = ("still", "moving", "empty")
 MOTION_FACTOR = 2.0  # a window is "moving" when its motion statistic is > 2x the capture median
@@ -46,7 +46,7 @@ class Pool:
 
 
 def _activity_from_truth(index: np.ndarray) -> np.ndarray:
-    from edge.sim.person import ACTIVITIES, MOVING
+    from csi_edge.sim.person import ACTIVITIES, MOVING
 
     names = np.asarray(ACTIVITIES)[np.clip(index.astype(int), 0, len(ACTIVITIES) - 1)]
     return np.where(
@@ -67,7 +67,7 @@ def _activity_from_motion(motion: np.ndarray) -> np.ndarray:
 
 def _truth(capture: Path):
     try:
-        from edge.sim.io import load_truth, truth_path
+        from csi_edge.sim.io import load_truth, truth_path
     except ImportError:  # pragma: no cover - the simulator ships with csi-edge
         return None
     if not truth_path(capture).exists():
@@ -78,7 +78,7 @@ def _truth(capture: Path):
 
 def add_capture(pool: Pool, capture: Path, manifest: Any, hop: int | None) -> Counter:
     """Decode one capture and add every node's windows to the pool."""
-    from edge.capture import CaptureError, read_capture
+    from csi_edge.capture import CaptureError, read_capture
 
     try:
         res = read_capture(capture)
@@ -171,7 +171,7 @@ def balance(levels: list[np.ndarray], n: int, rng: np.random.Generator, idx=None
 
 def input_name(manifest: Any) -> str:
     """The model input the windows feed: 'features' for streaming pose, else the window model's."""
-    from edge.inference.backends import open_model
+    from csi_edge.inference.backends import open_model
 
     v = manifest.variant("fp32") if "fp32" in manifest.variants else manifest.variant()
     if "window" in v.files:
@@ -190,7 +190,7 @@ def build(
     progress: Any = None,
 ) -> tuple[dict[str, np.ndarray], dict]:
     """Sample a balanced calibration set; returns (npz arrays, report)."""
-    from edge.inference.manifest import ManifestError, load_manifest
+    from csi_edge.inference.manifest import ManifestError, load_manifest
 
     try:
         manifest = load_manifest(manifest_path)
@@ -237,9 +237,9 @@ def build(
         "model": str(manifest.source),
         "input": input_name(manifest),
         "input_shape": list(x.shape[1:]),
-        "builder": "edge.inference.runtime.FeatureBuilder + TimeResampler / WindowRuntime layout"
+        "builder": "csi_edge.inference.runtime.FeatureBuilder + TimeResampler / WindowRuntime layout"
         if manifest.task != "vitals"
-        else "edge.dsp.features.vitals_window",
+        else "csi_edge.dsp.features.vitals_window",
         "windows": int(len(pick)),
         "calibration": int((split == 0).sum()),
         "held_out": int((split == 1).sum()),

@@ -1,11 +1,11 @@
 """Model input windows from decoded frames, built by the runtime's own code.
 
 The calibration set must look exactly like what the quantized model will see on the gateway,
-so every per-frame feature comes from :class:`edge.inference.runtime.FeatureBuilder` (which
-uses ``edge.dsp``), pose frames are put on the manifest's time grid by the runtime's
-:class:`~edge.inference.runtime.TimeResampler`, RuView windows are assembled frame-major and
-reshaped without a transpose as :class:`~edge.inference.runtime.WindowRuntime` does, and vitals
-windows come from :func:`edge.dsp.features.vitals_window`. This module only cuts windows.
+so every per-frame feature comes from :class:`csi_edge.inference.runtime.FeatureBuilder` (which
+uses ``csi_edge.dsp``), pose frames are put on the manifest's time grid by the runtime's
+:class:`~csi_edge.inference.runtime.TimeResampler`, RuView windows are assembled frame-major and
+reshaped without a transpose as :class:`~csi_edge.inference.runtime.WindowRuntime` does, and vitals
+windows come from :func:`csi_edge.dsp.features.vitals_window`. This module only cuts windows.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.frames import FrameBatch
-from edge.layout import LLTF_RAW_BINS
+from csi_edge.frames import FrameBatch
+from csi_edge.layout import LLTF_RAW_BINS
 
 
 @dataclass
@@ -57,7 +57,7 @@ def pose_windows(
     manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray, hop: int
 ) -> Windows:
     """Frame-major streaming model: features on the manifest's time grid, W grid frames each."""
-    from edge.inference.runtime import FeatureBuilder, TimeResampler
+    from csi_edge.inference.runtime import FeatureBuilder, TimeResampler
 
     feats = FeatureBuilder(manifest)(csi)
     w = manifest.window
@@ -97,7 +97,7 @@ def reshape_windows(
     manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray, hop: int
 ) -> Windows:
     """RuView pose_v1 layout: W consecutive frames, frame-major, reshaped to (S, W), no transpose."""
-    from edge.inference.runtime import FeatureBuilder
+    from csi_edge.inference.runtime import FeatureBuilder
 
     feats = FeatureBuilder(manifest)(csi)
     w, s_dim = manifest.window, feats.shape[1]
@@ -113,8 +113,8 @@ def reshape_windows(
 def vitals_windows(
     manifest, t: np.ndarray, csi: np.ndarray, n_pairs: np.ndarray, hop_s: float
 ) -> Windows:
-    """[C, T] windows from :func:`edge.dsp.features.vitals_window`, one every ``hop_s``."""
-    from edge.dsp.features import frame_features, vitals_window
+    """[C, T] windows from :func:`csi_edge.dsp.features.vitals_window`, one every ``hop_s``."""
+    from csi_edge.dsp.features import frame_features, vitals_window
 
     rate = float(manifest.input["sample_rate_hz"])
     n = manifest.window

@@ -1,3 +1,3 @@
-from edge.cli import main
+from csi_edge.cli import main
 
 main()

@@ -6,7 +6,7 @@ Formats (``fmt`` names; detection looks at the first bytes, never at the file na
 * ``jsonl``: RuView ``*.csi.jsonl`` recordings;
 * ``text``: serial logs with esp-csi ``CSI_DATA`` lines (any of the 3 layouts) or
   ESP32-CSI-Tool CSV (aliases ``esp-csi``, ``csi-tool``); receive times come from the lines;
-* ``recording``: csi-edge's own serial recording (:mod:`edge.codecs.recording`).
+* ``recording``: csi-edge's own serial recording (:mod:`csi_edge.codecs.recording`).
 
 ::
 
@@ -27,12 +27,12 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.codecs.jsonl import is_jsonl, iter_jsonl
-from edge.codecs.pcap import PcapError, is_pcap, iter_pcap
-from edge.codecs.recording import is_recording, iter_recording
-from edge.codecs.result import DecodeResult
-from edge.codecs.text import TextLineDecoder, is_header_line
-from edge.frames import IQ_ORDERS
+from csi_edge.codecs.jsonl import is_jsonl, iter_jsonl
+from csi_edge.codecs.pcap import PcapError, is_pcap, iter_pcap
+from csi_edge.codecs.recording import is_recording, iter_recording
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.codecs.text import TextLineDecoder, is_header_line
+from csi_edge.frames import IQ_ORDERS
 
 FORMATS = ("pcap", "jsonl", "text", "recording")
 _ALIASES = {

@@ -15,6 +15,7 @@ Frames keep the raw int8 buffer because lengths vary frame to frame on one node 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -219,3 +220,8 @@ class Packet:
             "node_id": self.node_id,
             **self.fields,
         }
+
+
+def slug(node_key: str) -> str:
+    """A node key as a safe identifier for MQTT topics, HA unique ids and file names."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", node_key).strip("_").lower() or "node"

@@ -24,14 +24,13 @@ from typing import Any
 
 import numpy as np
 
-from edge.codecs.result import DecodeResult
-from edge.config import GatewayConfig
-from edge.ingest import Ingest, Source
-from edge.layout import LLTF_RAW_BINS, lltf_canonical
-from edge.report import NodeReport
-from edge.sinks import Sink
-from edge.skips import SkipCounter
-from edge.vitals.edge_packets import edge_vitals_report
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.config import GatewayConfig
+from csi_edge.ingest import Ingest, Source
+from csi_edge.layout import LLTF_RAW_BINS, lltf_canonical
+from csi_edge.report import NodeReport, Sink
+from csi_edge.skips import SkipCounter
+from csi_edge.vitals.edge_packets import edge_vitals_report
 
 log = logging.getLogger("csi_edge.gateway")
 
@@ -47,8 +46,8 @@ class Gateway:
         pose_runtime: Any | None = None,
         vitals_model: Any | None = None,
     ) -> None:
-        from edge.nodes import NodeTable
-        from edge.pose.tracking import NodeTracker
+        from csi_edge.nodes import NodeTable
+        from csi_edge.pose.tracking import NodeTracker
 
         self.config = config
         nodes = NodeTable(offline_after_s=config.ingest.offline_after_s, clock=time.time)
@@ -69,8 +68,8 @@ class Gateway:
     def _node_vitals(self, key: str):
         est = self.vitals.get(key)
         if est is None:
-            from calibration.baseline import load_baseline
-            from edge.vitals.node import NodeVitals
+            from csi_edge.vitals.baseline import load_baseline
+            from csi_edge.vitals.node import NodeVitals
 
             est = self.vitals[key] = NodeVitals(
                 baseline=load_baseline(key, self.config.calibration_dir)
@@ -107,7 +106,7 @@ class Gateway:
                 self.node_vitals[rep[0]] = rep[1]
 
     def _run_pose(self, pose_in: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        from edge.pose.keypoints import decode, gate
+        from csi_edge.pose.keypoints import decode, gate
 
         try:
             outputs = self.pose.push(pose_in)
@@ -161,7 +160,7 @@ class Gateway:
 
     def _model_vitals(self, est: Any, now: float) -> dict | None:
         """The bundled vitals model on the node's last 32 s (None until it has them)."""
-        from edge.dsp.features import vitals_window_from_grid
+        from csi_edge.dsp.features import vitals_window_from_grid
 
         win = est.amplitude_window(now)
         if win is None:
@@ -217,7 +216,7 @@ class Gateway:
 
     def totals_line(self) -> str:
         """One line of ingest totals (frames, nodes, packets, skips) for console views."""
-        from edge.cli.nodeview import totals_line
+        from csi_edge.ingest import totals_line
 
         return totals_line(self.ingest.summary())
 

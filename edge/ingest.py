@@ -30,9 +30,9 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
-from edge.codecs.result import DecodeResult
-from edge.nodes import NodeTable
-from edge.skips import SkipCounter
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.nodes import NodeTable
+from csi_edge.skips import SkipCounter
 
 log = logging.getLogger("csi_edge.ingest")
 
@@ -182,3 +182,15 @@ class Ingest:
 def _source_stats(src: Source) -> dict:
     stats = getattr(src, "stats", None)
     return stats() if callable(stats) else {}
+
+
+def totals_line(summary: dict[str, Any]) -> str:
+    """One line of totals (frames, nodes, packets, skips) from :meth:`Ingest.summary`."""
+    packets = ", ".join(f"{k} {v}" for k, v in summary["packets"].items()) or "none"
+    skipped = ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()) or "none"
+    elapsed = summary.get("elapsed_s")
+    head = f"{elapsed:.0f} s: " if elapsed is not None else ""
+    return (
+        f"{head}{summary['frames']} frames from {len(summary['nodes'])} node(s); "
+        f"packets: {packets}; skipped: {skipped}"
+    )

@@ -42,7 +42,7 @@ them.
 
 Usage::
 
-    from edge.layout import lltf_canonical, LLTF_SUBCARRIERS, LLTF_VALID
+    from csi_edge.layout import lltf_canonical, LLTF_SUBCARRIERS, LLTF_VALID
     H = lltf_canonical(result.frames)          # complex64 [N, 53], H[:, 26] (DC) == 0
 """
 
@@ -53,7 +53,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from edge.frames import FrameBatch, pairs_to_complex
+from csi_edge.frames import FrameBatch, pairs_to_complex
 
 LLTF_SUBCARRIERS = np.arange(-26, 27)
 LLTF_VALID = LLTF_SUBCARRIERS != 0
@@ -164,7 +164,7 @@ def layout_for(
 ) -> Layout | None:
     """The layout of a frame (``None`` when no known layout fits ``n_pairs``).
 
-    Unknown PPDU fields are -1 (as in :data:`edge.frames.META_DTYPE`).
+    Unknown PPDU fields are -1 (as in :data:`csi_edge.frames.META_DTYPE`).
     """
     key = None
     inferred = False

@@ -2,10 +2,10 @@
 
 One implementation, used live (the UDP/serial ingest, the demo's console view) and offline
 (``csi-edge decode --summary``). Nodes are keyed by (source address, node id) through
-:func:`edge.frames.node_key`: node id 1 is the default on every unprovisioned RuView node, so the
+:func:`csi_edge.frames.node_key`: node id 1 is the default on every unprovisioned RuView node, so the
 id alone does not tell nodes apart.
 
-:meth:`NodeTable.update` is vectorised over a :class:`~edge.frames.FrameBatch`: the UDP path
+:meth:`NodeTable.update` is vectorised over a :class:`~csi_edge.frames.FrameBatch`: the UDP path
 has to keep up with >= 50,000 frames/s on one core, so each batch is sorted by node once and
 every per-node quantity is a segment reduction over all nodes at once; Python touches each node
 once per batch (to store its results), never each frame.
@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.frames import FrameBatch, node_key
+from csi_edge.frames import FrameBatch, node_key
 
 SEQ_MOD = 1 << 32  # RuView sequences are u32 and wrap
 _HALF = 1 << 31

@@ -7,9 +7,8 @@ Every sink (console, JSONL file, HTTP live view, MQTT/Home Assistant) consumes t
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 
 @dataclass
@@ -52,6 +51,10 @@ def jsonable(v: Any) -> Any:
     return v
 
 
-def slug(node_key: str) -> str:
-    """A node key as a safe identifier for MQTT topics, HA unique ids and file names."""
-    return re.sub(r"[^A-Za-z0-9]+", "_", node_key).strip("_").lower() or "node"
+class Sink(Protocol):
+    """Where reports go (implementations in :mod:`csi_edge.sinks`): the gateway's only view of
+    a sink, defined here so the gateway never imports the sinks package."""
+
+    def publish(self, reports: list[NodeReport]) -> None: ...
+
+    def close(self) -> None: ...

@@ -1,4 +1,4 @@
-"""Assemble a :class:`~edge.gateway.Gateway` from a :class:`~edge.config.GatewayConfig` and run it
+"""Assemble a :class:`~csi_edge.gateway.Gateway` from a :class:`~csi_edge.config.GatewayConfig` and run it
 as a service: sources and sinks from the config, the pose bundle loaded once, SIGINT/SIGTERM stop.
 """
 
@@ -11,10 +11,10 @@ import signal
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
-from edge.config import ConfigError, GatewayConfig, parse_hostport
-from edge.gateway import Gateway
-from edge.ingest import Source
-from edge.sinks import Sink
+from csi_edge.config import ConfigError, GatewayConfig, parse_hostport
+from csi_edge.gateway import Gateway
+from csi_edge.ingest import Source
+from csi_edge.sinks import Sink
 
 log = logging.getLogger("csi_edge.service")
 
@@ -23,8 +23,8 @@ DEFAULT_VITALS = "csi-edge-vitals"
 
 
 def build_sources(cfg: GatewayConfig) -> list[Source]:
-    from edge.sources.serial import SerialSource
-    from edge.sources.udp import UdpSource
+    from csi_edge.sources.serial import SerialSource
+    from csi_edge.sources.udp import UdpSource
 
     sources: list[Source] = []
     for spec in cfg.ingest.udp:
@@ -44,11 +44,11 @@ def build_sinks(
     stderr when stdout carries ``--json``; ``totals`` gives its ingest-totals line."""
     sinks: list[Sink] = []
     if cfg.sinks.console:
-        from edge.sinks.console import ConsoleSink
+        from csi_edge.sinks.console import ConsoleSink
 
         sinks.append(ConsoleSink(console_stream, totals=totals))
     if cfg.sinks.jsonl:
-        from edge.sinks.jsonl import JsonlSink
+        from csi_edge.sinks.jsonl import JsonlSink
 
         try:
             sinks.append(JsonlSink(cfg.sinks.jsonl))
@@ -57,7 +57,7 @@ def build_sinks(
                 f"sinks.jsonl {cfg.sinks.jsonl}: cannot open for appending: {e.strerror or e}"
             ) from None
     if cfg.sinks.http:
-        from edge.sinks.http import HttpSink
+        from csi_edge.sinks.http import HttpSink
 
         host, port = parse_hostport(cfg.sinks.http, default_host="127.0.0.1", what="sinks.http")
         try:
@@ -69,7 +69,7 @@ def build_sinks(
         log.warning("live view at %s", sink.url)
         sinks.append(sink)
     if cfg.sinks.mqtt.host:
-        from edge.sinks.mqtt import MqttConfig, MqttSink
+        from csi_edge.sinks.mqtt import MqttConfig, MqttSink
 
         m = cfg.sinks.mqtt
         host, port = parse_hostport(
@@ -100,9 +100,9 @@ def build_sinks(
 def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
     """Open bundle ``name`` in the configured precision (falling back, with a warning, to the
     bundle's default variant when it was never quantized to that precision)."""
-    from edge.inference.bundle import resolve
-    from edge.inference.manifest import ManifestError, load_manifest
-    from edge.inference.runtime import VitalsRuntime, open_runtime
+    from csi_edge.inference.bundle import resolve
+    from csi_edge.inference.manifest import ManifestError, load_manifest
+    from csi_edge.inference.runtime import VitalsRuntime, open_runtime
 
     variants = load_manifest(resolve(name)).variants
     variant = cfg.models.precision
@@ -126,7 +126,7 @@ def _load_optional(name: str, default: str, cfg: GatewayConfig, task: str) -> An
     named that fails to load is a ConfigError naming it and the problem."""
     if not name:
         return None
-    from edge.inference.manifest import ManifestError
+    from csi_edge.inference.manifest import ManifestError
 
     try:
         return _open_model(name, cfg, task)

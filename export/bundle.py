@@ -17,10 +17,10 @@ from typing import Any
 
 import numpy as np
 
-from export import parity
-from export._torch import ExportError, require
-from export.arch import Arch, Graph, Tensor, get_arch
-from export.checkpoint import load_factory, load_into, load_program, sha256_file
+from csi_edge.export import parity
+from csi_edge.export._torch import ExportError, require
+from csi_edge.export.arch import Arch, Graph, Tensor, get_arch
+from csi_edge.export.checkpoint import load_factory, load_into, load_program, sha256_file
 
 TOOL = "csi-edge export"
 
@@ -168,8 +168,8 @@ def file_names(out: Path, loaded: Loaded) -> tuple[Path, dict[str, str], str]:
 
 
 def ort_runner(path: Path, graph: Graph, per_row: bool = False) -> parity.Runner:
-    """Run a model file through the gateway's own backend (edge.inference.backends)."""
-    from edge.inference.backends import open_model
+    """Run a model file through the gateway's own backend (csi_edge.inference.backends)."""
+    from csi_edge.inference.backends import open_model
 
     model = open_model(path, threads=1, names=([t.name for t in graph.inputs], list(graph.outputs)))
 
@@ -185,7 +185,7 @@ def ort_runner(path: Path, graph: Graph, per_row: bool = False) -> parity.Runner
 
 
 def torch_runner(module: Any, graph: Graph) -> parity.Runner:
-    from export.onnx_export import torch_run
+    from csi_edge.export.onnx_export import torch_run
 
     names = [t.name for t in graph.inputs]
     return lambda inputs: torch_run(module, inputs, names)
@@ -222,7 +222,7 @@ def export_bundle(
     exporter: str = "dynamo",
 ) -> dict:
     """Export ``loaded`` to ``out``; returns a summary (files, parity, manifest path)."""
-    from export.onnx_export import PARITY_TOL, export_onnx, export_program, onnx_parity
+    from csi_edge.export.onnx_export import PARITY_TOL, export_onnx, export_program, onnx_parity
 
     out = Path(out)
     folder, names, stem = file_names(out, loaded)
@@ -319,7 +319,7 @@ def export_tflite_variant(
 
     ``reuse``: fp32 LiteRT files already in the bundle (same checkpoint), kept, not reconverted.
     """
-    from export.tflite_export import convert_tflite
+    from csi_edge.export.tflite_export import convert_tflite
 
     if loaded.program is not None:
         raise ExportError("--tflite needs the torch module: give a checkpoint and --arch, not .pt2")
@@ -336,7 +336,7 @@ def export_tflite_variant(
         module = _eval(g.wrap(loaded.module))
         rep = None
         if int8:
-            from export.quantize import fit_arrays
+            from csi_edge.export.quantize import fit_arrays
 
             arrays = fit_arrays(
                 [t.name for t in g.inputs], [t.shape for t in g.inputs], representative
@@ -400,8 +400,8 @@ def write_bundle_manifest(
     existing: dict | None = None,
     exporter: str = "dynamo",
 ) -> Path:
-    """Validate and write ``manifest.json`` with H4's schema (``edge.inference.manifest``)."""
-    from edge.inference.manifest import write_manifest
+    """Validate and write ``manifest.json`` with H4's schema (``csi_edge.inference.manifest``)."""
+    from csi_edge.inference.manifest import write_manifest
 
     d = loaded.describe
     data = dict(existing or {})

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from export._torch import ExportError, require
+from csi_edge.export._torch import ExportError, require
 
 WRAPPER_KEYS = ("state_dict", "model", "model_state_dict", "weights")
 

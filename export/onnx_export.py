@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from export._torch import ExportError, require
-from export.arch import Graph
+from csi_edge.export._torch import ExportError, require
+from csi_edge.export.arch import Graph
 
 log = logging.getLogger("csi_edge.export")
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from export._torch import ExportError, require
+from csi_edge.export._torch import ExportError, require
 
 log = logging.getLogger("csi_edge.quantize")
 

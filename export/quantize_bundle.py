@@ -15,10 +15,10 @@ from typing import Any
 
 import numpy as np
 
-from export import parity
-from export._torch import ExportError
-from export.arch import Graph, Tensor
-from export.quantize import (
+from csi_edge.export import parity
+from csi_edge.export._torch import ExportError
+from csi_edge.export.arch import Graph, Tensor
+from csi_edge.export.quantize import (
     fit_inputs,
     load_calibration,
     model_inputs,
@@ -33,12 +33,12 @@ QUANTIZABLE = ("encoder", "window", "full")
 class Target:
     onnx: Path | None  # a single file to quantize, or None: every quantizable role of the bundle
     folder: Path
-    manifest: Any  # edge.inference.manifest.Manifest or None
+    manifest: Any  # csi_edge.inference.manifest.Manifest or None
     role: str | None
 
 
 def resolve(model: str | Path) -> Target:
-    from edge.inference.manifest import MANIFEST_NAME, ManifestError, load_manifest
+    from csi_edge.inference.manifest import MANIFEST_NAME, ManifestError, load_manifest
 
     p = Path(model)
     if p.is_dir() or p.name == MANIFEST_NAME:
@@ -85,7 +85,7 @@ def _graph_of(path: Path) -> Graph:
 
 def file_runner(path: Path, per_row: bool = False, like: Path | None = None) -> parity.Runner:
     """Run an .onnx/.tflite file with the gateway's backend; names from ``like`` (an .onnx)."""
-    from export.bundle import ort_runner
+    from csi_edge.export.bundle import ort_runner
 
     return ort_runner(path, _graph_of(like or path), per_row=per_row)
 
@@ -324,7 +324,7 @@ def quantize(
     parity.write_many(records, report, title=f"quantize ({'dynamic' if dynamic else method})")
     manifest_path = None
     if m is not None:
-        from export.bundle import summarize
+        from csi_edge.export.bundle import summarize
 
         manifest_path = _update_manifest(
             m, tgt.folder, variants, qinfo, summarize(records, report.name), method, extras
@@ -351,8 +351,8 @@ def _tflite_int8(
     m: Any, folder: Path, cal: dict, checkpoint: Any, records: dict, step: Any
 ) -> dict:
     """Rebuild the torch model from the checkpoint the manifest names and convert to int8."""
-    from export.bundle import export_tflite_variant, load_model
-    from export.checkpoint import sha256_file
+    from csi_edge.export.bundle import export_tflite_variant, load_model
+    from csi_edge.export.checkpoint import sha256_file
 
     prov = m.provenance
     ck = Path(checkpoint) if checkpoint else Path(prov.get("checkpoint") or "")
@@ -374,7 +374,7 @@ def _tflite_int8(
 def _update_manifest(
     m: Any, folder: Path, variants: dict, qinfo: dict, summary: dict, method: str, extras: dict
 ) -> Path:
-    from edge.inference.manifest import write_manifest
+    from csi_edge.inference.manifest import write_manifest
 
     data = m.to_dict()
     files = data["files"]

@@ -3,7 +3,7 @@
 litert-torch needs no TensorFlow (``shared/spec/toolchain.md``). INT8 uses PT2E static
 quantization (symmetric per-channel weights, activation ranges observed on the representative
 windows); the converted model takes int8 inputs (scale/zero point in the input details, applied
-by the gateway's backend ``edge.inference.backends.LiteRTModel``). LiteRT graphs have a fixed
+by the gateway's backend ``csi_edge.inference.backends.LiteRTModel``). LiteRT graphs have a fixed
 batch of 1: the runtime feeds one window per call, which is what a gateway does anyway.
 """
 
@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from export._torch import ExportError, require
-from export.arch import Graph
+from csi_edge.export._torch import ExportError, require
+from csi_edge.export.arch import Graph
 
 
 def _quiet() -> Any:

@@ -57,7 +57,7 @@ def bind_udp(host: str, port: int) -> socket.socket | None:
 
 def _frame_node_ids(datagram: bytes) -> list[int]:
     """Node ids of the raw CSI frames in one datagram (the gateway's own decoder)."""
-    from edge.codecs.ruview import RuViewDecoder
+    from csi_edge.codecs.ruview import RuViewDecoder
 
     res = RuViewDecoder().decode([datagram], time.time(), "udp")
     return [int(n) for n in res.frames.meta["node_id"]]

@@ -12,8 +12,8 @@ import logging
 import time
 from dataclasses import dataclass, field
 
-from firmware import espimage, images
-from firmware.esp import Session
+from csi_edge.firmware import espimage, images
+from csi_edge.firmware.esp import Session
 
 log = logging.getLogger("csi_edge.flash")
 MAX_FLASH = 16 << 20

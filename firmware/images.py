@@ -23,7 +23,7 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from firmware import espimage
+from csi_edge.firmware import espimage
 
 ROLES = ("bootloader", "partition-table", "otadata", "app", "merged", "data")
 FLASH_SIZES = {f"{n}MB": n << 20 for n in (1, 2, 4, 8, 16, 32, 64, 128)}

@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from firmware.nvs import NvsValue
+from csi_edge.firmware.nvs import NvsValue
 
 CFG_NS = "csi_cfg"
 SEC_NS = "security"

@@ -24,8 +24,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from firmware import bootwatch, espimage, nodecfg, nvs
-from firmware.esp import EspError, Session
+from csi_edge.firmware import bootwatch, espimage, nodecfg, nvs
+from csi_edge.firmware.esp import EspError, Session
 
 log = logging.getLogger("csi_edge.provision")
 DEFAULT_NVS = (0x9000, 0x6000)

@@ -12,7 +12,7 @@ import os
 import random
 from pathlib import Path
 
-from firmware import espimage
+from csi_edge.firmware import espimage
 
 
 def emulator_link(port: str, baud: int | None = 921600) -> list[str]:

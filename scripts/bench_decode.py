@@ -5,7 +5,7 @@ Writes a pcap of N raw CSI frames (default 1,000,000; 16 nodes on 16 IPs; 64/128
 frames mixed as in a real RuView capture, 81/18/1 %, or ``--mix uniform``) to a temp dir, then
 in the same run decodes it
 
-* with :func:`edge.codecs.pcap.iter_pcap` (memory-mapped file, numpy gathers -> FrameBatch);
+* with :func:`csi_edge.codecs.pcap.iter_pcap` (memory-mapped file, numpy gathers -> FrameBatch);
 * with a naive baseline: per record ``struct.unpack`` of the pcap/IP/UDP/ADR-018 headers and the
   CSI as a Python list, the way most hobby parsers do it;
 
@@ -35,8 +35,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from edge.codecs.pcap import PcapWriter, iter_pcap  # noqa: E402
-from edge.codecs.ruview import RuViewDecoder, encode_raw_frame  # noqa: E402
+from csi_edge.codecs.pcap import PcapWriter, iter_pcap  # noqa: E402
+from csi_edge.codecs.ruview import RuViewDecoder, encode_raw_frame  # noqa: E402
 
 MIXES = {"real": [0.81, 0.18, 0.01], "uniform": [1 / 3, 1 / 3, 1 / 3]}
 

@@ -37,7 +37,7 @@ def median_ms(fn, seconds: float) -> float:
 
 
 def variant_call(bundle_dir: Path, variant: str, batch: int):
-    from edge.inference.bundle import load_bundle
+    from csi_edge.inference.bundle import load_bundle
 
     roles = None
     b = load_bundle(bundle_dir, variant=variant, threads=1, roles=roles)
@@ -74,7 +74,7 @@ def _extra(b) -> int:
 
 
 def bench(bundle_dir: Path, batch: int, seconds: float) -> dict:
-    from edge.inference.manifest import load_manifest
+    from csi_edge.inference.manifest import load_manifest
 
     m = load_manifest(bundle_dir)
     out = {}
@@ -93,7 +93,7 @@ def bench(bundle_dir: Path, batch: int, seconds: float) -> dict:
 
 
 def main() -> None:
-    from edge.inference.bundle import bundled_models
+    from csi_edge.inference.bundle import bundled_models
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("bundles", nargs="*", type=Path)

@@ -22,7 +22,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from firmware import testkit  # noqa: E402
+from csi_edge.firmware import testkit  # noqa: E402
 
 
 def timed(cmd: list[str]) -> float:
@@ -48,7 +48,7 @@ def main() -> None:
         [
             sys.executable,
             "-m",
-            "edge",
+            "csi_edge",
             "board",
             "emulate",
             "--flash-file",
@@ -70,16 +70,16 @@ def main() -> None:
         "esptool write-flash 1 MB app (ROM, compressed)": py
         + ["esptool", *conn, "--no-stub", "write-flash", "0x20000", str(app)],
         "csi-edge flash full release, 1 MB app (stub, compressed)": py
-        + ["edge", "flash", *conn, "-f", str(src)],
+        + ["csi_edge", "flash", *conn, "-f", str(src)],
         "csi-edge flash full release, 1 MB app (stub, uncompressed)": py
-        + ["edge", "flash", *conn, "-f", str(src), "--no-compress"],
+        + ["csi_edge", "flash", *conn, "-f", str(src), "--no-compress"],
         "csi-edge flash full release, 1 MB app (ROM, compressed)": py
-        + ["edge", "flash", *conn, "-f", str(src), "--no-stub"],
+        + ["csi_edge", "flash", *conn, "-f", str(src), "--no-stub"],
         "csi-edge flash full release, 1 MB app (ROM, uncompressed)": py
-        + ["edge", "flash", *conn, "-f", str(src), "--no-stub", "--no-compress"],
+        + ["csi_edge", "flash", *conn, "-f", str(src), "--no-stub", "--no-compress"],
         "csi-edge provision (stub)": py
         + [
-            "edge",
+            "csi_edge",
             "provision",
             *conn,
             "--ssid",
@@ -93,7 +93,7 @@ def main() -> None:
         ],
         "csi-edge provision (ROM)": py
         + [
-            "edge",
+            "csi_edge",
             "provision",
             *conn,
             "--no-stub",
@@ -108,7 +108,7 @@ def main() -> None:
         ],
         "csi-edge provision --wait (stub, until first UDP frame)": py
         + [
-            "edge",
+            "csi_edge",
             "provision",
             *conn,
             "--ssid",

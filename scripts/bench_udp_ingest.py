@@ -60,8 +60,8 @@ def csi_edge_receiver(conn, ready) -> None:
     _pin(0)
     import asyncio
 
-    from edge.ingest import Ingest
-    from edge.sources.udp import UdpSource
+    from csi_edge.ingest import Ingest
+    from csi_edge.sources.udp import UdpSource
 
     async def main():
         src = UdpSource("127.0.0.1", 0)
@@ -108,7 +108,7 @@ def csi_edge_receiver(conn, ready) -> None:
 def naive_receiver(conn, ready) -> None:
     """Baseline: blocking recvfrom, struct.unpack per frame, fields appended to Python lists."""
     _pin(0)
-    from edge.sources.udp import kernel_drops, open_udp_socket
+    from csi_edge.sources.udp import kernel_drops, open_udp_socket
 
     sock = open_udp_socket("127.0.0.1", 0)  # same enlarged SO_RCVBUF as csi-edge: a fair test
     sock.setblocking(True)
@@ -166,8 +166,8 @@ def sender(port: int, rate: float, duration: float, out) -> None:
     _pin(1)
     import numpy as np
 
-    from edge.codecs.ruview import encode_raw_frame
-    from edge.sources.simnode import synthetic_csi
+    from csi_edge.codecs.ruview import encode_raw_frame
+    from csi_edge.sources.simnode import synthetic_csi
 
     target = ("127.0.0.1", port)
     socks, templates = [], []

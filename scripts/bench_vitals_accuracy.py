@@ -24,8 +24,8 @@ import time
 
 import numpy as np
 
-from edge.sim import preset, simulate
-from edge.vitals import run_frames
+from csi_edge.sim import preset, simulate
+from csi_edge.vitals import run_frames
 
 
 def score(sc, seed, fixed10):

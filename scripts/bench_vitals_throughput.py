@@ -25,8 +25,8 @@ import time
 
 import numpy as np
 
-from edge.sim import preset, simulate
-from edge.vitals import NodeVitals, VitalsConfig, lltf_frames
+from csi_edge.sim import preset, simulate
+from csi_edge.vitals import NodeVitals, VitalsConfig, lltf_frames
 
 
 def gateway_batches(t: np.ndarray, rng: np.random.Generator) -> list[tuple[int, int]]:
@@ -40,9 +40,9 @@ def gateway_batches(t: np.ndarray, rng: np.random.Generator) -> list[tuple[int, 
 
 def naive_estimate(t: np.ndarray, csi: np.ndarray, now: float, cfg: VitalsConfig) -> None:
     """Everything from scratch over the full windows, as a stateless implementation would."""
-    from edge.dsp.features import frame_features
-    from edge.dsp.timegrid import uniform_grid
-    from edge.vitals.spectral import estimate_rate, fill_gaps, remove_harmonics
+    from csi_edge.dsp.features import frame_features
+    from csi_edge.dsp.timegrid import uniform_grid
+    from csi_edge.vitals.spectral import estimate_rate, fill_gaps, remove_harmonics
 
     sel = t > now - cfg.breath_window_s
     f = frame_features(csi[sel])

@@ -8,10 +8,10 @@ Reproducible (seeded), CPU only, a few minutes on 2 cores. Needs the export extr
     python scripts/train_bundled_models.py                 # writes edge/models/csi-edge-{pose,vitals}
     python scripts/train_bundled_models.py --quick         # smaller data, for a smoke run
 
-What the data is: H3's simulator (``edge.sim``): one person in a room (empty, standing, sitting,
+What the data is: H3's simulator (``csi_edge.sim``): one person in a room (empty, standing, sitting,
 walking, waving), ESP32-style frames from 2 nodes with jitter, AGC steps and mixed 64/128/192
 frame layouts, ground-truth COCO-17 keypoints / breathing / presence / motion. Inputs are built
-by the runtime's own builder (``calibration.inputs``, i.e. ``edge.inference.runtime``), so the
+by the runtime's own builder (``csi_edge.calibration.inputs``, i.e. ``csi_edge.inference.runtime``), so the
 models see at training time exactly what the gateway will feed them. Evaluation uses captures
 rendered with different seeds, written to pcap and read back through ``csi-edge calibration
 build``, so the figures in the parity reports come from the full capture -> features path.
@@ -48,8 +48,8 @@ def log(msg: str) -> None:
 def pose_manifest(norm: dict | None, window: int | None = None):
     """A manifest object for the input builder (no files needed to build features);
     ``window``: the length of the windows it cuts (training sequences may be longer)."""
-    from edge.inference.manifest import validate
-    from export.arch import get_arch
+    from csi_edge.export.arch import get_arch
+    from csi_edge.inference.manifest import validate
 
     arch = get_arch("csi-edge-pose")
     d = arch.describe(arch.build({**POSE_CFG, **({"window": window} if window else {})}))
@@ -74,8 +74,8 @@ def pose_manifest(norm: dict | None, window: int | None = None):
 
 
 def vitals_manifest():
-    from edge.inference.manifest import validate
-    from export.arch import get_arch
+    from csi_edge.export.arch import get_arch
+    from csi_edge.inference.manifest import validate
 
     arch = get_arch("csi-edge-vitals")
     d = arch.describe(arch.build({}))
@@ -101,7 +101,7 @@ def vitals_manifest():
 
 def node_streams(sim):
     """(node key, receive times, first 64 raw complex bins, n_pairs) per node of a SimResult."""
-    from calibration.inputs import raw_bins
+    from csi_edge.calibration.inputs import raw_bins
 
     fr = sim.frames
     for node, idx in fr.node_groups():
@@ -115,7 +115,7 @@ def node_streams(sim):
 
 def pose_windows_with_targets(sims, manifest, hop: int):
     """Windows [N, W, F] with per-frame targets: keypoints [N, W, 34], presence [N, W]."""
-    from calibration.inputs import pose_windows
+    from csi_edge.calibration.inputs import pose_windows
 
     xs, kps, pres = [], [], []
     w = manifest.window
@@ -134,7 +134,7 @@ def pose_windows_with_targets(sims, manifest, hop: int):
 
 
 def vitals_windows_with_targets(sims, manifest, hop_s: float):
-    from calibration.inputs import vitals_windows
+    from csi_edge.calibration.inputs import vitals_windows
 
     xs, ys = [], []
     span = (manifest.window - 1) / manifest.input["sample_rate_hz"]
@@ -153,7 +153,7 @@ def vitals_windows_with_targets(sims, manifest, hop_s: float):
 
 
 def pose_sims(seeds, duration, rng_seed):
-    from edge.sim import preset, simulate
+    from csi_edge.sim import preset, simulate
 
     rng = np.random.default_rng(rng_seed)
     out = []
@@ -172,7 +172,7 @@ def pose_sims(seeds, duration, rng_seed):
 
 
 def vitals_sims(seeds, duration, rng_seed):
-    from edge.sim import preset, simulate
+    from csi_edge.sim import preset, simulate
 
     rng = np.random.default_rng(rng_seed)
     kinds = ["still", "still", "still", "standing", "empty", "motion", "enter"]
@@ -196,7 +196,7 @@ def vitals_sims(seeds, duration, rng_seed):
 def train_pose(x, kp, pres, epochs: int, seed: int, batch: int = 16):
     import torch
 
-    from export.arch import get_arch
+    from csi_edge.export.arch import get_arch
 
     torch.manual_seed(seed)
     model = get_arch("csi-edge-pose").build(POSE_CFG)
@@ -228,7 +228,7 @@ def train_pose(x, kp, pres, epochs: int, seed: int, batch: int = 16):
 def train_vitals(x, y, epochs: int, seed: int):
     import torch
 
-    from export.arch import get_arch
+    from csi_edge.export.arch import get_arch
 
     torch.manual_seed(seed)
     model = get_arch("csi-edge-vitals").build({})
@@ -264,7 +264,7 @@ def csi_edge(*args: str) -> dict:
     import contextlib
     import io
 
-    from edge.cli import cli
+    from csi_edge.cli import cli
 
     buf = io.StringIO()
     with contextlib.redirect_stdout(buf):
@@ -317,7 +317,7 @@ def eval_set(cal_caps, eval_caps, bundle: Path, work: Path, name: str, n_cal: in
 
 
 def write_captures(sims, folder: Path, stem: str) -> list[Path]:
-    from edge.sim import write_capture
+    from csi_edge.sim import write_capture
 
     folder.mkdir(parents=True, exist_ok=True)
     return [write_capture(s, folder / f"{stem}{i}.pcap")[0] for i, s in enumerate(sims)]
@@ -325,7 +325,7 @@ def write_captures(sims, folder: Path, stem: str) -> list[Path]:
 
 def scrub_manifest(bundle: Path) -> None:
     """Keep the checkpoint's sha256 and file name, not this machine's work path."""
-    from edge.inference.manifest import load_manifest, write_manifest
+    from csi_edge.inference.manifest import load_manifest, write_manifest
 
     m = load_manifest(bundle)
     data = m.to_dict()
@@ -341,14 +341,14 @@ def scrub_manifest(bundle: Path) -> None:
 
 
 TRAINING_NOTE = {
-    "pose": "scripts/train_bundled_models.py: simulated CSI only (edge.sim), 2 nodes, 1 person",
-    "vitals": "scripts/train_bundled_models.py: simulated CSI only (edge.sim), 1 node, 1 person",
+    "pose": "scripts/train_bundled_models.py: simulated CSI only (csi_edge.sim), 2 nodes, 1 person",
+    "vitals": "scripts/train_bundled_models.py: simulated CSI only (csi_edge.sim), 1 node, 1 person",
 }
 
 
 def mean_pose_error(train_kp, train_pres, cal_npz: Path) -> dict:
     """A baseline any model must beat: always predict the training set's mean pose."""
-    from export.parity import task_metrics
+    from csi_edge.export.parity import task_metrics
 
     z = np.load(cal_npz)
     held = z["split"] == 1
@@ -363,7 +363,7 @@ def mean_pose_error(train_kp, train_pres, cal_npz: Path) -> dict:
 
 def vitals_eval(train_y, bundle: Path, cal_npz: Path) -> dict:
     """Held-out presence/motion accuracy of the fp32 model, and the constant-BPM baseline."""
-    from edge.inference.bundle import load_bundle
+    from csi_edge.inference.bundle import load_bundle
 
     z = np.load(cal_npz)
     held = z["split"] == 1

@@ -34,11 +34,11 @@ def jittered_times(rate: float, duration: float, rng):
 @contextlib.asynccontextmanager
 async def running_gateway(*, port: int = 0, consumers=(), settle: float = 0.2, **udp_kw):
     """The gateway's real UDP ingest (``UdpSource`` + ``Ingest``) on 127.0.0.1:``port`` (0: a free
-    one), running while inside; yields the :class:`~edge.ingest.Ingest` (its source is
+    one), running while inside; yields the :class:`~csi_edge.ingest.Ingest` (its source is
     ``ingest.sources[0]``). On a normal exit it waits ``settle`` seconds for datagrams still in
     flight, then stops the ingest, which flushes what its source holds."""
-    from edge.ingest import Ingest
-    from edge.sources.udp import UdpSource
+    from csi_edge.ingest import Ingest
+    from csi_edge.sources.udp import UdpSource
 
     ingest = Ingest([UdpSource("127.0.0.1", port, **udp_kw)], consumers=consumers)
     await ingest.start()

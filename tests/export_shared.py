@@ -25,7 +25,7 @@ POSE_CFG = {"window": W, "heads_q": 4, "heads_kv": 2, "conv1": 8, "conv2": 16, "
 def _cli(*args: str) -> dict:
     from click.testing import CliRunner
 
-    from edge.cli import cli
+    from csi_edge.cli import cli
 
     res = CliRunner().invoke(cli, [*map(str, args), "--json"])
     assert res.exit_code == 0, res.output
@@ -41,13 +41,13 @@ def pose_export() -> dict:
     import pytest
     import torch
 
-    from export.arch import get_arch
+    from csi_edge.export.arch import get_arch
 
     os.environ.setdefault("LITERT_TORCH_SHOW_PROGRESS", "n")
     tmp = Path(tempfile.mkdtemp(prefix="csi-edge-pose-export-"))
     atexit.register(shutil.rmtree, tmp, True)
     mp = pytest.MonkeyPatch()
-    mp.setattr("export.parity.LATENCY_BUDGET_S", 0.01)  # figures are not under test here
+    mp.setattr("csi_edge.export.parity.LATENCY_BUDGET_S", 0.01)  # figures are not under test here
     try:
         torch.manual_seed(3)
         model = get_arch("csi-edge-pose").build(POSE_CFG).eval()

@@ -4,9 +4,9 @@ import json
 
 from click.testing import CliRunner
 
-from calibration.baseline import Baseline, load_baseline
-from edge.cli import cli
-from edge.sim import preset, simulate, write_capture
+from csi_edge.cli import cli
+from csi_edge.sim import preset, simulate, write_capture
+from csi_edge.vitals.baseline import Baseline, load_baseline
 
 
 def test_calibrate_accumulates_and_refuses(tmp_path, monkeypatch):

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge.capture import CaptureError, detect_format, iter_capture, read_capture
-from edge.cli import cli
-from edge.codecs import ruview as rv
-from edge.codecs.pcap import PcapWriter
-from edge.codecs.recording import RecordingWriter, escape, iter_recording, unescape
+from csi_edge.capture import CaptureError, detect_format, iter_capture, read_capture
+from csi_edge.cli import cli
+from csi_edge.codecs import ruview as rv
+from csi_edge.codecs.pcap import PcapWriter
+from csi_edge.codecs.recording import RecordingWriter, escape, iter_recording, unescape
 
 DATA = Path(__file__).parent / "data"
 JSONL = DATA / "ruview" / "pretrain-head400.csi.jsonl"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.codecs.jsonl import decode_jsonl_lines, iter_jsonl
-from edge.frames import FrameFormat
+from csi_edge.codecs.jsonl import decode_jsonl_lines, iter_jsonl
+from csi_edge.frames import FrameFormat
 
 DATA = Path(__file__).parent / "data" / "ruview" / "pretrain-head400.csi.jsonl"
 LINES = DATA.read_bytes().splitlines()
@@ -99,8 +99,8 @@ def test_ruview_recording_rssi_is_reported_unknown_not_zero(data_dir):
     import subprocess
     import sys
 
-    from edge.capture import read_capture
-    from edge.nodes import NodeTable
+    from csi_edge.capture import read_capture
+    from csi_edge.nodes import NodeTable
 
     cap = data_dir / "ruview" / "pretrain-head400.csi.jsonl"
     table = NodeTable()
@@ -110,7 +110,7 @@ def test_ruview_recording_rssi_is_reported_unknown_not_zero(data_dir):
         n["rssi"] is None and n["rssi_mean"] is None for n in nodes.values()
     )
     text = subprocess.run(
-        [sys.executable, "-m", "edge", "decode", str(cap), "--summary"],
+        [sys.executable, "-m", "csi_edge", "decode", str(cap), "--summary"],
         capture_output=True,
         text=True,
         timeout=60,

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.capture import read_capture
-from edge.codecs.ruview import RuViewDecoder, encode_raw_frame
-from edge.frames import FrameBatch, empty_meta
-from edge.layout import (
+from csi_edge.capture import read_capture
+from csi_edge.codecs.ruview import RuViewDecoder, encode_raw_frame
+from csi_edge.frames import FrameBatch, empty_meta
+from csi_edge.layout import (
     HT20_SUBCARRIERS,
     HT40_SUBCARRIERS,
     LLTF_SUBCARRIERS,
@@ -169,8 +169,8 @@ def test_odd_ppdu_fields_still_give_the_frames_lltf():
     length's layout instead of losing its CSI (the packed lookup key once overflowed)."""
     import numpy as np
 
-    from edge.frames import FrameBatch, empty_meta
-    from edge.layout import lltf_canonical
+    from csi_edge.frames import FrameBatch, empty_meta
+    from csi_edge.layout import lltf_canonical
 
     meta = empty_meta(2)
     meta["n_pairs"] = 64

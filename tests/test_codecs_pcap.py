@@ -12,9 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.capture import CaptureError, read_capture
-from edge.codecs import ruview as rv
-from edge.codecs.pcap import PcapError, PcapWriter, iter_pcap, read_pcap
+from csi_edge.capture import CaptureError, read_capture
+from csi_edge.codecs import ruview as rv
+from csi_edge.codecs.pcap import PcapError, PcapWriter, iter_pcap, read_pcap
 
 FRAMES = [
     rv.encode_raw_frame(i % 3 + 1, i, np.full(2 * n, i, np.int8))

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from edge.codecs import ruview as rv
-from edge.codecs.ruview import RuViewDecoder
-from edge.frames import FrameFormat
+from csi_edge.codecs import ruview as rv
+from csi_edge.codecs.ruview import RuViewDecoder
+from csi_edge.frames import FrameFormat
 
 RNG = np.random.default_rng(7)
 

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.codecs.text import TextLineDecoder
-from edge.frames import FrameFormat
+from csi_edge.codecs.text import TextLineDecoder
+from csi_edge.frames import FrameFormat
 
 DATA = Path(__file__).parent / "data"
 VALUES = [(-1) ** i * (i % 50) for i in range(128)]

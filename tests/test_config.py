@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge.config import (
+from csi_edge.config import (
     ConfigError,
     GatewayConfig,
     SerialSource,

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from edge.dsp import (
+from csi_edge.dsp import (
     LLTF_SUBCARRIERS,
     RunningNorm,
     StreamingGrid,

@@ -8,7 +8,7 @@ import pytest
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
-from export.arch import ARCHS, get_arch  # noqa: E402
+from csi_edge.export.arch import ARCHS, get_arch  # noqa: E402
 
 
 def _pose(window: int = 6, seed: int = 0):
@@ -47,7 +47,7 @@ def test_step_graph_equals_full_forward_at_every_position_across_wraps():
 
 
 def test_torch_full_forward_matches_gateway_numpy_head():
-    from edge.temporal import Encoder, StreamingHead, TemporalConfig
+    from csi_edge.temporal import Encoder, StreamingHead, TemporalConfig
 
     model = _pose(window=5, seed=1)
     weights = {k: v.numpy() for k, v in model.state_dict().items()}

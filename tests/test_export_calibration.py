@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import cli
-from edge.inference.synthetic import make_pose_bundle, make_ruview_bundle
-from edge.temporal import TemporalConfig
+from csi_edge.cli import cli
+from csi_edge.inference.synthetic import make_pose_bundle, make_ruview_bundle
+from csi_edge.temporal import TemporalConfig
 
 
 @pytest.fixture(scope="module")
@@ -52,9 +52,9 @@ def _build(*args) -> dict:
 
 
 def test_pose_windows_are_balanced_and_match_the_runtime(capture, tmp_path):
-    from edge.capture import read_capture
-    from edge.inference.manifest import load_manifest
-    from edge.inference.runtime import FeatureBuilder, TimeResampler
+    from csi_edge.capture import read_capture
+    from csi_edge.inference.manifest import load_manifest
+    from csi_edge.inference.runtime import FeatureBuilder, TimeResampler
 
     bundle = make_pose_bundle(tmp_path / "pose", TemporalConfig(window=8), int8=False)
     out = tmp_path / "cal.npz"
@@ -142,7 +142,7 @@ def test_real_ruview_recording(tmp_path):
     amplitudes of the first 56 raw bins exactly as RuView's runtime lays them out."""
     from pathlib import Path
 
-    from edge.capture import read_capture
+    from csi_edge.capture import read_capture
 
     rec = Path(__file__).parent / "data" / "ruview" / "pretrain-head400.csi.jsonl"
     bundle = make_ruview_bundle(tmp_path / "rv")

@@ -12,16 +12,16 @@ from click.testing import CliRunner
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
-from edge.cli import cli  # noqa: E402
-from export._torch import INSTALL_HINT, ExportError, require  # noqa: E402
-from export.arch import get_arch  # noqa: E402
-from export.checkpoint import load_into, read_state_dict  # noqa: E402
+from csi_edge.cli import cli  # noqa: E402
+from csi_edge.export._torch import INSTALL_HINT, ExportError, require  # noqa: E402
+from csi_edge.export.arch import get_arch  # noqa: E402
+from csi_edge.export.checkpoint import load_into, read_state_dict  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
 def _short_timing(monkeypatch):
     """Latency figures are not under test here: time each model briefly."""
-    monkeypatch.setattr("export.parity.LATENCY_BUDGET_S", 0.01)
+    monkeypatch.setattr("csi_edge.export.parity.LATENCY_BUDGET_S", 0.01)
 
 
 def test_mismatched_checkpoint_lists_every_mismatch(tmp_path):

@@ -7,8 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from export import parity
-from export.quantize import fit_arrays, load_calibration
+from csi_edge.export import parity
+from csi_edge.export.quantize import fit_arrays, load_calibration
 
 
 def _pose(n: int, rng) -> np.ndarray:

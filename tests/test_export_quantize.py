@@ -12,15 +12,15 @@ from click.testing import CliRunner
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
-from edge.cli import cli  # noqa: E402
-from edge.inference.manifest import load_manifest  # noqa: E402
-from export.arch import get_arch  # noqa: E402
+from csi_edge.cli import cli  # noqa: E402
+from csi_edge.export.arch import get_arch  # noqa: E402
+from csi_edge.inference.manifest import load_manifest  # noqa: E402
 
 
 @pytest.fixture(scope="module")
 def vitals(tmp_path_factory):
     mp = pytest.MonkeyPatch()
-    mp.setattr("export.parity.LATENCY_BUDGET_S", 0.01)
+    mp.setattr("csi_edge.export.parity.LATENCY_BUDGET_S", 0.01)
     tmp = tmp_path_factory.mktemp("q")
     torch.manual_seed(0)
     ckpt = tmp / "v.pt"

@@ -17,10 +17,10 @@ torch = pytest.importorskip("torch")
 
 from export_shared import POSE_CFG, pose_export  # noqa: E402
 
-from edge.cli import cli  # noqa: E402
-from edge.inference.backends import open_model  # noqa: E402
-from edge.inference.bundle import load_bundle  # noqa: E402
-from export.arch import get_arch  # noqa: E402
+from csi_edge.cli import cli  # noqa: E402
+from csi_edge.export.arch import get_arch  # noqa: E402
+from csi_edge.inference.backends import open_model  # noqa: E402
+from csi_edge.inference.bundle import load_bundle  # noqa: E402
 
 # the pose model goes through torch's dynamo exporter (the product path; its export is shared
 # with the temporal tests, tests/export_shared.py); the CNNs through the torchscript one, so
@@ -43,7 +43,7 @@ def bundle(request, tmp_path_factory):
     if request.param == "csi-edge-pose":
         return pose_export()
     mp = pytest.MonkeyPatch()
-    mp.setattr("export.parity.LATENCY_BUDGET_S", 0.01)  # figures are not under test here
+    mp.setattr("csi_edge.export.parity.LATENCY_BUDGET_S", 0.01)  # figures are not under test here
     request.addfinalizer(mp.undo)
     name = request.param
     cfg, in_name, shape, exporter = CASES[name]

@@ -13,7 +13,7 @@ pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 safetensors_numpy = pytest.importorskip("safetensors.numpy")
 
-from edge.cli import cli  # noqa: E402
+from csi_edge.cli import cli  # noqa: E402
 
 # published tensor names and shapes (models-and-vitals.md §2)
 PUBLISHED = {
@@ -33,7 +33,7 @@ PUBLISHED = {
 @pytest.fixture(autouse=True)
 def _short_timing(monkeypatch):
     """Latency figures are not under test here: time each model briefly."""
-    monkeypatch.setattr("export.parity.LATENCY_BUDGET_S", 0.01)
+    monkeypatch.setattr("csi_edge.export.parity.LATENCY_BUDGET_S", 0.01)
 
 
 def _conv1d(x: np.ndarray, w: np.ndarray, b: np.ndarray, dilation: int) -> np.ndarray:

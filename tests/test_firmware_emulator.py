@@ -12,8 +12,8 @@ import time
 
 import pytest
 
-from firmware import testkit
-from firmware.emulator import Board, control, slip
+from csi_edge.firmware import testkit
+from csi_edge.firmware.emulator import Board, control, slip
 
 
 @pytest.fixture
@@ -173,7 +173,7 @@ def test_board_emulate_cli_prints_the_pty_first_and_stops_on_sigterm(tmp_path):
         [
             sys.executable,
             "-m",
-            "edge",
+            "csi_edge",
             "board",
             "emulate",
             "--control",

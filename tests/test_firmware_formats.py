@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from firmware import espimage, nodecfg, nvs, testkit
+from csi_edge.firmware import espimage, nodecfg, nvs, testkit
 
 
 def test_our_images_pass_esptools_own_image_verification():
@@ -212,6 +212,6 @@ def test_option_parsing_and_masking():
 
 
 def test_cli_options_cover_every_nvs_key():
-    from edge.cli.commands.provision import _KEY_OPTIONS
+    from csi_edge.cli.commands.provision import _KEY_OPTIONS
 
     assert [k for k, _ in _KEY_OPTIONS] == [k.name for k in nodecfg.KEYS]

@@ -8,8 +8,8 @@ import zipfile
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import cli
-from firmware import espimage, images, testkit
+from csi_edge.cli import cli
+from csi_edge.firmware import espimage, images, testkit
 
 EIGHT_MB = 8 << 20
 

@@ -14,9 +14,9 @@ import time
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import cli
-from firmware import espimage, nodecfg, nvs, testkit
-from firmware.emulator import Board, NodeOptions
+from csi_edge.cli import cli
+from csi_edge.firmware import espimage, nodecfg, nvs, testkit
+from csi_edge.firmware.emulator import Board, NodeOptions
 from tests.conftest import free_port, running_gateway
 
 WIFI = {"HomeNet": "s3cretpass1"}
@@ -57,8 +57,8 @@ def provision_json(board: Board, *args: str) -> dict:
 
 
 def receive_frames(port: int, seconds: float = 1.0):
-    """The gateway's UDP ingest (edge.sources.udp) on 127.0.0.1:port for a while."""
-    from edge.frames import FrameBatch
+    """The gateway's UDP ingest (csi_edge.sources.udp) on 127.0.0.1:port for a while."""
+    from csi_edge.frames import FrameBatch
 
     batches = []
 
@@ -74,7 +74,7 @@ def receive_frames(port: int, seconds: float = 1.0):
 @pytest.mark.slow
 def test_end_to_end_flash_provision_wait_and_gateway_ingest(board, tmp_path):
     src = testkit.write_release(tmp_path / "fw", app_size=1 << 20, version="0.6.5-e2e")
-    base = [sys.executable, "-m", "edge"]
+    base = [sys.executable, "-m", "csi_edge"]
     r = subprocess.run(
         base + ["flash", *conn(board), "--firmware", str(src)],
         capture_output=True,
@@ -256,8 +256,8 @@ def test_flash_an_app_alone_uses_the_boards_partition_table(board, tmp_path):
 def test_wait_reads_the_boot_log_that_lags_behind_the_first_frame():
     """Under load the first UDP frame can arrive while the boot log is still in the serial
     buffer: the banner (version, node id) and the streaming line must still be taken in."""
-    from edge.codecs.ruview import encode_raw_frame
-    from firmware import bootwatch
+    from csi_edge.codecs.ruview import encode_raw_frame
+    from csi_edge.firmware import bootwatch
 
     log = [
         "I (12) main: ESP32-S3 CSI Node (ADR-018) — v0.6.5 — Node ID: 7",
@@ -415,7 +415,7 @@ def test_fleet_provisions_each_board_and_records_results_without_secrets(tmp_pat
 
 
 def test_target_ip_defaults_to_this_gateway_only_when_the_board_has_none(board):
-    from firmware.provision import lan_address
+    from csi_edge.firmware.provision import lan_address
 
     install(board)
     out = provision_json(board, "--ssid", "HomeNet")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.frames import FrameBatch, empty_meta, pairs_to_complex
+from csi_edge.frames import FrameBatch, empty_meta, pairs_to_complex
 
 
 def _batch(lengths, sources, src_idx, node_ids):

@@ -12,7 +12,7 @@ import urllib.request
 
 from tests.conftest import free_port
 
-CLI = [sys.executable, "-m", "edge"]
+CLI = [sys.executable, "-m", "csi_edge"]
 
 
 def _wait(pred, timeout=15.0):
@@ -164,11 +164,11 @@ def _simulated_gateway_reports(
     take a report every second of capture time (what the daemon does with live frames)."""
     import numpy as np
 
-    from edge.codecs.result import DecodeResult
-    from edge.config import GatewayConfig
-    from edge.gateway import Gateway
-    from edge.service import load_pose_runtime, load_vitals_model
-    from edge.sim import preset, simulate
+    from csi_edge.codecs.result import DecodeResult
+    from csi_edge.config import GatewayConfig
+    from csi_edge.gateway import Gateway
+    from csi_edge.service import load_pose_runtime, load_vitals_model
+    from csi_edge.sim import preset, simulate
 
     cfg = GatewayConfig()
     cfg.calibration_dir = "/nonexistent-calibration-dir"
@@ -220,9 +220,9 @@ def test_gateway_runs_a_whole_window_ruview_model_and_falls_back_to_its_fp32_var
     output; asking for int8 falls back to the variant the bundle has, with a warning."""
     import logging
 
-    from edge.config import GatewayConfig
-    from edge.inference.synthetic import make_ruview_bundle
-    from edge.service import load_pose_runtime
+    from csi_edge.config import GatewayConfig
+    from csi_edge.inference.synthetic import make_ruview_bundle
+    from csi_edge.service import load_pose_runtime
 
     folder = make_ruview_bundle(tmp_path / "rv")
     cfg = GatewayConfig()
@@ -238,9 +238,9 @@ def test_gateway_runs_a_whole_window_ruview_model_and_falls_back_to_its_fp32_var
 
 
 def test_a_vitals_bundle_named_as_the_pose_model_is_a_clear_error():
-    from edge.config import ConfigError, GatewayConfig
-    from edge.inference.bundle import MODELS_DIR
-    from edge.service import load_pose_runtime
+    from csi_edge.config import ConfigError, GatewayConfig
+    from csi_edge.inference.bundle import MODELS_DIR
+    from csi_edge.service import load_pose_runtime
 
     cfg = GatewayConfig()
     cfg.models.pose = str(MODELS_DIR / "csi-edge-vitals")
@@ -254,8 +254,8 @@ def test_a_vitals_bundle_named_as_the_pose_model_is_a_clear_error():
 def test_run_loads_the_vitals_model_and_the_offline_timeout(tmp_path):
     """`csi-edge run` builds its gateway with build_gateway: the bundled vitals model must load
     there too (not only in the demo), and ingest.offline_after_s must reach the node table."""
-    from edge.config import GatewayConfig
-    from edge.service import build_gateway
+    from csi_edge.config import GatewayConfig
+    from csi_edge.service import build_gateway
 
     cfg = GatewayConfig()
     cfg.ingest.udp = ["127.0.0.1:0"]
@@ -285,8 +285,8 @@ def test_a_failing_report_does_not_end_the_report_loop():
     """An exception while building reports is counted, and the next interval reports again."""
     import asyncio
 
-    from edge.config import GatewayConfig
-    from edge.gateway import Gateway
+    from csi_edge.config import GatewayConfig
+    from csi_edge.gateway import Gateway
 
     cfg = GatewayConfig()
     cfg.report_interval_s = 0.05
@@ -354,8 +354,8 @@ def test_a_busy_udp_port_names_the_port():
 def test_mqtt_username_without_a_password_is_warned_about(caplog, monkeypatch):
     import logging
 
-    from edge.config import GatewayConfig
-    from edge.service import build_sinks
+    from csi_edge.config import GatewayConfig
+    from csi_edge.service import build_sinks
 
     monkeypatch.delenv("CSI_EDGE_MQTT_PASSWORD", raising=False)
     cfg = GatewayConfig()

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.inference.backends import LiteRTModel, ModelFileError, OrtModel, open_model
-from edge.inference.synthetic import make_pose_bundle, make_ruview_bundle
-from edge.temporal import Encoder, TemporalConfig, load_weights
+from csi_edge.inference.backends import LiteRTModel, ModelFileError, OrtModel, open_model
+from csi_edge.inference.synthetic import make_pose_bundle, make_ruview_bundle
+from csi_edge.temporal import Encoder, TemporalConfig, load_weights
 
 CFG = TemporalConfig(4, 1, 16, 16, 64)
 
@@ -21,10 +21,10 @@ def pose_bundle(tmp_path_factory) -> Path:
 
 
 def _torch_encoder(w: dict):
-    """csi-edge's own torch encoder (export.arch.pose) with the bundle's numpy weights."""
+    """csi-edge's own torch encoder (csi_edge.export.arch.pose) with the bundle's numpy weights."""
     import torch
 
-    from export.arch.pose import Encoder, PoseConfig
+    from csi_edge.export.arch.pose import Encoder, PoseConfig
 
     widths = {f"conv{i}": w[f"enc.c{i}.weight"].shape[0] for i in (1, 2, 3)}
     m = Encoder(PoseConfig(embed_dim=w["enc.fc.weight"].shape[0], **widths)).eval()

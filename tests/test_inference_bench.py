@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import cli
-from edge.inference.synthetic import make_pose_bundle, make_ruview_bundle
-from edge.temporal import TemporalConfig
+from csi_edge.cli import cli
+from csi_edge.inference.synthetic import make_pose_bundle, make_ruview_bundle
+from csi_edge.temporal import TemporalConfig
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +76,7 @@ def test_table_output_and_errors(bundles, tmp_path) -> None:
 def test_cold_start_probe_stays_light(bundles) -> None:
     """A gateway-like process: first inference reported, no torch/scipy/onnx on the path."""
     out = subprocess.run(
-        [sys.executable, "-m", "edge.inference.first_inference", str(bundles["pose"]),
+        [sys.executable, "-m", "csi_edge.inference.first_inference", str(bundles["pose"]),
          str(bundles["ruview"])],
         capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip

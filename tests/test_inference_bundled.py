@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.inference.bundle import bundled_models, load_bundle
-from edge.inference.manifest import load_manifest
-from edge.inference.runtime import PoseRuntime, VitalsRuntime, WindowRuntime, open_runtime
+from csi_edge.inference.bundle import bundled_models, load_bundle
+from csi_edge.inference.manifest import load_manifest
+from csi_edge.inference.runtime import PoseRuntime, VitalsRuntime, WindowRuntime, open_runtime
 
 DATA = Path(__file__).parent / "data"
 
@@ -23,7 +23,7 @@ def test_bundled_models_onnxruntime_vs_litert(folder: Path) -> None:
     """Each shipped LiteRT variant against the ONNX variant of the same precision, same inputs:
     fp32 to float rounding (max abs diff <= 1e-4 x output scale), INT8 within quantization
     tolerance (mean abs diff <= 5 % of the fp32 output's standard deviation)."""
-    from edge.inference.manifest import load_manifest
+    from csi_edge.inference.manifest import load_manifest
 
     m = load_manifest(folder)
     onnx_by_prec = {v.precision: v for v in m.variants.values() if v.backend == "onnxruntime"}
@@ -64,7 +64,7 @@ def test_bundled_models_onnxruntime_vs_litert(folder: Path) -> None:
 
 def _capture_frames() -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """Real ESP32 frames (ESP32-CSI-Tool capture, ~100 Hz) per node, raw complex CSI."""
-    from edge.capture import read_capture
+    from csi_edge.capture import read_capture
 
     res = read_capture(DATA / "esp32-csi-tool" / "example_100hz_pitraffic.csv")
     fb = res.frames
@@ -94,7 +94,7 @@ def test_bundled_model_on_a_real_capture(folder: Path) -> None:
     for v in m.variants:
         rt = open_runtime(folder, variant=v, capacity=1)
         if isinstance(rt, VitalsRuntime):
-            from edge.dsp import vitals_window
+            from csi_edge.dsp import vitals_window
 
             lltf = csi[:, np.r_[np.arange(38, 64), np.arange(0, 27)]]
             (res,) = rt.run(vitals_window(t, lltf))

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.inference.bundle import BundleError, load_bundle
-from edge.inference.manifest import (
+from csi_edge.inference.bundle import BundleError, load_bundle
+from csi_edge.inference.manifest import (
     ManifestError,
     check_model_io,
     check_source,
@@ -17,8 +17,8 @@ from edge.inference.manifest import (
     validate,
     write_manifest,
 )
-from edge.inference.synthetic import make_pose_bundle, make_ruview_bundle
-from edge.temporal import TemporalConfig
+from csi_edge.inference.synthetic import make_pose_bundle, make_ruview_bundle
+from csi_edge.temporal import TemporalConfig
 
 
 @pytest.fixture(scope="module")
@@ -208,9 +208,9 @@ def test_bundle_weights_shape_vs_manifest(pose_bundle, tmp_path) -> None:
 def test_a_model_file_stands_for_its_bundle(tmp_path):
     """`csi-edge export -o model.onnx` writes the manifest beside the model, so commands given
     the model file (`calibration build --model m.onnx`, `run --pose m.onnx`) find its bundle."""
-    from edge.inference.bundle import resolve
-    from edge.inference.manifest import ManifestError, load_manifest
-    from edge.inference.synthetic import make_ruview_bundle
+    from csi_edge.inference.bundle import resolve
+    from csi_edge.inference.manifest import ManifestError, load_manifest
+    from csi_edge.inference.synthetic import make_ruview_bundle
 
     folder = make_ruview_bundle(tmp_path / "rv")
     model = next(folder.glob("*.onnx"))

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.inference.bundle import load_bundle
-from edge.inference.manifest import ManifestError
-from edge.inference.runtime import (
+from csi_edge.inference.bundle import load_bundle
+from csi_edge.inference.manifest import ManifestError
+from csi_edge.inference.runtime import (
     FeatureBuilder,
     PoseRuntime,
     TimeResampler,
@@ -17,8 +17,8 @@ from edge.inference.runtime import (
     WindowRuntime,
     open_runtime,
 )
-from edge.inference.synthetic import make_pose_bundle, make_ruview_bundle, make_vitals_bundle
-from edge.temporal import Encoder, StreamingHead, TemporalConfig, load_weights
+from csi_edge.inference.synthetic import make_pose_bundle, make_ruview_bundle, make_vitals_bundle
+from csi_edge.temporal import Encoder, StreamingHead, TemporalConfig, load_weights
 
 CFG = TemporalConfig(4, 1, 16, 8, 64)
 RATE = 20.0

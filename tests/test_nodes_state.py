@@ -1,4 +1,4 @@
-"""Per-node state (edge.nodes.NodeTable): gaps, duplicates, reorder, reboots, wrap, rate, keys."""
+"""Per-node state (csi_edge.nodes.NodeTable): gaps, duplicates, reorder, reboots, wrap, rate, keys."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.frames import FrameBatch, empty_meta
-from edge.nodes import NodeTable
+from csi_edge.frames import FrameBatch, empty_meta
+from csi_edge.nodes import NodeTable
 
 
 def batch(seqs, t=None, *, node=1, src=0, sources=("10.0.0.5",), n_pairs=64, rssi=-40):

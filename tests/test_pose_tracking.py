@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.pose import BONES, COCO17, NodeTracker, PoseTracker, decode, gate
+from csi_edge.pose import BONES, COCO17, NodeTracker, PoseTracker, decode, gate
 
 
 def _skeleton() -> np.ndarray:

@@ -22,11 +22,11 @@ import dpkt
 import numpy as np
 import pytest
 
-from edge.capture import read_capture
-from edge.codecs.recording import iter_recording
-from edge.codecs.ruview import encode_edge_vitals, encode_raw_frame
+from csi_edge.capture import read_capture
+from csi_edge.codecs.recording import iter_recording
+from csi_edge.codecs.ruview import encode_edge_vitals, encode_raw_frame
 
-CLI = [sys.executable, "-m", "edge"]
+CLI = [sys.executable, "-m", "csi_edge"]
 
 
 def _start_record(args: list[str]) -> tuple[subprocess.Popen, str]:

@@ -5,8 +5,8 @@ import json
 import numpy as np
 from click.testing import CliRunner
 
-from edge.sim import NodeContent, load_truth, preset, simulate, write_capture
-from edge.sim.scenario import Scenario
+from csi_edge.sim import NodeContent, load_truth, preset, simulate, write_capture
+from csi_edge.sim.scenario import Scenario
 
 
 def test_layouts_guard_bins_and_meta():
@@ -37,7 +37,7 @@ def test_timing_loss_reboot_and_truth():
 
 
 def test_capture_roundtrip_and_cli(tmp_path):
-    from edge.codecs.pcap import read_pcap
+    from csi_edge.codecs.pcap import read_pcap
 
     r = simulate(preset("enter", 20, n_nodes=2, layout="mixed"), seed=4)
     cap, truth = write_capture(r, tmp_path / "a.pcap")
@@ -46,7 +46,7 @@ def test_capture_roundtrip_and_cli(tmp_path):
     assert sorted(set(d.frames.node_keys())) == r.node_keys
     tr, sc = load_truth(cap)
     assert np.array_equal(tr.presence, r.truth.presence) and sc.n_nodes == 2
-    from edge.cli import cli
+    from csi_edge.cli import cli
 
     out = CliRunner().invoke(
         cli,
@@ -83,10 +83,10 @@ def test_node_content_adapter():
 
 def _vitals_on_node_content(scenario: str, seconds: float = 40.0, node: int = 0):
     """Render a simulated node frame by frame, as simulated UDP nodes do, through NodeVitals."""
-    from edge.frames import pairs_to_complex
-    from edge.layout import LLTF_RAW_BINS as raw
-    from edge.sim import NodeContent, preset
-    from edge.vitals.node import NodeVitals
+    from csi_edge.frames import pairs_to_complex
+    from csi_edge.layout import LLTF_RAW_BINS as raw
+    from csi_edge.sim import NodeContent, preset
+    from csi_edge.vitals.node import NodeVitals
 
     content = NodeContent(preset(scenario, 24 * 3600.0), node_index=node, seed=0, n_pairs=64)
     vitals = NodeVitals()

@@ -9,10 +9,10 @@ import urllib.request
 
 import pytest
 
-from edge.report import NodeReport
-from edge.sinks.http import HttpSink
-from edge.sinks.jsonl import JsonlSink
-from edge.sinks.mqtt import MqttConfig, MqttSink
+from csi_edge.report import NodeReport
+from csi_edge.sinks.http import HttpSink
+from csi_edge.sinks.jsonl import JsonlSink
+from csi_edge.sinks.mqtt import MqttConfig, MqttSink
 
 
 def _report(node: str = "10.0.0.7#3", **kw) -> NodeReport:
@@ -171,7 +171,7 @@ def test_console_prints_the_final_state_at_close_even_between_refreshes():
     """Plain output is throttled; the state at shutdown must still be printed once."""
     import io
 
-    from edge.sinks.console import ConsoleSink
+    from csi_edge.sinks.console import ConsoleSink
 
     out = io.StringIO()
     sink = ConsoleSink(out, every_s=60.0, live=False)

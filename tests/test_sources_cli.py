@@ -9,10 +9,10 @@ import sys
 
 from click.testing import CliRunner
 
-from edge.cli import cli
+from csi_edge.cli import cli
 from tests.conftest import running_gateway
 
-CLI = [sys.executable, "-m", "edge"]
+CLI = [sys.executable, "-m", "csi_edge"]
 
 
 def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -89,8 +89,8 @@ def test_bad_options_give_clear_errors():
 def test_simulate_nodes_replays_a_capture_to_a_gateway(tmp_path):
     import numpy as np
 
-    from edge.codecs.pcap import write_pcap
-    from edge.codecs.ruview import encode_raw_frame
+    from csi_edge.codecs.pcap import write_pcap
+    from csi_edge.codecs.ruview import encode_raw_frame
 
     frames = [encode_raw_frame(5, k, np.full(128, k % 100, np.int8)) for k in range(50)]
     cap = tmp_path / "five.pcap"

@@ -9,9 +9,9 @@ import socket
 import numpy as np
 import pytest
 
-from edge.codecs.ruview import encode_raw_frame
-from edge.ingest import Ingest
-from edge.sources.udp import UdpSource
+from csi_edge.codecs.ruview import encode_raw_frame
+from csi_edge.ingest import Ingest
+from csi_edge.sources.udp import UdpSource
 
 
 async def _send_and_wait(srcs, frames_per_src: int, ingest: Ingest) -> None:

@@ -8,14 +8,14 @@ import time
 import numpy as np
 import pytest
 
-from edge.capture import read_capture
-from edge.codecs.pcap import write_pcap
-from edge.codecs.result import DecodeResult
-from edge.codecs.ruview import encode_edge_vitals, encode_raw_frame
-from edge.frames import FrameBatch
-from edge.ingest import Ingest
-from edge.sources.replay import ReplaySource, slice_result
-from edge.sources.udp import UdpSource
+from csi_edge.capture import read_capture
+from csi_edge.codecs.pcap import write_pcap
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.codecs.ruview import encode_edge_vitals, encode_raw_frame
+from csi_edge.frames import FrameBatch
+from csi_edge.ingest import Ingest
+from csi_edge.sources.replay import ReplaySource, slice_result
+from csi_edge.sources.udp import UdpSource
 
 
 @pytest.fixture

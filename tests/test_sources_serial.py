@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edge.frames import FrameBatch
-from edge.ingest import Ingest
-from edge.sources.serial import LineSplitter, SerialSource
+from csi_edge.frames import FrameBatch
+from csi_edge.ingest import Ingest
+from csi_edge.sources.serial import LineSplitter, SerialSource
 
 HEADER = (
     b"type,id,mac,rssi,rate,sig_mode,mcs,bandwidth,smoothing,not_sounding,aggregation,stbc,"

@@ -7,9 +7,9 @@ import asyncio
 import numpy as np
 import pytest
 
-from edge.codecs.ruview import RuViewDecoder, encode_raw_frame
-from edge.layout import lltf_canonical
-from edge.sources.simnode import SimFleet, SimNode, SimNodeSpec, synthetic_csi, table_csi
+from csi_edge.codecs.ruview import RuViewDecoder, encode_raw_frame
+from csi_edge.layout import lltf_canonical
+from csi_edge.sources.simnode import SimFleet, SimNode, SimNodeSpec, synthetic_csi, table_csi
 from tests.conftest import running_gateway
 
 

@@ -7,9 +7,9 @@ import socket
 
 import numpy as np
 
-from edge.codecs.ruview import encode_raw_frame
-from edge.frames import FrameBatch
-from edge.sources.simnode import SimFleet, SimNodeSpec, table_csi
+from csi_edge.codecs.ruview import encode_raw_frame
+from csi_edge.frames import FrameBatch
+from csi_edge.sources.simnode import SimFleet, SimNodeSpec, table_csi
 from tests.conftest import running_gateway
 
 

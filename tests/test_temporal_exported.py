@@ -14,9 +14,9 @@ import numpy as np
 import pytest
 from export_shared import W
 
-from edge.inference.bundle import load_bundle
-from edge.inference.runtime import PoseRuntime
-from edge.temporal import Encoder, StreamingHead, TemporalConfig, load_weights
+from csi_edge.inference.bundle import load_bundle
+from csi_edge.inference.runtime import PoseRuntime
+from csi_edge.temporal import Encoder, StreamingHead, TemporalConfig, load_weights
 
 pytestmark = [pytest.mark.torch, pytest.mark.slow]
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from edge.temporal import Encoder, StreamingHead, TemporalConfig, random_weights
+from csi_edge.temporal import Encoder, StreamingHead, TemporalConfig, random_weights
 
 CONFIGS = {
     "gqa-4q-1kv": TemporalConfig(heads_q=4, heads_kv=1, head_dim=16, window=8, embed_dim=64),

@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from edge.sim import preset, simulate
-from edge.vitals import run_frames
+from csi_edge.sim import preset, simulate
+from csi_edge.vitals import run_frames
 
 
 def _run(sc, seed=1):

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from edge.cli import cli
-from edge.sim import preset, simulate, write_capture
-from edge.vitals import NodeVitals
+from csi_edge.cli import cli
+from csi_edge.sim import preset, simulate, write_capture
+from csi_edge.vitals import NodeVitals
 
 SHARED = pathlib.Path(__file__).parent / "data"
 FALLBACK = pathlib.Path("/work/shared/data")
@@ -65,8 +65,8 @@ def test_capture_without_timestamps_is_a_clear_message(tmp_path):
 
 
 def test_vitals_json_contract_and_edge_packets(tmp_path):
-    from edge.codecs.pcap import PcapWriter
-    from edge.codecs.ruview import encode_edge_vitals, encode_raw_frame
+    from csi_edge.codecs.pcap import PcapWriter
+    from csi_edge.codecs.ruview import encode_edge_vitals, encode_raw_frame
 
     r = simulate(preset("still", 12, n_nodes=2), seed=1)
     m = r.frames.meta

@@ -3,8 +3,8 @@ and the streaming estimator only queues on push (conditioning happens per estima
 
 import numpy as np
 
-from edge.vitals import NodeVitals
-from edge.vitals.motion import block_stats
+from csi_edge.vitals import NodeVitals
+from csi_edge.vitals.motion import block_stats
 from tests.conftest import jittered_times
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from edge.vitals.spectral import estimate_rate
+from csi_edge.vitals.spectral import estimate_rate
 
 
 def _series(rate_hz: float, seconds: float, f_hz: float | None, drift_hz: float, seed: int = 0):

@@ -1,6 +1,6 @@
 """The ``csi-edge`` command.
 
-Subcommands live one per module in :mod:`edge.cli.commands`; each module defines ``command``
+Subcommands live one per module in :mod:`csi_edge.cli.commands`; each module defines ``command``
 (a click command or group). Modules import only click and the standard library at the top, and
 load numpy/onnxruntime/torch inside the command body, so ``csi-edge --help`` stays instant and
 torch never enters the gateway's import path.
@@ -15,8 +15,8 @@ import sys
 
 import click
 
-from edge import __version__
-from edge.cli import commands as _commands_pkg
+from csi_edge import __version__
+from csi_edge.cli import commands as _commands_pkg
 
 
 def _command_modules() -> dict[str, str]:

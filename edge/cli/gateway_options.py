@@ -1,5 +1,5 @@
 """Options shared by the commands that run the gateway (``csi-edge run``, ``csi-edge demo``),
-and the one place that folds them into a :class:`~edge.config.GatewayConfig`."""
+and the one place that folds them into a :class:`~csi_edge.config.GatewayConfig`."""
 
 from __future__ import annotations
 

@@ -21,8 +21,8 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
-from edge.codecs.result import DecodeResult
-from edge.frames import FrameBatch, FrameFormat, Packet, empty_meta
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.frames import FrameBatch, FrameFormat, Packet, empty_meta
 
 _PACKET_KIND = {"vitals": "edge_vitals", "feature": "feature_vector"}
 

@@ -12,7 +12,7 @@ Reading (what ``tcpdump -w`` on a gateway produces):
   ``ipv6-ext-header``, ``truncated-capture`` (cut by the snap length), ``other-port``
   (with ``port=``), ``unsupported-linktype``, ``truncated-record``, ``corrupt-record``.
 
-The UDP payloads go to :meth:`edge.codecs.ruview.RuViewDecoder.decode_block` without being
+The UDP payloads go to :meth:`csi_edge.codecs.ruview.RuViewDecoder.decode_block` without being
 copied out one by one: the file is memory-mapped, record offsets are found by one tight loop
 (the only sequential step: each record's length says where the next begins), and every header
 field of every record is then gathered with numpy. Source names are the sender's IP address.
@@ -39,10 +39,10 @@ from typing import BinaryIO
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from edge.codecs.result import DecodeResult
-from edge.codecs.ruview import RuViewDecoder
-from edge.codecs.writer import FileWriter
-from edge.skips import SkipCounter
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.codecs.ruview import RuViewDecoder
+from csi_edge.codecs.writer import FileWriter
+from csi_edge.skips import SkipCounter
 
 PCAP_MAGICS = {
     b"\xd4\xc3\xb2\xa1": ("<", 1e-6),

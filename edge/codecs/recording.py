@@ -24,7 +24,7 @@ import os
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from edge.codecs.writer import FileWriter
+from csi_edge.codecs.writer import FileWriter
 
 HEADER = b"#csi-edge-recording v1 text-lines"
 

@@ -3,11 +3,11 @@
 Every input a decoder is given (a datagram, a text line, a JSON record, a capture record) ends
 up in exactly one of three places, so ``result.n_inputs`` equals the number of inputs:
 
-* ``frames``: raw CSI frames, as one :class:`~edge.frames.FrameBatch`;
+* ``frames``: raw CSI frames, as one :class:`~csi_edge.frames.FrameBatch`;
 * ``packet_counts`` (and ``packets``): non-CSI packets decoded to named fields
-  (:class:`~edge.frames.Packet`: edge vitals, feature vectors, mesh HEALTH, ...);
+  (:class:`~csi_edge.frames.Packet`: edge vitals, feature vectors, mesh HEALTH, ...);
 * ``skipped``: inputs that could not be used, counted under a named reason
-  (:class:`~edge.skips.SkipCounter`: ``truncated``, ``bad-magic``, ``crc-mismatch``, ...).
+  (:class:`~csi_edge.skips.SkipCounter`: ``truncated``, ``bad-magic``, ``crc-mismatch``, ...).
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
-from edge.frames import FrameBatch, Packet
-from edge.skips import SkipCounter
+from csi_edge.frames import FrameBatch, Packet
+from csi_edge.skips import SkipCounter
 
 
 @dataclass

@@ -6,7 +6,7 @@ datagram by the u32 magic at offset 0:
 ==============  ======================================  =====================================
 magic           packet                                  decoded to
 ==============  ======================================  =====================================
-``0xC5110001``  raw CSI frame (20-byte header + CSI)    a row of :class:`~edge.frames.FrameBatch`
+``0xC5110001``  raw CSI frame (20-byte header + CSI)    a row of :class:`~csi_edge.frames.FrameBatch`
 ``0xC5110002``  edge vitals (32)                        ``Packet("edge_vitals")``
 ``0xC5110003``  feature vector (48)                     ``Packet("feature_vector")``
 ``0xC5110004``  fused vitals (48) / WASM events (8+5n)  ``Packet("fused_vitals" | "wasm_events")``
@@ -43,8 +43,9 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.lib.stride_tricks import as_strided, sliding_window_view
 
-from edge.codecs.result import DecodeResult
-from edge.frames import IQ_ORDERS, FrameBatch, FrameFormat, Packet, empty_meta
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.frames import IQ_ORDERS, FrameBatch, FrameFormat, Packet, empty_meta
+from csi_edge.radio import mhz_to_channel
 
 MAGIC_RAW = 0xC5110001
 MAGIC_VITALS = 0xC5110002
@@ -93,29 +94,6 @@ MESH_HEALTH, MESH_ANOMALY_ALERT = 0x06, 0x07
 
 for _s, _n in ((_VITALS, 32), (_FEATURE, 48), (_FUSED, 48), (_FEATURE_STATE, 60), (_MESH_HDR, 16)):
     assert _s.size == _n, (_s.format, _s.size)
-
-
-# ---------------------------------------------------------------------------------------------
-# frequency <-> channel
-def channel_from_freq(freq_mhz: np.ndarray) -> np.ndarray:
-    """Wi-Fi channel number for each frequency (2.4 GHz ch 1-14, 5 GHz); 0 when unknown."""
-    f = np.asarray(freq_mhz, np.int64)
-    ch = np.zeros(f.shape, np.int64)
-    ch = np.where((f >= 2412) & (f <= 2472) & ((f - 2407) % 5 == 0), (f - 2407) // 5, ch)
-    ch = np.where(f == 2484, 14, ch)
-    ch = np.where((f >= 5160) & (f <= 5885) & (f % 5 == 0), (f - 5000) // 5, ch)
-    return ch.astype(np.uint8)
-
-
-def freq_from_channel(channel: int) -> int:
-    """Centre frequency in MHz of a Wi-Fi channel number; 0 when unknown."""
-    if 1 <= channel <= 13:
-        return 2407 + 5 * channel
-    if channel == 14:
-        return 2484
-    if 32 <= channel <= 177:
-        return 5000 + 5 * channel
-    return 0
 
 
 # ---------------------------------------------------------------------------------------------
@@ -461,7 +439,7 @@ def rle_expand(comp: bytes, out_len: int) -> bytes | None:
 
 _PAD = bytes(HEADER_LEN)
 # channel number by frequency in MHz (a lookup is one gather; np.where chains cost ~50 µs/call)
-_CHANNEL_LUT = channel_from_freq(np.arange(6000))
+_CHANNEL_LUT = mhz_to_channel(np.arange(6000))
 
 
 _META_TEMPLATE = empty_meta(1)
@@ -517,7 +495,7 @@ class RuViewDecoder:
         ``sources`` (one name for all, or one per datagram, e.g. the sender's IP).
 
         ``iq_order`` is validated only: frames keep the raw int8 buffer and the I/Q order is
-        applied when complex values are asked for (:meth:`FrameBatch.by_length`, ``edge.layout``).
+        applied when complex values are asked for (:meth:`FrameBatch.by_length`, ``csi_edge.layout``).
         """
         if iq_order not in IQ_ORDERS:
             raise ValueError(f"iq_order must be one of {IQ_ORDERS}, got {iq_order!r}")

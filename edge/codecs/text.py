@@ -37,9 +37,9 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from edge.codecs.result import DecodeResult
-from edge.codecs.ruview import freq_from_channel
-from edge.frames import FrameBatch, FrameFormat, empty_meta
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.frames import FrameBatch, FrameFormat, empty_meta
+from csi_edge.radio import channel_to_mhz
 
 # field name -> index among the fields before the data, per layout
 _COLS = {
@@ -287,7 +287,7 @@ class TextLineDecoder:
                 meta[field] = np.clip(
                     vals, np.iinfo(meta[field].dtype).min, np.iinfo(meta[field].dtype).max
                 )
-        meta["freq_mhz"] = [freq_from_channel(c) for c in meta["channel"].tolist()]
+        meta["freq_mhz"] = [channel_to_mhz(c) for c in meta["channel"].tolist()]
         lens = np.fromiter((len(c) for c in chunks), np.int64, k)
         meta["n_pairs"] = lens // 2
         meta["fmt"] = [

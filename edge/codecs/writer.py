@@ -1,5 +1,5 @@
-"""The file handling the capture writers share (:class:`~edge.codecs.pcap.PcapWriter`,
-:class:`~edge.codecs.recording.RecordingWriter`): a path is opened and closed by the writer, an
+"""The file handling the capture writers share (:class:`~csi_edge.codecs.pcap.PcapWriter`,
+:class:`~csi_edge.codecs.recording.RecordingWriter`): a path is opened and closed by the writer, an
 open binary file is written to and only flushed (its owner closes it)."""
 
 from __future__ import annotations

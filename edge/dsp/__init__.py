@@ -2,15 +2,15 @@
 
 Stages (each its own module, each rate-agnostic: time always comes from receive timestamps):
 
-* :mod:`edge.dsp.phase`     amplitude and sanitized phase (unwrap, linear term removed)
-* :mod:`edge.dsp.hampel`    Hampel outlier filter over time
-* :mod:`edge.dsp.grid`      null/guard bins, subcarrier-grid resampling (linear, cubic, truncate)
-* :mod:`edge.dsp.norm`      per-subcarrier normalization with running per-node statistics
-* :mod:`edge.dsp.timegrid`  irregular receive times -> uniform time grid (jitter, gaps, bursts)
-* :mod:`edge.dsp.features`  model inputs: :func:`pose_features` [N, 104], :func:`vitals_window` [8, 256]
+* :mod:`csi_edge.dsp.phase`     amplitude and sanitized phase (unwrap, linear term removed)
+* :mod:`csi_edge.dsp.hampel`    Hampel outlier filter over time
+* :mod:`csi_edge.dsp.grid`      null/guard bins, subcarrier-grid resampling (linear, cubic, truncate)
+* :mod:`csi_edge.dsp.norm`      per-subcarrier normalization with running per-node statistics
+* :mod:`csi_edge.dsp.timegrid`  irregular receive times -> uniform time grid (jitter, gaps, bursts)
+* :mod:`csi_edge.dsp.features`  model inputs: :func:`pose_features` [N, 104], :func:`vitals_window` [8, 256]
 """
 
-from edge.dsp.features import (
+from csi_edge.dsp.features import (
     POSE_FEATURES,
     VITALS_CHANNELS,
     VITALS_RATE_HZ,
@@ -20,7 +20,7 @@ from edge.dsp.features import (
     vitals_window,
     vitals_window_from_grid,
 )
-from edge.dsp.grid import (
+from csi_edge.dsp.grid import (
     LLTF_SUBCARRIERS,
     drop_dc,
     null_bins,
@@ -28,10 +28,10 @@ from edge.dsp.grid import (
     resample_subcarriers,
     truncate_raw,
 )
-from edge.dsp.hampel import hampel
-from edge.dsp.norm import FixedNorm, RunningNorm
-from edge.dsp.phase import amplitude, sanitize_phase
-from edge.dsp.timegrid import StreamingGrid, uniform_grid
+from csi_edge.dsp.hampel import hampel
+from csi_edge.dsp.norm import FixedNorm, RunningNorm
+from csi_edge.dsp.phase import amplitude, sanitize_phase
+from csi_edge.dsp.timegrid import StreamingGrid, uniform_grid
 
 __all__ = [
     "LLTF_SUBCARRIERS",

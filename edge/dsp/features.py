@@ -4,7 +4,7 @@ the vitals estimator, so training and serving build inputs the same way.
 * :func:`pose_features` -> float32 [N, 104] per frame (MODEL_SPEC "Per-frame input features"):
   ``log1p(|CSI|)`` of the 52 non-DC LLTF subcarriers normalized with the manifest's per-subcarrier
   mean/std, then the 52 sanitized phases. Resample frames in time to the manifest's
-  ``sample_rate_hz`` first (:func:`edge.dsp.timegrid.uniform_grid`).
+  ``sample_rate_hz`` first (:func:`csi_edge.dsp.timegrid.uniform_grid`).
 * :func:`vitals_window` -> float32 [8, 256] (MODEL_SPEC "Vital-sign model"): the 8 subcarrier
   amplitude series with the highest breathing-band SNR on a uniform 8 Hz grid (32 s), detrended
   and normalized per channel.
@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.dsp.grid import LLTF_SUBCARRIERS, drop_dc
-from edge.dsp.phase import sanitize_phase
-from edge.dsp.timegrid import uniform_grid
+from csi_edge.dsp.grid import LLTF_SUBCARRIERS, drop_dc
+from csi_edge.dsp.phase import sanitize_phase
+from csi_edge.dsp.timegrid import uniform_grid
 
 POSE_FEATURES = 104
 VITALS_CHANNELS = 8
@@ -40,8 +40,8 @@ def _lltf_52(csi_lltf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def pose_features(csi_lltf: np.ndarray, norm=None) -> np.ndarray:
     """[N, 53] complex LLTF CSI -> [N, 104] float32: normalized log1p amplitude, sanitized phase.
 
-    ``norm``: an object with ``mean``/``std`` (52 values; :class:`edge.dsp.norm.FixedNorm`,
-    :class:`edge.dsp.norm.RunningNorm`) or a manifest ``{"mean": [...], "std": [...]}`` dict;
+    ``norm``: an object with ``mean``/``std`` (52 values; :class:`csi_edge.dsp.norm.FixedNorm`,
+    :class:`csi_edge.dsp.norm.RunningNorm`) or a manifest ``{"mean": [...], "std": [...]}`` dict;
     None leaves the amplitude unnormalized.
     """
     x, sc = _lltf_52(csi_lltf)

@@ -11,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from edge.layout import LLTF_SUBCARRIERS  # the canonical grid, DC included (index 26)
+from csi_edge.layout import LLTF_SUBCARRIERS  # the canonical grid, DC included (index 26)
 
 RESAMPLE_METHODS = ("linear", "cubic", "truncate")
 

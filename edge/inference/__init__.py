@@ -1,6 +1,6 @@
 """Model runtime: bundles (manifest + model files), backends (onnxruntime / LiteRT), streaming.
 
-Nothing heavy is imported here: ``import edge.inference.manifest`` costs only the stdlib.
+Nothing heavy is imported here: ``import csi_edge.inference.manifest`` costs only the stdlib.
 """
 
 _blas_limited: int | None = None

@@ -4,7 +4,7 @@ Everything is measured in this process, on this machine, against a baseline meas
 same run: per-model latency (batch 1 and batch N = nodes), the streaming step against a full
 recompute at several window lengths, the whole per-frame pipeline, and peak RSS. The startup
 figures (process start -> first inference, RSS of a gateway-like process with the models
-loaded) come from a fresh child process, :mod:`edge.inference.first_inference`.
+loaded) come from a fresh child process, :mod:`csi_edge.inference.first_inference`.
 """
 
 from __future__ import annotations
@@ -23,9 +23,9 @@ from typing import Any
 
 import numpy as np
 
-from edge.inference.backends import open_model
-from edge.inference.bundle import load_bundle, resolve
-from edge.inference.manifest import MANIFEST_NAME, load_manifest
+from csi_edge.inference.backends import open_model
+from csi_edge.inference.bundle import load_bundle, resolve
+from csi_edge.inference.manifest import MANIFEST_NAME, load_manifest
 
 WINDOWS = (16, 64, 256)
 
@@ -135,7 +135,7 @@ def targets_for(path: str | Path, synthetic: bool = False) -> list[Target]:
             if role in ("weights", "full"):
                 continue
             f = folder / fname
-            from edge.inference.manifest import expected_io
+            from csi_edge.inference.manifest import expected_io
 
             want_in, want_out = expected_io(man, role)
             names = (list(want_in), list(want_out)) if "*" not in want_in else None
@@ -220,7 +220,7 @@ def bench_streaming(
     ``encoder``: features [..., F] -> embeddings [..., D] (default: the numpy reference with
     random weights; the CLI passes the bundle's fp32 onnxruntime encoder, the runtime's).
     """
-    from edge.temporal import Encoder, StreamingHead, TemporalConfig, random_weights
+    from csi_edge.temporal import Encoder, StreamingHead, TemporalConfig, random_weights
 
     rows = []
     base = cfg or TemporalConfig()
@@ -312,7 +312,7 @@ def model_encoder(model) -> Callable[[np.ndarray], np.ndarray]:
 def _recompute_last(head, win: np.ndarray):
     """No-cache baseline: embeddings [b, W, D] kept; re-project all W frames to k/v and attend
     with the newest frame's query only."""
-    from edge.temporal import alibi_slopes, gelu_tanh_x2, sigmoid
+    from csi_edge.temporal import alibi_slopes, gelu_tanh_x2, sigmoid
 
     c = head.cfg
     b, w, _ = win.shape
@@ -336,8 +336,8 @@ def bench_pipeline(
 ) -> dict[str, Any]:
     """Raw CSI frames of ``nodes`` nodes, one grid tick at a time: features -> time grid ->
     encoder (batched over nodes) -> temporal step -> keypoint head -> decode -> tracking."""
-    from edge.inference.runtime import PoseRuntime, WindowRuntime
-    from edge.pose import NodeTracker, decode
+    from csi_edge.inference.runtime import PoseRuntime, WindowRuntime
+    from csi_edge.pose import NodeTracker, decode
 
     b = load_bundle(bundle_path, variant=variant, threads=threads)
     m = b.manifest
@@ -403,7 +403,7 @@ def keypoint_error(
 ) -> dict[str, float]:
     """Keypoint difference of ``variant`` against ``reference`` (the fp32 variant) on the same
     synthetic frames through the whole runtime (normalized units)."""
-    from edge.inference.runtime import PoseRuntime
+    from csi_edge.inference.runtime import PoseRuntime
 
     outs = {}
     for v in (reference, variant):
@@ -428,9 +428,9 @@ _BASELINE = "import time, psutil; print(time.time() - psutil.Process().create_ti
 
 
 def bench_startup(bundles: list[str | Path], threads: int) -> dict[str, Any]:
-    """Run :mod:`edge.inference.first_inference` in a child process and return its report,
+    """Run :mod:`csi_edge.inference.first_inference` in a child process and return its report,
     with the same-run baseline: a bare interpreter's process start -> first statement."""
-    cmd = [sys.executable, "-m", "edge.inference.first_inference", "--threads", str(threads)]
+    cmd = [sys.executable, "-m", "csi_edge.inference.first_inference", "--threads", str(threads)]
     cmd += [str(b) for b in bundles]
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     if res.returncode != 0:
@@ -457,14 +457,18 @@ class Plan:
 
 def default_paths(tmp: Path) -> tuple[list[Path], bool]:
     """The bundled models, or (none installed) random-weight bundles built in ``tmp``."""
-    from edge.inference.bundle import bundled_models
+    from csi_edge.inference.bundle import bundled_models
 
     found = bundled_models()
     if found:
         return found, False
     import logging
 
-    from edge.inference.synthetic import make_pose_bundle, make_ruview_bundle, make_vitals_bundle
+    from csi_edge.inference.synthetic import (
+        make_pose_bundle,
+        make_ruview_bundle,
+        make_vitals_bundle,
+    )
 
     logging.getLogger().setLevel(logging.ERROR)  # quantizer chatter
     return [

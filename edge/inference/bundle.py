@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from edge.inference.backends import Model, ModelFileError, open_model
-from edge.inference.manifest import (
+from csi_edge.inference.backends import Model, ModelFileError, open_model
+from csi_edge.inference.manifest import (
     MANIFEST_NAME,
     Manifest,
     ManifestError,

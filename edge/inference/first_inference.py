@@ -1,4 +1,4 @@
-"""``python -m edge.inference.first_inference BUNDLE...``: a gateway-like cold start, measured.
+"""``python -m csi_edge.inference.first_inference BUNDLE...``: a gateway-like cold start, measured.
 
 Loads each bundle the way the daemon does, pushes synthetic frames until every model has
 produced its first output, and prints JSON: seconds from process start (the OS's process
@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     import numpy as np
     import psutil
 
-    from edge.inference.runtime import PoseRuntime, VitalsRuntime, WindowRuntime, open_runtime
+    from csi_edge.inference.runtime import PoseRuntime, VitalsRuntime, WindowRuntime, open_runtime
 
     proc = psutil.Process()
     started = proc.create_time()

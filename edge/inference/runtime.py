@@ -1,7 +1,7 @@
 """Per-node streaming inference built from a bundle's manifest.
 
 * :class:`FeatureBuilder`: raw ESP-IDF CSI (complex, raw bin order) -> the per-frame vector the
-  manifest asks for (grid, features, normalization). Uses the DSP in :mod:`edge.dsp`
+  manifest asks for (grid, features, normalization). Uses the DSP in :mod:`csi_edge.dsp`
   (``pose_features``, ``truncate_raw``) so training and serving build inputs the same way.
 * :class:`TimeResampler`: a node's irregular frames -> the manifest's uniform ``sample_rate_hz``
   grid, O(1) per frame (linear interpolation between consecutive frames; no frame history).
@@ -19,17 +19,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.inference.bundle import Bundle, BundleError, load_bundle
-from edge.inference.manifest import Manifest, check_source, time_resample
-from edge.layout import LLTF_RAW_BINS
-from edge.temporal import StreamingHead, TemporalConfig, load_weights
+from csi_edge.inference.bundle import Bundle, BundleError, load_bundle
+from csi_edge.inference.manifest import Manifest, check_source, time_resample
+from csi_edge.layout import LLTF_RAW_BINS
+from csi_edge.temporal import StreamingHead, TemporalConfig, load_weights
 
 
 def _limit_blas(n: int | None) -> None:
     """Runtimes cap numpy's BLAS pool (default 1 thread) unless told ``None``: see
-    :func:`edge.inference.limit_blas_threads` for why."""
+    :func:`csi_edge.inference.limit_blas_threads` for why."""
     if n is not None:
-        from edge.inference import limit_blas_threads
+        from csi_edge.inference import limit_blas_threads
 
         limit_blas_threads(n)
 
@@ -56,7 +56,7 @@ class FeatureBuilder:
     def __call__(self, csi: np.ndarray) -> np.ndarray:
         csi = np.atleast_2d(csi)
         if self.grid == "lltf-ht20":
-            from edge.dsp.features import pose_features
+            from csi_edge.dsp.features import pose_features
 
             full = pose_features(csi[:, LLTF_RAW_BINS], norm=self.norm)  # [k, 104]: amp | phase
             parts = {"amplitude": full[:, :52], "phase": full[:, 52:]}
@@ -64,7 +64,7 @@ class FeatureBuilder:
                 return full
             return np.concatenate([parts[f] for f in self.features], axis=1)
         # raw grids (RuView pose_v1): the first `sub` raw bins, no reordering, no interpolation
-        from edge.dsp.grid import truncate_raw
+        from csi_edge.dsp.grid import truncate_raw
 
         raw = truncate_raw(csi, self.sub)
         parts = {}
@@ -74,7 +74,7 @@ class FeatureBuilder:
                 amp = (amp - np.float32(self.norm["mean"])) / np.float32(self.norm["std"])
             parts["amplitude"] = amp
         if "phase" in self.features:
-            from edge.dsp.phase import sanitize_phase
+            from csi_edge.dsp.phase import sanitize_phase
 
             parts["phase"] = sanitize_phase(raw)
         return np.concatenate([parts[f] for f in self.features], axis=1).astype(np.float32)
@@ -83,7 +83,7 @@ class FeatureBuilder:
 class TimeResampler:
     """One node's frames -> grid points at multiples of 1/rate, by linear interpolation.
 
-    Hand-written rather than :class:`edge.dsp.timegrid.StreamingGrid`: the per-frame path only
+    Hand-written rather than :class:`csi_edge.dsp.timegrid.StreamingGrid`: the per-frame path only
     needs the two frames around each grid instant, so it keeps one previous frame and does no
     windowed re-interpolation. A gap longer than ``max_gap_s`` emits nothing inside the gap and
     sets ``gap`` so the caller restarts the node's temporal context.
@@ -173,7 +173,7 @@ def _as_rows(rows: list[int]) -> slice | np.ndarray:
 class PoseRuntime:
     """Encoder + streaming temporal head, one ring-buffer stream per node.
 
-    ``head="numpy"`` runs :class:`edge.temporal.StreamingHead` from the bundle's weights (ring
+    ``head="numpy"`` runs :class:`csi_edge.temporal.StreamingHead` from the bundle's weights (ring
     buffer in place, nodes batched); ``head="graph"`` runs the exported ``temporal_step`` model,
     feeding it the cache and storing the cache it returns. Default: the graph for LiteRT
     variants (LiteRT's per-call overhead is ~2 us, so its step beat numpy's ~25 us at batch 1
@@ -419,7 +419,7 @@ class WindowRuntime:
 
 
 class VitalsRuntime:
-    """The vital-sign model on prepared windows [C, T] (see ``edge.dsp.vitals_window``)."""
+    """The vital-sign model on prepared windows [C, T] (see ``csi_edge.dsp.vitals_window``)."""
 
     def __init__(self, bundle: Bundle) -> None:
         m = bundle.manifest
@@ -450,7 +450,7 @@ def open_runtime(
     """Load a bundle and wrap it in the runtime its manifest calls for.
 
     ``blas_threads`` caps numpy's BLAS pool for the process (see
-    :func:`edge.inference.limit_blas_threads`); None leaves it alone.
+    :func:`csi_edge.inference.limit_blas_threads`); None leaves it alone.
     """
     _limit_blas(blas_threads)
     b = load_bundle(path, variant=variant, threads=threads)

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.inference.manifest import write_manifest
-from edge.temporal import TemporalConfig, random_weights
+from csi_edge.inference.manifest import write_manifest
+from csi_edge.temporal import TemporalConfig, random_weights
 
 OPSET = 18
 
@@ -218,7 +218,7 @@ def _provenance(note: str) -> dict:
         "quantization": None,
         "parity": {},
         "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "tool": f"edge.inference.synthetic ({note}; random weights, not a trained model)",
+        "tool": f"csi_edge.inference.synthetic ({note}; random weights, not a trained model)",
     }
 
 

@@ -1,7 +1,7 @@
 """Pose post-processing: COCO-17 keypoint decoding, confidence gating, per-node tracking."""
 
-from edge.pose.keypoints import BONES, COCO17, DecodedPose, decode, gate
-from edge.pose.tracking import NodeTracker, PoseTracker, TrackState
+from csi_edge.pose.keypoints import BONES, COCO17, DecodedPose, decode, gate
+from csi_edge.pose.tracking import NodeTracker, PoseTracker, TrackState
 
 __all__ = [
     "BONES",

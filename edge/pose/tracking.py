@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from edge.pose.keypoints import BONES, DecodedPose, gate
+from csi_edge.pose.keypoints import BONES, DecodedPose, gate
 
 _A = np.array([a for a, _ in BONES])
 _B = np.array([b for _, b in BONES])

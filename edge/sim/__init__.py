@@ -6,9 +6,9 @@ times) and ground truth (breathing/heart BPM, presence, motion, COCO-17 keypoint
 adapter for simulated nodes; ``write_capture`` writes a pcap plus ``.truth.npz`` sidecar.
 """
 
-from edge.sim.io import load_truth, truth_path, write_capture
-from edge.sim.person import ACTIVITIES
-from edge.sim.scenario import PRESETS, NodeContent, Scenario, SimResult, Truth, preset, simulate
+from csi_edge.sim.io import load_truth, truth_path, write_capture
+from csi_edge.sim.person import ACTIVITIES
+from csi_edge.sim.scenario import PRESETS, NodeContent, Scenario, SimResult, Truth, preset, simulate
 
 __all__ = [
     "ACTIVITIES",

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from csi_edge.radio import channel_to_mhz
+
 C = 299_792_458.0
 SUBCARRIER_SPACING_HZ = 312_500.0
 RAW_SUBCARRIERS = np.r_[np.arange(0, 32), np.arange(-32, 0)]  #: raw bin -> subcarrier index
@@ -38,10 +40,6 @@ PART_GAIN = np.array(
     ]
 )
 CHEST_GAIN = 1.0
-
-
-def channel_freq_mhz(channel: int) -> int:
-    return 2484 if channel == 14 else 2407 + 5 * channel
 
 
 @dataclass
@@ -75,7 +73,7 @@ class NodeChannel:
         lens = np.r_[los, los + rng.uniform(2.0, 30.0, p - 1)]
         amps = np.r_[1.0, rng.uniform(0.3, 1.0, p - 1) * np.sqrt(los / lens[1:])]
         gains = amps * np.exp(1j * rng.uniform(0, 2 * np.pi, p))
-        return cls(tx, rx, lens, gains, body_gain, channel_freq_mhz(channel) * 1e6)
+        return cls(tx, rx, lens, gains, body_gain, channel_to_mhz(channel) * 1e6)
 
     @property
     def freqs(self) -> np.ndarray:

@@ -1,7 +1,7 @@
 """Simulated captures on disk: an ADR-018 pcap plus a ground-truth sidecar.
 
 The pcap holds real ``0xC5110001`` datagrams from each node's IP (what ``csi-edge decode``
-reads), the sidecar ``<capture>.truth.npz`` the truth arrays (see :class:`edge.sim.scenario.Truth`)
+reads), the sidecar ``<capture>.truth.npz`` the truth arrays (see :class:`csi_edge.sim.scenario.Truth`)
 and the scenario as JSON, so a benchmark can score any estimator against the recording.
 """
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.sim.scenario import TRUTH_FIELDS, Scenario, SimResult, Truth
+from csi_edge.sim.scenario import TRUTH_FIELDS, Scenario, SimResult, Truth
 
 
 def truth_path(capture: str | os.PathLike) -> Path:
@@ -22,8 +22,8 @@ def truth_path(capture: str | os.PathLike) -> Path:
 
 def write_capture(result: SimResult, path: str | os.PathLike) -> tuple[Path, Path]:
     """Write ``result`` as a pcap (one UDP datagram per frame) and its truth sidecar."""
-    from edge.codecs.pcap import PcapWriter
-    from edge.codecs.ruview import encode_raw_frame
+    from csi_edge.codecs.pcap import PcapWriter
+    from csi_edge.codecs.ruview import encode_raw_frame
 
     fr = result.frames
     m = fr.meta

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from edge.sim.channel import RAW_SUBCARRIERS
+from csi_edge.sim.channel import RAW_SUBCARRIERS
 
 LAYOUTS = (64, 128, 192)
 _LLTF_ON = (np.abs(RAW_SUBCARRIERS) >= 1) & (np.abs(RAW_SUBCARRIERS) <= 26)

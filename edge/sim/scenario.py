@@ -2,7 +2,7 @@
 
 A :class:`Scenario` is an activity timeline (empty, standing, sitting, walking, waving) plus a
 person's physiology, the radio (SNR, AGC steps, layout) and the delivery timing (rate, jitter,
-loss, bursts, reboot). :func:`simulate` renders every node to a :class:`~edge.frames.FrameBatch`
+loss, bursts, reboot). :func:`simulate` renders every node to a :class:`~csi_edge.frames.FrameBatch`
 (exactly what a decoder would hand the gateway) with ground truth on a uniform grid.
 :class:`NodeContent` is the same model as a ``csi_fn(t, seq) -> int8`` for simulated nodes.
 """
@@ -13,12 +13,12 @@ from dataclasses import asdict, dataclass, field, fields
 
 import numpy as np
 
-from edge.frames import FrameBatch, FrameFormat, empty_meta
-from edge.sim.channel import NodeChannel
-from edge.sim.person import ACTIVITIES, Person, Segment, project
-from edge.sim.render import agc_gain, choose_layouts, quantize, reference_rms, rssi_dbm
-from edge.sim.timing import Timing, frame_times
-from edge.sim.waveforms import Physiology
+from csi_edge.frames import FrameBatch, FrameFormat, empty_meta
+from csi_edge.sim.channel import NodeChannel
+from csi_edge.sim.person import ACTIVITIES, Person, Segment, project
+from csi_edge.sim.render import agc_gain, choose_layouts, quantize, reference_rms, rssi_dbm
+from csi_edge.sim.timing import Timing, frame_times
+from csi_edge.sim.waveforms import Physiology
 
 T0 = 1_767_225_600.0  # 2026-01-01 00:00 UTC: simulated receive times are plausible unix times
 _CHUNK = 4096  # frames per channel evaluation: bounds memory at ~T*18*64 complex values
@@ -124,7 +124,7 @@ class Truth:
     presence: np.ndarray
     motion: np.ndarray
     keypoints: np.ndarray
-    activity: np.ndarray  # index into edge.sim.person.ACTIVITIES
+    activity: np.ndarray  # index into csi_edge.sim.person.ACTIVITIES
 
     def at(self, t: np.ndarray) -> dict[str, np.ndarray]:
         """Truth at arbitrary times (nearest grid sample), e.g. per frame or per estimate."""

@@ -8,12 +8,6 @@ the client library, not fatal.
 
 from __future__ import annotations
 
-from typing import Protocol
+from csi_edge.report import Sink
 
-from edge.report import NodeReport
-
-
-class Sink(Protocol):
-    def publish(self, reports: list[NodeReport]) -> None: ...
-
-    def close(self) -> None: ...
+__all__ = ["Sink"]

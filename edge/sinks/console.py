@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import TextIO
 
-from edge.report import NodeReport
+from csi_edge.report import NodeReport
 
 
 def _fmt(v: float | None, digits: int) -> str:

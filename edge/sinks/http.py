@@ -12,7 +12,7 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
 
-from edge.report import NodeReport
+from csi_edge.report import NodeReport
 
 
 class HttpSink:
@@ -21,7 +21,7 @@ class HttpSink:
     def __init__(self, host: str = "127.0.0.1", port: int = 8080) -> None:
         self._lock = threading.Lock()
         self._latest: dict[str, dict] = {}
-        self._page = resources.files("edge.sinks").joinpath("live.html").read_bytes()
+        self._page = resources.files("csi_edge.sinks").joinpath("live.html").read_bytes()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):

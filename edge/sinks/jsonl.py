@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from edge.report import NodeReport
+from csi_edge.report import NodeReport
 
 
 class JsonlSink:

@@ -19,8 +19,9 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from edge import __version__
-from edge.report import NodeReport, slug
+from csi_edge import __version__
+from csi_edge.frames import slug
+from csi_edge.report import NodeReport
 
 log = logging.getLogger("csi_edge.mqtt")
 

@@ -2,14 +2,14 @@
 
 ``speed=1`` replays at the pace the frames were received, ``speed=10`` ten times faster,
 ``speed=None`` as fast as the consumers take it. The output is the same stream of
-:class:`~edge.codecs.result.DecodeResult` a live source emits, in slices of at most
+:class:`~csi_edge.codecs.result.DecodeResult` a live source emits, in slices of at most
 ``max_batch`` frames, so everything downstream (node table, DSP, models) cannot tell a replay
 from the nodes themselves. When paced, receive times are re-stamped to "now" by default (so live
 views do not show yesterday's nodes as offline); ``restamp=False`` keeps the capture's times.
 
 With ``resend=(host, port)`` the frames are instead sent as ADR-018 datagrams to a gateway
 elsewhere (one UDP socket per source in the capture, so the gateway still tells them apart by
-port; frames are re-encoded with :func:`~edge.codecs.ruview.encode_raw_frame`, sibling packets
+port; frames are re-encoded with :func:`~csi_edge.codecs.ruview.encode_raw_frame`, sibling packets
 are not re-sent).
 """
 
@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from edge.codecs.result import DecodeResult
-from edge.frames import FrameBatch, Packet
+from csi_edge.codecs.result import DecodeResult
+from csi_edge.frames import FrameBatch, Packet
 
 log = logging.getLogger("csi_edge.replay")
 
@@ -121,7 +121,7 @@ class ReplaySource:
 
     async def run(self, emit: Emit) -> None:
         """Replay to the end of the capture (or until :meth:`close`)."""
-        from edge.capture import iter_capture
+        from csi_edge.capture import iter_capture
 
         chunks = iter_capture(self.path, fmt=self.fmt, iq_order=self.iq_order)
         t0_capture: float | None = None
@@ -186,7 +186,7 @@ class ReplaySource:
             emit(res)
 
     def _resend(self, frames: FrameBatch) -> None:
-        from edge.codecs.ruview import encode_raw_frame
+        from csi_edge.codecs.ruview import encode_raw_frame
 
         meta = frames.meta
         for i in range(len(frames)):

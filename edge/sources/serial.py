@@ -4,7 +4,7 @@ Real serial streams at 921600-2000000 baud tear and interleave lines: a line los
 the next line runs into it, log lines land in the middle of CSI lines, the board resets and
 prints boot garbage. :class:`LineSplitter` turns the byte stream into lines and recovers the
 line that starts inside a torn one (counted skip ``torn-line`` for the broken fragment); the
-decoder (:class:`edge.codecs.text.TextLineDecoder`) skips whatever else is malformed, with a
+decoder (:class:`csi_edge.codecs.text.TextLineDecoder`) skips whatever else is malformed, with a
 named reason.
 
 USB-serial adapters vanish when unplugged. :class:`SerialSource` then logs once
@@ -25,10 +25,10 @@ import time
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
-from edge.skips import SkipCounter
+from csi_edge.skips import SkipCounter
 
 if TYPE_CHECKING:
-    from edge.codecs.result import DecodeResult
+    from csi_edge.codecs.result import DecodeResult
 
 log = logging.getLogger("csi_edge.serial")
 
@@ -165,7 +165,7 @@ class SerialSource:
     async def start(self, emit: Emit) -> None:
         if self._thread is not None:
             return
-        from edge.codecs.text import TextLineDecoder
+        from csi_edge.codecs.text import TextLineDecoder
 
         self._decoder = TextLineDecoder(self.port)
         self._loop = asyncio.get_running_loop()
@@ -263,7 +263,7 @@ class SerialSource:
     def _deliver(
         self, lines: list[bytes], t: float, skips: dict[str, int], raw: list[bytes] | None
     ) -> None:
-        from edge.codecs.result import DecodeResult
+        from csi_edge.codecs.result import DecodeResult
 
         self.lines += len(lines)
         self.skipped.update(skips)

@@ -4,7 +4,7 @@ Each :class:`SimNode` owns a UDP socket (its own source port, a new one after ea
 reboot, as a real ESP32 gets), a node id, a per-boot sequence counter from 0, a frame rate with
 jitter, optional random loss (the sequence advances, the frame is not sent: exactly what the
 gateway sees when WiFi drops a frame) and optional periodic reboots (silence, then the sequence
-restarts at 0). Frames are encoded with :func:`edge.codecs.ruview.encode_raw_frame`, so the
+restarts at 0). Frames are encoded with :func:`csi_edge.codecs.ruview.encode_raw_frame`, so the
 gateway cannot tell them from a real node's.
 
 The CSI *content* is a plug-in: ``csi_fn(t, seq) -> int8 array`` of ``2 * n_pairs`` values,
@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from edge.codecs.ruview import encode_edge_vitals, encode_raw_frame
+from csi_edge.codecs.ruview import encode_edge_vitals, encode_raw_frame
 
 log = logging.getLogger("csi_edge.simnode")
 
@@ -42,7 +42,7 @@ def _null_bins(n_pairs: int) -> np.ndarray:
 
     Section 0 is LLTF (52 used subcarriers: DC and +-27..32 null), later sections HT-LTF /
     STBC-HT-LTF (56 used: DC and +-29..32 null). Good enough for synthetic content; the decoder's
-    own layout tables (``edge.layout``) are the reference.
+    own layout tables (``csi_edge.layout``) are the reference.
     """
     null = np.zeros(n_pairs, bool)
     for sec in range(0, n_pairs, 64):

@@ -14,7 +14,7 @@ Why it looks the way it does:
 * **Batched decoding.** Datagrams are collected for ``batch_s`` (10 ms, well below a node's
   ~50 ms frame period) or ``max_batch`` datagrams, whichever comes first, then decoded in one
   vectorised
-  :meth:`RuViewDecoder.decode <edge.codecs.ruview.RuViewDecoder.decode>` call: that is what makes
+  :meth:`RuViewDecoder.decode <csi_edge.codecs.ruview.RuViewDecoder.decode>` call: that is what makes
   >= 50,000 frames/s on one core possible.
 * **Never blocking on a node.** One socket serves every node; nothing waits on a particular
   sender, and a bad datagram is only a counted skip inside the decoder.
@@ -31,7 +31,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from edge.codecs.result import DecodeResult
+    from csi_edge.codecs.result import DecodeResult
 
 log = logging.getLogger("csi_edge.udp")
 
@@ -131,7 +131,7 @@ class UdpSource:
         raw_sink: RawSink | None = None,
         decode: bool = True,
     ) -> None:
-        from edge.codecs.ruview import RuViewDecoder
+        from csi_edge.codecs.ruview import RuViewDecoder
 
         self.host, self.port = host, port
         self.iq_order = iq_order

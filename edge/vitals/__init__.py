@@ -5,11 +5,11 @@
 * :func:`edge_vitals_report` the node's own on-board estimate (``0xC5110002``/``0xC5110004``).
 """
 
-from edge.vitals.config import VitalsConfig
-from edge.vitals.edge_packets import EDGE_VITALS_KINDS, edge_vitals_report
-from edge.vitals.estimate import VitalsEstimate
-from edge.vitals.node import NodeVitals
-from edge.vitals.run import frame_times, lltf_frames, run_frames
+from csi_edge.vitals.config import VitalsConfig
+from csi_edge.vitals.edge_packets import EDGE_VITALS_KINDS, edge_vitals_report
+from csi_edge.vitals.estimate import VitalsEstimate
+from csi_edge.vitals.node import NodeVitals
+from csi_edge.vitals.run import frame_times, lltf_frames, run_frames
 
 __all__ = [
     "EDGE_VITALS_KINDS",

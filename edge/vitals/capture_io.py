@@ -7,9 +7,9 @@ import os
 
 def read_any(path: str | os.PathLike):
     """-> DecodeResult. A file that is not a capture raises ValueError naming the file and what
-    was expected (:class:`edge.capture.CaptureError` is not a ValueError, so callers catching
+    was expected (:class:`csi_edge.capture.CaptureError` is not a ValueError, so callers catching
     ``ValueError`` would otherwise let it escape as a traceback)."""
-    from edge.capture import CaptureError, read_capture
+    from csi_edge.capture import CaptureError, read_capture
 
     try:
         return read_capture(path)

@@ -17,7 +17,7 @@ class VitalsConfig:
     noise_hz: tuple[float, float] = (3.2, 3.9)  # above every vital sign: the noise reference
     n_channels: int = 8
     max_gap_s: float = 2.0  # longer gaps restart the still window
-    motion_block_s: float = 0.5  # motion statistic per block of frames (edge.vitals.motion)
+    motion_block_s: float = 0.5  # motion statistic per block of frames (csi_edge.vitals.motion)
     motion_min_frames: int = 4  # fewer frames in a block: no statistic for it
     motion_window_s: float = 1.0  # moving = a hot block ended within this many seconds
     motion_k: float = 3.0  # hot block: statistic above k x the quiet level ...
@@ -25,7 +25,7 @@ class VitalsConfig:
     motion_obvious: float = 0.12  # always motion above this (~1 dB flicker within 0.5 s) ...
     motion_obvious_k: float = 2.5  # ... unless that is below this many quiet levels
     # A body that moved into a new pose changes the static channel: the last second's mean
-    # amplitude profile against the still window's (edge.vitals.node.NodeVitals._profile_moved).
+    # amplitude profile against the still window's (csi_edge.vitals.node.NodeVitals._profile_moved).
     motion_profile_k: float = 2.5  # moved: RMS z-score (breathing component removed) above this
     motion_profile_ref_s: float = 10.0  # reference: up to this many seconds of 1-s means ...
     motion_profile_min_ref_s: int = 6  # ... and at least this many

@@ -1,12 +1,12 @@
 """The node's own vitals (RuView firmware ``0xC5110002`` edge vitals, ``0xC5110004`` fused), as
-decoded by :mod:`edge.codecs.ruview`, reduced to the fields reported beside the gateway's
+decoded by :mod:`csi_edge.codecs.ruview`, reduced to the fields reported beside the gateway's
 estimate (``NodeReport.node_vitals``). The firmware computes its rates assuming a 10 Hz rate,
 so they are shown for comparison, never merged into the gateway's estimate.
 """
 
 from __future__ import annotations
 
-from edge.frames import Packet, node_key
+from csi_edge.frames import Packet, node_key
 
 EDGE_VITALS_KINDS = ("edge_vitals", "fused_vitals")
 _FIELDS = (

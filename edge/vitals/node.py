@@ -5,7 +5,7 @@ a frame or two, and per-call numpy overhead would dominate the cost). The queued
 conditioned in one vectorized pass when an estimate is asked for (or when the queue gets long):
 per-frame features (log-amplitude minus its frame mean, sanitized phase: 104 channels) binned
 onto an 8 Hz grid (:class:`StreamingGrid`), plus the common-mode log-amplitude per frame that the
-motion detector reads (:mod:`edge.vitals.motion`). Per estimate: the motion decision (per-block
+motion detector reads (:mod:`csi_edge.vitals.motion`). Per estimate: the motion decision (per-block
 test against the node's quiet level, plus a pooled test for weak sustained motion on noisy
 nodes), the still window since the last motion, a breathing-band spectrum over it (presence and
 breathing), and the heart band after the breathing harmonics are projected out. A heart rate is
@@ -21,13 +21,13 @@ from collections import deque
 
 import numpy as np
 
-from calibration.baseline import Baseline
-from edge.dsp.timegrid import StreamingGrid
-from edge.skips import SkipCounter
-from edge.vitals.config import VitalsConfig
-from edge.vitals.estimate import VitalsEstimate
-from edge.vitals.motion import block_stats, chi2_median_ratio
-from edge.vitals.spectral import (
+from csi_edge.dsp.timegrid import StreamingGrid
+from csi_edge.skips import SkipCounter
+from csi_edge.vitals.baseline import Baseline
+from csi_edge.vitals.config import VitalsConfig
+from csi_edge.vitals.estimate import VitalsEstimate
+from csi_edge.vitals.motion import block_stats, chi2_median_ratio
+from csi_edge.vitals.spectral import (
     RateResult,
     detrend,
     estimate_rate,
@@ -87,7 +87,7 @@ class NodeVitals:
         # Every matrix here is tiny; a multi-threaded BLAS wakes all cores for each one and, with
         # the cores busy, cost 7x more CPU in scripts/bench_vitals_throughput.py (30 % vs 4 %
         # of a core for 16 nodes). Process-wide, as the pose runtime does it too.
-        from edge.inference import limit_blas_threads
+        from csi_edge.inference import limit_blas_threads
 
         limit_blas_threads(1)
         self.skipped = SkipCounter()
@@ -430,7 +430,7 @@ class NodeVitals:
         [seconds * grid_hz, 52], or None while there is too little or too gappy data.
 
         This is the bundled vitals model's input before channel selection
-        (``edge.dsp.features.vitals_window_from_grid``), taken from the grid this estimator keeps
+        (``csi_edge.dsp.features.vitals_window_from_grid``), taken from the grid this estimator keeps
         anyway, so running the model costs no second pass over the frames.
         """
         self._ingest()
@@ -615,7 +615,7 @@ class NodeVitals:
     # -- calibration -----------------------------------------------------------------------------
     def calibration_stats(self, since: float) -> tuple[list[float], np.ndarray | None]:
         """(motion statistics of the blocks after ``since``, mean amplitude profile [52] of the
-        grid points after ``since`` or None) for :mod:`calibration.runner`."""
+        grid points after ``since`` or None) for :mod:`csi_edge.vitals.room`."""
         self._ingest()
         _, v = self._motion_series(since)
         prof = None

@@ -11,16 +11,16 @@ from collections.abc import Callable, Iterator
 
 import numpy as np
 
-from calibration.baseline import Baseline
-from edge.frames import FrameBatch
-from edge.layout import lltf_canonical
-from edge.vitals.config import VitalsConfig
-from edge.vitals.estimate import VitalsEstimate
-from edge.vitals.node import NodeVitals
+from csi_edge.frames import FrameBatch
+from csi_edge.layout import lltf_canonical
+from csi_edge.vitals.baseline import Baseline
+from csi_edge.vitals.config import VitalsConfig
+from csi_edge.vitals.estimate import VitalsEstimate
+from csi_edge.vitals.node import NodeVitals
 
 
 def lltf_frames(frames: FrameBatch) -> np.ndarray:
-    """complex64 [N, 53] LLTF grid (-26..+26) of every frame, by :func:`edge.layout.lltf_canonical`
+    """complex64 [N, 53] LLTF grid (-26..+26) of every frame, by :func:`csi_edge.layout.lltf_canonical`
     (which knows HT40 and odd lengths); DC and missing bins are 0."""
     return np.asarray(lltf_canonical(frames), np.complex64)
 

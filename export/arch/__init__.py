@@ -65,19 +65,19 @@ class Arch:
 
 # -- csi-edge-pose -------------------------------------------------------------------------
 def _build_pose(cfg: dict) -> Any:
-    from export.arch.pose import CsiEdgePose, PoseConfig
+    from csi_edge.export.arch.pose import CsiEdgePose, PoseConfig
 
     return CsiEdgePose(PoseConfig(**cfg))
 
 
 def _pose_step(model: Any) -> Any:
-    from export.arch.pose import PoseStepGraph
+    from csi_edge.export.arch.pose import PoseStepGraph
 
     return PoseStepGraph(model)
 
 
 def _pose_encoder(model: Any) -> Any:
-    from export.arch.pose import PoseEncoderGraph
+    from csi_edge.export.arch.pose import PoseEncoderGraph
 
     return PoseEncoderGraph(model)
 
@@ -151,7 +151,7 @@ POSE = Arch(
 
 # -- csi-edge-vitals -----------------------------------------------------------------------
 def _build_vitals(cfg: dict) -> Any:
-    from export.arch.vitals import CsiEdgeVitals, VitalsConfig
+    from csi_edge.export.arch.vitals import CsiEdgeVitals, VitalsConfig
 
     return CsiEdgeVitals(VitalsConfig(**cfg))
 
@@ -200,7 +200,7 @@ VITALS = Arch(
 def _build_ruview(cfg: dict) -> Any:
     if cfg:
         raise ValueError("ruview-pose-v1 has a fixed published layout and takes no config")
-    from export.arch.ruview import RuViewPoseV1
+    from csi_edge.export.arch.ruview import RuViewPoseV1
 
     return RuViewPoseV1()
 

@@ -22,7 +22,7 @@ class VitalsConfig:
 class CsiEdgeVitals(nn.Module):
     """window [B, C, T] -> vitals [B, 3]: (breathing BPM - 20) / 10, presence logit, motion logit.
 
-    The graph outputs the raw head; the runtime (``edge.inference.runtime.VitalsRuntime``) maps
+    The graph outputs the raw head; the runtime (``csi_edge.inference.runtime.VitalsRuntime``) maps
     column 0 to BPM as out * 10 + 20, so the scale lives in one place.
     """
 

@@ -33,10 +33,10 @@ import threading
 import time
 import tty
 
-from firmware.emulator import slip
-from firmware.emulator.flashmem import Flash
-from firmware.emulator.loader import SYNC, Loader
-from firmware.emulator.node import NodeOptions, NodeRuntime
+from csi_edge.firmware.emulator import slip
+from csi_edge.firmware.emulator.flashmem import Flash
+from csi_edge.firmware.emulator.loader import SYNC, Loader
+from csi_edge.firmware.emulator.node import NodeOptions, NodeRuntime
 
 WRITE_TIMEOUT = 2.0
 

@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from firmware.emulator.flashmem import Flash, FlashError
+from csi_edge.firmware.emulator.flashmem import Flash, FlashError
 
 # Commands
 SYNC, READ_REG, WRITE_REG = 0x08, 0x0A, 0x09
@@ -412,6 +412,6 @@ def _need(data: bytes, n: int) -> None:
 
 
 def _checksum(block: bytes) -> int:
-    from firmware.espimage import _xor_bytes
+    from csi_edge.firmware.espimage import _xor_bytes
 
     return 0xEF ^ _xor_bytes(block)

@@ -9,7 +9,6 @@ every network accepts the node; otherwise the SSID and password must match one o
 
 from __future__ import annotations
 
-import math
 import socket
 import struct
 import threading
@@ -17,8 +16,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from firmware import espimage, nodecfg, nvs
-from firmware.emulator.flashmem import Flash
+import numpy as np
+
+from csi_edge.codecs.ruview import encode_raw_frame
+from csi_edge.firmware import espimage, nodecfg, nvs
+from csi_edge.firmware.emulator.flashmem import Flash
+from csi_edge.radio import channel_to_mhz
+from csi_edge.sim.scenario import NodeContent
 
 WIFI_RETRIES = 10
 
@@ -35,88 +39,6 @@ class NodeOptions:
     drop_udp: bool = False  # a firewall on the way: frames leave the node but never arrive
     dhcp: bool = True  # False: the access point accepts the node but never hands out an address
     stats: dict[str, int] = field(default_factory=lambda: {"frames": 0})
-
-
-def _local_encode(node_id: int, seq: int, csi: bytes, freq_mhz: int) -> bytes:
-    """The ADR-018 raw frame (spec §1.1): ``<IBBHIIbbH`` header, then the int8 CSI pairs."""
-    return (
-        struct.pack(
-            "<IBBHIIbbH",
-            0xC5110001,
-            node_id,
-            1,
-            len(csi) // 2,
-            freq_mhz,
-            seq & 0xFFFFFFFF,
-            -45,
-            -92,
-            0,
-        )
-        + csi
-    )
-
-
-def _frame_encoder() -> Callable[[int, int, bytes, int], bytes]:
-    """H1's ``edge.codecs.ruview.encode_raw_frame`` when it is there and agrees with the spec
-    header, else the local encoder."""
-    try:
-        import numpy as np
-
-        from edge.codecs.ruview import encode_raw_frame  # type: ignore[import-not-found]
-
-        def h1(node_id: int, seq: int, csi: bytes, freq_mhz: int) -> bytes:
-            arr = np.frombuffer(csi, dtype=np.int8)
-            try:
-                return bytes(encode_raw_frame(node_id, seq, arr, freq_mhz=freq_mhz))
-            except TypeError:
-                return bytes(encode_raw_frame(node_id, seq, arr))
-
-        probe = h1(3, 5, b"\x01\x02" * 4, 2437)
-        if struct.unpack_from("<IBxHxxxxI", probe) == (0xC5110001, 3, 4, 5):
-            return h1
-    except Exception:  # noqa: BLE001 - absent or different: use the local encoder
-        pass
-    return _local_encode
-
-
-def _csi_source(n_sub: int, node_id: int) -> Callable[[float, int], bytes]:
-    """CSI content: H3's simulator (``edge.sim.scenario.NodeContent``, a ``csi_fn(t, seq)``)
-    when present, else a synthetic breathing-modulated multipath pattern."""
-    try:
-        import numpy as np
-
-        from edge.sim.scenario import NodeContent  # type: ignore[import-not-found]
-
-        csi_fn = NodeContent(n_pairs=n_sub, seed=node_id)
-        if len(np.asarray(csi_fn(0.0, 0), np.int8).tobytes()) == 2 * n_sub:
-            return lambda t, seq: np.asarray(csi_fn(t, seq), np.int8).tobytes()
-    except Exception:  # noqa: BLE001 - simulator absent or of another shape: use synthetic CSI
-        pass
-
-    def synth(t: float, seq: int) -> bytes:
-        breath = 0.15 * math.sin(2 * math.pi * 0.25 * t)
-        out = bytearray()
-        for k in range(n_sub):
-            amp = 40 + 20 * math.cos(0.2 * k) * (1 + breath)
-            ph = 0.35 * k + breath
-            out += struct.pack(
-                "bb",
-                int(max(-127, min(127, amp * math.cos(ph)))),
-                int(max(-127, min(127, amp * math.sin(ph)))),
-            )
-        return bytes(out)
-
-    return synth
-
-
-def channel_mhz(ch: int) -> int:
-    if ch == 14:
-        return 2484
-    if 1 <= ch <= 13:
-        return 2412 + 5 * (ch - 1)
-    if 36 <= ch <= 177:
-        return 5000 + 5 * ch
-    return 0
 
 
 class NodeRuntime:
@@ -285,14 +207,14 @@ class NodeRuntime:
             f"{self.opts.rate_hz:g} Hz)",
         )
         self.state = "streaming"
-        encode, content = _frame_encoder(), _csi_source(self.opts.n_subcarriers, node_id)
-        freq = channel_mhz(channel)
+        sim = NodeContent(n_pairs=self.opts.n_subcarriers, seed=node_id)
+        freq = channel_to_mhz(channel)
         period = 1.0 / self.opts.rate_hz
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
             seq, start = 0, time.monotonic()
             while not self.stop.is_set():
                 t = time.monotonic() - start
-                frame = encode(node_id, seq, content(t, seq), freq)
+                frame = encode_raw_frame(node_id, seq, np.asarray(sim(t, seq), np.int8), freq_mhz=freq)
                 try:
                     if not self.opts.drop_udp:
                         sock.sendto(frame, (ip, port))

@@ -54,12 +54,12 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
 
     from tqdm import tqdm
 
-    from edge.inference import benchmark as bm
-    from edge.inference import limit_blas_threads
+    from csi_edge.inference import benchmark as bm
+    from csi_edge.inference import limit_blas_threads
 
     limit_blas_threads(threads)  # as the gateway runs (open_runtime); see its docstring
-    from edge.inference.backends import ModelFileError
-    from edge.inference.manifest import ManifestError
+    from csi_edge.inference.backends import ModelFileError
+    from csi_edge.inference.manifest import ManifestError
 
     try:
         wins = tuple(int(w) for w in windows.split(",") if w.strip())
@@ -136,7 +136,7 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
 
 
 def _pose_bundle(bundles):
-    from edge.inference.manifest import load_manifest
+    from csi_edge.inference.manifest import load_manifest
 
     for b in bundles:
         try:
@@ -149,13 +149,13 @@ def _pose_bundle(bundles):
 
 
 def _has_variant(bundle, name: str) -> bool:
-    from edge.inference.manifest import load_manifest
+    from csi_edge.inference.manifest import load_manifest
 
     return name in load_manifest(bundle).variants
 
 
 def _int8_variant(bundle) -> str | None:
-    from edge.inference.manifest import load_manifest
+    from csi_edge.inference.manifest import load_manifest
 
     m = load_manifest(bundle)
     for v in m.variants.values():
@@ -168,13 +168,13 @@ def _temporal_of(bundle, threads: int):
     """For the streaming comparison: the pose model's head shape, its exported ``full`` graph
     (the recompute baseline), its fp32 onnxruntime encoder (the step's encoder: same backend
     and precision as the baseline), other encoders (INT8) and exported step graphs."""
-    from edge.temporal import TemporalConfig
+    from csi_edge.temporal import TemporalConfig
 
     if bundle is None:
         return TemporalConfig(), None, None, {}, {}
-    from edge.inference.benchmark import model_encoder
-    from edge.inference.bundle import open_role
-    from edge.inference.manifest import load_manifest
+    from csi_edge.inference.benchmark import model_encoder
+    from csi_edge.inference.bundle import open_role
+    from csi_edge.inference.manifest import load_manifest
 
     m = load_manifest(bundle)
     full, encoder, encoders, steps = None, None, {}, []

@@ -11,7 +11,7 @@ def command():
 
 
 def _size(text: str) -> int:
-    from firmware.images import FirmwareError, parse_flash_size
+    from csi_edge.firmware.images import FirmwareError, parse_flash_size
 
     try:
         return parse_flash_size(text)
@@ -103,7 +103,7 @@ def emulate(
     import tempfile
     import threading
 
-    from firmware.emulator import Board, NodeOptions
+    from csi_edge.firmware.emulator import Board, NodeOptions
 
     known = None
     if wifi:

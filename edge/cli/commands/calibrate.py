@@ -42,14 +42,14 @@ def command(capture, udp, node, duration, cal_dir, as_json):
 
     import numpy as np
 
-    from calibration.baseline import baseline_path, load_baseline, save_baseline
-    from calibration.runner import calibrate_frames
-    from edge.vitals.run import frame_times
+    from csi_edge.vitals.baseline import baseline_path, load_baseline, save_baseline
+    from csi_edge.vitals.room import calibrate_frames
+    from csi_edge.vitals.run import frame_times
 
     if (capture is None) == (udp is None):
         raise click.UsageError("give either CAPTURE or --udp HOST:PORT")
     if capture:
-        from edge.vitals.capture_io import read_any
+        from csi_edge.vitals.capture_io import read_any
 
         try:
             frames = read_any(capture).frames
@@ -109,10 +109,10 @@ def _listen(hostport: str, duration: float):
 
     import numpy as np
 
-    from edge.codecs.ruview import RuViewDecoder
-    from edge.config import parse_hostport
-    from edge.frames import FrameBatch
-    from edge.sources.udp import RECV_SIZE, open_udp_socket
+    from csi_edge.codecs.ruview import RuViewDecoder
+    from csi_edge.config import parse_hostport
+    from csi_edge.frames import FrameBatch
+    from csi_edge.sources.udp import RECV_SIZE, open_udp_socket
 
     try:
         host, port = parse_hostport(hostport, what="--udp")

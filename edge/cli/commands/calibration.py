@@ -68,7 +68,7 @@ def build_cmd(captures, model, output, windows, holdout, hop, seed, as_json):
         raise click.BadParameter(f"{windows}: must be >= 1", param_hint="--windows")
     from tqdm import tqdm
 
-    from calibration.build import CalibrationError, build, report_table, save
+    from csi_edge.calibration.build import CalibrationError, build, report_table, save
 
     bar = tqdm(
         total=len(captures),

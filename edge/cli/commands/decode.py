@@ -68,9 +68,9 @@ def command(
     """
     from tqdm import tqdm
 
-    from edge.capture import CaptureError, iter_capture
-    from edge.codecs.result import DecodeResult
-    from edge.nodes import NodeTable
+    from csi_edge.capture import CaptureError, iter_capture
+    from csi_edge.codecs.result import DecodeResult
+    from csi_edge.nodes import NodeTable
 
     if output is not None and output.suffix.lower() not in (".jsonl", ".npz"):
         raise click.BadParameter(
@@ -155,8 +155,8 @@ def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
 
 
 def _write_jsonl(res, path: Path, iq_order: str) -> None:
-    from edge.frames import FrameFormat
-    from edge.report import jsonable
+    from csi_edge.frames import FrameFormat
+    from csi_edge.report import jsonable
 
     frames = res.frames
     meta = frames.meta
@@ -187,8 +187,8 @@ def _write_jsonl(res, path: Path, iq_order: str) -> None:
 
 
 def _write_npz(res, path: Path, iq_order: str) -> None:
-    from edge.layout import LLTF_SUBCARRIERS, lltf_canonical
-    from edge.report import jsonable
+    from csi_edge.layout import LLTF_SUBCARRIERS, lltf_canonical
+    from csi_edge.report import jsonable
 
     frames = res.frames
     np.savez_compressed(

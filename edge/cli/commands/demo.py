@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from edge.cli.commands.simulate_nodes import build_fleet, fleet_summary, node_options
-from edge.cli.gateway_options import apply_gateway_options, gateway_options
+from csi_edge.cli.commands.simulate_nodes import build_fleet, fleet_summary, node_options
+from csi_edge.cli.gateway_options import apply_gateway_options, gateway_options
 
 
 @click.command()
@@ -59,10 +59,10 @@ def command(
     import json
     import sys
 
-    from edge.cli.nodeview import final_text
-    from edge.config import ConfigError, GatewayConfig
-    from edge.report import jsonable
-    from edge.sinks.console import reports_text
+    from csi_edge.config import ConfigError, GatewayConfig
+    from csi_edge.report import jsonable
+    from csi_edge.sinks.console import reports_text
+    from csi_edge.sinks.nodeview import final_text
 
     if port != 0 and port < 1024:
         raise click.BadParameter("use port 0 or 1024..65535", param_hint="--port")
@@ -113,10 +113,10 @@ async def _run(cfg, fleet_opts, port, duration, stream):
     import asyncio
     import signal
 
-    from edge.gateway import Gateway
-    from edge.service import build_sinks, load_pose_runtime, load_vitals_model
-    from edge.sinks.console import ConsoleSink
-    from edge.sources.udp import UdpSource
+    from csi_edge.gateway import Gateway
+    from csi_edge.service import build_sinks, load_pose_runtime, load_vitals_model
+    from csi_edge.sinks.console import ConsoleSink
+    from csi_edge.sources.udp import UdpSource
 
     source = UdpSource("127.0.0.1", port)
     gateway = Gateway(

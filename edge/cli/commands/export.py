@@ -138,12 +138,12 @@ def command(
     Needs the export extra: pip install 'csi-edge[export]' torch==2.13.0
     """
     _quiet_converters()
-    from edge.inference.backends import ModelFileError
-    from edge.inference.manifest import ManifestError
-    from export._torch import ExportError
+    from csi_edge.export._torch import ExportError
+    from csi_edge.inference.backends import ModelFileError
+    from csi_edge.inference.manifest import ManifestError
 
     try:
-        from export.bundle import export_bundle, load_model
+        from csi_edge.export.bundle import export_bundle, load_model
 
         cfg = parse_config(config)
         overrides = {"norm": _read_norm(input_norm)} if input_norm else None

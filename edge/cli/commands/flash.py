@@ -84,9 +84,9 @@ def command(
       csi-edge flash -p /dev/pts/5 -f fw/ --before no-reset --after no-reset   # emulated board
       csi-edge flash -p X -f fw/ --check-only                   # validate files only
     """
-    from firmware import flash as flashmod
-    from firmware import images
-    from firmware.esp import EspError
+    from csi_edge.firmware import flash as flashmod
+    from csi_edge.firmware import images
+    from csi_edge.firmware.esp import EspError
 
     try:
         if check_only:

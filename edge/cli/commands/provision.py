@@ -6,9 +6,9 @@ import json
 
 import click
 
-from edge.cli.commands.flash import connection_options
+from csi_edge.cli.commands.flash import connection_options
 
-# Kept in step with firmware.nodecfg.KEYS (a test checks it); listed here so --help stays instant.
+# Kept in step with csi_edge.firmware.nodecfg.KEYS (a test checks it); listed here so --help stays instant.
 _KEY_OPTIONS = [
     ("ssid", "Wi-Fi network name (≤ 32 bytes)."),
     ("password", "Wi-Fi password, 8–63 chars, empty = open [env CSI_EDGE_WIFI_PASSWORD]."),
@@ -140,9 +140,9 @@ def command(
       node_id = 1
       zone = "kitchen"
     """
-    from firmware import nodecfg
-    from firmware import provision as prov
-    from firmware.esp import EspError
+    from csi_edge.firmware import nodecfg
+    from csi_edge.firmware import provision as prov
+    from csi_edge.firmware.esp import EspError
 
     session = dict(
         baud=baud, before=before, after=after, no_stub=no_stub, connect_attempts=connect_attempts
@@ -209,7 +209,7 @@ def _default_target(changes: dict, quiet: bool) -> str | None:
     """This gateway's LAN address, the default target_ip for boards that have none yet."""
     if "target_ip" in changes:
         return None
-    from firmware.provision import lan_address
+    from csi_edge.firmware.provision import lan_address
 
     lan = lan_address()
     if lan is None and not quiet:
@@ -242,8 +242,8 @@ def _fleet(
 ) -> bool:
     from pathlib import Path
 
-    from firmware import provision as prov
-    from firmware.esp import EspError
+    from csi_edge.firmware import provision as prov
+    from csi_edge.firmware.esp import EspError
 
     defaults, boards = prov.load_inventory(inventory)
     per_board = [prov.board_changes(defaults, b) for b in boards]  # all checked before any board
@@ -251,7 +251,7 @@ def _fleet(
     if "target_ip" not in changes and not any("target_ip" in c for c in per_board):
         default_ip = _default_target(changes, as_json)
     plan = [{**changes, **c} for c in per_board]
-    from firmware import nodecfg
+    from csi_edge.firmware import nodecfg
 
     for i, c in enumerate(plan):
         try:

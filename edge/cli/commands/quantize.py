@@ -93,15 +93,15 @@ def command(
 
     Pose bundles quantize the per-frame encoder (the streaming temporal step stays fp32).
     """
-    from edge.cli.commands.export import _quiet_converters
+    from csi_edge.cli.commands.export import _quiet_converters
 
     _quiet_converters()
-    from edge.inference.backends import ModelFileError
-    from edge.inference.manifest import ManifestError
-    from export._torch import ExportError
+    from csi_edge.export._torch import ExportError
+    from csi_edge.inference.backends import ModelFileError
+    from csi_edge.inference.manifest import ManifestError
 
     try:
-        from export.quantize_bundle import quantize
+        from csi_edge.export.quantize_bundle import quantize
 
         say = (lambda m: None) if as_json else (lambda m: click.echo(f"  {m}", err=True))
         res = quantize(

@@ -80,7 +80,7 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
     import asyncio
     import signal
 
-    from edge.ingest import Ingest
+    from csi_edge.ingest import Ingest
 
     failed: list[OSError] = []  # the first write error (disk full, ...) stops the recording
 
@@ -125,12 +125,12 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
 def _open(udp, serial_port, baud, fh, write_failed):
     """(writer, source): the source hands every datagram/line to the writer before decoding; a
     write error goes to ``write_failed`` (further records are not attempted)."""
-    from edge.codecs.pcap import PcapWriter
-    from edge.codecs.recording import RecordingWriter
+    from csi_edge.codecs.pcap import PcapWriter
+    from csi_edge.codecs.recording import RecordingWriter
 
     if udp:
-        from edge.config import parse_hostport
-        from edge.sources.udp import UdpSource
+        from csi_edge.config import parse_hostport
+        from csi_edge.sources.udp import UdpSource
 
         try:
             host, port = parse_hostport(udp)
@@ -150,7 +150,7 @@ def _open(udp, serial_port, baud, fh, write_failed):
 
         source = UdpSource(host, port, raw_sink=sink)
         return writer, source
-    from edge.sources.serial import SerialSource
+    from csi_edge.sources.serial import SerialSource
 
     writer = RecordingWriter(fh)
 
@@ -189,8 +189,8 @@ async def _tick(ingest, writer, write_failed) -> None:
 def _report(summary: dict, as_json: bool) -> None:
     import json
 
-    from edge.cli.nodeview import final_text
-    from edge.report import jsonable
+    from csi_edge.report import jsonable
+    from csi_edge.sinks.nodeview import final_text
 
     if as_json:
         click.echo(json.dumps(jsonable(summary)))

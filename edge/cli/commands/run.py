@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from edge.cli.gateway_options import apply_gateway_options, gateway_options
+from csi_edge.cli.gateway_options import apply_gateway_options, gateway_options
 
 
 @click.command()
@@ -70,7 +70,7 @@ def command(
     import json
     import sys
 
-    from edge.config import ConfigError, SerialSource, dump_config, load_config
+    from csi_edge.config import ConfigError, SerialSource, dump_config, load_config
 
     try:
         cfg = load_config(config_path)
@@ -102,7 +102,7 @@ def command(
         click.echo(dump_config(cfg), nl=False)
         return
 
-    from edge.service import build_gateway, run_until_signal
+    from csi_edge.service import build_gateway, run_until_signal
 
     try:
         # with --json, stdout carries only the summary: the console view goes to stderr
@@ -119,7 +119,7 @@ def command(
             f"cannot open a source ({where}): {e.strerror or e} (is another gateway on that port?)"
         ) from None
     if as_json:
-        from edge.report import jsonable
+        from csi_edge.report import jsonable
 
         click.echo(json.dumps(jsonable(gateway.summary()), default=str))
     else:

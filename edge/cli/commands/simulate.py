@@ -67,7 +67,7 @@ def command(
     """
     import json
 
-    from edge.sim import preset, simulate, write_capture
+    from csi_edge.sim import preset, simulate, write_capture
 
     if duration <= 0 or rate <= 0 or nodes < 1:
         raise click.BadParameter("--duration, --rate and --nodes must be positive")

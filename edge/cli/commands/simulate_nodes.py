@@ -74,11 +74,11 @@ def node_options(f):
 
 def content_factory(scenario: str | None, pairs: tuple[int, ...], seed: int):
     """``i -> csi_fn`` for node i: synthetic CSI, or the channel simulator's ``scenario``."""
-    from edge.sources.simnode import synthetic_csi
+    from csi_edge.sources.simnode import synthetic_csi
 
     if not scenario:
         return lambda i: synthetic_csi(pairs, seed=seed + i)
-    from edge.sim import NodeContent, preset
+    from csi_edge.sim import NodeContent, preset
 
     try:
         world = preset(scenario, 24 * 3600.0)
@@ -98,7 +98,7 @@ def build_fleet(
     target, *, nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed, scenario
 ):
     """The SimFleet the options describe (imports numpy: call inside a command)."""
-    from edge.sources.simnode import SimFleet, SimNodeSpec
+    from csi_edge.sources.simnode import SimFleet, SimNodeSpec
 
     pairs = parse_layouts(layouts)
     content = content_factory(scenario, pairs, seed)
@@ -158,7 +158,7 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
     sequence counter and jittered rate, and sends one edge-vitals packet a second like the
     firmware. The CSI content is synthetic (multipath profile, breathing-like modulation,
     random phase, guard/DC bins zero), or with --scenario comes from the physical channel
-    simulator (edge.sim). Ctrl-C stops.
+    simulator (csi_edge.sim). Ctrl-C stops.
 
     \b
     Examples:
@@ -173,7 +173,7 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
     import json
     import signal
 
-    from edge.config import parse_hostport
+    from csi_edge.config import parse_hostport
 
     try:
         host, port = parse_hostport(target, default_host="127.0.0.1")
@@ -234,9 +234,9 @@ def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json:
     import json
     import signal
 
-    from edge.capture import CaptureError, detect_format
-    from edge.ingest import Ingest
-    from edge.sources.replay import ReplaySource
+    from csi_edge.capture import CaptureError, detect_format
+    from csi_edge.ingest import Ingest
+    from csi_edge.sources.replay import ReplaySource
 
     try:
         detect_format(path)

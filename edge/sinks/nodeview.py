@@ -10,6 +10,8 @@ from __future__ import annotations
 import sys
 from typing import Any, TextIO
 
+from csi_edge.ingest import totals_line
+
 COLUMNS = (
     "node",
     "frames",
@@ -47,17 +49,6 @@ def node_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
             )
         )
     return rows
-
-
-def totals_line(summary: dict[str, Any]) -> str:
-    packets = ", ".join(f"{k} {v}" for k, v in summary["packets"].items()) or "none"
-    skipped = ", ".join(f"{k} {v}" for k, v in summary["skipped"].items()) or "none"
-    elapsed = summary.get("elapsed_s")
-    head = f"{elapsed:.0f} s: " if elapsed is not None else ""
-    return (
-        f"{head}{summary['frames']} frames from {len(summary['nodes'])} node(s); "
-        f"packets: {packets}; skipped: {skipped}"
-    )
 
 
 def plain_line(summary: dict[str, Any]) -> str:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from calibration.baseline import Baseline
-from edge.frames import FrameBatch
+from csi_edge.frames import FrameBatch
+from csi_edge.vitals.baseline import Baseline
 
 MAX_MOTION_FRACTION = 0.10
 MAX_PRESENCE_FRACTION = 0.20
@@ -35,9 +35,9 @@ def calibrate_frames(
     frames: FrameBatch, baselines: dict[str, Baseline], times: np.ndarray | None = None
 ) -> list[NodeOutcome]:
     """Update ``baselines`` (node key -> Baseline, created when missing) from ``frames``."""
-    from edge.vitals.config import VitalsConfig
-    from edge.vitals.node import NodeVitals
-    from edge.vitals.run import frame_times, lltf_frames
+    from csi_edge.vitals.config import VitalsConfig
+    from csi_edge.vitals.node import NodeVitals
+    from csi_edge.vitals.run import frame_times, lltf_frames
 
     if times is None:
         times, _ = frame_times(frames)

@@ -30,7 +30,7 @@ def baseline_dir(path: str | os.PathLike | None = None) -> Path:
 
 
 def baseline_path(node: str, path: str | os.PathLike | None = None) -> Path:
-    from edge.report import slug
+    from csi_edge.frames import slug
 
     return baseline_dir(path) / f"{slug(node)}.json"
 
