@@ -21,13 +21,14 @@ from typing import Any
 import numpy as np
 
 from csi_edge.calibration.inputs import raw_bins, windows_for
+from csi_edge.errors import InputError
 from csi_edge.skips import SkipCounter
 
 ACTIVITY_CLASSES = ("still", "moving", "empty")
 MOTION_FACTOR = 2.0  # a window is "moving" when its motion statistic is > 2x the capture median
 
 
-class CalibrationError(Exception):
+class CalibrationError(InputError):
     """A user-facing problem with the captures or the model (names the file)."""
 
 

@@ -32,6 +32,7 @@ from csi_edge.codecs.pcap import PcapError, is_pcap, iter_pcap
 from csi_edge.codecs.recording import is_recording, iter_recording
 from csi_edge.codecs.result import DecodeResult
 from csi_edge.codecs.text import TextLineDecoder, is_header_line
+from csi_edge.errors import InputError
 from csi_edge.frames import IQ_ORDERS
 
 FORMATS = ("pcap", "jsonl", "text", "recording")
@@ -50,7 +51,7 @@ EXPECTED = (
 _HEAD = 1 << 20  # bytes looked at to detect a text log
 
 
-class CaptureError(Exception):
+class CaptureError(InputError):
     """The file cannot be read as a capture (missing, empty, unknown format)."""
 
     def __init__(self, path: str | os.PathLike, message: str) -> None:

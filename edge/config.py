@@ -8,11 +8,12 @@ prints the effective configuration in this format.
 from __future__ import annotations
 
 import dataclasses
-import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from csi_edge.errors import ConfigError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -20,8 +21,6 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 
-class ConfigError(ValueError):
-    """A configuration mistake, phrased for the user: file, key, what was expected."""
 
 
 @dataclass
@@ -73,9 +72,9 @@ class GatewayConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
-    calibration_dir: str = field(
-        default_factory=lambda: os.environ.get("CSI_EDGE_CALIBRATION_DIR", "calibration/baselines")
-    )
+    # room baselines; "" = <state dir>/baselines (csi_edge.paths), which `csi-edge baseline`,
+    # `run` and the service all find whatever the current folder
+    baselines_dir: str = ""
     report_interval_s: float = 1.0
 
 

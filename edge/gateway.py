@@ -72,7 +72,7 @@ class Gateway:
             from csi_edge.vitals.node import NodeVitals
 
             est = self.vitals[key] = NodeVitals(
-                baseline=load_baseline(key, self.config.calibration_dir)
+                baseline=load_baseline(key, self.config.baselines_dir or None)
             )
         return est
 

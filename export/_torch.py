@@ -5,10 +5,12 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from csi_edge.errors import CsiEdgeError
+
 INSTALL_HINT = "pip install 'csi-edge[export]' torch==2.13.0"
 
 
-class ExportError(Exception):
+class ExportError(CsiEdgeError):
     """A user-facing export/quantization error (bad checkpoint, missing extra, failed check)."""
 
 

@@ -20,6 +20,8 @@ import logging
 import sys
 from collections.abc import Iterator
 
+from csi_edge.errors import DeviceError
+
 log = logging.getLogger("csi_edge.esp")
 ROM_BAUD = 115200
 EXPECTED_CHIP = "ESP32-S3"
@@ -27,7 +29,7 @@ RESET_MODES = ("default-reset", "usb-reset", "no-reset", "no-reset-no-sync")
 AFTER_MODES = ("hard-reset", "soft-reset", "no-reset", "no-reset-stub", "watchdog-reset")
 
 
-class EspError(RuntimeError):
+class EspError(DeviceError):
     """Talking to the board failed; the message says what and (where known) what to try."""
 
 

@@ -15,6 +15,8 @@ import struct
 import zlib
 from dataclasses import dataclass, field
 
+from csi_edge.errors import InputError
+
 IMAGE_MAGIC = 0xE9
 CHECKSUM_SEED = 0xEF
 ESP32S3_CHIP_ID = 9
@@ -56,7 +58,7 @@ OTADATA_SIZE = 0x2000
 _OTA_ENTRY = struct.Struct("<I20sII")
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """An image, partition table or otadata blob is not what the ESP32-S3 bootloader accepts."""
 
 

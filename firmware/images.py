@@ -23,13 +23,14 @@ import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
+from csi_edge.errors import InputError
 from csi_edge.firmware import espimage
 
 ROLES = ("bootloader", "partition-table", "otadata", "app", "merged", "data")
 FLASH_SIZES = {f"{n}MB": n << 20 for n in (1, 2, 4, 8, 16, 32, 64, 128)}
 
 
-class FirmwareError(ValueError):
+class FirmwareError(InputError):
     """The firmware source is unusable; the message names the file and what was expected."""
 
 

@@ -13,6 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from csi_edge.errors import ConfigError
 from csi_edge.firmware.nvs import NvsValue
 
 CFG_NS = "csi_cfg"
@@ -20,8 +21,6 @@ SEC_NS = "security"
 MASK = "********"
 
 
-class ConfigError(ValueError):
-    """A configuration value the firmware would reject or misread."""
 
 
 @dataclass(frozen=True)

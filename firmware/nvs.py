@@ -20,6 +20,8 @@ import struct
 import zlib
 from dataclasses import dataclass
 
+from csi_edge.errors import InputError
+
 PAGE_SIZE = 4096
 ENTRIES_PER_PAGE = 126
 _PAGE_ACTIVE, _PAGE_FULL, _PAGE_FREEING = 0xFFFFFFFE, 0xFFFFFFFC, 0xFFFFFFF8
@@ -36,7 +38,7 @@ _PRIMITIVE = {
 _SZ, _BLOB_V1, _BLOB_DATA, _BLOB_IDX = 0x21, 0x41, 0x42, 0x48
 
 
-class NvsError(ValueError):
+class NvsError(InputError):
     """The NVS image cannot be built or read."""
 
 

@@ -24,6 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from csi_edge.errors import DeviceError
 from csi_edge.firmware import bootwatch, espimage, nodecfg, nvs
 from csi_edge.firmware.esp import EspError, Session
 
@@ -31,7 +32,7 @@ log = logging.getLogger("csi_edge.provision")
 DEFAULT_NVS = (0x9000, 0x6000)
 
 
-class ProvisionError(RuntimeError):
+class ProvisionError(DeviceError):
     """Provisioning stopped; the board was left unchanged unless the message says otherwise."""
 
 

@@ -15,6 +15,16 @@ import pytest
 DATA = Path(__file__).parent / "data"
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_state_dir(tmp_path_factory):
+    """Every test (and every csi-edge it starts) keeps its state in a temporary folder, never in
+    the user's ~/.local/state/csi-edge."""
+    import os
+
+    os.environ["CSI_EDGE_STATE_DIR"] = str(tmp_path_factory.mktemp("state"))
+    os.environ.pop("STATE_DIRECTORY", None)
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))

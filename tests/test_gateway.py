@@ -171,7 +171,7 @@ def _simulated_gateway_reports(
     from csi_edge.sim import preset, simulate
 
     cfg = GatewayConfig()
-    cfg.calibration_dir = "/nonexistent-calibration-dir"
+    cfg.baselines_dir = "/nonexistent-baselines-dir"
     if pose is not None:
         cfg.models.pose = pose
     sim = simulate(preset(scenario_name, seconds), seed=seed)

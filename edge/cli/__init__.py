@@ -55,6 +55,12 @@ def cli(verbose: int) -> None:
       csi-edge demo                  simulated nodes -> gateway, live console view
       csi-edge decode CAPTURE        read any capture (pcap, .csi.jsonl, serial logs)
       csi-edge <command> --help      every command explains itself
+
+    \b
+    Exit codes: 0 ok, 1 bad input or config, 2 usage, 3 no data / nothing to do,
+    4 device, port, host or broker unreachable, 5 a requested check failed, 130 interrupted.
+    State (room baselines, node inventory, tokens): $CSI_EDGE_STATE_DIR, else
+    $XDG_STATE_HOME/csi-edge (~/.local/state/csi-edge).
     """
     level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
@@ -62,5 +68,39 @@ def cli(verbose: int) -> None:
     )
 
 
-def main() -> None:
-    cli(prog_name="csi-edge")
+def main(argv: list[str] | None = None) -> None:
+    """Run ``csi-edge``: the one place where a user's error becomes one line and an exit code.
+
+    :class:`~csi_edge.errors.CsiEdgeError` -> ``Error: <message>`` on stderr and its exit code
+    (see :mod:`csi_edge.errors`); click's usage errors -> exit 2; Ctrl-C -> 130; a closed stdout
+    pipe (``csi-edge decode x --json | head``) ends quietly. Anything else is a bug and keeps
+    its traceback.
+    """
+    from csi_edge.errors import CsiEdgeError, ExitCode
+
+    try:
+        rv = cli.main(args=argv, prog_name="csi-edge", standalone_mode=False)
+    except CsiEdgeError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(int(exc.exit_code))
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        click.echo("Interrupted.", err=True)
+        sys.exit(int(ExitCode.INTERRUPTED))
+    except BrokenPipeError:
+        _quiet_broken_pipe()
+        sys.exit(int(ExitCode.OK))
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _quiet_broken_pipe() -> None:
+    """Point stdout at /dev/null so the interpreter's final flush does not raise again."""
+    import os
+
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except OSError:
+        pass

@@ -42,6 +42,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from csi_edge.codecs.result import DecodeResult
 from csi_edge.codecs.ruview import RuViewDecoder
 from csi_edge.codecs.writer import FileWriter
+from csi_edge.errors import InputError
 from csi_edge.skips import SkipCounter
 
 PCAP_MAGICS = {
@@ -84,7 +85,7 @@ def is_pcap(head: bytes) -> bool:
 
 # ---------------------------------------------------------------------------------------------
 # reading
-class PcapError(ValueError):
+class PcapError(InputError):
     """The file is not a pcap/pcapng capture (bad global header)."""
 
 

@@ -22,10 +22,12 @@ from typing import Any
 
 import numpy as np
 
+from csi_edge.errors import InputError
+
 BACKEND_BY_EXT = {".onnx": "onnxruntime", ".tflite": "litert"}
 
 
-class ModelFileError(ValueError):
+class ModelFileError(InputError):
     """A model file is missing, truncated or not a model; the message names the file."""
 
 

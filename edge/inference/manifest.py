@@ -64,6 +64,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from csi_edge.errors import InputError
+
 MANIFEST_NAME = "manifest.json"
 TASKS = ("pose", "vitals")
 PRECISIONS = ("fp32", "int8")
@@ -81,7 +83,7 @@ EXT_BACKEND = {".onnx": "onnxruntime", ".tflite": "litert"}
 GRID_BINS = {"lltf-ht20": 52, "raw-first-56": 56, "raw-64": 64}
 
 
-class ManifestError(ValueError):
+class ManifestError(InputError):
     """A manifest or model file does not say what the runtime needs; the message names both."""
 
 

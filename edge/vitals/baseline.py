@@ -4,8 +4,8 @@ A baseline holds the node's quiet change rate (noise seen by the motion detector
 breathing-band SNR an empty room produced, and the static amplitude profile (mean and spread per
 subcarrier). It is accumulated from still, empty-room seconds only, across as many runs as it
 takes (``csi-edge calibrate`` is resumable), and stored as JSON per node:
-``<dir>/<node-key-sanitized>.json`` with ``dir`` from ``--dir``, ``$CSI_EDGE_CALIBRATION_DIR`` or
-``calibration/baselines``. Before calibration :meth:`Baseline.default` is used: the detectors
+``<dir>/<node-key-sanitized>.json`` with ``dir`` from ``--dir`` or the state directory's
+``baselines/`` (:func:`csi_edge.paths.baselines_dir`). Before calibration :meth:`Baseline.default` is used: the detectors
 then adapt to each node's own quiet level.
 """
 
@@ -19,14 +19,14 @@ from pathlib import Path
 
 import numpy as np
 
-ENV_DIR = "CSI_EDGE_CALIBRATION_DIR"
-DEFAULT_DIR = Path("calibration") / "baselines"
 REQUIRED_STILL_S = 60.0
 VERSION = 1
 
 
 def baseline_dir(path: str | os.PathLike | None = None) -> Path:
-    return Path(path or os.environ.get(ENV_DIR) or DEFAULT_DIR)
+    from csi_edge.paths import baselines_dir
+
+    return Path(path) if path else baselines_dir()
 
 
 def baseline_path(node: str, path: str | os.PathLike | None = None) -> Path:

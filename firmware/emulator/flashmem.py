@@ -10,11 +10,13 @@ import mmap
 import os
 import threading
 
+from csi_edge.errors import InputError
+
 SECTOR = 0x1000
 
 
-class FlashError(ValueError):
-    """An access outside the flash chip."""
+class FlashError(InputError):
+    """An access outside the flash chip (the host asked for it; answered as a ROM error)."""
 
 
 class Flash:

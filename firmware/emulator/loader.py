@@ -28,6 +28,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from csi_edge.errors import CsiEdgeError
 from csi_edge.firmware.emulator.flashmem import Flash, FlashError
 
 # Commands
@@ -79,7 +80,7 @@ class _FlashOp:
     write_pos: int = 0
 
 
-class LoaderError(Exception):
+class LoaderError(CsiEdgeError):
     """A command failed: carries the ROM error code and the stub response code."""
 
     def __init__(self, rom: int, stub: int, why: str) -> None:

@@ -1,143 +1,26 @@
-"""``csi-edge calibrate``: per-node empty-room baselines."""
+"""``csi-edge calibrate``: the old name of ``csi-edge baseline``, kept so scripts keep working."""
 
 from __future__ import annotations
 
 import click
 
+from csi_edge.cli.commands.baseline import command as _baseline
 
-@click.command()
-@click.argument("capture", required=False, type=click.Path(exists=True, dir_okay=False))
-@click.option(
-    "--udp",
-    default=None,
-    metavar="HOST:PORT",
-    help="Listen for ADR-018 UDP instead of reading a capture.",
+
+@click.pass_context
+def _run(ctx: click.Context, **kwargs) -> None:
+    click.echo(
+        "note: `csi-edge calibrate` is now `csi-edge baseline` (an empty-room baseline; "
+        "quantization calibration sets are `csi-edge calibration`)",
+        err=True,
+    )
+    ctx.invoke(_baseline, **kwargs)
+
+
+command = click.Command(
+    name="calibrate",
+    callback=_run,
+    params=_baseline.params,
+    help="Old name of `baseline`: record an empty-room baseline per node.",
+    short_help="Old name of `baseline` (empty-room baseline).",
 )
-@click.option("--node", default=None, help="Only this node key (e.g. 192.168.1.20#1).")
-@click.option(
-    "--duration", type=float, default=60.0, show_default=True, help="Seconds to listen (--udp)."
-)
-@click.option(
-    "--dir",
-    "cal_dir",
-    default=None,
-    help="Baseline directory [env CSI_EDGE_CALIBRATION_DIR, default calibration/baselines].",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print a JSON result per node.")
-def command(capture, udp, node, duration, cal_dir, as_json):
-    """Empty-room baseline per node for presence and vitals (not `calibration`).
-
-    Records what an EMPTY, STILL room looks like, per node. Leave the room, keep doors and
-    fans still, then run this. Runs accumulate: if a node needs more still data, run again (nothing already stored is lost). A run that sees motion or a
-    breathing-like signal is refused for that node and stores nothing. Until a node is
-    calibrated the vitals estimator uses adaptive defaults.
-
-    \b
-    Examples:
-      csi-edge calibrate --udp 0.0.0.0:5005 --duration 60
-      csi-edge calibrate empty-room.pcap --node 192.168.1.20#1
-      CSI_EDGE_CALIBRATION_DIR=/var/lib/csi-edge csi-edge calibrate --udp :5005
-    """
-    import json
-
-    import numpy as np
-
-    from csi_edge.vitals.baseline import baseline_path, load_baseline, save_baseline
-    from csi_edge.vitals.room import calibrate_frames
-    from csi_edge.vitals.run import frame_times
-
-    if (capture is None) == (udp is None):
-        raise click.UsageError("give either CAPTURE or --udp HOST:PORT")
-    if capture:
-        from csi_edge.vitals.capture_io import read_any
-
-        try:
-            frames = read_any(capture).frames
-        except (ValueError, OSError) as e:
-            raise click.ClickException(str(e)) from e  # names the file
-    else:
-        frames = _listen(udp, duration)
-    if node:
-        keys = frames.node_keys()
-        frames = frames[keys == node]
-        if len(frames) == 0:
-            raise click.ClickException(f"no frames from node {node!r}")
-    if len(frames) == 0:
-        raise click.ClickException("no CSI frames received")
-    times, src = frame_times(frames)
-    if src == "none":
-        raise click.ClickException("frames carry no timestamps; cannot calibrate")
-    baselines = {}
-    for key in sorted(set(frames.node_keys().tolist())):
-        try:
-            baselines[key] = load_baseline(key, cal_dir)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from e
-    results = calibrate_frames(frames, baselines, times)
-    refused = 0
-    for r in results:
-        path = None
-        if r.accepted:
-            try:
-                path = str(save_baseline(baselines[r.node], cal_dir))
-            except OSError as e:
-                where = baseline_path(r.node, cal_dir)
-                raise click.ClickException(f"{where}: cannot save the baseline: {e}") from None
-        else:
-            refused += 1
-        if as_json:
-            d = dict(r.__dict__, path=path or str(baseline_path(r.node, cal_dir)))
-            d["complete"] = bool(r.accepted and baselines[r.node].complete)
-            click.echo(
-                json.dumps(
-                    {k: (float(v) if isinstance(v, np.floating) else v) for k, v in d.items()}
-                )
-            )
-        else:
-            click.echo(
-                f"{r.node}: {'ok' if r.accepted else 'REFUSED'}: {r.message}"
-                + (f" -> {path}" if path else "")
-            )
-    if refused == len(results):
-        raise click.ClickException("calibration refused for every node (see above)")
-
-
-def _listen(hostport: str, duration: float):
-    """Frames received on ``hostport`` for ``duration`` seconds (a plain blocking loop: the
-    command does nothing else meanwhile)."""
-    import time
-
-    import numpy as np
-
-    from csi_edge.codecs.ruview import RuViewDecoder
-    from csi_edge.config import parse_hostport
-    from csi_edge.frames import FrameBatch
-    from csi_edge.sources.udp import RECV_SIZE, open_udp_socket
-
-    try:
-        host, port = parse_hostport(hostport, what="--udp")
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--udp") from e
-    try:
-        sock = open_udp_socket(host, port)
-    except OSError as e:
-        raise click.ClickException(f"--udp {hostport}: cannot listen: {e}") from e
-    dec = RuViewDecoder()
-    batches, end = [], time.monotonic() + duration
-    dgs, ts, srcs = [], [], []
-    with sock:
-        sock.settimeout(0.2)
-        while time.monotonic() < end:
-            try:
-                d, addr = sock.recvfrom(RECV_SIZE)
-            except TimeoutError:
-                continue
-            dgs.append(d)
-            ts.append(time.time())
-            srcs.append(addr[0])
-            if len(dgs) >= 256:
-                batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
-                dgs, ts, srcs = [], [], []
-    if dgs:
-        batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
-    return FrameBatch.concat(batches)
