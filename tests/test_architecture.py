@@ -6,7 +6,7 @@ functions count too, because they are dependencies all the same):
 0 core        errors, paths, radio, frames, layout, skips, codecs, capture, registry
 1 ingest      nodes, ingest, sources
 2 processing  dsp, vitals, inference, temporal, pose, sim
-3 gateway     gateway, config, report
+3 gateway     gateway, config, report, inventory
 4 sinks       sinks
 5 app         service, app (assembly of a gateway, demo, record, signals)
 6 cli         cli, __main__
@@ -30,7 +30,7 @@ LAYERS = {
     0: "errors paths radio frames layout skips codecs capture registry __init__",
     1: "nodes ingest sources",
     2: "dsp vitals inference temporal pose sim models",
-    3: "gateway config report",
+    3: "gateway config report inventory",
     4: "sinks",
     5: "service app",
     6: "cli __main__",
