@@ -102,8 +102,14 @@ class Inventory:
                     f"{where}: needs node_id, address, or a mac found in a provision results file"
                 )
             self.entries.append(
-                _Entry(eid, str(t.get("name") or eid), str(t.get("area", "")), mac, nid,
-                       str(t.get("address", "")))
+                _Entry(
+                    eid,
+                    str(t.get("name") or eid),
+                    str(t.get("area", "")),
+                    mac,
+                    nid,
+                    str(t.get("address", "")),
+                )
             )
         named = {e.mac for e in self.entries if e.mac}
         for mac, (nid, zone) in mac_to_id.items():
@@ -153,12 +159,13 @@ class Inventory:
             self._told.add(wire)
             log.warning(
                 "node %s is not in the inventory; name it with a [nodes.<id>] table in "
-                "gateway.toml (node_id = %d, name = \"...\", area = \"...\")",
+                'gateway.toml (node_id = %d, name = "...", area = "...")',
                 wire,
                 node_id,
             )
-        return NodeIdentity(wire, address_slug(wire), f"Node {node_id} ({address})",
-                            node_id=node_id)
+        return NodeIdentity(
+            wire, address_slug(wire), f"Node {node_id} ({address})", node_id=node_id
+        )
 
 
 def _read_results(path: Path) -> list[tuple[str, int | None, str]]:
@@ -171,12 +178,17 @@ def _read_results(path: Path) -> list[tuple[str, int | None, str]]:
         raise ConfigError(f"{path}: not a provision results file (JSON): {e}") from None
     boards = doc.get("boards") if isinstance(doc, dict) else None
     if not isinstance(boards, list):
-        raise ConfigError(f"{path}: expected {{\"boards\": [...]}} as written by csi-edge provision")
+        raise ConfigError(f'{path}: expected {{"boards": [...]}} as written by csi-edge provision')
     out = []
     for i, b in enumerate(boards):
         if not isinstance(b, dict) or not b.get("mac"):
             continue  # a board that failed before its MAC was read names nothing
         nid = b.get("node_id")
-        out.append((_norm_mac(b["mac"], f"{path}: boards[{i}]"),
-                    nid if isinstance(nid, int) else None, str(b.get("zone") or "")))
+        out.append(
+            (
+                _norm_mac(b["mac"], f"{path}: boards[{i}]"),
+                nid if isinstance(nid, int) else None,
+                str(b.get("zone") or ""),
+            )
+        )
     return out

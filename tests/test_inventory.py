@@ -13,7 +13,9 @@ from csi_edge.inventory import Inventory, address_slug
 
 
 def test_ip_change_keeps_the_identity_of_a_named_node():
-    inv = Inventory({"bedroom": {"node_id": 3, "name": "Bedroom", "area": "Bedroom"}}, gateway_id="gw1")
+    inv = Inventory(
+        {"bedroom": {"node_id": 3, "name": "Bedroom", "area": "Bedroom"}}, gateway_id="gw1"
+    )
     a = inv.match("10.0.0.7", 3)
     b = inv.match("10.0.0.99", 3)
     assert a is not None and a == b
@@ -23,10 +25,27 @@ def test_ip_change_keeps_the_identity_of_a_named_node():
 
 def test_results_file_names_boards_by_mac_and_zone(tmp_path):
     res = tmp_path / "fleet.results.json"
-    res.write_text(json.dumps({"boards": [
-        {"port": "/dev/ttyUSB0", "mac": "AA:BB:CC:DD:EE:01", "node_id": 5, "zone": "kitchen"},
-        {"port": "/dev/ttyUSB1", "mac": None, "node_id": 6, "zone": None, "status": "error: x"},
-    ]}))
+    res.write_text(
+        json.dumps(
+            {
+                "boards": [
+                    {
+                        "port": "/dev/ttyUSB0",
+                        "mac": "AA:BB:CC:DD:EE:01",
+                        "node_id": 5,
+                        "zone": "kitchen",
+                    },
+                    {
+                        "port": "/dev/ttyUSB1",
+                        "mac": None,
+                        "node_id": 6,
+                        "zone": None,
+                        "status": "error: x",
+                    },
+                ]
+            }
+        )
+    )
     inv = Inventory({"hall": {"mac": "aa-bb-cc-dd-ee-02", "node_id": 7}}, [res])
     k = inv.match("192.168.1.20", 5)
     assert k is not None and k.name == "kitchen" and k.key == "mac_aabbccddee01"
