@@ -180,3 +180,29 @@ def test_console_prints_the_final_state_at_close_even_between_refreshes():
     assert "last:" not in out.getvalue()
     sink.close()
     assert "first:" in out.getvalue() and "last:" in out.getvalue()
+
+
+def test_mqtt_client_id_is_per_host_not_fixed():
+    import socket
+
+    cid = MqttConfig().client_id
+    assert cid != "csi-edge-gateway" and cid.startswith("csi-edge-")
+    assert socket.gethostname().lower()[:3] in cid
+
+
+def test_mqtt_credentials_in_the_host_are_refused_without_echoing_them():
+    from csi_edge.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="CSI_EDGE_MQTT_PASSWORD") as e:
+        MqttSink(MqttConfig(host="user:hunter2@broker.local"))
+    assert "hunter2" not in str(e.value)
+
+
+def test_mqtt_credentials_on_the_command_line_are_refused(capsys):
+    from click.testing import CliRunner
+
+    from csi_edge.cli import cli
+
+    res = CliRunner().invoke(cli, ["run", "--mqtt", "u:hunter2@broker", "--print-config"])
+    assert res.exit_code != 0 and "hunter2" not in res.output
+    assert "CSI_EDGE_MQTT_PASSWORD" in str(res.exception) + res.output

@@ -31,6 +31,9 @@ def apply_gateway_options(
     if http:
         cfg.sinks.http = http
     if mqtt:
+        from csi_edge.sinks.mqtt import refuse_credentials_in_host
+
+        refuse_credentials_in_host(mqtt)  # before anything can echo it (parse_hostport would)
         cfg.sinks.mqtt.host = mqtt
     if jsonl:
         cfg.sinks.jsonl = jsonl

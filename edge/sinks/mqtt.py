@@ -17,9 +17,11 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 
 from csi_edge import __version__
+from csi_edge.errors import ConfigError
 from csi_edge.frames import slug
 from csi_edge.report import NodeReport
 
@@ -78,7 +80,26 @@ class MqttConfig:
     password: str | None = field(default=None, repr=False)
     prefix: str = "csi-edge"
     discovery_prefix: str = "homeassistant"
-    client_id: str = "csi-edge-gateway"
+    #: one per gateway: a broker disconnects the older of two clients with the same id, so a
+    #: fixed id made two gateways knock each other off every second
+    client_id: str = field(default_factory=lambda: default_client_id())
+
+
+def default_client_id() -> str:
+    """``csi-edge-<host name>``: distinct per gateway host, stable across restarts."""
+    import socket
+
+    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-") or "gateway"
+    return f"csi-edge-{host}"
+
+
+def refuse_credentials_in_host(host: str) -> None:
+    """``user:pw@host`` would put a password on the command line, in ps and shell history."""
+    if "@" in host:
+        raise ConfigError(
+            f"MQTT host {host.rsplit('@', 1)[-1]!r}: credentials in the host are refused; set "
+            "sinks.mqtt.username in the config and the password in $CSI_EDGE_MQTT_PASSWORD"
+        )
 
 
 class MqttSink:
@@ -87,6 +108,7 @@ class MqttSink:
     def __init__(self, config: MqttConfig) -> None:
         import paho.mqtt.client as mqtt
 
+        refuse_credentials_in_host(config.host)
         self.config = config
         self._announced: set[str] = set()
         self.status_topic = f"{config.prefix}/status"
