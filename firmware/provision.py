@@ -169,14 +169,14 @@ def provision(
                     "replace it with the defaults plus the values you gave"
                 )
             notes.append("unreadable NVS replaced (--force-defaults): earlier settings are lost")
-        merged = nodecfg.defaults()
-        merged.update(board.config)
-        merged.update({k: v for k, v in changes.items() if v is not None})
+        have = {} if board.nvs_error is not None else dict(board.config)
+        changes = nodecfg.reconcile_radio({k: v for k, v in changes.items() if v is not None}, have)
+        # Only what the board had plus what was given: defaults are never pinned into NVS.
+        merged = {**have, **changes}
         if "target_ip" not in changes and default_target_ip:
-            if "target_ip" in board.config:
+            if "target_ip" in have:
                 notes.append(
-                    f"target_ip {board.config['target_ip']} kept from the board "
-                    "(--target-ip to change it)"
+                    f"target_ip {have['target_ip']} kept from the board (--target-ip to change it)"
                 )
             else:
                 merged["target_ip"] = default_target_ip
@@ -184,11 +184,19 @@ def provision(
                     f"target_ip {default_target_ip}: this gateway's LAN address "
                     "(--target-ip to choose)"
                 )
-        nodecfg.validate(merged)
-        content = nodecfg.merged_namespaces(board.namespaces, merged)
-        image = nvs.build_image(content, board.nvs_size)
-        before_cfg = {**nodecfg.defaults(), **board.config}
-        changed = sorted(k for k in merged if before_cfg.get(k) != merged[k])
+        effective = {**nodecfg.defaults(), **merged}
+        nodecfg.validate(effective)
+        old = board.nvs_raw if board.nvs_error is None else b"\xff" * board.nvs_size
+        rewrite = nvs.rewrite_image(old, nodecfg.owned_namespaces(merged))
+        image = rewrite.data
+        if rewrite.dropped:
+            notes.append(
+                f"NVS: {len(rewrite.dropped)} stale duplicate entr"
+                f"{'y' if len(rewrite.dropped) == 1 else 'ies'} removed "
+                f"({', '.join(sorted(set(rewrite.dropped))[:6])}); the newest copy was kept"
+            )
+        before_cfg = {**nodecfg.defaults(), **have}
+        changed = sorted(k for k in effective if before_cfg.get(k) != effective[k])
         written = verified = False
         if image != board.nvs_raw:
             s.write([(board.nvs_offset, image)], desc="write NVS")
@@ -207,13 +215,13 @@ def provision(
         verified = True
         watch_result = None
         if wait:
-            watch_result = _reset_and_watch(s, merged, wait_timeout, frame_timeout, on_line)
+            watch_result = _reset_and_watch(s, effective, wait_timeout, frame_timeout, on_line)
         else:
             s.reset(after)
         return ProvisionResult(
             port,
             board.mac,
-            int(merged["node_id"]),
+            int(effective["node_id"]),  # type: ignore[arg-type]
             board.version,
             f"0x{board.nvs_offset:x}",  # type: ignore[arg-type]
             changed,
