@@ -57,7 +57,6 @@ def _crc(data: bytes) -> int:
 
 def build_image(namespaces: dict[str, dict[str, NvsValue]], size: int = 0x6000) -> bytes:
     """Complete NVS partition image with every namespace and key given, in the given order."""
-    from esp_idf_nvs_partition_gen import nvs_partition_gen as gen
 
     if size % PAGE_SIZE or size < 3 * PAGE_SIZE:
         raise NvsError(f"NVS partition size 0x{size:x} must be a multiple of 0x1000 and >= 0x3000")

@@ -342,9 +342,18 @@ def load_inventory(path: str | os.PathLike) -> tuple[dict[str, object], list[dic
     boards = doc.get("boards", doc.get("board", []))
     if not isinstance(boards, list) or not boards:
         raise ProvisionError(f"{p}: no [[boards]] entries (each needs port or mac, and node_id)")
+    problems = []
+    unknown = sorted(set(doc) - {"defaults", "boards", "board"})
+    if unknown:
+        problems.append(
+            f"{p}: unknown table(s) {', '.join(map(repr, unknown))} (expected [defaults] and "
+            "[[boards]])"
+        )
     defaults = dict(doc.get("defaults", {}))
     seen: dict[int, int] = {}
-    problems = []
+    seen_port: dict[str, int] = {}
+    seen_mac: dict[str, int] = {}
+    seen_slot: dict[int, int] = {}
     for i, b in enumerate(boards):
         where = f"{p}: boards[{i}]"
         if not isinstance(b, dict):
@@ -359,6 +368,22 @@ def load_inventory(path: str | os.PathLike) -> tuple[dict[str, object], list[dic
         if nid in seen:
             problems.append(f"{where}: duplicate node_id {nid} (also boards[{seen[nid]}])")
         seen[nid] = i
+        for field_name, value, table in (
+            ("port", b.get("port"), seen_port),
+            ("mac", str(b.get("mac") or "").lower() or None, seen_mac),
+            (
+                "tdm_slot",
+                b.get("tdm_slot", defaults.get("tdm_slot")) if "tdm_slot" in b else None,
+                seen_slot,
+            ),
+        ):
+            if value is None:
+                continue
+            if value in table:
+                problems.append(
+                    f"{where}: duplicate {field_name} {value!r} (also boards[{table[value]}])"
+                )
+            table[value] = i
     if problems:
         raise ProvisionError("; ".join(problems) + "; no board was touched")
     return defaults, boards
