@@ -463,7 +463,10 @@ def _layers(rows: np.ndarray) -> list[np.ndarray]:
         return []
     order = np.argsort(rows, kind="stable")
     s = rows[order]
-    start = np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1]
+    change = s[1:] != s[:-1]
+    if change.all():  # the usual case: each row once
+        return [np.arange(len(rows))]
+    start = np.concatenate([[0], np.flatnonzero(change) + 1])
     rank = np.arange(len(s)) - np.repeat(start, np.diff(np.r_[start, len(s)]))
     layer = np.empty(len(rows), np.intp)
     layer[order] = rank
