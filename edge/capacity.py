@@ -147,9 +147,9 @@ def sustained_nodes(
 
 def verdict(cap: dict[str, Any], with_pose: bool, with_vitals: bool) -> str:
     """One sentence a person can act on."""
-    what = " and ".join(
-        x for x, on in (("pose", with_pose), ("vitals", with_vitals), ("DSP vitals", True)) if on
-    )
+    parts = ["pose"] if with_pose else []
+    parts += ["the vitals model"] if with_vitals else []
+    what = ", ".join(parts + ["DSP vitals"]) if parts else "DSP vitals"
     n, rate = cap["sustained_nodes"], cap["rate_hz"]
     if n == 0:
         s = cap["steps"][0]
