@@ -26,8 +26,14 @@ import click
     "--rate", default=50.0, show_default=True, type=click.FloatRange(1, 1000),
     help="Frames per second per node for the capacity verdict.",
 )  # fmt: skip
+@click.option(
+    "--max-nodes", default=256, show_default=True, type=click.IntRange(1, 4096),
+    help="Stop the capacity search at this many nodes.",
+)  # fmt: skip
 @click.option("--no-capacity", is_flag=True, help="Skip the sustained-nodes measurement.")
-def command(models, as_json, threads, nodes, quick, no_startup, windows, rate, no_capacity):
+def command(
+    models, as_json, threads, nodes, quick, no_startup, windows, rate, max_nodes, no_capacity
+):
     """Measure the models on THIS machine: load time, latency p50/p90/p99 at batch 1 and at
     batch N (nodes), throughput, model size, for each backend and precision; the streaming
     temporal step against a full-window recompute at W = 16, 64, 256; the whole per-frame
@@ -132,7 +138,7 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows, rate, n
                     on.update(bm.keypoint_error(pose, int8, reference="fp32"))
                 bar.update()
             if capacity:
-                result["capacity"] = _capacity(pose, bundles, rate, quick, bar)
+                result["capacity"] = _capacity(pose, bundles, rate, quick, bar, max_nodes)
                 bar.update()
             result["rss_mb"] = bm.peak_rss_mb()
             if not no_startup and bundles:
@@ -149,7 +155,7 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows, rate, n
         tmp.cleanup()
 
 
-def _capacity(pose, bundles, rate: float, quick: bool, bar) -> dict:
+def _capacity(pose, bundles, rate: float, quick: bool, bar, max_nodes: int) -> dict:
     """The sustained-nodes verdict (csi_edge.capacity) with this pose bundle and, when one
     was given or is bundled, a vitals model."""
     from csi_edge.capacity import sustained_nodes, verdict
@@ -161,6 +167,8 @@ def _capacity(pose, bundles, rate: float, quick: bool, bar) -> dict:
         rate,
         pose=lambda: open_runtime(pose, capacity=4),
         vitals_model=(lambda: open_runtime(vitals)) if vitals else None,
+        start=min(4, max_nodes),
+        limit=max_nodes,
         warm_s=11.0 if quick else 32.0,
         measure_s=1.0 if quick else 3.0,
         progress=lambda m: bar.set_postfix_str(f"capacity: {m}"),
