@@ -170,9 +170,7 @@ FORMATS: tuple[CaptureFormat, ...] = (
     CaptureFormat("text", "an esp-csi or ESP32-CSI-Tool serial log / CSV (CSI_DATA lines)",
                   _is_text, _text, ("esp-csi", "csi-tool", "esp32-csi-tool", "csv")),
 )  # fmt: skip
-BY_NAME: dict[str, CaptureFormat] = {
-    n: f for f in FORMATS for n in (f.name, *f.aliases)
-}
+BY_NAME: dict[str, CaptureFormat] = {n: f for f in FORMATS for n in (f.name, *f.aliases)}
 
 
 def names() -> tuple[str, ...]:

@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from csi_edge.capture import CaptureError, detect_format, iter_capture, read_capture
 from csi_edge.cli import cli, main
-from csi_edge.errors import NoDataError
 from csi_edge.codecs import ruview as rv
 from csi_edge.codecs.pcap import PcapWriter
 from csi_edge.codecs.recording import RecordingWriter, escape, iter_recording, unescape
+from csi_edge.errors import NoDataError
 
 DATA = Path(__file__).parent / "data"
 JSONL = DATA / "ruview" / "pretrain-head400.csi.jsonl"

@@ -107,7 +107,9 @@ def _times(arrays: dict, n: int, res: DecodeResult) -> np.ndarray:
     return t0 + (np.arange(n) * (duration / (n - 1)) if n > 1 else np.zeros(n))
 
 
-def iter_espectre_npz(path: str | os.PathLike, *, chunk_frames: int = 100_000) -> Iterator[DecodeResult]:
+def iter_espectre_npz(
+    path: str | os.PathLike, *, chunk_frames: int = 100_000
+) -> Iterator[DecodeResult]:
     yield read_espectre_npz(path)
 
 

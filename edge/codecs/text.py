@@ -82,10 +82,12 @@ FIELD_OF = {
     "len": "len",
 }
 DATA_NAMES = ("data", "csi_data", "csi")
-#: columns of the standard layouts csi-edge knows and does not keep (not "unknown extras")
-KNOWN_COLUMNS = frozenset(
-    n.lower() for h in STANDARD_HEADERS.values() for n in h.split(",")
-) | frozenset(FIELD_OF)
+#: columns of the standard layouts csi-edge knows and does not keep (not "unknown extras");
+#: ``timestamp`` is left out: esp-radar's is a clock, and users name host clocks so too
+KNOWN_COLUMNS = (
+    frozenset(n.lower() for h in STANDARD_HEADERS.values() for n in h.split(","))
+    | frozenset(FIELD_OF)
+) - {"timestamp"}
 
 _LOG_LINE = re.compile(r"^(\x1b\[[0-9;]*m)?[IWEDV] \(\d+\) ")
 _MAC = re.compile(r"^[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}$")
@@ -136,13 +138,13 @@ class Layout:
     name: str
     tool: bool  # ESP32-CSI-Tool family (role / real_timestamp columns; its len rule)
     n_head: int  # fields before the data
-    idx: dict[str, int]  # frame field -> index among the fields before the data
+    idx: dict[str, int]  # frame field -> column index (the data column counts as one)
     mac: int | None = None
     role: int | None = None
     real_ts: int | None = None
     real_set: int | None = None
-    head_extra: list[tuple[int, str]] = field(default_factory=list)  # unknown columns before
-    tail_names: list[str] = field(default_factory=list)  # names of the columns after the data
+    extras: list[tuple[int, str]] = field(default_factory=list)  # unknown columns: (index, name)
+    n_cols: int = 0  # columns the header names (data included)
 
     @classmethod
     def from_names(cls, names: Sequence[str], name: str) -> Layout | None:
@@ -153,16 +155,21 @@ class Layout:
             return None
         d = data[-1]
         lay = cls(name, tool=False, n_head=d, idx={})
-        for i, n in enumerate(low[:d]):
+        for i, n in enumerate(low):
+            if i == 0 or i == d:
+                continue
             if n in FIELD_OF and FIELD_OF[n] not in lay.idx:
                 lay.idx[FIELD_OF[n]] = i
             elif n in ("mac", "role", "real_timestamp", "real_time_set"):
-                setattr(lay, {"real_timestamp": "real_ts", "real_time_set": "real_set"}.get(n, n), i)
-            elif n not in KNOWN_COLUMNS and i > 0:
-                lay.head_extra.append((i, _column_name(names[i], i)))
+                setattr(lay, _RENAMED.get(n, n), i)
+            elif n not in KNOWN_COLUMNS:
+                lay.extras.append((i, _column_name(names[i], i)))
         lay.tool = lay.role is not None or lay.real_ts is not None
-        lay.tail_names = [_column_name(names[j], j) for j in range(d + 1, len(names))]
+        lay.n_cols = len(names)
         return lay
+
+
+_RENAMED = {"real_timestamp": "real_ts", "real_time_set": "real_set"}
 
 
 def _column_name(raw: str, i: int) -> str:
@@ -290,6 +297,7 @@ def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | Non
         if lay.tool:
             return "bad-value"
         values = _b64(fields[lay.n_head])
+        cells = fields
     else:
         head, data, tail = parts
         lay = header if header is not None and header.n_head == len(head) else None
@@ -300,6 +308,7 @@ def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | Non
             if lay.tool and _is_int(head[lay.role]):  # 25 fields, but an esp-csi line + 1
                 return "bad-field-count"
         values = parse_values(data)
+        cells = head + [""] + tail if tail else head
     if head[0] != "CSI_DATA":
         return "unknown-line"
     if isinstance(values, str):
@@ -307,18 +316,19 @@ def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | Non
     meta = {}
     try:
         for f, i in lay.idx.items():
-            v = meta[f] = int(head[i])
+            v = meta[f] = int(cells[i])
             if not -(1 << 62) < v < 1 << 62:
                 return "bad-value"
-        real_ts = _tool_timestamp(head[lay.real_ts]) if lay.real_ts is not None else None
-        real_set = int(head[lay.real_set]) if lay.real_set is not None else 0
+        real_ts = _tool_timestamp(cells[lay.real_ts]) if lay.real_ts is not None else None
+        real_set = int(cells[lay.real_set]) if lay.real_set is not None else 0
+        mac = cells[lay.mac].strip() if lay.mac is not None else None
     except (ValueError, OverflowError):
         return "bad-value"
+    except IndexError:  # the row lacks a column its header names
+        return "bad-field-count"
     if real_ts is not None and not math.isfinite(real_ts):
         return "bad-value"
-    mac = None
-    if lay.mac is not None:
-        mac = head[lay.mac].strip()
+    if mac is not None:
         if not _MAC.match(mac):
             return "bad-value"
         mac = mac.lower()
@@ -341,12 +351,11 @@ def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | Non
             return "len-mismatch"
     extra = None
     host = None
-    if lay.head_extra or tail:
-        extra = {name: head[i].strip().strip('"') for i, name in lay.head_extra}
-        names = lay.tail_names
-        base = lay.n_head + 1
-        for j, v in enumerate(tail):
-            extra[names[j] if j < len(names) else f"col{base + j}"] = v.strip().strip('"')
+    if lay.extras or len(cells) > max(lay.n_cols, lay.n_head + 1):
+        n = len(cells)
+        extra = {name: cells[i].strip().strip('"') for i, name in lay.extras if i < n}
+        for i in range(max(lay.n_cols, lay.n_head + 1), n):  # beyond what the header names
+            extra[f"col{i}"] = cells[i].strip().strip('"')
         for v in extra.values():
             host = host_time(v)
             if host is not None:
@@ -474,9 +483,7 @@ class TextLineDecoder:
         meta["freq_mhz"] = [channel_to_mhz(c) for c in meta["channel"].tolist()]
         lens = np.fromiter((len(c) for c in chunks), np.int64, k)
         meta["n_pairs"] = lens // 2
-        meta["fmt"] = [
-FrameFormat.CSI_TOOL if r.tool else FrameFormat.ESP_CSI for r in rows
-        ]
+        meta["fmt"] = [FrameFormat.CSI_TOOL if r.tool else FrameFormat.ESP_CSI for r in rows]
         for r in rows:
             self.layouts[r.layout] = self.layouts.get(r.layout, 0) + 1
         offsets = np.zeros(k + 1, np.int64)

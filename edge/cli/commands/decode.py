@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -161,7 +160,9 @@ def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
     if doc["skipped"]:
         click.echo("  skipped: " + ", ".join(f"{k} {v}" for k, v in doc["skipped"].items()))
     if doc["notes"]:
-        click.echo("  read as known quirks: " + ", ".join(f"{k} {v}" for k, v in doc["notes"].items()))
+        click.echo(
+            "  read as known quirks: " + ", ".join(f"{k} {v}" for k, v in doc["notes"].items())
+        )
 
 
 class _LazyNumpy:
