@@ -160,7 +160,7 @@ def _recording(path, chunk_frames: int, port=None):
 
 #: detection order: binary magics first, text (the loosest test) last
 FORMATS: tuple[CaptureFormat, ...] = (
-    CaptureFormat("pcap", "pcap/pcapng of RuView UDP traffic", _is_pcap, _pcap, ("pcapng",),
+    CaptureFormat("pcap", "a pcap/pcapng capture of RuView UDP traffic", _is_pcap, _pcap, ("pcapng",),
                   "csi_edge.codecs.pcap:PcapWriter"),
     CaptureFormat("recording", "a csi-edge serial recording", _is_recording, _recording, (),
                   "csi_edge.codecs.recording:RecordingWriter"),

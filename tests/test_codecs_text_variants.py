@@ -225,3 +225,34 @@ def test_property_any_header_order_with_unknown_columns(order, extras, spots):
     assert res.frames.raw(0).tolist() == VALUES
     assert {k: v[0] for k, v in res.frames.extra.items()} == dict(extras)
     assert res.frames.sources == [f"/dev/ttyUSB0#{MAC}"]
+
+
+def test_decode_writes_extra_columns_to_jsonl_and_npz(tmp_path, capsys):
+    import json
+
+    from csi_edge.cli import main
+
+    p = tmp_path / "labelled.csv"
+    header = STANDARD_HEADERS["esp-csi"] + ",class"
+    p.write_text("\n".join([header, classic() + ",walk", classic() + ",sit"]) + "\n")
+    for out in (tmp_path / "o.jsonl", tmp_path / "o.npz"):
+        with pytest.raises(SystemExit) as e:
+            main(["decode", str(p), "-o", str(out)])
+        assert e.value.code == 0
+    rows = [json.loads(s) for s in (tmp_path / "o.jsonl").read_text().splitlines()]
+    assert [r["extra"] for r in rows] == [{"class": "walk"}, {"class": "sit"}]
+    assert rows[0]["node"] == f"labelled.csv#{MAC}"
+    z = np.load(tmp_path / "o.npz")
+    assert z["extra_columns"].tolist() == ["class"] and z["extra"][:, 0].tolist() == ["walk", "sit"]
+
+
+def test_text_file_without_csi_exits_3_with_the_counts(tmp_path, capsys):
+    from csi_edge.cli import main
+
+    p = tmp_path / "torn.csv"
+    p.write_text(STANDARD_HEADERS["esp-csi"] + "\n" + classic()[:80] + "\n" + classic(n=5) + "\n")
+    with pytest.raises(SystemExit) as e:
+        main(["decode", str(p)])
+    err = capsys.readouterr().err
+    assert e.value.code == 3 and "torn.csv" in err
+    assert "header-line 1" in err and "len-mismatch 1" in err and "bad-field-count 1" in err
