@@ -256,3 +256,22 @@ def test_text_file_without_csi_exits_3_with_the_counts(tmp_path, capsys):
     err = capsys.readouterr().err
     assert e.value.code == 3 and "torn.csv" in err
     assert "header-line 1" in err and "len-mismatch 1" in err and "bad-field-count 1" in err
+
+
+token = st.one_of(
+    st.integers(-130, 130).map(str),
+    st.sampled_from(
+        ["", " ", ",", "x", "1.5", "-", str(-(1 << 62) + 12345), "99999999999999999999"]
+    ),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(token, max_size=8).map(" ".join), max_size=6))
+def test_property_chunk_value_parse_equals_line_by_line(texts):
+    from csi_edge.codecs.text import parse_many, parse_values
+
+    got, want = parse_many(texts), [parse_values(t) for t in texts]
+    assert [g if isinstance(g, str) else g.tolist() for g in got] == [
+        w if isinstance(w, str) else w.tolist() for w in want
+    ]

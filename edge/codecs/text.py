@@ -218,8 +218,11 @@ def parse_values(data: str):
 
     ``np.fromstring`` in text mode parses the whole list in C (4x faster than ``int()`` per
     value) and raises on any token that is not an integer."""
+    text = data.replace(",", " ")
+    if not text.strip():  # np.fromstring reads a blank string as [0]
+        return np.zeros(0, np.int8)
     try:
-        a = np.fromstring(data.replace(",", " "), np.int64, sep=" ")
+        a = np.fromstring(text, np.int64, sep=" ")
     except ValueError:
         return "bad-value"
     b = a.astype(np.int8)
@@ -286,7 +289,40 @@ class _Row:
 
 def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | None = None):
     """Parse one ``CSI_DATA`` line: ``(layout, meta, mac, values, t_line, host, extra)`` or a
-    skip reason (see the module docstring)."""
+    skip reason (see the module docstring). :class:`TextLineDecoder` does the same for many
+    lines at once, parsing all their values in one call."""
+    out = parse_fields(line, header)
+    if isinstance(out, str):
+        return out
+    data = out[3]
+    return finish(out, parse_values(data) if isinstance(data, str) else data, notes)
+
+
+def finish(parsed: tuple, values, notes: Counter | None):
+    """Check a parsed line's values against its ``len``: the frame tuple or a skip reason."""
+    lay, meta, mac, _data, t_line, host, extra, declared, neg = parsed
+    if isinstance(values, str):
+        return values
+    count = len(values)
+    if count % 2:
+        return "len-mismatch"
+    note = None
+    if declared is not None and count != declared:
+        if not (lay.tool and count == 128 and declared in _LONGER_BUFFERS):
+            return "len-mismatch"
+        note = "lltf-only-print"
+    if notes is not None:
+        if note:
+            notes[note] += 1
+        if neg:
+            notes["negative-local-timestamp"] += 1
+    return lay, meta, mac, values, t_line, host, extra
+
+
+def parse_fields(line: str, header: Layout | None = None):
+    """Everything of a ``CSI_DATA`` line but its values' count: ``(layout, meta, mac, data
+    text or values, t_line, host, extra, declared len, negative local_timestamp)`` or a skip
+    reason."""
     parts = split_line(line)
     if isinstance(parts, str):
         return parts
@@ -311,11 +347,11 @@ def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | Non
                 return "bad-field-count"
             if lay.tool and _is_int(head[lay.role]):  # 25 fields, but an esp-csi line + 1
                 return "bad-field-count"
-        values = parse_values(data)
+        values = data
         cells = head + [""] + tail if tail else head
     if head[0] != "CSI_DATA":
         return "unknown-line"
-    if isinstance(values, str):
+    if isinstance(values, str) and parts is None:  # bad base64
         return values
     meta = {}
     try:
@@ -337,22 +373,12 @@ def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | Non
             return "bad-value"
         mac = mac.lower()
     lus = meta.get("local_us")
-    if lus is not None and lus < 0:
+    neg = lus is not None and lus < 0
+    if neg:
         if lus < -(1 << 31):
             return "bad-value"
         meta["local_us"] = lus & 0xFFFFFFFF  # an int32 print of the u32 rx_ctrl.timestamp
-        if notes is not None:
-            notes["negative-local-timestamp"] += 1
-    count = len(values)
     declared = meta.pop("len", None)
-    if count % 2:
-        return "len-mismatch"
-    if declared is not None and count != declared:
-        if lay.tool and count == 128 and declared in _LONGER_BUFFERS:
-            if notes is not None:
-                notes["lltf-only-print"] += 1
-        else:
-            return "len-mismatch"
     extra = None
     host = None
     if lay.extras or len(cells) > max(lay.n_cols, lay.n_head + 1):
@@ -371,7 +397,37 @@ def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | Non
         t_line = real_ts
     else:
         t_line = meta.get("local_us", -1) * 1e-6
-    return lay, meta, mac, values, t_line, host, extra
+    return lay, meta, mac, values, t_line, host, extra, declared, neg
+
+
+#: put between the lines' value lists so one C parse serves a whole chunk; a line that holds
+#: it itself only makes the sentinel count wrong, and the chunk is then parsed line by line
+_SENTINEL = -(1 << 62) + 12345
+_SEP = f" {_SENTINEL} "
+
+
+def parse_many(texts: list[str]) -> list:
+    """:func:`parse_values` of many lists, in one ``np.fromstring`` call when they are clean."""
+    if len(texts) < 2 or not all(t.replace(",", " ").strip() for t in texts):  # see parse_values
+        return [parse_values(t) for t in texts]
+    try:
+        a = np.fromstring(_SEP.join(texts).replace(",", " "), np.int64, sep=" ")
+    except ValueError:
+        return [parse_values(t) for t in texts]
+    cut = a == _SENTINEL
+    where = np.flatnonzero(cut)
+    if len(where) != len(texts) - 1:
+        return [parse_values(t) for t in texts]
+    line_of = np.cumsum(cut)
+    bad = ((a < -128) | (a > 127)) & ~cut
+    bad_line = np.bincount(line_of[bad], minlength=len(texts)) > 0
+    b = a.astype(np.int8)
+    starts = np.r_[0, where + 1].tolist()
+    ends = np.r_[where, len(a)].tolist()
+    return [
+        "bad-value" if bad_line[j] else b[s:e]
+        for j, (s, e) in enumerate(zip(starts, ends, strict=True))
+    ]
 
 
 def _is_int(s: str) -> bool:
@@ -405,13 +461,19 @@ class TextLineDecoder:
         t = np.broadcast_to(np.asarray(t_rx, np.float64), (n,))
         rows: list[_Row] = []
         chunks: list[np.ndarray] = []
+        parsed: list[tuple[int, tuple]] = []
         for i, raw in enumerate(lines):
-            out = self._line(raw, res.notes)
+            out = self._line(raw)
             if isinstance(out, str):
-                if out in _QUIET:  # expected, not a problem: counted without a log line
-                    res.skipped[out] += 1
-                else:
-                    res.skipped.skip(out, f"{self.source}: {_preview(raw)}")
+                self._skip(res, out, raw)
+            else:
+                parsed.append((i, out))
+        texts = [p[3] for _, p in parsed if isinstance(p[3], str)]
+        it = iter(parse_many(texts))
+        for i, p in parsed:
+            out = finish(p, next(it) if isinstance(p[3], str) else p[3], res.notes)
+            if isinstance(out, str):
+                self._skip(res, out, lines[i])
                 continue
             lay, meta, mac, values, t_line, host, extra = out
             if host is not None:
@@ -422,6 +484,12 @@ class TextLineDecoder:
         res.frames = self._batch(rows, chunks, t)
         return res
 
+    def _skip(self, res: DecodeResult, reason: str, raw) -> None:
+        if reason in _QUIET:  # expected, not a problem: counted without a log line
+            res.skipped[reason] += 1
+        else:
+            res.skipped.skip(reason, f"{self.source}: {_preview(raw)}")
+
     def _host_seconds(self, host: tuple[str, float]) -> float:
         kind, v = host
         if kind == "unix":
@@ -431,7 +499,7 @@ class TextLineDecoder:
         self._tod_last = v
         return v + self._tod_days
 
-    def _line(self, raw: bytes | str, notes: Counter):
+    def _line(self, raw: bytes | str):
         if isinstance(raw, bytes | bytearray | memoryview):
             try:
                 line = bytes(raw).decode("utf-8")
@@ -454,7 +522,7 @@ class TextLineDecoder:
         if at > 0:
             line = line[at:]  # interleaved: log text (or a torn line) in front of the CSI line
         if line.startswith("CSI_DATA"):
-            return parse_csi_line(line, self.layout, notes)
+            return parse_fields(line, self.layout)
         if line.startswith("RADAR_DADA"):
             return "radar-data"
         if _LOG_LINE.match(line):
