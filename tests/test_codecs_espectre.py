@@ -112,3 +112,36 @@ def test_stream_datagrams_v1_and_v2():
     assert f.extra["gain_locked"].tolist() == ["True", None]  # v1 does not say
     assert res.skipped == {"bad-magic": 1, "len-mismatch": 1, "truncated": 1}
     assert res.n_inputs == 5
+
+
+def test_live_stream_over_a_real_udp_socket():
+    import asyncio
+    import socket
+
+    from csi_edge.frames import FrameBatch
+    from csi_edge.sources.espectre import EspectreSource
+
+    async def main():
+        got: list = []
+        src = EspectreSource("127.0.0.1", 0, batch_s=0.005)
+        await src.start(got.append)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as tx:
+            for k in range(300):  # the one-byte sequence wraps past 255
+                d = struct.pack("<HBBBH", STREAM_MAGIC, 3, 1, k & 0xFF, 64) + CSI[k % 50].tobytes()
+                tx.sendto(d, src.address)
+            tx.sendto(b"not espectre", src.address)
+        for _ in range(200):
+            if sum(len(r.frames) + sum(r.skipped.values()) for r in got) >= 301:
+                break
+            await asyncio.sleep(0.01)
+        src.close()
+        await asyncio.sleep(0)
+        return got, src
+
+    got, src = asyncio.run(asyncio.wait_for(main(), 10))
+    frames = FrameBatch.concat(r.frames for r in got)
+    assert len(frames) == 300 and src.name.startswith("espectre://127.0.0.1:")
+    assert frames.meta["seq"].tolist() == list(range(300))  # unwrapped across 255 -> 0
+    assert np.array_equal(frames.raw(299), CSI[299 % 50])
+    assert set(frames.node_keys().tolist()) == {"127.0.0.1"}
+    assert sum(r.skipped["bad-magic"] for r in got) == 1
