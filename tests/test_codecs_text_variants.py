@@ -275,3 +275,32 @@ def test_property_chunk_value_parse_equals_line_by_line(texts):
     assert [g if isinstance(g, str) else g.tolist() for g in got] == [
         w if isinstance(w, str) else w.tolist() for w in want
     ]
+
+
+HEADERS = [*STANDARD_HEADERS.values(), STANDARD_HEADERS["esp-csi"] + ",class",
+           STANDARD_HEADERS["esp-csi"].replace(",len,first_word,", ",len,label,first_word,")]  # fmt: skip
+ROWS = [classic(), classic() + ",walk", radar() + ",dev-A", tool_line(quoted(VALUES, " "))]
+
+
+@st.composite
+def mutated(draw):
+    s = bytearray(draw(st.sampled_from(HEADERS + ROWS)).encode())
+    for _ in range(draw(st.integers(0, 3))):
+        i = draw(st.integers(0, len(s)))
+        op = draw(st.sampled_from(["cut", "flip", "insert"]))
+        if op == "cut":
+            s = s[:i]
+        elif op == "flip" and i < len(s):
+            s[i] = draw(st.integers(0, 255))
+        else:
+            s[i:i] = draw(st.sampled_from([b",", b"[", b"]", b'"', b" ", b"\r", b"-", b"9"]))
+    return bytes(s)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(mutated(), max_size=10))
+def test_property_headers_and_rows_mixed_never_raise_and_every_line_is_accounted(lines):
+    _, res = decode(lines, t=1.0)
+    assert res.n_inputs == len(lines)
+    assert len(res.frames.iq) == res.frames.offsets[-1] == 2 * int(res.frames.meta["n_pairs"].sum())
+    assert all(len(c) == len(res.frames) for c in res.frames.extra.values())
