@@ -463,7 +463,10 @@ def _layers(rows: np.ndarray) -> list[np.ndarray]:
         return []
     order = np.argsort(rows, kind="stable")
     s = rows[order]
-    start = np.r_[0, np.flatnonzero(s[1:] != s[:-1]) + 1]
+    change = s[1:] != s[:-1]
+    if change.all():  # the usual case: each row once
+        return [np.arange(len(rows))]
+    start = np.concatenate([[0], np.flatnonzero(change) + 1])
     rank = np.arange(len(s)) - np.repeat(start, np.diff(np.r_[start, len(s)]))
     layer = np.empty(len(rows), np.intp)
     layer[order] = rank
@@ -584,6 +587,27 @@ class WindowRuntime:
                         ready.append((node, row, float(t[i])))
         self._flush(ready, results)
         return results
+
+    def push_batch(
+        self, keys: list[str], node_idx: np.ndarray, t: np.ndarray, csi: np.ndarray
+    ) -> PoseOutputs:
+        """:meth:`PoseRuntime.push_batch`'s interface (window models emit one output per hop,
+        so the per-node loop here is per window, not per frame). Confidence is 1 (none)."""
+        node_idx = np.asarray(node_idx)
+        outs = self.push({k: (t[node_idx == i], csi[node_idx == i]) for i, k in enumerate(keys)})
+        names = list(self.nodes.rows)  # insertion order = row order
+        if not outs:
+            z = np.zeros(0)
+            return PoseOutputs(
+                np.zeros(0, np.intp), names, z, z.reshape(0, 17, 2), z.reshape(0, 17)
+            )
+        return PoseOutputs(
+            np.array([self.nodes.rows[o.node] for o in outs], np.intp),
+            names,
+            np.array([o.t for o in outs]),
+            np.stack([o.keypoints for o in outs]).astype(np.float32),
+            np.ones((len(outs), 17), np.float32),
+        )
 
     def _flush(self, ready: list[tuple[str, int, float]], results: list[PoseFrame]) -> None:
         if not ready:
