@@ -225,9 +225,15 @@ class BatchTracker:
             x[first, :, 1] = 0.0
             P[first] = np.diag([self.r, 1.0])
         upd = mask & seen
-        if upd.any():
+        if upd.all():  # steady state: every keypoint measured again, dense ops only
+            s = P[..., 0, 0] + self.r  # innovation variance (same for x and y)
+            k = P[..., :, 0] / s[..., None]  # gain [n, 17, 2]
+            innov = z - x[..., 0]  # [n, 17, 2]
+            x += innov[..., None] * k[..., None, :]
+            P = P - k[..., :, None] * P[..., 0, None, :]
+        elif upd.any():
             Pu = P[upd]
-            s = Pu[:, 0, 0] + self.r  # innovation variance (same for x and y)
+            s = Pu[:, 0, 0] + self.r
             k = Pu[:, :, 0] / s[:, None]  # gain [n, 2]
             innov = z[upd] - x[upd][:, :, 0]  # [n, 2]
             x[upd] += innov[:, :, None] * k[:, None, :]
