@@ -194,6 +194,22 @@ class NodeTable:
             self._by_src_node[(source, node_id)] = st
         return st
 
+    def known(self, source: str, node_id: int) -> bool:
+        """Whether (source, node id) is a node already (admission checks only new ones)."""
+        return (source, node_id) in self._by_src_node or node_key(source, node_id) in self.nodes
+
+    def forget(self, silent_since: float) -> list[str]:
+        """Remove every node whose last frame arrived before ``silent_since``; their keys."""
+        gone = [k for k, st in self.nodes.items() if st.last_seen < silent_since]
+        if gone:
+            for k in gone:
+                del self.nodes[k]
+            dead = set(gone)  # several (source spelling, id) pairs may name one node
+            self._by_src_node = {
+                sk: st for sk, st in self._by_src_node.items() if st.key not in dead
+            }
+        return gone
+
     # -- update -------------------------------------------------------------------------------
     def update(self, batch: FrameBatch) -> None:
         """Account every frame of ``batch`` (in arrival order) to its node.

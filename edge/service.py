@@ -29,7 +29,15 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
     sources: list[Source] = []
     for spec in cfg.ingest.udp:
         host, port = parse_hostport(spec, what="ingest.udp")
-        sources.append(UdpSource(host, port, iq_order=cfg.ingest.iq_order))
+        sources.append(
+            UdpSource(
+                host,
+                port,
+                iq_order=cfg.ingest.iq_order,
+                allow=cfg.ingest.allow,
+                rcvbuf=cfg.ingest.rcvbuf,
+            )
+        )
     for s in cfg.ingest.serial:
         sources.append(SerialSource(s.port, s.baud, iq_order=cfg.ingest.iq_order))
     return sources

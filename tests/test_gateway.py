@@ -293,13 +293,13 @@ def test_a_failing_report_does_not_end_the_report_loop():
     gw = Gateway(cfg)
     calls = []
 
-    def flaky(now=None):
-        calls.append(now)
+    def flaky(snap):  # the estimate, on the worker thread
+        calls.append(snap.now)
         if len(calls) == 1:
             raise ValueError("boom")
-        return []
+        return {}
 
-    gw.reports = flaky
+    gw._estimate = flaky
 
     async def go():
         task = asyncio.create_task(gw._report_loop())
