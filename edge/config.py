@@ -39,7 +39,7 @@ class IngestConfig:
     allow: list[str] = field(default_factory=list)
     #: most nodes at once, and most new nodes per minute (a flood of forged node ids is capped)
     max_nodes: int = 256
-    max_new_nodes_per_min: int = 32
+    max_new_nodes_per_min: int = 64
     #: a node silent this long is forgotten (removed from reports and Home Assistant)
     forget_after_s: float = 3600.0
     #: UDP socket receive buffer asked for, bytes (Linux grants at most 2 x net.core.rmem_max)

@@ -39,6 +39,7 @@ import numpy as np
 
 from csi_edge.codecs.result import DecodeResult
 from csi_edge.config import GatewayConfig
+from csi_edge.estimators import Estimators
 from csi_edge.ingest import Ingest, Source
 from csi_edge.layout import LLTF_RAW_BINS, lltf_canonical
 from csi_edge.report import NodeReport, Sink
@@ -71,6 +72,7 @@ class Gateway:
         pose_runtime: Any | None = None,
         vitals_model: Any | None = None,
         inventory: Any | None = None,
+        estimators: Any | None = None,
     ) -> None:
         from csi_edge.nodes import NodeTable
         from csi_edge.pose.tracking import NodeTracker
@@ -95,7 +97,9 @@ class Gateway:
         self.pose = pose_runtime
         self.vitals_model = vitals_model
         self.tracker = NodeTracker()
-        self.vitals: dict[str, Any] = {}  # worker thread only (see module docstring)
+        # every NodeVitals lives here, touched by the worker only (see module docstring):
+        # in this process (Estimators, on the worker thread) or in a child (ProcessEstimators)
+        self.estimators = estimators or Estimators(config.baselines_dir, vitals_model)
         self._queued: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # loop thread only
         self._to_forget: list[str] = []
         self.node_vitals: dict[str, dict] = {}
@@ -108,6 +112,8 @@ class Gateway:
         self.last_reports: list[NodeReport] = []
         self.periods: deque = deque(maxlen=TIMING_KEEP)  # seconds between published reports
         self.lags: deque = deque(maxlen=TIMING_KEEP)  # report time -> handed to every sink
+        self.compute_s: deque = deque(maxlen=TIMING_KEEP)  # one estimate pass on the worker
+        self.data_age: deque = deque(maxlen=TIMING_KEEP)  # snapshot -> handed to the sinks
         self._last_publish: float | None = None
         self._worker: ThreadPoolExecutor | None = None
         self._warm: Any = None
@@ -132,18 +138,6 @@ class Gateway:
                 self.skipped.skip(f"sink-error:{type(sink).__name__}", repr(exc))
 
     # -- per batch ----------------------------------------------------------------------------
-    def _node_vitals(self, key: str):
-        """The node's estimator (worker thread only), made on first use."""
-        est = self.vitals.get(key)
-        if est is None:
-            from csi_edge.vitals.baseline import load_baseline
-            from csi_edge.vitals.node import NodeVitals
-
-            est = self.vitals[key] = NodeVitals(
-                baseline=load_baseline(key, self.config.baselines_dir or None)
-            )
-        return est
-
     def on_result(self, result: DecodeResult) -> None:
         """Ingest consumer: route each node's frames to its estimators (runs per batch)."""
         frames = result.frames
@@ -212,23 +206,14 @@ class Gateway:
         return _Snapshot(now, self.ingest.nodes.summary(), frames, forget)
 
     def _estimate(self, snap: _Snapshot) -> dict[str, tuple[Any, dict | None]]:
-        """On the worker: push the queued frames, then one estimate per node that has an
-        estimator -> ``{key: (VitalsEstimate, model vitals or None)}``."""
-        for key in snap.forget:
-            self.vitals.pop(key, None)
-        for key, chunks in snap.frames.items():
-            est = self._node_vitals(key)
-            for t, csi in chunks:
-                est.push(t, csi)
-        out = {}
-        for key in snap.links:
-            est = self.vitals.get(key)
-            if est is None:
-                continue
-            v = est.estimate(snap.now)
-            mv = self._model_vitals(est, snap.now) if self.vitals_model is not None else None
-            out[key] = (v, mv)
-        return out
+        """Off the loop (worker thread, which may hand it to the estimator process): push the
+        queued frames, estimate every node -> ``{key: (VitalsEstimate, model vitals)}``."""
+        estimates, skipped = self.estimators.estimate(
+            (snap.now, list(snap.links), snap.frames, snap.forget)
+        )
+        for reason, n in skipped.items():
+            self.skipped.skip(reason, "in the vitals estimators", n)
+        return estimates
 
     def _build(self, snap: _Snapshot, estimates: dict) -> list[NodeReport]:
         """On the loop: one NodeReport per known node from the snapshot and the estimates."""
@@ -272,43 +257,10 @@ class Gateway:
         return self._worker
 
     def _warm_up(self) -> float:
-        """On the worker at start-up: every import and lazy set-up the first estimate would do
-        (scipy.signal, baselines, BLAS limits, the vitals model's first run). Returns seconds."""
-        t0 = time.perf_counter()
-        from csi_edge.vitals.baseline import Baseline
-        from csi_edge.vitals.node import NodeVitals
-
-        rng = np.random.default_rng(0)
-        k = 400  # 40 s at 10 Hz: enough for the breathing and heart paths to run
-        t = 1e6 + np.arange(k) / 10.0
-        csi = (rng.normal(size=(k, 53)) + 1j * rng.normal(size=(k, 53))).astype(np.complex64)
-        csi += 20.0
-        est = NodeVitals(baseline=Baseline.default())
-        est.push(t, csi)
-        est.estimate(float(t[-1]))
-        if self.vitals_model is not None:
-            self._model_vitals(est, float(t[-1]))
-        return time.perf_counter() - t0
-
-    def _model_vitals(self, est: Any, now: float) -> dict | None:
-        """The bundled vitals model on the node's last 32 s (None until it has them)."""
-        from csi_edge.dsp.features import vitals_window_from_grid
-
-        win = est.amplitude_window(now)
-        if win is None:
-            return None
-        try:
-            out = self.vitals_model.run(vitals_window_from_grid(win))[0]
-        except Exception as exc:  # noqa: BLE001 - a model failure must not stop the DSP vitals
-            self.skipped.skip("vitals-model-error", repr(exc))
-            return None
-        # logits -> probabilities; clipped so a wild logit cannot raise OverflowError in exp
-        sig = lambda v: 1.0 / (1.0 + math.exp(-min(max(float(v), -60.0), 60.0)))  # noqa: E731
-        return {
-            "breathing_bpm": round(out["breathing_bpm"], 2),
-            "presence": round(sig(out["presence_logit"]), 3),
-            "motion": round(sig(out["motion_logit"]), 3),
-        }
+        """On the worker at start-up: the estimators' imports and first estimate."""
+        took = self.estimators.warm_up()
+        log.info("vitals estimators ready (warm-up %.2f s, off the ingest loop)", took)
+        return took
 
     def publish(self, now: float | None = None) -> list[NodeReport]:
         """Build reports on this thread and hand them to every sink (tools, tests, shutdown)."""
@@ -330,23 +282,47 @@ class Gateway:
         self.last_reports = reports
         return reports
 
+    def _lead_s(self, interval: float) -> float:
+        """How long before a tick to take the snapshot so its estimates are back by the tick:
+        a high quantile of the recent estimate durations plus a margin, at most 0.6 of an
+        interval (one slow outlier must not age every later report's data)."""
+        recent = list(self.compute_s)[-20:]
+        if not recent:
+            return 0.0
+        return min(1.2 * float(np.quantile(recent, 0.95)) + 0.02, 0.6 * interval)
+
     async def _report_loop(self) -> None:
-        """A report every ``report_interval_s`` on a fixed grid; estimates on the worker."""
+        """A report every ``report_interval_s`` on a fixed grid. The estimates run on the worker,
+        started ``lead`` seconds before each tick (their measured duration), so the reports are
+        handed to the sinks at the tick instead of one estimate-pass later; how old the data is
+        at the tick is kept in ``report_timing.data_age_s``."""
         interval = self.config.report_interval_s
         loop = asyncio.get_running_loop()
         start = loop.time()
         k = 0
         while True:
             k += 1
-            wait = start + k * interval - loop.time()
-            if wait < 0:  # the last report took longer than an interval: skip the missed ticks
-                missed = int(-wait // interval) + 1
+            late = loop.time() - (start + k * interval)
+            if late >= 0:  # the last report ran past this tick: skip the missed ticks
+                missed = int(late // interval) + 1
                 self.report_overruns += missed
                 k += missed
-                wait = start + k * interval - loop.time()
-            await asyncio.sleep(wait)
+            lead = self._lead_s(interval)
+            await asyncio.sleep(max(start + k * interval - lead - loop.time(), 0.0))
             try:
-                self._hand_out(await self.reports_async())
+                snap = self._snapshot(time.time())
+                t0 = loop.time()
+                estimates = await loop.run_in_executor(self._executor(), self._estimate, snap)
+                self.compute_s.append(loop.time() - t0)
+                tick = start + k * interval
+                if loop.time() < tick:
+                    await asyncio.sleep(tick - loop.time())
+                reports = self._build(snap, estimates)
+                now = time.time()
+                self.data_age.append(now - snap.now)
+                for r in reports:
+                    r.t = now  # the report's time; its data reach up to snap.now (data_age)
+                self._hand_out(reports)
             except Exception as exc:  # noqa: BLE001 - one bad report must not end all reports
                 self.skipped.skip("report-error", repr(exc))
                 log.warning("building reports failed: %r", exc)
@@ -368,6 +344,9 @@ class Gateway:
             await asyncio.gather(self._warm, return_exceptions=True)
             self._worker.shutdown(wait=True)
             self._worker = None
+            close = getattr(self.estimators, "close", None)
+            if close is not None:
+                close()
             for sink in self.sinks:
                 try:
                     sink.close()
@@ -390,6 +369,8 @@ class Gateway:
             "interval_s": self.config.report_interval_s,
             "period_s": _percentiles(self.periods),
             "lag_s": _percentiles(self.lags),
+            "data_age_s": _percentiles(self.data_age),
+            "estimate_s": _percentiles(self.compute_s),
             "overruns": self.report_overruns,
         }
         out["forgotten"] = self.forgotten[-64:]

@@ -77,7 +77,7 @@ class Ingest:
         consumers: Iterable[Consumer] = (),
         inventory: NodeInventory | None = None,
         max_nodes: int = 256,
-        max_new_nodes_per_min: int = 32,
+        max_new_nodes_per_min: int = 64,
         forget_after_s: float | None = None,
         monitor_s: float = 1.0,
     ) -> None:

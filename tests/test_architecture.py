@@ -30,7 +30,7 @@ LAYERS = {
     0: "errors paths radio frames layout skips loglimit codecs capture registry __init__",
     1: "nodes admission ingest sources",
     2: "dsp vitals inference temporal pose sim models",
-    3: "gateway config report",
+    3: "gateway estimators config report",
     4: "sinks",
     5: "service app",
     6: "cli __main__",
