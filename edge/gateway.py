@@ -218,7 +218,10 @@ class Gateway:
     def _build(self, snap: _Snapshot, estimates: dict) -> list[NodeReport]:
         """On the loop: one NodeReport per known node from the snapshot and the estimates."""
         now, out = snap.now, []
+        nodes = self.ingest.nodes
         for key, link in snap.links.items():
+            if key not in nodes:
+                continue  # forgotten since the snapshot: sinks were told to remove it
             rep = NodeReport(t=now, node=key, link=_link(link))
             got = estimates.get(key)
             if got is not None:

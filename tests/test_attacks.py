@@ -220,3 +220,51 @@ def test_the_limiter_lets_one_line_through_per_interval_with_what_it_suppressed(
         "event again [504 in total, 500 not logged since the last line]",
         "another reason",
     ]
+
+
+class _RecordingSink:
+    """A sink that keeps what it is given (the gateway's sink interface, plus ``forget``)."""
+
+    def __init__(self) -> None:
+        self.published: list[list] = []
+        self.forgotten: list[str] = []
+
+    def publish(self, reports) -> None:
+        self.published.append([r.node for r in reports])
+
+    def forget(self, keys) -> None:
+        self.forgotten.extend(keys)
+
+    def close(self) -> None:
+        pass
+
+
+def test_the_gateway_tells_sinks_about_forgotten_nodes_and_stops_reporting_them():
+    from csi_edge.config import GatewayConfig
+    from csi_edge.gateway import Gateway
+
+    cfg = GatewayConfig()
+    cfg.models.pose = cfg.models.vitals = ""
+    cfg.report_interval_s = 0.1
+    cfg.ingest.offline_after_s, cfg.ingest.forget_after_s = 0.1, 0.4
+    sink = _RecordingSink()
+
+    async def main():
+        src = UdpSource("127.0.0.1", 0)
+        gw = Gateway(cfg, [src], [sink])
+        gw.ingest.monitor_s = 0.05
+        await gw.ingest.start()
+        task = asyncio.create_task(gw.run())
+        await _send(src.address, [_frame(3, s) for s in range(20)])
+        await _until(lambda: any("127.0.0.1#3" in p for p in sink.published))
+        await _until(lambda: bool(sink.forgotten))
+        n = len(sink.published)
+        await _until(lambda: len(sink.published) > n + 1)
+        gw.stop()
+        await task
+        return gw, n
+
+    gw, n = asyncio.run(main())
+    assert sink.forgotten == ["127.0.0.1#3"]
+    assert all(p == [] for p in sink.published[n:])  # reported no more
+    assert gw.summary()["forgotten"] == ["127.0.0.1#3"]
