@@ -114,6 +114,7 @@ class Gateway:
         self.lags: deque = deque(maxlen=TIMING_KEEP)  # report time -> handed to every sink
         self.compute_s: deque = deque(maxlen=TIMING_KEEP)  # one estimate pass on the worker
         self.data_age: deque = deque(maxlen=TIMING_KEEP)  # snapshot -> handed to the sinks
+        self.loop_s: deque = deque(maxlen=TIMING_KEEP)  # report work on the loop (+ sinks)
         self._last_publish: float | None = None
         self._worker: ThreadPoolExecutor | None = None
         self._warm: Any = None
@@ -313,19 +314,23 @@ class Gateway:
             lead = self._lead_s(interval)
             await asyncio.sleep(max(start + k * interval - lead - loop.time(), 0.0))
             try:
+                c0 = time.perf_counter()
                 snap = self._snapshot(time.time())
+                on_loop = time.perf_counter() - c0
                 t0 = loop.time()
                 estimates = await loop.run_in_executor(self._executor(), self._estimate, snap)
                 self.compute_s.append(loop.time() - t0)
                 tick = start + k * interval
                 if loop.time() < tick:
                     await asyncio.sleep(tick - loop.time())
+                c0 = time.perf_counter()
                 reports = self._build(snap, estimates)
                 now = time.time()
                 self.data_age.append(now - snap.now)
                 for r in reports:
                     r.t = now  # the report's time; its data reach up to snap.now (data_age)
                 self._hand_out(reports)
+                self.loop_s.append(on_loop + time.perf_counter() - c0)
             except Exception as exc:  # noqa: BLE001 - one bad report must not end all reports
                 self.skipped.skip("report-error", repr(exc))
                 log.warning("building reports failed: %r", exc)
@@ -374,6 +379,7 @@ class Gateway:
             "lag_s": _percentiles(self.lags),
             "data_age_s": _percentiles(self.data_age),
             "estimate_s": _percentiles(self.compute_s),
+            "on_loop_s": _percentiles(self.loop_s),
             "overruns": self.report_overruns,
         }
         out["forgotten"] = self.forgotten[-64:]

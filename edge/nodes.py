@@ -45,6 +45,7 @@ import numpy as np
 
 from csi_edge.frames import FrameBatch, node_key
 
+CHUNK_S = 0.25  # rate/RSSI history granularity (seconds per entry)
 SEQ_MOD = 1 << 32  # RuView sequences are u32 and wrap
 _HALF = 1 << 31
 
@@ -275,7 +276,12 @@ class NodeTable:
                 st.first_seen = t0
             st.frames += k
             st.last_seen = t1 if not st.last_seen >= t1 else st.last_seen
-            st.chunks.append((t0, t1, k, rs))
+            last = st.chunks[-1] if st.chunks else None
+            if last is not None and t0 - last[0] < CHUNK_S and t0 >= last[0]:
+                # one entry per CHUNK_S, not per batch: the summary walks these every report
+                st.chunks[-1] = (last[0], max(last[1], t1), last[2] + k, last[3] + rs)
+            else:
+                st.chunks.append((t0, t1, k, rs))
             st.last_rssi, st.noise = r_last, noise
             st.freq_mhz = freq or st.freq_mhz
         self._sequences(states, col("seq"), t, starts, ends, counts)
