@@ -10,6 +10,8 @@ import random
 import socket
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from csi_edge.codecs.ruview import encode_raw_frame
 from csi_edge.ingest import Ingest
@@ -268,3 +270,19 @@ def test_the_gateway_tells_sinks_about_forgotten_nodes_and_stops_reporting_them(
     assert sink.forgotten == ["127.0.0.1#3"]
     assert all(p == [] for p in sink.published[n:])  # reported no more
     assert gw.summary()["forgotten"] == ["127.0.0.1#3"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(max_size=40), max_size=4), st.text(max_size=60))
+def test_allowlist_parsing_and_matching_never_crash(entries, address):
+    """Any allow entry is a network or a ConfigError naming it; any source string is matched
+    or refused, never an exception."""
+    from csi_edge.admission import SenderFilter
+    from csi_edge.errors import ConfigError
+
+    try:
+        f = SenderFilter(entries)
+    except ConfigError as e:
+        assert "ingest.allow" in str(e)
+        return
+    assert f.allowed(address) in (True, False)
