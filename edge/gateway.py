@@ -102,6 +102,7 @@ class Gateway:
         self.estimators = estimators or Estimators(config.baselines_dir, vitals_model)
         self._queued: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # loop thread only
         self._to_forget: list[str] = []
+        self._worker_skips: list[dict[str, int]] = []  # appended by the worker, read on the loop
         self.node_vitals: dict[str, dict] = {}
         self.latest_pose: dict[str, tuple[float, dict]] = {}
         self.skipped = SkipCounter()
@@ -212,12 +213,25 @@ class Gateway:
         estimates, skipped = self.estimators.estimate(
             (snap.now, list(snap.links), snap.frames, snap.forget)
         )
-        for reason, n in skipped.items():
-            self.skipped.skip(reason, "in the vitals estimators", n)
+        if skipped:
+            self._worker_skips.append(skipped)  # counted on the loop, in _build
         return estimates
+
+    async def _estimate_off_loop(self, snap: _Snapshot) -> dict:
+        """The estimates from the worker; a failure costs the vitals of this report (counted
+        under ``vitals-error``), never the report: link statistics still go out."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor(), self._estimate, snap)
+        except Exception as exc:  # noqa: BLE001 - e.g. the estimator process died
+            self.skipped.skip("vitals-error", repr(exc))
+            return {}
 
     def _build(self, snap: _Snapshot, estimates: dict) -> list[NodeReport]:
         """On the loop: one NodeReport per known node from the snapshot and the estimates."""
+        while self._worker_skips:
+            for reason, n in self._worker_skips.pop().items():
+                self.skipped.skip(reason, "in the vitals estimators", n)
         now, out = snap.now, []
         nodes = self.ingest.nodes
         for key, link in snap.links.items():
@@ -251,9 +265,7 @@ class Gateway:
     async def reports_async(self, now: float | None = None) -> list[NodeReport]:
         """:meth:`reports` with the estimates made on the worker thread (the loop goes on)."""
         snap = self._snapshot(time.time() if now is None else now)
-        loop = asyncio.get_running_loop()
-        estimates = await loop.run_in_executor(self._executor(), self._estimate, snap)
-        return self._build(snap, estimates)
+        return self._build(snap, await self._estimate_off_loop(snap))
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._worker is None:
@@ -318,7 +330,7 @@ class Gateway:
                 snap = self._snapshot(time.time())
                 on_loop = time.perf_counter() - c0
                 t0 = loop.time()
-                estimates = await loop.run_in_executor(self._executor(), self._estimate, snap)
+                estimates = await self._estimate_off_loop(snap)
                 self.compute_s.append(loop.time() - t0)
                 tick = start + k * interval
                 if loop.time() < tick:

@@ -309,7 +309,8 @@ def test_a_failing_report_does_not_end_the_report_loop():
 
     asyncio.run(go())
     assert len(calls) >= 3
-    assert "report-error" in gw.skipped.as_dict()
+    # the estimate failed once: that report went out without vitals, and the next ones with
+    assert gw.skipped.as_dict().get("vitals-error") == 1
 
 
 def test_json_stdout_is_only_the_summary_when_the_console_view_is_on():
