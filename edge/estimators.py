@@ -219,15 +219,23 @@ class ProcessEstimators:
             return value
 
     def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
+        """Stop the child. If a job is stuck in it (the lock is held), the child is killed,
+        which ends the stuck call with a WorkerError."""
+        got = self._lock.acquire(timeout=5.0)
+        try:
+            if got and self._conn is not None:
                 with contextlib.suppress(OSError):
                     self._conn.send(None)
-            if self._proc is not None:
-                self._proc.join(timeout=5.0)
-                if self._proc.is_alive():
-                    self._proc.kill()
-                    self._proc.join(timeout=1.0)
-            if self._conn is not None:
-                self._conn.close()
-            self._proc = self._conn = None
+            proc = self._proc
+            if proc is not None:
+                proc.join(timeout=5.0 if got else 0.0)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(timeout=1.0)
+            if got:
+                if self._conn is not None:
+                    self._conn.close()
+                self._proc = self._conn = None
+        finally:
+            if got:
+                self._lock.release()

@@ -48,7 +48,8 @@ from csi_edge.vitals.edge_packets import edge_vitals_report
 
 log = logging.getLogger("csi_edge.gateway")
 
-TIMING_KEEP = 600  # report periods / lags kept for the summary's percentiles
+TIMING_KEEP = 600
+FINAL_ESTIMATE_S = 10.0  # how long the last report at shutdown waits for its estimates  # report periods / lags kept for the summary's percentiles
 
 
 @dataclass
@@ -103,6 +104,7 @@ class Gateway:
         self._queued: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # loop thread only
         self._to_forget: list[str] = []
         self._worker_skips: list[dict[str, int]] = []  # appended by the worker, read on the loop
+        self._inflight: asyncio.Future | None = None  # the estimate on the worker, if any
         self.node_vitals: dict[str, dict] = {}
         self.latest_pose: dict[str, tuple[float, dict]] = {}
         self.skipped = SkipCounter()
@@ -210,19 +212,36 @@ class Gateway:
     def _estimate(self, snap: _Snapshot) -> dict[str, tuple[Any, dict | None]]:
         """Off the loop (worker thread, which may hand it to the estimator process): push the
         queued frames, estimate every node -> ``{key: (VitalsEstimate, model vitals)}``."""
+        t0 = time.perf_counter()
         estimates, skipped = self.estimators.estimate(
             (snap.now, list(snap.links), snap.frames, snap.forget)
         )
+        self.compute_s.append(time.perf_counter() - t0)  # deque.append: safe across threads
         if skipped:
             self._worker_skips.append(skipped)  # counted on the loop, in _build
         return estimates
 
-    async def _estimate_off_loop(self, snap: _Snapshot) -> dict:
-        """The estimates from the worker; a failure costs the vitals of this report (counted
-        under ``vitals-error``), never the report: link statistics still go out."""
+    async def _estimate_off_loop(self, snap: _Snapshot, timeout: float | None = None) -> dict:
+        """The estimates from the worker. A failure, or no answer within ``timeout``, costs the
+        vitals of this report (counted under ``vitals-error`` / ``vitals-late``), never the
+        report: link statistics still go out. While an estimate is still running, the
+        snapshot's frames go back to the queue (the estimators must see every frame, in order)
+        and the report goes out without vitals (``vitals-busy``)."""
         loop = asyncio.get_running_loop()
+        busy = self._inflight is not None and not self._inflight.done()
+        if busy:
+            for key, chunks in snap.frames.items():
+                self._queued[key] = chunks + self._queued.get(key, [])
+            self._to_forget[:0] = snap.forget
+            self.skipped.skip("vitals-busy", "the last estimate is still running")
+            return {}
+        fut = self._inflight = loop.run_in_executor(self._executor(), self._estimate, snap)
+        done, _ = await asyncio.wait({fut}, timeout=timeout)
+        if not done:
+            self.skipped.skip("vitals-late", f"no estimate within {timeout:.2f} s")
+            return {}
         try:
-            return await loop.run_in_executor(self._executor(), self._estimate, snap)
+            return fut.result()
         except Exception as exc:  # noqa: BLE001 - e.g. the estimator process died
             self.skipped.skip("vitals-error", repr(exc))
             return {}
@@ -262,10 +281,12 @@ class Gateway:
         snap = self._snapshot(time.time() if now is None else now)
         return self._build(snap, self._estimate(snap))
 
-    async def reports_async(self, now: float | None = None) -> list[NodeReport]:
+    async def reports_async(
+        self, now: float | None = None, timeout: float | None = None
+    ) -> list[NodeReport]:
         """:meth:`reports` with the estimates made on the worker thread (the loop goes on)."""
         snap = self._snapshot(time.time() if now is None else now)
-        return self._build(snap, await self._estimate_off_loop(snap))
+        return self._build(snap, await self._estimate_off_loop(snap, timeout))
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._worker is None:
@@ -329,9 +350,7 @@ class Gateway:
                 c0 = time.perf_counter()
                 snap = self._snapshot(time.time())
                 on_loop = time.perf_counter() - c0
-                t0 = loop.time()
-                estimates = await self._estimate_off_loop(snap)
-                self.compute_s.append(loop.time() - t0)
+                estimates = await self._estimate_off_loop(snap, lead + 0.5 * interval)
                 tick = start + k * interval
                 if loop.time() < tick:
                     await asyncio.sleep(tick - loop.time())
@@ -350,7 +369,8 @@ class Gateway:
     async def run(self, duration: float | None = None) -> None:
         """Run until ``duration`` passes or :meth:`stop`; sinks get a last report and are closed."""
         loop = asyncio.get_running_loop()
-        self._warm = loop.run_in_executor(self._executor(), self._warm_up)
+        # the first reports wait for this like for a running estimate (frames stay queued)
+        self._warm = self._inflight = loop.run_in_executor(self._executor(), self._warm_up)
         reporter = asyncio.create_task(self._report_loop())
         try:
             await self.ingest.run(duration)
@@ -358,15 +378,15 @@ class Gateway:
             reporter.cancel()
             await asyncio.gather(reporter, return_exceptions=True)
             try:
-                self._hand_out(await self.reports_async())
+                self._hand_out(await self.reports_async(timeout=FINAL_ESTIMATE_S))
             except Exception as exc:  # noqa: BLE001 - the sinks are closed regardless
                 self.skipped.skip("report-error", repr(exc))
-            await asyncio.gather(self._warm, return_exceptions=True)
-            self._worker.shutdown(wait=True)
-            self._worker = None
+            hung = self._inflight is not None and not self._inflight.done()
             close = getattr(self.estimators, "close", None)
             if close is not None:
-                close()
+                close()  # a hung estimator process is killed: the worker thread then returns
+            self._worker.shutdown(wait=not hung)
+            self._worker = None
             for sink in self.sinks:
                 try:
                     sink.close()

@@ -86,3 +86,50 @@ def test_the_warm_up_does_the_first_estimates_imports():
         "assert 'scipy.signal' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+class _StuckEstimators:
+    """Estimators that never answer until released (a hung worker)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.release = threading.Event()
+        self.calls = 0
+
+    def warm_up(self) -> float:
+        return 0.0
+
+    def estimate(self, job):
+        self.calls += 1
+        self.release.wait(30)
+        return {}, {}
+
+
+def test_a_hung_estimator_costs_the_vitals_not_the_reports():
+    import asyncio
+
+    from csi_edge.config import GatewayConfig
+    from csi_edge.gateway import Gateway
+
+    cfg = GatewayConfig()
+    cfg.models.pose = cfg.models.vitals = ""
+    cfg.report_interval_s = 0.1
+    stuck = _StuckEstimators()
+    gw = Gateway(cfg, estimators=stuck)
+    published = []
+    gw.sinks = [type("S", (), {"publish": lambda self, r: published.append(r),
+                               "close": lambda self: None})()]  # fmt: skip
+
+    async def main():
+        task = asyncio.create_task(gw.run())
+        while len(published) < 8:
+            await asyncio.sleep(0.02)
+        stuck.release.set()
+        gw.stop()
+        await task
+
+    asyncio.run(main())
+    skipped = gw.skipped.as_dict()
+    assert stuck.calls == 1  # never a second job queued behind the hung one
+    assert skipped.get("vitals-late", 0) == 1 and skipped.get("vitals-busy", 0) >= 6
