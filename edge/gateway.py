@@ -26,6 +26,7 @@ is not back by the next tick is counted (``reports.overruns``) instead of queuei
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 import time
@@ -369,6 +370,9 @@ class Gateway:
     async def run(self, duration: float | None = None) -> None:
         """Run until ``duration`` passes or :meth:`stop`; sinks get a last report and are closed."""
         loop = asyncio.get_running_loop()
+        # Everything built so far (modules, models, sockets) lives as long as the process: out of
+        # the cyclic collector's sight, a full collection on the loop no longer walks it.
+        gc.freeze()
         # the first reports wait for this like for a running estimate (frames stay queued)
         self._warm = self._inflight = loop.run_in_executor(self._executor(), self._warm_up)
         reporter = asyncio.create_task(self._report_loop())
