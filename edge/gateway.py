@@ -19,8 +19,12 @@ start-up (a warm-up), so no estimate stalls the loop: importing scipy.signal on 
 paused ingest for 0.7-5.9 s and lost 272 frames with a Raspberry Pi's socket buffer.
 
 Reports are scheduled on a fixed grid (start + k x ``report_interval_s``), not "sleep, then work"
-(which drifted by the work's duration: 1.07-1.34 s periods under load). A report whose estimate
-is not back by the next tick is counted (``reports.overruns``) instead of queueing up.
+(which drifted by the work's duration: 1.07-1.34 s periods under load). The snapshot is taken
+ahead of each tick by the measured estimate time; an estimate that is still not back at the
+tick (+5 %) does not hold the report: it goes out with the previous estimates (at most 2.5
+intervals old, counted as ``vitals-late``), and how old the data are is in
+``summary()["report_timing"]["data_age_s"]``. One estimate runs at a time; while it does, new
+frames stay queued (``vitals-busy``).
 """
 
 from __future__ import annotations
@@ -50,7 +54,8 @@ from csi_edge.vitals.edge_packets import edge_vitals_report
 log = logging.getLogger("csi_edge.gateway")
 
 TIMING_KEEP = 600
-FINAL_ESTIMATE_S = 10.0  # how long the last report at shutdown waits for its estimates  # report periods / lags kept for the summary's percentiles
+FINAL_ESTIMATE_S = 10.0
+STALE_INTERVALS = 2.5  # a late estimate's report may use estimates this many intervals old  # how long the last report at shutdown waits for its estimates  # report periods / lags kept for the summary's percentiles
 
 
 @dataclass
@@ -106,6 +111,8 @@ class Gateway:
         self._to_forget: list[str] = []
         self._worker_skips: list[dict[str, int]] = []  # appended by the worker, read on the loop
         self._inflight: asyncio.Future | None = None  # the estimate on the worker, if any
+        self._last_estimates: tuple[float, dict] = (-math.inf, {})  # (snapshot time, estimates)
+        self._estimates_t = -math.inf
         self.node_vitals: dict[str, dict] = {}
         self.latest_pose: dict[str, tuple[float, dict]] = {}
         self.skipped = SkipCounter()
@@ -236,16 +243,28 @@ class Gateway:
             self._to_forget[:0] = snap.forget
             self.skipped.skip("vitals-busy", "the last estimate is still running")
             return {}
+        self._estimates_t = snap.now  # the data time of the estimates this call returns
         fut = self._inflight = loop.run_in_executor(self._executor(), self._estimate, snap)
+        fut.add_done_callback(lambda f, t=snap.now: self._keep_estimates(f, t))
         done, _ = await asyncio.wait({fut}, timeout=timeout)
         if not done:
+            # on time beats fresh: the previous estimates (at most STALE_INTERVALS old) go out
+            # with this report, and this one's are kept for the next when they arrive
             self.skipped.skip("vitals-late", f"no estimate within {timeout:.2f} s")
-            return {}
+            t, last = self._last_estimates
+            if snap.now - t > STALE_INTERVALS * self.config.report_interval_s:
+                return {}
+            self._estimates_t = t
+            return last
         try:
             return fut.result()
         except Exception as exc:  # noqa: BLE001 - e.g. the estimator process died
             self.skipped.skip("vitals-error", repr(exc))
             return {}
+
+    def _keep_estimates(self, fut: asyncio.Future, t: float) -> None:
+        if not fut.cancelled() and fut.exception() is None:
+            self._last_estimates = (t, fut.result())
 
     def _build(self, snap: _Snapshot, estimates: dict) -> list[NodeReport]:
         """On the loop: one NodeReport per known node from the snapshot and the estimates."""
@@ -322,12 +341,12 @@ class Gateway:
 
     def _lead_s(self, interval: float) -> float:
         """How long before a tick to take the snapshot so its estimates are back by the tick:
-        a high quantile of the recent estimate durations plus a margin, at most 0.6 of an
+        a high quantile of the recent estimate durations plus a margin, at most 0.8 of an
         interval (one slow outlier must not age every later report's data)."""
         recent = list(self.compute_s)[-20:]
         if not recent:
             return 0.0
-        return min(1.2 * float(np.quantile(recent, 0.95)) + 0.02, 0.6 * interval)
+        return min(1.2 * float(np.quantile(recent, 0.95)) + 0.02, 0.8 * interval)
 
     async def _report_loop(self) -> None:
         """A report every ``report_interval_s`` on a fixed grid. The estimates run on the worker,
@@ -351,14 +370,15 @@ class Gateway:
                 c0 = time.perf_counter()
                 snap = self._snapshot(time.time())
                 on_loop = time.perf_counter() - c0
-                estimates = await self._estimate_off_loop(snap, lead + 0.5 * interval)
+                # due at the tick (+5 %): a late estimate must not make the report late
+                estimates = await self._estimate_off_loop(snap, lead + 0.05 * interval)
                 tick = start + k * interval
                 if loop.time() < tick:
                     await asyncio.sleep(tick - loop.time())
                 c0 = time.perf_counter()
                 reports = self._build(snap, estimates)
                 now = time.time()
-                self.data_age.append(now - snap.now)
+                self.data_age.append(now - self._estimates_t)
                 for r in reports:
                     r.t = now  # the report's time; its data reach up to snap.now (data_age)
                 self._hand_out(reports)
