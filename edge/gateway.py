@@ -21,7 +21,7 @@ paused ingest for 0.7-5.9 s and lost 272 frames with a Raspberry Pi's socket buf
 Reports are scheduled on a fixed grid (start + k x ``report_interval_s``), not "sleep, then work"
 (which drifted by the work's duration: 1.07-1.34 s periods under load). The snapshot is taken
 ahead of each tick by the measured estimate time; an estimate that is still not back at the
-tick (+5 %) does not hold the report: it goes out with the previous estimates (at most 2.5
+tick (+2 %) does not hold the report: it goes out with the previous estimates (at most 2.5
 intervals old, counted as ``vitals-late``), and how old the data are is in
 ``summary()["report_timing"]["data_age_s"]``. One estimate runs at a time; while it does, new
 frames stay queued (``vitals-busy``).
@@ -242,6 +242,7 @@ class Gateway:
                 self._queued[key] = chunks + self._queued.get(key, [])
             self._to_forget[:0] = snap.forget
             self.skipped.skip("vitals-busy", "the last estimate is still running")
+            self._estimates_t = -math.inf
             return {}
         self._estimates_t = snap.now  # the data time of the estimates this call returns
         fut = self._inflight = loop.run_in_executor(self._executor(), self._estimate, snap)
@@ -253,6 +254,7 @@ class Gateway:
             self.skipped.skip("vitals-late", f"no estimate within {timeout:.2f} s")
             t, last = self._last_estimates
             if snap.now - t > STALE_INTERVALS * self.config.report_interval_s:
+                self._estimates_t = -math.inf
                 return {}
             self._estimates_t = t
             return last
@@ -370,15 +372,16 @@ class Gateway:
                 c0 = time.perf_counter()
                 snap = self._snapshot(time.time())
                 on_loop = time.perf_counter() - c0
-                # due at the tick (+5 %): a late estimate must not make the report late
-                estimates = await self._estimate_off_loop(snap, lead + 0.05 * interval)
+                # due at the tick (+2 %): a late estimate must not make the report late
+                estimates = await self._estimate_off_loop(snap, lead + 0.02 * interval)
                 tick = start + k * interval
                 if loop.time() < tick:
                     await asyncio.sleep(tick - loop.time())
                 c0 = time.perf_counter()
                 reports = self._build(snap, estimates)
                 now = time.time()
-                self.data_age.append(now - self._estimates_t)
+                if math.isfinite(self._estimates_t):  # a report without vitals has no age
+                    self.data_age.append(now - self._estimates_t)
                 for r in reports:
                     r.t = now  # the report's time; its data reach up to snap.now (data_age)
                 self._hand_out(reports)

@@ -107,6 +107,8 @@ def serve(args) -> None:
                 "max_pause_ms": round(1000 * settled[-1], 1),
                 "pauses_over_50ms": sum(p > 0.05 for p in settled),
                 "gateway_timing": gw.summary().get("report_timing"),
+                "skipped": s["skipped"],
+                "gateway_skipped": gw.summary().get("gateway_skipped"),
             }
         ),
         flush=True,
