@@ -10,7 +10,7 @@ from csi_edge.pose import decode
 from csi_edge.pose.tracking import CONFIRMED, STATUS_NAMES, NodeTracker, PoseTracker
 
 
-def _stream(rng, n_nodes: int, n_frames: int):
+def _stream(rng, n_nodes: int, n_frames: int, conf_low: float = 0.0):
     """Per frame: keypoints [n, 17, 2] near a drifting skeleton, confidences with dropouts,
     whole frames missing, and sudden jumps (so tracks are lost and restarted)."""
     base = rng.uniform(0.3, 0.7, (n_nodes, 17, 2))
@@ -19,19 +19,20 @@ def _stream(rng, n_nodes: int, n_frames: int):
         if f % 37 == 20:
             base = rng.uniform(0.2, 0.8, base.shape)
         kp = base + rng.normal(0, 0.02, base.shape)
-        conf = rng.uniform(0, 1, (n_nodes, 17))
+        conf = rng.uniform(conf_low, 1, (n_nodes, 17))
         conf[rng.uniform(size=n_nodes) < 0.15] = 0.05  # whole-frame misses
         yield kp.astype(np.float32), conf.astype(np.float32)
 
 
-@pytest.mark.parametrize("ema", [1.0, 0.6])
-def test_batched_tracker_matches_the_per_node_one(ema: float) -> None:
+@pytest.mark.parametrize("ema,conf_low", [(1.0, 0.0), (0.6, 0.0), (1.0, 0.5)])
+def test_batched_tracker_matches_the_per_node_one(ema: float, conf_low: float) -> None:
+    """conf_low 0.5: every keypoint of a detection is visible (the tracker's dense path)."""
     rng = np.random.default_rng(3)
     nodes = [f"n{i}" for i in range(6)]
     batched = NodeTracker(ema=ema)
     singles = {n: ref.PoseTracker(ema=ema) for n in nodes}
     statuses = set()
-    for kp, conf in _stream(rng, len(nodes), 400):
+    for kp, conf in _stream(rng, len(nodes), 400, conf_low):
         got = batched.update_many(nodes, kp, conf)
         for j, n in enumerate(nodes):
             want = singles[n].update(decode(kp[j], conf[j]))

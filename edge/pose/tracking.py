@@ -155,7 +155,10 @@ class BatchTracker:
         """Advance ``rows`` (distinct) by one frame. ``xy`` [b, 17, 2], ``confidence`` [b, 17];
         ``present`` [b] False where a row had no detection this frame."""
         rows = np.asarray(rows, np.intp)
-        self.ensure(int(rows.max()) + 1 if len(rows) else 0)
+        if len(rows) == 0:
+            return TrackBatch(rows, rows.copy(), rows.astype(np.int8), np.zeros((0, 17, 2), np.float32),
+                              np.zeros((0, 17), bool))  # fmt: skip
+        self.ensure(int(rows.max()) + 1)
         dt = self.dt if dt is None else dt
         xy = np.asarray(xy, np.float32).reshape(len(rows), 17, 2)
         conf = np.asarray(confidence, np.float32).reshape(len(rows), 17)
@@ -163,41 +166,61 @@ class BatchTracker:
         hit = vis.sum(axis=1) >= self.min_keypoints
         if present is not None:
             hit &= np.asarray(present, bool)
-        self._new_tracks(rows[hit & (self.status[rows] == LOST)])
-        live = self.status[rows] != LOST
-        r_live = rows[live]
-        if len(r_live):
-            self._predict(r_live, dt)
+        # contiguous rows are addressed as a slice: views instead of gathers and scatters
+        whole = _as_slice(rows)
+        sub = lambda m: whole if m.all() else rows[m]  # noqa: E731
+        status = self.status[whole]
+        new = hit & (status == LOST)
+        if new.any():
+            self._new_tracks(rows[new])
+            status = self.status[whole]
+        live = status != LOST
+        if live.any():
+            self._predict(sub(live), dt)
         h = hit & live
-        r_hit = rows[h]
-        if len(r_hit):
+        if h.any():
+            r_hit = sub(h)
             self.hits[r_hit] += 1
             self.misses[r_hit] = 0
-            self._kalman(r_hit, xy[h].astype(np.float64), vis[h])
-            tent = self.status[r_hit] == TENTATIVE
-            self.status[r_hit[tent & (self.hits[r_hit] >= self.confirm_hits)]] = CONFIRMED
-        r_miss = rows[~hit & live]
-        if len(r_miss):
+            if h.all():
+                self._kalman(r_hit, xy.astype(np.float64), vis)
+            else:
+                self._kalman(r_hit, xy[h].astype(np.float64), vis[h])
+            confirm = (self.status[r_hit] == TENTATIVE) & (self.hits[r_hit] >= self.confirm_hits)
+            if confirm.any():
+                self.status[rows[h][confirm]] = CONFIRMED
+        m = ~hit & live
+        if m.any():
+            r_miss = rows[m]
             self.misses[r_miss] += 1
             drop = (self.misses[r_miss] >= self.max_misses) | (self.status[r_miss] == TENTATIVE)
             self.status[r_miss[drop]] = LOST
-        go = live & (self.status[rows] != LOST)
-        r_go = rows[go]
-        if len(r_go):
-            self._smooth(r_go)
+        go = live & (self.status[whole] != LOST)
+        if go.any():
+            self._smooth(sub(go))
         return TrackBatch(
             rows,
-            self.track_id[rows].copy(),
-            self.status[rows].copy(),
-            np.where(self.has_out[rows, None, None], self.out[rows], 0.0).astype(np.float32),
-            self.seen[rows].copy(),
+            self.track_id[whole].copy(),
+            self.status[whole].copy(),
+            np.where(self.has_out[whole, None, None], self.out[whole], 0.0).astype(np.float32),
+            self.seen[whole].copy(),
         )
 
-    def _predict(self, rows: np.ndarray, dt: float) -> None:
-        F = np.array([[1.0, dt], [0.0, 1.0]])
-        Q = self.q * np.array([[dt**4 / 4, dt**3 / 2], [dt**3 / 2, dt**2]])
-        self.x[rows] = self.x[rows] @ F.T
-        self.P[rows] = F @ self.P[rows] @ F.T + Q
+    def _predict(self, rows: np.ndarray | slice, dt: float) -> None:
+        """Constant velocity: x <- F x, P <- F P F' + Q with F = [[1, dt], [0, 1]], written out
+        per element (numpy's matmul on thousands of stacked 2x2 matrices is several times
+        slower than these few whole-array operations)."""
+        q = self.q
+        x = self.x[rows]
+        x[..., 0] += dt * x[..., 1]
+        P = self.P[rows]
+        p00, p01, p10, p11 = P[..., 0, 0], P[..., 0, 1], P[..., 1, 0], P[..., 1, 1]
+        a = p01 + dt * p11  # (F P)[0, 1]
+        P[..., 0, 0] = p00 + dt * p10 + dt * a + q * dt**4 / 4
+        P[..., 1, 0] = p10 + dt * p11 + q * dt**3 / 2
+        P[..., 0, 1] = a + q * dt**3 / 2
+        P[..., 1, 1] = p11 + q * dt**2
+        self.x[rows], self.P[rows] = x, P
 
     def _kalman(self, rows: np.ndarray, z: np.ndarray, mask: np.ndarray) -> None:
         """Position measurement ``z`` [n, 17, 2] for keypoints ``mask``; first sightings initialise."""
@@ -208,9 +231,15 @@ class BatchTracker:
             x[first, :, 1] = 0.0
             P[first] = np.diag([self.r, 1.0])
         upd = mask & seen
-        if upd.any():
+        if upd.all():  # steady state: every keypoint measured again, dense ops only
+            s = P[..., 0, 0] + self.r  # innovation variance (same for x and y)
+            k = P[..., :, 0] / s[..., None]  # gain [n, 17, 2]
+            innov = z - x[..., 0]  # [n, 17, 2]
+            x += innov[..., None] * k[..., None, :]
+            P = P - k[..., :, None] * P[..., 0, None, :]
+        elif upd.any():
             Pu = P[upd]
-            s = Pu[:, 0, 0] + self.r  # innovation variance (same for x and y)
+            s = Pu[:, 0, 0] + self.r
             k = Pu[:, :, 0] / s[:, None]  # gain [n, 2]
             innov = z[upd] - x[upd][:, :, 0]  # [n, 2]
             x[upd] += innov[:, :, None] * k[:, None, :]
@@ -232,7 +261,7 @@ class BatchTracker:
             c = xy[had]
             d = c[:, _B] - c[:, _A]  # [n, bones, 2]
             length = np.hypot(d[..., 0], d[..., 1])
-            prev = self.bones[rows[had]]
+            prev = self.bones[rows][had]
             ok = np.isfinite(prev) & (prev > 1e-6) & (length > 1e-9)
             safe_prev = np.where(ok, prev, 1.0)
             target = np.clip(length, safe_prev * (1 - self.tol), safe_prev * (1 + self.tol))
@@ -257,6 +286,14 @@ class BatchTracker:
             (self.out[row] if self.has_out[row] else np.zeros((17, 2))).astype(np.float32),
             self.seen[row].copy(),
         )
+
+
+def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
+    """Ascending contiguous rows -> a slice (views), else the index array."""
+    a, b = int(rows[0]), int(rows[-1])
+    if b - a + 1 == len(rows) and (len(rows) < 2 or (np.diff(rows) == 1).all()):
+        return slice(a, b + 1)
+    return rows
 
 
 def _one(pose: DecodedPose | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
