@@ -60,7 +60,10 @@ def measure_load(
     from csi_edge.config import GatewayConfig
     from csi_edge.gateway import Gateway
 
-    gw = Gateway(GatewayConfig(), [], [], pose, vitals_model)
+    cfg = GatewayConfig()
+    # every simulated node is admitted at once (the flood caps of ingest.max_* would refuse them)
+    cfg.ingest.max_nodes = cfg.ingest.max_new_nodes_per_min = max(n_nodes, 1) * 2
+    gw = Gateway(cfg, [], [], pose, vitals_model)
     dec = RuViewDecoder()
     ticks_per_s = int(round(rate_hz))
     n_warm = int(warm_s * ticks_per_s)

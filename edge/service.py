@@ -5,6 +5,7 @@ as a service: sources and sinks from the config, the pose bundle loaded once, SI
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -29,7 +30,15 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
     sources: list[Source] = []
     for spec in cfg.ingest.udp:
         host, port = parse_hostport(spec, what="ingest.udp")
-        sources.append(UdpSource(host, port, iq_order=cfg.ingest.iq_order))
+        sources.append(
+            UdpSource(
+                host,
+                port,
+                iq_order=cfg.ingest.iq_order,
+                allow=cfg.ingest.allow,
+                rcvbuf=cfg.ingest.rcvbuf,
+            )
+        )
     for s in cfg.ingest.serial:
         sources.append(SerialSource(s.port, s.baud, iq_order=cfg.ingest.iq_order))
     return sources
@@ -178,7 +187,14 @@ def build_gateway(
     sources = build_sources(cfg) + list(extra_sources)
     if not sources:
         raise ConfigError("no sources: set ingest.udp or ingest.serial (or pass --udp / --serial)")
-    gateway = Gateway(cfg, sources, [], load_pose_runtime(cfg), load_vitals_model(cfg))
+    from csi_edge.estimators import ProcessEstimators
+
+    vitals_model = load_vitals_model(cfg)  # here too: a bad bundle is an error at start-up
+    # the estimates run in their own process, off the ingest loop (csi_edge.estimators)
+    estimators = ProcessEstimators(
+        cfg.baselines_dir, functools.partial(load_vitals_model, cfg) if vitals_model else None
+    )
+    gateway = Gateway(cfg, sources, [], load_pose_runtime(cfg), vitals_model, estimators=estimators)
     gateway.sinks = (
         build_sinks(cfg, console_stream, gateway.totals_line) if sinks is None else list(sinks)
     )

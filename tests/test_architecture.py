@@ -27,10 +27,10 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"edge": "csi_edge", "firmware": "csi_edge.firmware", "export": "csi_edge.export",
            "calibration": "csi_edge.calibration"}
 LAYERS = {
-    0: "errors paths radio frames layout skips codecs capture registry __init__",
-    1: "nodes ingest sources",
+    0: "errors paths radio frames layout skips loglimit codecs capture registry __init__",
+    1: "nodes admission ingest sources",
     2: "dsp vitals inference temporal pose sim models",
-    3: "gateway config report",
+    3: "gateway estimators config report",
     4: "sinks",
     5: "service app capacity",
     6: "cli __main__",

@@ -150,7 +150,7 @@ def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
     for key, n in nodes.items():
         subs = ", ".join(f"{p} pairs: {c}" for p, c in n["subcarriers"].items())
         click.echo(
-            f"  {key}: {n['frames']} frames, {n['rate_hz']:.1f} Hz, lost {n['lost']}, "
+            f"  {key}: {n['frames']} frames, {'?' if n['rate_hz'] is None else format(n['rate_hz'], '.1f')} Hz, lost {n['lost']}, "
             f"duplicates {n['duplicates']}, reordered {n['reordered']}, reboots {n['reboots']}, "
             + (f"rssi {n['rssi']} dBm" if n["rssi"] is not None else "rssi unknown")
             + f" [{subs}]"
