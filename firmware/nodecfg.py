@@ -21,8 +21,6 @@ SEC_NS = "security"
 MASK = "********"
 
 
-
-
 @dataclass(frozen=True)
 class Key:
     """One NVS key: namespace, name, NVS type, default and a validator returning an error or None."""
@@ -264,20 +262,55 @@ def from_nvs(namespaces: dict[str, dict[str, NvsValue]]) -> tuple[dict[str, obje
     return cfg, notes
 
 
-def merged_namespaces(
-    board: dict[str, dict[str, NvsValue]], cfg: dict[str, object]
-) -> dict[str, dict[str, NvsValue]]:
-    """The complete image content: everything already on the board, with known keys replaced by
-    ``cfg`` (typed exactly), so no key is erased by accident."""
-    out: dict[str, dict[str, NvsValue]] = {ns: dict(entries) for ns, entries in board.items()}
+def owned_namespaces(cfg: dict[str, object]) -> dict[str, dict[str, NvsValue]]:
+    """The entries csi-edge owns, typed exactly: only the keys present in ``cfg`` (what the user
+    set plus what the board already had). Everything else on the board is copied as it is by
+    ``nvs.rewrite_image``; defaults are never written, so the firmware's build settings apply."""
+    out: dict[str, dict[str, NvsValue]] = {}
     for key in KEYS:
         value = cfg.get(key.name)
         if value is None:
             continue
         out.setdefault(key.ns, {})[key.name] = NvsValue(key.type, value)  # type: ignore[arg-type]
-    # csi_cfg first, security second, then whatever else the board had (e.g. Wi-Fi driver state).
-    order = [CFG_NS, SEC_NS] + [ns for ns in out if ns not in (CFG_NS, SEC_NS)]
-    return {ns: out[ns] for ns in order if ns in out}
+    return out
+
+
+def reconcile_radio(changes: dict[str, object], board: dict[str, object]) -> dict[str, object]:
+    """Hop count and channel list validated together; returns ``changes`` completed.
+
+    The firmware hops over ``hop_count`` entries of ``chan_list``: a count larger than the list
+    hops to channel 0 at every dwell, and a list without a count never hops. So the count follows
+    the list (``--chan-list 1,6,11`` also writes hop_count 3) unless both are given and agree;
+    anything else is one error naming both options."""
+    out = dict(changes)
+    hop, chans = changes.get("hop_count"), changes.get("chan_list")
+    if chans is not None and hop is None:
+        out["hop_count"] = len(bytes(chans))  # type: ignore[arg-type]
+        return out
+    if hop is None:
+        have_hop = board.get("hop_count", BY_NAME["hop_count"].default)
+        have_list = bytes(board.get("chan_list") or BY_NAME["chan_list"].default)  # type: ignore[arg-type]
+        if int(have_hop) != len(have_list):  # type: ignore[arg-type]
+            raise ConfigError(
+                f"the board has hop_count {have_hop} but chan_list {list(have_list)} "
+                f"({len(have_list)} channels): the firmware would hop to channel 0; fix it with "
+                "--chan-list (the count follows) or --hop-count matching the list"
+            )
+        return out
+    if chans is None:
+        source = "the board's" if "chan_list" in board else "the default"
+        chans = bytes(board.get("chan_list") or BY_NAME["chan_list"].default)  # type: ignore[arg-type]
+        given = f"{source} --chan-list {','.join(map(str, chans))}"
+    else:
+        given = f"--chan-list {','.join(map(str, bytes(chans)))}"  # type: ignore[arg-type]
+    n = len(bytes(chans))  # type: ignore[arg-type]
+    if int(hop) != n:  # type: ignore[arg-type]
+        raise ConfigError(
+            f"--hop-count {hop} does not match {given} ({n} channel{'s' if n != 1 else ''}): "
+            f"the firmware would hop to channel 0; give --chan-list with {hop} channels "
+            "(the hop count follows the list when --hop-count is left out)"
+        )
+    return out
 
 
 def defaults() -> dict[str, object]:

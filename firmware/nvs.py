@@ -57,34 +57,193 @@ def _crc(data: bytes) -> int:
 
 def build_image(namespaces: dict[str, dict[str, NvsValue]], size: int = 0x6000) -> bytes:
     """Complete NVS partition image with every namespace and key given, in the given order."""
-    from esp_idf_nvs_partition_gen import nvs_partition_gen as gen
 
     if size % PAGE_SIZE or size < 3 * PAGE_SIZE:
         raise NvsError(f"NVS partition size 0x{size:x} must be a multiple of 0x1000 and >= 0x3000")
+    return rewrite_image(b"\xff" * size, namespaces).data
+
+
+def _write_value(nvs, key: str, val: NvsValue, ns_index: int) -> None:  # noqa: ANN001 - gen.NVS
+    """One typed entry through the generator's NVS object.
+
+    Calls the object's ``write_entry`` method, not the module-level ``write_entry`` wrapper: the
+    wrapper injects dummy ``sta.apinfo``/``sta.pmk``/``sta.apsw`` entries whenever it sees
+    ``sta.ssid`` or ``sta.pswd`` (that is how duplicates got onto boards)."""
+    if len(key) > 15:
+        raise NvsError(f"NVS key {key!r} is longer than 15 characters")
+    if val.type == "string":
+        nvs.write_entry(key, str(val.value), "string", ns_index)
+    elif val.type == "blob":
+        nvs.write_entry(key, bytes(val.value).hex(), "hex2bin", ns_index)
+    elif val.type in {t for t, _ in _PRIMITIVE.values()}:
+        nvs.write_entry(key, str(int(val.value)), val.type, ns_index)
+    else:
+        raise NvsError(f"NVS key {key!r}: unsupported type {val.type!r}")
+
+
+@dataclass(frozen=True)
+class RawItem:
+    """One written entry as it sits in flash: the header plus its data entries (``span`` x 32 bytes)."""
+
+    ns_index: int
+    type: int
+    span: int
+    chunk: int
+    key: str
+    raw: bytes
+
+    @property
+    def blob_chunk_range(self) -> range:
+        """For a BLOB_IDX entry: the chunk indexes it ties together."""
+        count, start = self.raw[28], self.raw[29]
+        return range(start, start + count)
+
+
+@dataclass
+class RewriteResult:
+    """A rewritten NVS image and what happened to the entries found on the board."""
+
+    data: bytes
+    kept: int  # entries of other owners copied byte for byte
+    replaced: list[str]  # "ns/key" the caller owns, found on the board and rewritten
+    dropped: list[str]  # stale copies left behind by an earlier tool (duplicates, orphan chunks)
+
+
+def _written_items(data: bytes) -> list[RawItem]:
+    """Every written, CRC-valid entry in the order the chip reads them (page sequence, slot)."""
+    pages = []
+    for p in range(len(data) // PAGE_SIZE):
+        page = data[p * PAGE_SIZE : (p + 1) * PAGE_SIZE]
+        state, seq = struct.unpack_from("<II", page, 0)
+        if state not in (_PAGE_ACTIVE, _PAGE_FULL, _PAGE_FREEING):
+            continue
+        if _crc(page[4:28]) != struct.unpack_from("<I", page, 28)[0]:
+            continue
+        pages.append((seq, p, page))
+    items: list[RawItem] = []
+    for _seq, _p, page in sorted(pages):
+        bitmap, i = page[32:64], 0
+        while i < ENTRIES_PER_PAGE:
+            if (bitmap[i // 4] >> ((i % 4) * 2)) & 3 != 0b10:
+                i += 1
+                continue
+            ent = page[64 + 32 * i : 96 + 32 * i]
+            span = ent[2]
+            if span == 0 or i + span > ENTRIES_PER_PAGE:
+                i += 1
+                continue
+            if _crc(ent[0:4] + ent[8:32]) == struct.unpack_from("<I", ent, 4)[0]:
+                key = ent[8:24].split(b"\0", 1)[0].decode("utf-8", "replace")
+                raw = page[64 + 32 * i : 64 + 32 * (i + span)]
+                items.append(RawItem(ent[0], ent[1], span, ent[3], key, raw))
+            i += span
+    return items
+
+
+def _current_items(items: list[RawItem]) -> tuple[list[RawItem], list[RawItem]]:
+    """Split into (entries the chip would use, stale ones). Of several copies of one key the
+    last written wins, as ESP-IDF's own start-up recovery keeps the newer copy; BLOB_DATA chunks
+    not tied to the surviving BLOB_IDX are orphans."""
+    last: dict[tuple[int, str, str, int], int] = {}
+    for n, it in enumerate(items):
+        if it.ns_index == 0:
+            slot = ("ns", it.chunk)
+        elif it.type == _BLOB_DATA:
+            slot = ("chunk", it.chunk)
+        else:
+            slot = ("value", 0)
+        last[(it.ns_index, it.key, *slot)] = n
+    blob_idx = {(it.ns_index, it.key): it for it in items if it.type == _BLOB_IDX}
+    keep, stale = [], []
+    for n, it in enumerate(items):
+        if it.ns_index == 0:
+            slot = ("ns", it.chunk)
+        elif it.type == _BLOB_DATA:
+            slot = ("chunk", it.chunk)
+        else:
+            slot = ("value", 0)
+        ok = last[(it.ns_index, it.key, *slot)] == n
+        if ok and it.type == _BLOB_DATA:
+            idx = blob_idx.get((it.ns_index, it.key))
+            ok = idx is not None and it.chunk in idx.blob_chunk_range
+        (keep if ok else stale).append(it)
+    return keep, stale
+
+
+def rewrite_image(old: bytes, owned: dict[str, dict[str, NvsValue]]) -> RewriteResult:
+    """Read-modify-write of a whole NVS partition.
+
+    Every entry on the board that is not in ``owned`` (all namespaces, blobs included, e.g. the
+    Wi-Fi driver's ``nvs.net80211``) is copied byte for byte, keeping its namespace index;
+    entries for the keys in ``owned`` are replaced by freshly generated ones. The generator's
+    own objects lay out pages, headers and the reserved page (so a blank ``old`` gives exactly
+    the bytes of ``esp_idf_nvs_partition_gen generate``); copying raw entries is done by hand
+    because the generator can only encode values, not carry existing entries over.
+    """
+    from esp_idf_nvs_partition_gen import nvs_partition_gen as gen
+
+    size = len(old)
+    if size % PAGE_SIZE or size < 3 * PAGE_SIZE:
+        raise NvsError(f"NVS partition size 0x{size:x} must be a multiple of 0x1000 and >= 0x3000")
+    keep, stale = _current_items(_written_items(old))
+    ns_index = {it.key: it.raw[24] for it in keep if it.ns_index == 0}
+    owned_keys = {(ns, key) for ns, entries in owned.items() for key in entries}
+    index_ns = {v: k for k, v in ns_index.items()}
+    replaced = sorted(
+        {
+            f"{index_ns[it.ns_index]}/{it.key}"
+            for it in keep
+            if it.ns_index and (index_ns.get(it.ns_index), it.key) in owned_keys
+        }
+    )
+    copy = [
+        it
+        for it in keep
+        if it.ns_index
+        and (index_ns.get(it.ns_index), it.key) not in owned_keys
+        and it.ns_index in index_ns
+    ]
+    dropped = [f"{index_ns.get(it.ns_index, it.ns_index)}/{it.key}" for it in stale]
+    dropped += [
+        f"{it.ns_index}/{it.key} (no namespace)"
+        for it in keep
+        if it.ns_index and it.ns_index not in index_ns
+    ]
+
     usable, _read_only = gen.check_size(hex(size))
     out = io.BytesIO()
     nvs = gen.nvs_open(out, usable, gen.Page.VERSION2)
+
+    def put_raw(it: RawItem) -> None:
+        if nvs.cur_page.entry_num + it.span > ENTRIES_PER_PAGE:
+            nvs.create_new_page()
+        nvs.cur_page.write_entry_to_buf(it.raw, it.span, nvs)
+
     try:
-        for ns, entries in namespaces.items():
-            gen.write_entry(nvs, ns, "namespace", "", "")
+        for it in sorted((it for it in keep if it.ns_index == 0), key=lambda it: it.raw[24]):
+            put_raw(it)  # the board's namespace table, indexes unchanged
+        for ns, entries in owned.items():
+            if ns not in ns_index:
+                free = sorted(set(range(1, 255)) - set(ns_index.values()))
+                if not free:
+                    raise NvsError("no free NVS namespace index left")
+                ns_index[ns] = free[0]
+                nvs.set_namespace_idx_unsafe(free[0])
+                try:
+                    nvs.cur_page.write_primitive_data(ns, free[0], "u8", 0, nvs)
+                except gen.PageFullError:
+                    nvs.create_new_page().write_primitive_data(ns, free[0], "u8", 0, nvs)
             for key, val in entries.items():
-                if len(key) > 15:
-                    raise NvsError(f"NVS key {key!r} is longer than 15 characters")
-                if val.type == "string":
-                    gen.write_entry(nvs, key, "data", "string", str(val.value))
-                elif val.type == "blob":
-                    gen.write_entry(nvs, key, "data", "hex2bin", bytes(val.value).hex())
-                elif val.type in {t for t, _ in _PRIMITIVE.values()}:
-                    gen.write_entry(nvs, key, "data", val.type, str(int(val.value)))
-                else:
-                    raise NvsError(f"NVS key {key!r}: unsupported type {val.type!r}")
+                _write_value(nvs, key, val, ns_index[ns])
+        for it in copy:
+            put_raw(it)
         gen.nvs_close(nvs)
     except (gen.InputError, gen.InsufficientSizeError) as e:
-        raise NvsError(str(e)) from e
+        raise NvsError(f"NVS partition of 0x{size:x} bytes is too small: {e}") from e
     data = out.getvalue()
     if len(data) != size:
         raise NvsError(f"generator produced {len(data)} bytes, expected {size}")
-    return data
+    return RewriteResult(data, len(copy), replaced, dropped)
 
 
 def to_csv(namespaces: dict[str, dict[str, NvsValue]]) -> str:

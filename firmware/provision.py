@@ -169,14 +169,14 @@ def provision(
                     "replace it with the defaults plus the values you gave"
                 )
             notes.append("unreadable NVS replaced (--force-defaults): earlier settings are lost")
-        merged = nodecfg.defaults()
-        merged.update(board.config)
-        merged.update({k: v for k, v in changes.items() if v is not None})
+        have = {} if board.nvs_error is not None else dict(board.config)
+        changes = nodecfg.reconcile_radio({k: v for k, v in changes.items() if v is not None}, have)
+        # Only what the board had plus what was given: defaults are never pinned into NVS.
+        merged = {**have, **changes}
         if "target_ip" not in changes and default_target_ip:
-            if "target_ip" in board.config:
+            if "target_ip" in have:
                 notes.append(
-                    f"target_ip {board.config['target_ip']} kept from the board "
-                    "(--target-ip to change it)"
+                    f"target_ip {have['target_ip']} kept from the board (--target-ip to change it)"
                 )
             else:
                 merged["target_ip"] = default_target_ip
@@ -184,11 +184,19 @@ def provision(
                     f"target_ip {default_target_ip}: this gateway's LAN address "
                     "(--target-ip to choose)"
                 )
-        nodecfg.validate(merged)
-        content = nodecfg.merged_namespaces(board.namespaces, merged)
-        image = nvs.build_image(content, board.nvs_size)
-        before_cfg = {**nodecfg.defaults(), **board.config}
-        changed = sorted(k for k in merged if before_cfg.get(k) != merged[k])
+        effective = {**nodecfg.defaults(), **merged}
+        nodecfg.validate(effective)
+        old = board.nvs_raw if board.nvs_error is None else b"\xff" * board.nvs_size
+        rewrite = nvs.rewrite_image(old, nodecfg.owned_namespaces(merged))
+        image = rewrite.data
+        if rewrite.dropped:
+            notes.append(
+                f"NVS: {len(rewrite.dropped)} stale duplicate entr"
+                f"{'y' if len(rewrite.dropped) == 1 else 'ies'} removed "
+                f"({', '.join(sorted(set(rewrite.dropped))[:6])}); the newest copy was kept"
+            )
+        before_cfg = {**nodecfg.defaults(), **have}
+        changed = sorted(k for k in effective if before_cfg.get(k) != effective[k])
         written = verified = False
         if image != board.nvs_raw:
             s.write([(board.nvs_offset, image)], desc="write NVS")
@@ -207,13 +215,13 @@ def provision(
         verified = True
         watch_result = None
         if wait:
-            watch_result = _reset_and_watch(s, merged, wait_timeout, frame_timeout, on_line)
+            watch_result = _reset_and_watch(s, effective, wait_timeout, frame_timeout, on_line)
         else:
             s.reset(after)
         return ProvisionResult(
             port,
             board.mac,
-            int(merged["node_id"]),
+            int(effective["node_id"]),  # type: ignore[arg-type]
             board.version,
             f"0x{board.nvs_offset:x}",  # type: ignore[arg-type]
             changed,
@@ -334,9 +342,18 @@ def load_inventory(path: str | os.PathLike) -> tuple[dict[str, object], list[dic
     boards = doc.get("boards", doc.get("board", []))
     if not isinstance(boards, list) or not boards:
         raise ProvisionError(f"{p}: no [[boards]] entries (each needs port or mac, and node_id)")
+    problems = []
+    unknown = sorted(set(doc) - {"defaults", "boards", "board"})
+    if unknown:
+        problems.append(
+            f"{p}: unknown table(s) {', '.join(map(repr, unknown))} (expected [defaults] and "
+            "[[boards]])"
+        )
     defaults = dict(doc.get("defaults", {}))
     seen: dict[int, int] = {}
-    problems = []
+    seen_port: dict[str, int] = {}
+    seen_mac: dict[str, int] = {}
+    seen_slot: dict[int, int] = {}
     for i, b in enumerate(boards):
         where = f"{p}: boards[{i}]"
         if not isinstance(b, dict):
@@ -351,6 +368,22 @@ def load_inventory(path: str | os.PathLike) -> tuple[dict[str, object], list[dic
         if nid in seen:
             problems.append(f"{where}: duplicate node_id {nid} (also boards[{seen[nid]}])")
         seen[nid] = i
+        for field_name, value, table in (
+            ("port", b.get("port"), seen_port),
+            ("mac", str(b.get("mac") or "").lower() or None, seen_mac),
+            (
+                "tdm_slot",
+                b.get("tdm_slot", defaults.get("tdm_slot")) if "tdm_slot" in b else None,
+                seen_slot,
+            ),
+        ):
+            if value is None:
+                continue
+            if value in table:
+                problems.append(
+                    f"{where}: duplicate {field_name} {value!r} (also boards[{table[value]}])"
+                )
+            table[value] = i
     if problems:
         raise ProvisionError("; ".join(problems) + "; no board was touched")
     return defaults, boards

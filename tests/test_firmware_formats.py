@@ -86,7 +86,7 @@ def _full_config() -> dict[str, object]:
 
 
 def test_nvs_image_is_byte_identical_to_the_generator_cli(tmp_path):
-    content = nodecfg.merged_namespaces({}, _full_config())
+    content = nodecfg.owned_namespaces(_full_config())
     image = nvs.build_image(content)
     (tmp_path / "cfg.csv").write_text(nvs.to_csv(content))
     subprocess.run(
@@ -108,7 +108,7 @@ def test_nvs_image_is_byte_identical_to_the_generator_cli(tmp_path):
 
 def test_nvs_reader_returns_exact_types_and_values():
     cfg = _full_config()
-    result = nvs.read_image(nvs.build_image(nodecfg.merged_namespaces({}, cfg)))
+    result = nvs.read_image(nvs.build_image(nodecfg.owned_namespaces(cfg)))
     assert result.problems == [] and not result.blank
     assert result.namespaces["csi_cfg"]["node_id"] == nvs.NvsValue("u8", 42)
     assert result.namespaces["csi_cfg"]["target_port"] == nvs.NvsValue("u16", 5005)
@@ -132,7 +132,7 @@ def test_nvs_reader_blank_vs_garbage_and_type_strictness():
 
 
 def test_nvs_reader_detects_a_corrupted_entry():
-    image = bytearray(nvs.build_image(nodecfg.merged_namespaces({}, _full_config())))
+    image = bytearray(nvs.build_image(nodecfg.owned_namespaces(_full_config())))
     image[64 + 32 * 1 + 9] ^= 0x55  # a key byte of entry 1 (the ssid header)
     result = nvs.read_image(bytes(image))
     assert any("CRC" in p for p in result.problems)

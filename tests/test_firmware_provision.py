@@ -10,6 +10,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -436,3 +437,63 @@ def test_board_without_partition_table_falls_back_to_0x9000(board):
         nvs.read_image(board.flash.read(0x9000, 0x6000)).namespaces["csi_cfg"]["ssid"].value
         == "HomeNet"
     )
+
+
+@pytest.mark.parametrize(
+    ("edit", "extra", "message"),
+    [
+        (lambda t: t.replace("[defaults]", "[default]"), [], "unknown table(s) 'default'"),
+        (lambda t: t.replace('port = "B"', 'port = "A"'), [], "duplicate port"),
+        (lambda t: t.replace("f4:12:fa:00:00:02", "F4:12:FA:00:00:01"), [], "duplicate mac"),
+        (
+            lambda t: t.replace("node_id = 5", "node_id = 5\ntdm_slot = 0").replace(
+                "node_id = 4", "node_id = 4\ntdm_slot = 0"
+            ),
+            [],
+            "duplicate tdm_slot 0",
+        ),
+        (lambda t: t, ["--node-id", "3"], "--node-id cannot be used with --inventory"),
+    ],
+)
+def test_fleet_inventory_mistakes_are_refused_before_any_board(tmp_path, edit, extra, message):
+    with Board() as a, Board(mac=bytes.fromhex("f412fa000002")) as b:
+        text = _inventory(tmp_path, [a, b], [4, 5])
+        body = Path(text).read_text().replace(a.port, "A").replace(b.port, "B")
+        Path(text).write_text(
+            edit(body).replace('"A"', f'"{a.port}"').replace('"B"', f'"{b.port}"')
+        )
+        r = run(
+            "provision",
+            "--inventory",
+            text,
+            *extra,
+            "--before",
+            "no-reset",
+            "--connect-attempts",
+            "1",
+        )
+        assert r.exit_code != 0 and message in r.output, r.output
+        assert a.loader.stats["commands"] == 0 and b.loader.stats["commands"] == 0
+
+
+def test_fleet_command_line_beats_defaults(tmp_path):
+    with Board(flash_file=tmp_path / "a.bin") as a:
+        install(a)
+        inv = _inventory(tmp_path, [a], [4])
+        r = run(
+            "provision",
+            "--inventory",
+            inv,
+            "--ssid",
+            "CliNet",
+            "--before",
+            "no-reset",
+            "--after",
+            "no-reset",
+            "--connect-attempts",
+            "1",
+            "--json",
+        )
+        assert r.exit_code == 0, r.output
+        ns = nvs.read_image(a.flash.read(0x9000, 0x6000)).namespaces
+    assert ns["csi_cfg"]["ssid"].value == "CliNet" and ns["csi_cfg"]["node_id"].value == 4

@@ -99,3 +99,12 @@ def test_address_slug_is_injective_and_topic_safe(a, b):
     assert all(c.isascii() and (c.isalnum() or c == "_") and not c.isupper() for c in sa)
     if a != b:
         assert sa != address_slug(b)
+
+
+def test_admission_accepts_known_nodes_only_with_this_inventory():
+    """The ingest side's known-nodes-only rule works with the real Inventory (its Protocol)."""
+    from csi_edge.admission import NodeAdmission
+
+    adm = NodeAdmission(inventory=Inventory({"bed": {"node_id": 3}}))
+    assert adm.admit("10.0.0.7", 3, 0) is None
+    assert adm.admit("10.0.0.7", 4, 1) == "unknown-node"

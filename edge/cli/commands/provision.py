@@ -159,6 +159,20 @@ def command(
             if text is not None:
                 changes[name] = nodecfg.parse_option(name, text)
         if inventory:
+            clash = [
+                o
+                for o, v in (
+                    ("--port", port),
+                    ("--node-id", changes.get("node_id")),
+                    ("--tdm-slot", changes.get("tdm_slot")),
+                )
+                if v is not None
+            ]
+            if clash:
+                raise prov.ProvisionError(
+                    f"{', '.join(clash)} cannot be used with --inventory (each board's value "
+                    "comes from its [[boards]] entry); no board was touched"
+                )
             ok = _fleet(
                 inventory,
                 results,
@@ -250,7 +264,7 @@ def _fleet(
     default_ip = None
     if "target_ip" not in changes and not any("target_ip" in c for c in per_board):
         default_ip = _default_target(changes, as_json)
-    plan = [{**changes, **c} for c in per_board]
+    plan = [{**c, **changes} for c in per_board]  # command line > [[boards]] > [defaults]
     from csi_edge.firmware import nodecfg
 
     for i, c in enumerate(plan):
