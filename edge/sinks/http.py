@@ -40,6 +40,9 @@ from csi_edge.sinks.health import evaluate
 from csi_edge.sinks.http_token import is_loopback, load_or_create_token, token_matches
 
 log = logging.getLogger("csi_edge.http")
+# aiohttp logs every malformed request (a port scanner, TLS on the HTTP port) with a traceback at
+# DEBUG: noise for `-vv`, not a bug of ours. Its errors (a handler that raised) still show.
+logging.getLogger("aiohttp.server").setLevel(logging.INFO)
 
 HISTORY_POINTS = 600  #: per node: 10 minutes at one report a second
 MAX_CONNECTIONS = 256
@@ -281,7 +284,7 @@ class HttpSink:
 
     async def _health_handler(self, request):
         health = self.health()
-        return self._json(health, 200 if health["status"] != "unhealthy" else 503)
+        return self._json(health, 503 if health["status"] in ("unhealthy", "starting") else 200)
 
     async def _metrics_handler(self, request):
         from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
