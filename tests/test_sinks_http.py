@@ -124,6 +124,16 @@ def test_health_rules():
 def test_metrics_are_prometheus_text_with_the_documented_names(sink):
     from prometheus_client.parser import text_string_to_metric_families
 
+    from csi_edge.app.timing import TimedModel
+
+    class Model:
+        def run(self, x):
+            return x * 2
+
+        other = "passed through"
+
+    timed = TimedModel(Model(), "test-model")
+    assert timed.run(21) == 42 and timed.other == "passed through"
     sink.publish([_report()])
     assert _wait(lambda: _get(sink.url + "health")[0] == 200)
     code, headers, body = _get(sink.url + "metrics")
@@ -142,6 +152,8 @@ def test_metrics_are_prometheus_text_with_the_documented_names(sink):
     assert skipped == {"bad-magic": 3.0}
     assert samples["csi_edge_build_info"][0].labels["version"]
     assert samples["csi_edge_node_up"][0].labels == {"node": "10.0.0.7#3"}
+    count = [s for s in samples["csi_edge_inference_seconds_count"] if s.labels["model"] == "test-model"]
+    assert count[0].value == 1.0
     assert "csi_edge_mqtt_connected" not in samples  # no MQTT configured: not exported as 0
 
 
