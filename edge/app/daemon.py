@@ -188,15 +188,17 @@ def no_frames_hint(gateway: Any) -> str:
     if datagrams or lines or skipped:
         what = ", ".join(f"{k} {v}" for k, v in skipped.items()) or "none counted"
         return (
-            f"no CSI frames after {STARTUP_GRACE_S:.0f} s on {names}, but {datagrams} datagram(s) and "
+            f"no CSI frames after {STARTUP_GRACE_S:g} s on {names}, but {datagrams} datagram(s) and "
             f"{lines} line(s) arrived (skipped: {what}): a different firmware or format than expected? "
             "Try `csi-edge record` and `csi-edge decode` on what arrives."
         )
     addrs = ", ".join(local_addresses()) or "unknown"
+    ports = sorted({str(src.address[1]) for src in gateway.ingest.sources if hasattr(src, "address")})
+    port = ports[0] if ports else "5005"
     return (
-        f"no frames after {STARTUP_GRACE_S:.0f} s on {names}. Likely causes: the nodes' target IP is "
+        f"no frames after {STARTUP_GRACE_S:g} s on {names}. Likely causes: the nodes' target IP is "
         f"not this gateway (its addresses: {addrs}) or the target port differs; a firewall drops "
-        "the UDP port (e.g. `sudo ufw allow 5005/udp`); nodes and gateway on different networks or "
+        f"the UDP port (e.g. `sudo ufw allow {port}/udp`); nodes and gateway on different networks or "
         "the nodes not joined to WiFi (check a node's serial log); for serial: wrong port or baud."
     )
 

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import socket
 import threading
 import time
@@ -189,6 +190,7 @@ class HttpSink:
         self._ready.wait(10)
         if self._error is not None:
             raise self._error
+        self._running_file = _write_running_file(self.url)
 
     # -- the server thread -----------------------------------------------------------------------
     def _serve(self) -> None:
@@ -377,6 +379,10 @@ class HttpSink:
             with contextlib.suppress(RuntimeError):
                 self._loop.call_soon_threadsafe(self._stopped.set)
             self._thread.join(10)
+        if self._running_file is not None:
+            with contextlib.suppress(OSError):
+                self._running_file.unlink()
+            self._running_file = None
 
 
 def _raise_fd_limit(want: int = 8192) -> None:
@@ -392,3 +398,16 @@ def _raise_fd_limit(want: int = 8192) -> None:
     except (ImportError, ValueError, OSError):  # not on this platform / not allowed
         pass
 
+
+
+def _write_running_file(url: str):
+    """``<state dir>/http.json`` while serving: where ``csi-edge status`` finds this gateway."""
+    from csi_edge.paths import state_dir
+
+    path = state_dir() / "http.json"
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps({"url": url, "pid": os.getpid()}))
+        return path
+    except OSError:
+        return None
