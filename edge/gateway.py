@@ -58,7 +58,8 @@ class Gateway:
         self.tracker = NodeTracker()
         self.vitals: dict[str, Any] = {}
         self.node_vitals: dict[str, dict] = {}
-        self.latest_pose: dict[str, tuple[float, dict]] = {}
+        self._pose_t = np.zeros(0)  # tracker row -> grid time of its last pose output
+        self._pose_conf = np.zeros((0, 17), np.float32)
         self.skipped = SkipCounter()
         self.reports_sent = 0
         self.pose_frames = 0
@@ -91,46 +92,55 @@ class Gateway:
         if len(frames):
             csi = lltf_canonical(frames, self.config.ingest.iq_order)
             t = frames.meta["t_rx"]
-            pose_in: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-            for key, idx in frames.node_groups():
+            groups = list(frames.node_groups())
+            for key, idx in groups:
                 self._node_vitals(key).push(t[idx], csi[idx])
-                if self.pose is not None:
-                    raw = np.zeros((len(idx), 64), np.complex64)
-                    raw[:, LLTF_RAW_BINS] = csi[idx]  # the pose runtime reads raw order
-                    pose_in[key] = (t[idx], raw)
-            if pose_in:
-                self._run_pose(pose_in)
+            if self.pose is not None and groups:
+                order = np.concatenate([idx for _, idx in groups])
+                node_idx = np.repeat(np.arange(len(groups)), [len(idx) for _, idx in groups])
+                raw = np.zeros((len(order), 64), np.complex64)
+                raw[:, LLTF_RAW_BINS] = csi[order]  # the pose runtime reads raw order
+                self._run_pose([k for k, _ in groups], node_idx, t[order], raw)
         for packet in result.packets:
             rep = edge_vitals_report(packet)
             if rep is not None:
                 self.node_vitals[rep[0]] = rep[1]
 
-    def _run_pose(self, pose_in: dict[str, tuple[np.ndarray, np.ndarray]]) -> None:
-        from csi_edge.pose.keypoints import decode, gate
-
+    def _run_pose(
+        self, keys: list[str], node_idx: np.ndarray, t: np.ndarray, raw: np.ndarray
+    ) -> None:
+        """All nodes' frames of a batch through the pose runtime and the tracker at once; the
+        JSON for reports is built once per report, not per frame."""
         try:
-            outputs = self.pose.push(pose_in)
+            outputs = self.pose.push_batch(keys, node_idx, t, raw)
         except Exception as exc:  # noqa: BLE001 - a model/input mismatch must not stop vitals
-            self.skipped.skip("pose-error", repr(exc), sum(len(t) for t, _ in pose_in.values()))
+            self.skipped.skip("pose-error", repr(exc), len(t))
             return
-        last: dict[str, Any] = {}
-        for out in outputs:
-            last[out.node] = out
         self.pose_frames += len(outputs)
-        for node, out in last.items():
-            pose = gate(decode(out.keypoints.reshape(-1), out.confidence))
-            state = self.tracker.update(node, pose)
-            if state.status == "confirmed":
-                self.latest_pose[node] = (
-                    out.t,
-                    {
-                        "keypoints": np.round(state.xy, 4).tolist(),
-                        "confidence": np.round(pose.confidence, 3).tolist(),
-                        "track": state.track_id,
-                    },
-                )
-            else:
-                self.latest_pose.pop(node, None)
+        if not len(outputs):
+            return
+        last = outputs.latest()
+        kp = np.clip(last.keypoints, 0.0, 1.0)  # decode(): normalized image units
+        tb = self.tracker.update_many(last.nodes, kp, last.confidence)
+        self._pose_t = _grown(self._pose_t, tb.rows, -np.inf)
+        self._pose_conf = _grown(self._pose_conf, tb.rows, 0.0)
+        self._pose_t[tb.rows], self._pose_conf[tb.rows] = last.t, last.confidence
+
+    def _pose_report(self, key: str, now: float) -> dict | None:
+        """The node's tracked pose when its track is confirmed and under 2 s old."""
+        from csi_edge.pose.tracking import CONFIRMED
+
+        row = self.tracker.rows.get(key)
+        if row is None or row >= len(self._pose_t) or now - self._pose_t[row] >= 2.0:
+            return None
+        if self.tracker.batch.status[row] != CONFIRMED:
+            return None
+        st = self.tracker.batch.state(row)
+        return {
+            "keypoints": np.round(st.xy, 4).tolist(),
+            "confidence": np.round(self._pose_conf[row], 3).tolist(),
+            "track": st.track_id,
+        }
 
     # -- per report ---------------------------------------------------------------------------
     def reports(self, now: float | None = None) -> list[NodeReport]:
@@ -149,11 +159,10 @@ class Gateway:
                 rep.reason = v.reason
                 if self.vitals_model is not None:
                     rep.model_vitals = self._model_vitals(est, now)
-            pose = self.latest_pose.get(key)
             # A skeleton is shown only while someone is there: the bundled pose model's
             # confidence does not separate an empty room (see edge/models/README.md).
-            if pose is not None and now - pose[0] < 2.0 and rep.presence is not False:
-                rep.pose = pose[1]
+            if rep.presence is not False:
+                rep.pose = self._pose_report(key, now)
             rep.node_vitals = self.node_vitals.get(key)
             out.append(rep)
         return out
@@ -240,3 +249,13 @@ def _link(s: dict) -> dict:
     if isinstance(rate, float) and math.isnan(rate):
         d["rate_hz"] = None
     return d
+
+
+def _grown(a: np.ndarray, rows: np.ndarray, fill: float) -> np.ndarray:
+    """``a`` with room for index ``rows.max()`` (new rows = ``fill``)."""
+    need = int(rows.max()) + 1
+    if need <= len(a):
+        return a
+    b = np.full((max(need, 2 * len(a)),) + a.shape[1:], fill, a.dtype)
+    b[: len(a)] = a
+    return b

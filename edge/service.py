@@ -145,7 +145,8 @@ def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
     from csi_edge.inference.manifest import ManifestError, load_manifest
     from csi_edge.inference.runtime import VitalsRuntime, open_runtime
 
-    variants = load_manifest(resolve(name)).variants
+    manifest = load_manifest(resolve(name))
+    variants = manifest.variants
     variant = cfg.models.precision
     if variant not in variants:
         log.warning(
@@ -155,11 +156,31 @@ def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
             ", ".join(variants),
         )
         variant = None
+    variant = _without_onnxruntime(name, manifest, variant)
     runtime = open_runtime(name, variant=variant, threads=cfg.models.threads)
     kind = "vitals" if isinstance(runtime, VitalsRuntime) else "pose"
     if kind != task:
         raise ManifestError(f"{name}: a {kind} model, expected a {task} model")
     return runtime
+
+
+def _without_onnxruntime(name: str, manifest: Any, variant: str | None) -> str | None:
+    """Where onnxruntime is not installed (no wheel on 32-bit ARM), run the LiteRT variant of
+    the same precision instead of failing on the ONNX one, and say so."""
+    from csi_edge.inference.backends import onnxruntime_available
+
+    variants = manifest.variants
+    chosen = manifest.variant(variant)
+    if chosen.backend != "onnxruntime" or onnxruntime_available():
+        return variant
+    lite = f"{chosen.precision}-tflite"
+    if lite in variants:
+        log.warning(
+            "onnxruntime is not installed on this platform: %s runs its %r variant instead of %r",
+            name, lite, chosen.name,
+        )  # fmt: skip
+        return lite
+    return variant  # opening it raises the clear "needs onnxruntime" error
 
 
 def _load_optional(name: str, default: str, cfg: GatewayConfig, task: str) -> Any | None:

@@ -8,7 +8,7 @@ functions count too, because they are dependencies all the same):
 2 processing  dsp, vitals, inference, temporal, pose, sim
 3 gateway     gateway, config, report
 4 sinks       sinks
-5 app         service, app (assembly of a gateway, demo, record, signals)
+5 app         service, app, capacity (assembly of a gateway, demo, record, signals; load)
 6 cli         cli, __main__
 
 ``firmware``, ``export`` and ``calibration`` (quantization sets) sit beside the runtime: they may
@@ -32,7 +32,7 @@ LAYERS = {
     2: "dsp vitals inference temporal pose sim models",
     3: "gateway config report",
     4: "sinks",
-    5: "service app",
+    5: "service app capacity",
     6: "cli __main__",
 }
 LAYER_OF = {name: n for n, names in LAYERS.items() for name in names.split()}

@@ -1,6 +1,6 @@
 """Model calls timed into the ``csi_edge_inference_seconds`` histogram (``/metrics``).
 
-A thin proxy: the gateway keeps calling ``push``/``run`` as before; everything else passes
+A thin proxy: the gateway keeps calling ``push``/``push_batch``/``run`` as before; everything else passes
 through to the runtime untouched."""
 
 from __future__ import annotations
@@ -25,6 +25,12 @@ class TimedModel:
 
     def push(self, *a, **kw):
         return self._timed(self._runtime.push, *a, **kw)
+
+    def push_batch(self, *a, **kw):
+        return self._timed(self._runtime.push_batch, *a, **kw)
+
+    def push_arrays(self, *a, **kw):
+        return self._timed(self._runtime.push_arrays, *a, **kw)
 
     def run(self, *a, **kw):
         return self._timed(self._runtime.run, *a, **kw)
