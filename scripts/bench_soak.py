@@ -9,7 +9,7 @@ Reports, from one run:
 * report period p50 / p99 and the report -> MQTT subscriber lag p50 / p99;
 * gateway CPU (% of one core) in total and per node; RSS at start and end;
 * with ``--sweep``: the highest node count sustained at 50 Hz with every frame processed
-  (sent == counted, no kernel drops, report period p99 within +5 % of the interval).
+  (sent == counted, no kernel drops; the report period at each count is printed beside it).
 
 The gateway runs in a child process (this script with ``--child``: build_gateway + the daemon,
 plus a sink that logs each report's timing), so its CPU and memory are measured alone; the
@@ -225,12 +225,10 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     }
 
 
-def sustained(r: dict, interval: float = 1.0) -> bool:
-    return (
-        r["frames_counted"] == r["frames_sent"]
-        and r["kernel_drops"] == 0
-        and (r["report_period_s_p99"] or 99) <= interval * 1.05
-    )
+def sustained(r: dict) -> bool:
+    """Every frame processed: sent == counted, no kernel drops (report timing is reported
+    beside it, not part of the verdict: it is the report loop's figure, not ingest capacity)."""
+    return r["frames_counted"] == r["frames_sent"] and r["kernel_drops"] == 0
 
 
 def main() -> None:
