@@ -152,17 +152,18 @@ def test_serial_unplugged_and_back(tmp_path):
     cfg.ingest.serial = [SerialSource(str(link), 921600)]
     cfg.ingest.offline_after_s = 1.0
     fds = [master, slave]
+    node = f"{link}#aa:bb:cc:dd:ee:ff"  # a serial node is its port + the transmitter's MAC
 
     async def scenario(gw, _port):
         for i in range(20):
             os.write(fds[0], csi_line(i) + b"\n")
         await _until(lambda: gw.ingest.frames == 20)
-        await _until(lambda: (_health(gw).get("nodes") or {}).get(str(link), {}).get("online"))
+        await _until(lambda: (_health(gw).get("nodes") or {}).get(node, {}).get("online"))
         os.close(fds[0])
         os.close(fds[1])
         link.unlink()  # unplugged
         await _until(lambda: _health(gw)["status"] == "unhealthy")
-        assert _health(gw)["nodes"][str(link)]["online"] is False
+        assert _health(gw)["nodes"][node]["online"] is False
         fds[:] = new_pty(link)  # plugged back in
         for _ in range(100):  # the source reopens within its retry interval
             os.write(fds[0], csi_line(100) + b"\n")
@@ -171,7 +172,7 @@ def test_serial_unplugged_and_back(tmp_path):
             await asyncio.sleep(0.1)
         for i in range(101, 111):
             os.write(fds[0], csi_line(i) + b"\n")
-        await _until(lambda: _health(gw)["nodes"][str(link)]["online"] and _health(gw)["status"] == "ok")
+        await _until(lambda: _health(gw)["nodes"][node]["online"] and _health(gw)["status"] == "ok")
         stats = next(iter(_health(gw)["sources"].values()))
         assert stats["disconnects"] == 1 and stats["connects"] == 2
 

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 log = logging.getLogger("csi_edge.files")
+_FINISH = threading.Lock()  # one compression/prune at a time: pruning never races a compressor
 
 
 @dataclass
@@ -132,6 +133,10 @@ class RotatingFile:
         return sorted((p for p in found if p != self.path), key=lambda p: p.name)
 
     def _finish(self, target: Path) -> None:
+        with _FINISH:
+            self._finish_one(target)
+
+    def _finish_one(self, target: Path) -> None:
         try:
             if self.policy.compress:
                 gz = target.with_name(target.name + ".gz")
