@@ -78,10 +78,10 @@ def test_live_page_shows_values_traces_offline_and_rooms(tmp_path):
     driver = None
     ARTIFACTS.mkdir(exist_ok=True)
     try:
-        t.start()
         driver = _driver()
         url = f"http://127.0.0.1:{http}/"
-        assert _wait(lambda: (driver.get(url), True)[1] and "csi-edge live" in driver.title, 30)
+        assert _wait(lambda: (driver.get(url), True)[1] and "csi-edge live" in driver.title, 60)
+        t.start()  # the gateway listens now: the short-lived node's frames all arrive
 
         def cards():
             return {el.get_attribute("data-node"): el
@@ -131,6 +131,7 @@ def test_live_page_shows_values_traces_offline_and_rooms(tmp_path):
         sim.wait(10)
         gw.terminate()
         _, err = gw.communicate(timeout=30)
-        t.join(5)
+        if t.is_alive() or t.ident is not None:
+            t.join(5)
     assert gw.returncode == 0, err
     assert "Traceback" not in err
