@@ -69,10 +69,27 @@ class MqttSection:
 
 
 @dataclass
+class RotateSection:
+    """When an output file is rotated: past ``max_mb`` or ``max_age_h``; ``keep`` old files."""
+
+    max_mb: float = 50.0
+    max_age_h: float = 24.0
+    keep: int = 7
+    compress: bool = True
+
+
+@dataclass
 class SinksConfig:
     console: bool = True
     jsonl: str = ""
+    jsonl_rotate: RotateSection = field(default_factory=RotateSection)
+    #: the live view, /health and /metrics: "127.0.0.1:8080"; any other address needs the token
     http: str = ""
+    #: a folder for the raw capture ring (rotating pcap of every datagram received), "" = off
+    capture: str = ""
+    capture_rotate: RotateSection = field(
+        default_factory=lambda: RotateSection(max_mb=20.0, max_age_h=1.0, keep=24)
+    )
     mqtt: MqttSection = field(default_factory=MqttSection)
 
 
@@ -99,6 +116,8 @@ _POSITIVE = {
     ("ingest", "max_nodes"),
     ("ingest", "forget_after_s"),
     ("ingest", "rcvbuf"),
+} | {
+    ("sinks", f, k) for f in ("jsonl_rotate", "capture_rotate") for k in ("max_mb", "max_age_h", "keep")
 }
 
 

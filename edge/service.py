@@ -4,11 +4,9 @@ as a service: sources and sinks from the config, the pose bundle loaded once, SI
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import logging
 import os
-import signal
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
@@ -23,7 +21,32 @@ DEFAULT_POSE = "csi-edge-pose"
 DEFAULT_VITALS = "csi-edge-vitals"
 
 
-def build_sources(cfg: GatewayConfig) -> list[Source]:
+def rotate_policy(section: Any) -> Any:
+    from csi_edge.sinks.rotate import RotatePolicy
+
+    return RotatePolicy(
+        max_bytes=int(section.max_mb * 1024 * 1024),
+        max_age_s=section.max_age_h * 3600.0,
+        keep=section.keep,
+        compress=section.compress,
+    )
+
+
+def build_capture(cfg: GatewayConfig) -> Any | None:
+    """The raw capture ring (sinks.capture), or None."""
+    if not cfg.sinks.capture:
+        return None
+    from csi_edge.sinks.capture import CaptureRing
+
+    try:
+        return CaptureRing(cfg.sinks.capture, rotate_policy(cfg.sinks.capture_rotate))
+    except OSError as e:
+        raise ConfigError(
+            f"sinks.capture {cfg.sinks.capture}: cannot write there: {e.strerror or e}"
+        ) from None
+
+
+def build_sources(cfg: GatewayConfig, capture: Any | None = None) -> list[Source]:
     from csi_edge.sources.serial import SerialSource
     from csi_edge.sources.udp import UdpSource
 
@@ -37,6 +60,7 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
                 iq_order=cfg.ingest.iq_order,
                 allow=cfg.ingest.allow,
                 rcvbuf=cfg.ingest.rcvbuf,
+                raw_sink=capture,
             )
         )
     for s in cfg.ingest.serial:
@@ -48,36 +72,54 @@ def build_sinks(
     cfg: GatewayConfig,
     console_stream: TextIO | None = None,
     totals: Callable[[], str] | None = None,
+    status: Callable[[], dict] | None = None,
 ) -> list[Sink]:
     """The configured sinks; ``console_stream`` (default stdout) is where the console view goes:
-    stderr when stdout carries ``--json``; ``totals`` gives its ingest-totals line."""
-    sinks: list[Sink] = []
-    if cfg.sinks.console:
+    stderr when stdout carries ``--json``; ``totals`` gives its ingest-totals line; ``status``
+    the gateway status for the HTTP sink's /health and /metrics."""
+    return list(build_sink_map(cfg, console_stream, totals, status).values())
+
+
+def build_sink_map(
+    cfg: GatewayConfig,
+    console_stream: TextIO | None = None,
+    totals: Callable[[], str] | None = None,
+    status: Callable[[], dict] | None = None,
+    only: set[str] | None = None,
+) -> dict[str, Sink]:
+    """The configured sinks by config key (console, jsonl, http, mqtt): a reload rebuilds only
+    the ones whose section changed (``only``)."""
+    want = (lambda k: True) if only is None else (lambda k: k in only)
+    sinks: dict[str, Sink] = {}
+    if cfg.sinks.console and want("console"):
         from csi_edge.sinks.console import ConsoleSink
 
-        sinks.append(ConsoleSink(console_stream, totals=totals))
-    if cfg.sinks.jsonl:
+        sinks["console"] = ConsoleSink(console_stream, totals=totals)
+    if cfg.sinks.jsonl and want("jsonl"):
         from csi_edge.sinks.jsonl import JsonlSink
 
         try:
-            sinks.append(JsonlSink(cfg.sinks.jsonl))
+            sinks["jsonl"] = JsonlSink(cfg.sinks.jsonl, rotate_policy(cfg.sinks.jsonl_rotate))
         except OSError as e:
             raise ConfigError(
                 f"sinks.jsonl {cfg.sinks.jsonl}: cannot open for appending: {e.strerror or e}"
             ) from None
-    if cfg.sinks.http:
+    if cfg.sinks.http and want("http"):
         from csi_edge.sinks.http import HttpSink
 
         host, port = parse_hostport(cfg.sinks.http, default_host="127.0.0.1", what="sinks.http")
         try:
-            sink = HttpSink(host, port)
+            sink = HttpSink(
+                host, port, status=status, report_interval_s=cfg.report_interval_s
+            )
         except OSError as e:
             raise ConfigError(
                 f"sinks.http {cfg.sinks.http}: cannot listen: {e.strerror or e}"
             ) from None
-        log.warning("live view at %s", sink.url)
-        sinks.append(sink)
-    if cfg.sinks.mqtt.host:
+        sinks["http"] = sink
+        if status is None:  # `run` prints it in its start-up banner
+            log.warning("live view at %s", sink.url)
+    if cfg.sinks.mqtt.host and want("mqtt"):
         from csi_edge.sinks.mqtt import MqttConfig, MqttSink
 
         m = cfg.sinks.mqtt
@@ -91,7 +133,7 @@ def build_sinks(
                 m.username,
                 m.password_env,
             )
-        sinks.append(
+        sinks["mqtt"] = (
             MqttSink(
                 MqttConfig(
                     host=host,
@@ -184,35 +226,63 @@ def build_gateway(
     sinks: Iterable[Sink] | None = None,
     console_stream: TextIO | None = None,
 ) -> Gateway:
-    sources = build_sources(cfg) + list(extra_sources)
+    from csi_edge.app.status import StatusBuilder
+    from csi_edge.app.timing import TimedModel
+
+    capture = build_capture(cfg)
+    sources = build_sources(cfg, capture) + list(extra_sources)
     if not sources:
         raise ConfigError("no sources: set ingest.udp or ingest.serial (or pass --udp / --serial)")
     from csi_edge.estimators import ProcessEstimators
 
-    vitals_model = load_vitals_model(cfg)  # here too: a bad bundle is an error at start-up
+    pose, vitals = load_pose_runtime(cfg), load_vitals_model(cfg)  # bad bundles fail here
     # the estimates run in their own process, off the ingest loop (csi_edge.estimators)
     estimators = ProcessEstimators(
-        cfg.baselines_dir, functools.partial(load_vitals_model, cfg) if vitals_model else None
+        cfg.baselines_dir, functools.partial(load_vitals_model, cfg) if vitals else None
     )
-    gateway = Gateway(cfg, sources, [], load_pose_runtime(cfg), vitals_model, estimators=estimators)
-    gateway.sinks = (
-        build_sinks(cfg, console_stream, gateway.totals_line) if sinks is None else list(sinks)
+    gateway = Gateway(
+        cfg,
+        sources,
+        [],
+        None if pose is None else TimedModel(pose, "pose"),
+        None if vitals is None else TimedModel(vitals, "vitals"),
+        estimators=estimators,
     )
+    gateway.capture = capture
+    gateway.status = StatusBuilder(gateway)
+    gateway.console_stream = console_stream
+    gateway.sink_map = (
+        build_sink_map(cfg, console_stream, gateway.totals_line, gateway.status)
+        if sinks is None
+        else {f"sink{i}": s for i, s in enumerate(sinks)}
+    )
+    gateway.sinks = list(gateway.sink_map.values())
     return gateway
 
 
-async def run_until_signal(gateway: Gateway, duration: float | None = None) -> None:
-    """Run the gateway until ``duration`` passes or SIGINT/SIGTERM arrives (clean shutdown)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, gateway.stop)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread / not supported
-            pass
+async def run_until_signal(
+    gateway: Gateway,
+    duration: float | None = None,
+    *,
+    reload: Callable[[], GatewayConfig] | None = None,
+    banner: bool = False,
+) -> None:
+    """Run the gateway as a daemon (:mod:`csi_edge.app.daemon`) until ``duration`` passes or
+    SIGINT/SIGTERM arrives; SIGHUP applies ``reload()`` (the re-read config); systemd is told
+    READY/WATCHDOG/STATUS/STOPPING when ``$NOTIFY_SOCKET`` is set."""
+    from csi_edge.app.banner import banner_lines
+    from csi_edge.app.daemon import Daemon
+    from csi_edge.app.reload import Reloader
+
+    daemon = Daemon(
+        gateway,
+        status=getattr(gateway, "status", None),
+        reload=None if reload is None else Reloader(gateway, reload),
+        banner=(lambda: banner_lines(gateway)) if banner else None,
+    )
     try:
-        await gateway.run(duration)
+        await daemon.run(duration)
     finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+        capture = getattr(gateway, "capture", None)
+        if capture is not None:
+            capture.close()

@@ -5,12 +5,10 @@ from __future__ import annotations
 import json
 import threading
 import time
-import urllib.request
 
 import pytest
 
 from csi_edge.report import NodeReport
-from csi_edge.sinks.http import HttpSink
 from csi_edge.sinks.jsonl import JsonlSink
 from csi_edge.sinks.mqtt import MqttConfig, MqttSink
 
@@ -95,24 +93,6 @@ def test_mqtt_broker_down_at_start_is_not_fatal_and_catches_up(mosquitto):
     try:
         sink.publish([_report()])  # may run before the connection is up: must not raise
         assert _wait(sink.client.is_connected)
-    finally:
-        sink.close()
-
-
-def test_http_live_view_serves_page_and_state():
-    sink = HttpSink(port=0)
-    try:
-        sink.publish([_report(), _report(node="/dev/ttyUSB0", presence=False)])
-        page = urllib.request.urlopen(sink.url, timeout=5).read().decode()
-        assert "csi-edge live view" in page and "/api/state" in page
-        state = json.loads(urllib.request.urlopen(sink.url + "api/state", timeout=5).read())
-        assert set(state["nodes"]) == {"10.0.0.7#3", "/dev/ttyUSB0"}
-        assert state["nodes"]["/dev/ttyUSB0"]["presence"] is False
-        try:
-            urllib.request.urlopen(sink.url + "nope", timeout=5)
-            raise AssertionError("expected 404")
-        except urllib.error.HTTPError as e:
-            assert e.code == 404
     finally:
         sink.close()
 

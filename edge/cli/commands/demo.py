@@ -113,15 +113,18 @@ async def _run(cfg, fleet_opts, port, duration, stream):
     import asyncio
     import signal
 
+    from csi_edge.app.status import StatusBuilder
     from csi_edge.gateway import Gateway
     from csi_edge.service import build_sinks, load_pose_runtime, load_vitals_model
     from csi_edge.sinks.console import ConsoleSink
     from csi_edge.sources.udp import UdpSource
 
     source = UdpSource("127.0.0.1", port)
-    gateway = Gateway(
-        cfg, [source], build_sinks(cfg), load_pose_runtime(cfg), load_vitals_model(cfg)
-    )
+    gateway = Gateway(cfg, [source], [], load_pose_runtime(cfg), load_vitals_model(cfg))
+    gateway.sinks = build_sinks(cfg, status=StatusBuilder(gateway))  # status: /health, /metrics
+    for sink in gateway.sinks:
+        if hasattr(sink, "url"):
+            click.echo(f"live view at {sink.url}", err=True)
     gateway.sinks.insert(
         0,
         ConsoleSink(

@@ -65,12 +65,16 @@ def command(
     about once a second: presence, motion, breathing and heart rate (with confidences, null
     while the person moves), the pose (when a pose model is loaded), the node's own on-board
     vitals, and link statistics. Reports go to the console, and to JSONL / HTTP / MQTT when
-    configured. SIGINT or SIGTERM stop it cleanly.
+    configured. SIGINT or SIGTERM stop it cleanly; SIGHUP re-reads --config (sinks, models,
+    offline timeout) without dropping sources or node state. At start it prints what it listens
+    on, loaded and writes to; under systemd (Type=notify) it reports READY, STATUS and WATCHDOG.
 
     \b
     Examples:
       csi-edge run                                  # UDP :5005, console view
-      csi-edge run --http 0.0.0.0:8080              # live view at http://<gateway>:8080/
+      csi-edge run --http 127.0.0.1:8080            # live view, /health, /metrics on this machine
+      csi-edge run --http 192.168.1.5:8080          # on the LAN: needs the token
+                                                    #   (csi-edge status --token prints it)
       csi-edge run --mqtt homeassistant.local       # Home Assistant picks nodes up by itself
       csi-edge run --serial /dev/ttyUSB0@921600     # an esp-csi board on USB
       csi-edge run --udp-allow 192.168.10.0/24      # only the nodes' subnet may send
@@ -80,52 +84,58 @@ def command(
     import json
     import sys
 
-    from csi_edge.config import ConfigError, SerialSource, dump_config, load_config
+    from csi_edge.config import SerialSource, dump_config, load_config
 
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
-    if udp:
-        cfg.ingest.udp = list(udp)
-    if udp_allow:
-        from csi_edge.config import check_ingest
-
-        cfg.ingest.allow = list(udp_allow)
-        check_ingest(cfg.ingest, "--udp-allow")
+    serial_sources = []
     for spec in serial:
         port, _, baud = spec.partition("@")
         try:
-            cfg.ingest.serial.append(SerialSource(port, int(baud) if baud else 921600))
+            serial_sources.append(SerialSource(port, int(baud) if baud else 921600))
         except ValueError:
             raise click.BadParameter(
                 f"{spec!r}: expected PORT or PORT@BAUD, e.g. /dev/ttyUSB0@921600",
                 param_hint="--serial",
             ) from None
-    apply_gateway_options(
-        cfg,
-        http=http,
-        mqtt=mqtt,
-        jsonl=jsonl,
-        pose=pose,
-        vitals_model=vitals_model,
-        precision=precision,
-    )
-    if quiet:
-        cfg.sinks.console = False
+
+    def make_config():
+        """The config file with the command line on top: at start and on every SIGHUP."""
+        cfg = load_config(config_path)
+        if udp:
+            cfg.ingest.udp = list(udp)
+        if udp_allow:
+            from csi_edge.config import check_ingest
+
+            cfg.ingest.allow = list(udp_allow)
+            check_ingest(cfg.ingest, "--udp-allow")
+        cfg.ingest.serial.extend(serial_sources)
+        apply_gateway_options(
+            cfg,
+            http=http,
+            mqtt=mqtt,
+            jsonl=jsonl,
+            pose=pose,
+            vitals_model=vitals_model,
+            precision=precision,
+        )
+        if quiet:
+            cfg.sinks.console = False
+        return cfg
+
+    cfg = make_config()
     if print_config:
         click.echo(dump_config(cfg), nl=False)
         return
 
     from csi_edge.service import build_gateway, run_until_signal
 
+    # with --json, stdout carries only the summary: the console view goes to stderr
+    gateway = build_gateway(cfg, console_stream=sys.stderr if as_json else None)
     try:
-        # with --json, stdout carries only the summary: the console view goes to stderr
-        gateway = build_gateway(cfg, console_stream=sys.stderr if as_json else None)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
-    try:
-        asyncio.run(run_until_signal(gateway, duration))
+        asyncio.run(
+            run_until_signal(
+                gateway, duration, reload=make_config if config_path else None, banner=True
+            )
+        )
     except OSError as e:
         where = ", ".join(
             [f"udp {u}" for u in cfg.ingest.udp] + [s.port for s in cfg.ingest.serial]

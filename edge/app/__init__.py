@@ -1,0 +1,1 @@
+"""Running the gateway as an application: systemd notify, status, banner, reload, timing."""

@@ -1,0 +1,281 @@
+#!/usr/bin/env python3
+"""Soak benchmark: N simulated nodes x 50 Hz through the full gateway (UDP ingest, DSP vitals,
+the vitals model, MQTT to a real mosquitto, HTTP with a live-stream client), for minutes.
+
+Reports, from one run:
+
+* frames sent vs counted by the gateway (and kernel drops), i.e. unexplained loss;
+* age of the newest frame at each published report, p50 / p99 (the gateway's own clock);
+* report period p50 / p99 and the report -> MQTT subscriber lag p50 / p99;
+* gateway CPU (% of one core) in total and per node; RSS at start and end;
+* with ``--sweep``: the highest node count sustained at 50 Hz with every frame processed
+  (sent == counted, no kernel drops; the report period at each count is printed beside it).
+
+The gateway runs in a child process (this script with ``--child``: build_gateway + the daemon,
+plus a sink that logs each report's timing), so its CPU and memory are measured alone; the
+simulated nodes, the MQTT subscriber and the HTTP client run here.
+
+    python scripts/bench_soak.py                      # 16 nodes x 50 Hz, 10 minutes
+    python scripts/bench_soak.py --minutes 1 --sweep  # shorter, then the node-count sweep
+    python scripts/bench_soak.py --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def free_port(kind=socket.SOCK_STREAM) -> int:
+    with socket.socket(socket.AF_INET, kind) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+# ---------------------------------------------------------------------------------------------
+# the child: the gateway
+def child(config: str, timing_log: str) -> None:
+    from csi_edge.app.daemon import Daemon
+    from csi_edge.config import load_config
+    from csi_edge.service import build_gateway
+
+    cfg = load_config(config)
+    gw = build_gateway(cfg)
+    out = open(timing_log, "w", buffering=1)  # noqa: SIM115
+
+    class TimingSink:
+        """Per publish: the reports' time t, the newest frame's receive time over all nodes (no
+        frame is ingested while reports are built: one thread), the reports, the time now."""
+
+        def publish(self, reports):
+            now = time.time()
+            newest = max((n.last_seen for n in gw.ingest.nodes.nodes.values()), default=float("nan"))
+            t = reports[0].t if reports else now
+            out.write(f"{t:.6f} {newest:.6f} {len(reports)} {now:.6f}\n")
+
+        def close(self):
+            out.flush()
+
+    gw.sinks.append(TimingSink())
+    asyncio.run(Daemon(gw, status=gw.status, out=open(os.devnull, "w")).run())  # noqa: SIM115
+    s = gw.summary()
+    print(json.dumps({"frames": s["frames"], "sources": s["sources"], "reports": s["reports"]}), flush=True)
+
+
+# ---------------------------------------------------------------------------------------------
+def start_broker(tmp: Path) -> tuple[subprocess.Popen, int]:
+    exe = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+    port = free_port()
+    conf = tmp / "mosquitto.conf"
+    conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc, port
+        except OSError:
+            time.sleep(0.05)
+    proc.kill()
+    raise SystemExit("mosquitto did not start")
+
+
+def pct(a, q) -> float | None:
+    return None if len(a) == 0 else float(np.percentile(np.asarray(a, float), q))
+
+
+def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: int) -> dict:
+    import paho.mqtt.client as mqtt
+    import psutil
+
+    from csi_edge.sources.simnode import SimFleet
+
+    udp, http_port = free_port(socket.SOCK_DGRAM), free_port()
+    cfg = tmp / f"gateway-{nodes}.toml"
+    cfg.write_text(
+        f'[ingest]\nudp = ["127.0.0.1:{udp}"]\n[models]\npose = ""\n'
+        f'[sinks]\nconsole = false\nhttp = "127.0.0.1:{http_port}"\n'
+        f'[sinks.mqtt]\nhost = "127.0.0.1:{broker_port}"\nprefix = "soak{nodes}"\n'
+    )
+    timing = tmp / f"timing-{nodes}.log"
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--child", str(cfg), str(timing)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )
+    ps = psutil.Process(proc.pid)
+    import urllib.request
+
+    for _ in range(600):
+        try:
+            urllib.request.urlopen(f"http://127.0.0.1:{http_port}/api/state", timeout=1).read()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                raise SystemExit(proc.stderr.read()) from None
+            time.sleep(0.1)
+
+    lags: list[float] = []
+    lock = threading.Lock()
+
+    def on_message(client, userdata, msg):
+        if msg.topic.endswith("/state"):
+            try:
+                t = json.loads(msg.payload)["t"]
+            except (ValueError, KeyError, TypeError):
+                return
+            with lock:
+                lags.append(time.time() - t)
+
+    sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"soak-sub-{nodes}")
+    sub.on_message = on_message
+    sub.connect("127.0.0.1", broker_port)
+    sub.subscribe(f"soak{nodes}/#")
+    sub.loop_start()
+
+    stream_events = [0]
+    stop_stream = threading.Event()
+
+    def stream():  # a browser's live page: one SSE client for the whole run
+        import http.client
+
+        c = http.client.HTTPConnection("127.0.0.1", http_port, timeout=30)
+        c.request("GET", "/api/stream")
+        r = c.getresponse()
+        while not stop_stream.is_set():
+            line = r.fp.readline()
+            if not line:
+                break
+            if line.startswith(b"event: report"):
+                stream_events[0] += 1
+        c.close()
+
+    st = threading.Thread(target=stream, daemon=True)
+    st.start()
+    time.sleep(1.0)
+    rss_start = ps.memory_info().rss
+    cpu0 = ps.cpu_times()
+    t0 = time.monotonic()
+    rss_samples = []
+
+    async def send():
+        fleet = SimFleet.uniform(nodes, rate_hz=rate, target=("127.0.0.1", udp), jitter=0.2)
+        task = asyncio.ensure_future(fleet.run(seconds))
+        while not task.done():
+            await asyncio.sleep(5.0)
+            rss_samples.append(ps.memory_info().rss)
+        await task
+        return fleet.sent
+
+    sent = asyncio.run(send())
+    time.sleep(1.0)  # datagrams in flight, a last report
+    cpu1 = ps.cpu_times()
+    elapsed = time.monotonic() - t0
+    rss_end = ps.memory_info().rss
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    stop_stream.set()
+    sub.loop_stop()
+    sub.disconnect()
+    summary = json.loads(out.strip().splitlines()[-1])
+    drops = sum(int(s.get("kernel_drops") or 0) for s in summary["sources"].values())
+    rows = [tuple(map(float, ln.split())) for ln in timing.read_text().splitlines() if ln.strip()]
+    rows = [r for r in rows if r[2] >= nodes]  # reports once every node is known
+    t_pub = np.array([r[0] for r in rows])
+    ages = [r[0] - r[1] for r in rows if np.isfinite(r[1])]
+    build = [r[3] - r[0] for r in rows]
+    periods = np.diff(t_pub) if len(t_pub) > 1 else np.array([])
+    cpu = (cpu1.user + cpu1.system - cpu0.user - cpu0.system) / elapsed * 100.0
+    return {
+        "nodes": nodes,
+        "rate_hz": rate,
+        "seconds": round(elapsed, 1),
+        "frames_sent": sent,
+        "frames_counted": summary["frames"],
+        "unexplained_loss": sent - summary["frames"] - drops,
+        "kernel_drops": drops,
+        "reports": len(rows),
+        "frame_age_ms_p50": round(pct(ages, 50) * 1000, 2) if ages else None,
+        "frame_age_ms_p99": round(pct(ages, 99) * 1000, 2) if ages else None,
+        "report_build_ms_p50": round(pct(build, 50) * 1000, 2) if build else None,
+        "report_build_ms_p99": round(pct(build, 99) * 1000, 2) if build else None,
+        "report_period_s_p50": round(pct(periods, 50), 4) if len(periods) else None,
+        "report_period_s_p99": round(pct(periods, 99), 4) if len(periods) else None,
+        "mqtt_lag_ms_p50": round(pct(lags, 50) * 1000, 2) if lags else None,
+        "mqtt_lag_ms_p99": round(pct(lags, 99) * 1000, 2) if lags else None,
+        "mqtt_messages": len(lags),
+        "stream_events": stream_events[0],
+        "cpu_pct_of_one_core": round(cpu, 1),
+        "cpu_pct_per_node": round(cpu / nodes, 2),
+        "rss_mb_start": round(rss_start / 2**20, 1),
+        "rss_mb_end": round(rss_end / 2**20, 1),
+        "rss_mb_max": round(max(rss_samples + [rss_end]) / 2**20, 1),
+        "tracebacks": err.count("Traceback"),
+    }
+
+
+def sustained(r: dict) -> bool:
+    """Every frame processed: sent == counted, no kernel drops (report timing is reported
+    beside it, not part of the verdict: it is the report loop's figure, not ingest capacity)."""
+    return r["frames_counted"] == r["frames_sent"] and r["kernel_drops"] == 0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, default=16)
+    ap.add_argument("--rate", type=float, default=50.0)
+    ap.add_argument("--minutes", type=float, default=10.0)
+    ap.add_argument("--sweep", action="store_true", help="then find the highest sustained node count")
+    ap.add_argument("--sweep-seconds", type=float, default=30.0)
+    ap.add_argument("--sweep-nodes", default="32,48,64,96,128")
+    ap.add_argument("--json", action="store_true")
+    ap.add_argument("--child", nargs=2, metavar=("CONFIG", "TIMING_LOG"), help=argparse.SUPPRESS)
+    args = ap.parse_args()
+    if args.child:
+        child(*args.child)
+        return
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        os.environ.setdefault("CSI_EDGE_STATE_DIR", str(tmp / "state"))
+        broker, port = start_broker(tmp)
+        try:
+            results = {"soak": run_once(args.nodes, args.rate, args.minutes * 60, tmp, port)}
+            if not args.json:
+                print(json.dumps(results["soak"], indent=1), flush=True)
+            if args.sweep:
+                sweep = []
+                best = args.nodes if sustained(results["soak"]) else 0
+                for n in (int(x) for x in args.sweep_nodes.split(",")):
+                    r = run_once(n, args.rate, args.sweep_seconds, tmp, port)
+                    sweep.append(r)
+                    if not args.json:
+                        print(json.dumps({k: r[k] for k in ("nodes", "frames_sent", "frames_counted",
+                              "kernel_drops", "report_period_s_p99", "cpu_pct_of_one_core",
+                              "frame_age_ms_p99", "mqtt_lag_ms_p99")}), flush=True)
+                    if not sustained(r):
+                        break
+                    best = n
+                results["sweep"] = sweep
+                results["highest_sustained_nodes"] = best
+            if args.json:
+                print(json.dumps(results))
+            elif args.sweep:
+                print(f"highest node count sustained at {args.rate:g} Hz: {results['highest_sustained_nodes']}")
+        finally:
+            broker.terminate()
+            broker.wait(5)
+
+
+if __name__ == "__main__":
+    main()
