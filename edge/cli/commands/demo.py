@@ -59,7 +59,8 @@ def command(
     import json
     import sys
 
-    from csi_edge.config import ConfigError, GatewayConfig
+    from csi_edge.config import GatewayConfig
+    from csi_edge.errors import DeviceError
     from csi_edge.report import jsonable
     from csi_edge.sinks.console import reports_text
     from csi_edge.sinks.nodeview import final_text
@@ -92,10 +93,8 @@ def command(
     stream = sys.stderr if as_json else sys.stdout
     try:
         gateway, summary = asyncio.run(_run(cfg, fleet_opts, port, duration, stream))
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
     except OSError as e:
-        raise click.ClickException(
+        raise DeviceError(
             f"cannot listen on UDP 127.0.0.1:{port}: {e.strerror or e}"
         ) from None
     if as_json:

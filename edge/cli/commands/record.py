@@ -59,10 +59,15 @@ def command(udp, serial_port, baud, output, duration, as_json) -> None:
         raise click.UsageError("give exactly one source: --udp HOST:PORT or --serial PORT")
     import asyncio
 
+    from csi_edge.errors import DeviceError, file_error
+
+    if serial_port and serial_port.startswith("/") and not Path(serial_port).exists():
+        # checked before the output is created: the serial source would retry forever
+        raise DeviceError(f"--serial {serial_port}: no such serial port (is the board plugged in?)")
     try:
         fh = open(output, "wb")  # noqa: SIM115 - closed in _record's finally
     except OSError as e:
-        raise click.ClickException(f"{output}: cannot write: {e.strerror}") from None
+        raise file_error(output, e, "cannot write") from None
     try:
         summary = asyncio.run(_record(udp, serial_port, baud, fh, output, duration, as_json))
     except BaseException:
@@ -72,7 +77,7 @@ def command(udp, serial_port, baud, output, duration, as_json) -> None:
     try:
         fh.close()
     except OSError as e:
-        raise click.ClickException(f"{output}: cannot write: {e.strerror or e}") from None
+        raise file_error(output, e, "cannot write") from None
     _report(summary, as_json)
 
 
@@ -80,6 +85,7 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
     import asyncio
     import signal
 
+    from csi_edge.errors import DeviceError, InputError
     from csi_edge.ingest import Ingest
 
     failed: list[OSError] = []  # the first write error (disk full, ...) stops the recording
@@ -94,7 +100,8 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
     try:
         await ingest.start()
     except OSError as e:
-        raise click.ClickException(f"cannot listen on UDP {udp}: {e.strerror}") from None
+        what = f"cannot listen on UDP {udp}" if udp else f"cannot open serial port {serial_port}"
+        raise DeviceError(f"{what}: {e.strerror or e}") from None
     where = f"UDP {source.address[0]}:{source.address[1]}" if udp else f"serial {serial_port}"
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -112,7 +119,7 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
             click.echo("", err=True)
     if failed:
         e = failed[0]
-        raise click.ClickException(f"{output}: cannot write: {e.strerror or e}; recording stopped")
+        raise InputError(f"{output}: cannot write: {e.strerror or e}; recording stopped")
     summary = ingest.summary()
     summary["recorded"] = {
         "file": str(output),

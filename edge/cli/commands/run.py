@@ -70,12 +70,10 @@ def command(
     import json
     import sys
 
-    from csi_edge.config import ConfigError, SerialSource, dump_config, load_config
+    from csi_edge.config import SerialSource, dump_config, load_config
+    from csi_edge.errors import DeviceError
 
-    try:
-        cfg = load_config(config_path)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    cfg = load_config(config_path)
     if udp:
         cfg.ingest.udp = list(udp)
     for spec in serial:
@@ -104,18 +102,15 @@ def command(
 
     from csi_edge.service import build_gateway, run_until_signal
 
-    try:
-        # with --json, stdout carries only the summary: the console view goes to stderr
-        gateway = build_gateway(cfg, console_stream=sys.stderr if as_json else None)
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
+    # with --json, stdout carries only the summary: the console view goes to stderr
+    gateway = build_gateway(cfg, console_stream=sys.stderr if as_json else None)
     try:
         asyncio.run(run_until_signal(gateway, duration))
     except OSError as e:
         where = ", ".join(
             [f"udp {u}" for u in cfg.ingest.udp] + [s.port for s in cfg.ingest.serial]
         )
-        raise click.ClickException(
+        raise DeviceError(
             f"cannot open a source ({where}): {e.strerror or e} (is another gateway on that port?)"
         ) from None
     if as_json:
