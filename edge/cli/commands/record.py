@@ -64,15 +64,20 @@ def command(udp, serial_port, baud, output, duration, as_json) -> None:
     if serial_port and serial_port.startswith("/") and not Path(serial_port).exists():
         # checked before the output is created: the serial source would retry forever
         raise DeviceError(f"--serial {serial_port}: no such serial port (is the board plugged in?)")
+    started: list[bool] = []
     try:
         fh = open(output, "wb")  # noqa: SIM115 - closed in _record's finally
     except OSError as e:
         raise file_error(output, e, "cannot write") from None
     try:
-        summary = asyncio.run(_record(udp, serial_port, baud, fh, output, duration, as_json))
+        summary = asyncio.run(
+            _record(udp, serial_port, baud, fh, output, duration, as_json, started)
+        )
     except BaseException:
         with contextlib.suppress(OSError):  # the error being raised says more
             fh.close()
+            if not started:  # the source never opened: nothing was recorded, leave no file
+                output.unlink()
         raise
     try:
         fh.close()
@@ -81,7 +86,9 @@ def command(udp, serial_port, baud, output, duration, as_json) -> None:
     _report(summary, as_json)
 
 
-async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: bool) -> dict:
+async def _record(
+    udp, serial_port, baud, fh, output: Path, duration, as_json: bool, started: list
+) -> dict:
     import asyncio
     import signal
 
@@ -102,6 +109,7 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
     except OSError as e:
         what = f"cannot listen on UDP {udp}" if udp else f"cannot open serial port {serial_port}"
         raise DeviceError(f"{what}: {e.strerror or e}") from None
+    started.append(True)
     where = f"UDP {source.address[0]}:{source.address[1]}" if udp else f"serial {serial_port}"
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
