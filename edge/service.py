@@ -4,10 +4,8 @@ as a service: sources and sinks from the config, the pose bundle loaded once, SI
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
-import signal
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
@@ -166,16 +164,7 @@ def build_gateway(
 
 async def run_until_signal(gateway: Gateway, duration: float | None = None) -> None:
     """Run the gateway until ``duration`` passes or SIGINT/SIGTERM arrives (clean shutdown)."""
-    loop = asyncio.get_running_loop()
-    installed = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            loop.add_signal_handler(sig, gateway.stop)
-            installed.append(sig)
-        except (NotImplementedError, RuntimeError):  # not the main thread / not supported
-            pass
-    try:
+    from csi_edge.app.signals import stop_on_signals
+
+    with stop_on_signals(gateway.stop):
         await gateway.run(duration)
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)

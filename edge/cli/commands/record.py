@@ -90,8 +90,8 @@ async def _record(
     udp, serial_port, baud, fh, output: Path, duration, as_json: bool, started: list
 ) -> dict:
     import asyncio
-    import signal
 
+    from csi_edge.app.signals import stop_on_signals
     from csi_edge.errors import DeviceError, InputError
     from csi_edge.ingest import Ingest
 
@@ -111,17 +111,13 @@ async def _record(
         raise DeviceError(f"{what}: {e.strerror or e}") from None
     started.append(True)
     where = f"UDP {source.address[0]}:{source.address[1]}" if udp else f"serial {serial_port}"
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, ingest.stop)
     click.echo(f"recording {where} -> {output} (Ctrl-C stops)", err=True)
     ticker = asyncio.create_task(_tick(ingest, writer, write_failed))
     try:
-        await ingest.run(duration)
+        with stop_on_signals(ingest.stop):
+            await ingest.run(duration)
     finally:
         ticker.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         _flush(writer, write_failed)
         if sys.stderr.isatty():
             click.echo("", err=True)

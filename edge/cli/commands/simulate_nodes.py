@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import click
 
+from csi_edge.app.signals import stop_on_signals
 from csi_edge.errors import DeviceError
 
 
@@ -173,7 +174,6 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
     """
     import asyncio
     import json
-    import signal
 
     from csi_edge.config import parse_hostport
 
@@ -191,14 +191,12 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
     nodes, rate = fleet_opts["nodes"], fleet_opts["rate"]
 
     async def main():
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, fleet.stop)
         click.echo(
             f"{nodes} simulated node(s) -> udp://{host}:{port} at {rate:g} Hz each (Ctrl-C stops)",
             err=True,
         )
-        await fleet.run(duration)
+        with stop_on_signals(fleet.stop):
+            await fleet.run(duration)
 
     try:
         asyncio.run(main())
@@ -238,7 +236,6 @@ def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json:
     """Re-send a capture's frames to ``target`` (ReplaySource in resend mode)."""
     import asyncio
     import json
-    import signal
 
     from csi_edge.capture import CaptureError, detect_format
     from csi_edge.ingest import Ingest
@@ -252,12 +249,10 @@ def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json:
     ingest = Ingest([source])
 
     async def main():
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, ingest.stop)
         pace = "as fast as possible" if not speed else f"at {speed:g}x the recorded pace"
         click.echo(f"replaying {path} -> udp://{target[0]}:{target[1]} {pace}", err=True)
-        await ingest.run(duration)
+        with stop_on_signals(ingest.stop):
+            await ingest.run(duration)
 
     try:
         asyncio.run(main())
