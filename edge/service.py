@@ -5,7 +5,6 @@ as a service: sources and sinks from the config, the pose bundle loaded once, SI
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
@@ -38,61 +37,12 @@ def build_sinks(
     console_stream: TextIO | None = None,
     totals: Callable[[], str] | None = None,
 ) -> list[Sink]:
-    """The configured sinks; ``console_stream`` (default stdout) is where the console view goes:
-    stderr when stdout carries ``--json``; ``totals`` gives its ingest-totals line."""
-    sinks: list[Sink] = []
-    if cfg.sinks.console:
-        from csi_edge.sinks.console import ConsoleSink
+    """The configured sinks, in registry order (:data:`csi_edge.sinks.SINKS`); ``console_stream``
+    (default stdout) is where the console view goes: stderr when stdout carries ``--json``;
+    ``totals`` gives its ingest-totals line."""
+    from csi_edge.sinks import build_sinks as _build
 
-        sinks.append(ConsoleSink(console_stream, totals=totals))
-    if cfg.sinks.jsonl:
-        from csi_edge.sinks.jsonl import JsonlSink
-
-        try:
-            sinks.append(JsonlSink(cfg.sinks.jsonl))
-        except OSError as e:
-            raise ConfigError(
-                f"sinks.jsonl {cfg.sinks.jsonl}: cannot open for appending: {e.strerror or e}"
-            ) from None
-    if cfg.sinks.http:
-        from csi_edge.sinks.http import HttpSink
-
-        host, port = parse_hostport(cfg.sinks.http, default_host="127.0.0.1", what="sinks.http")
-        try:
-            sink = HttpSink(host, port)
-        except OSError as e:
-            raise ConfigError(
-                f"sinks.http {cfg.sinks.http}: cannot listen: {e.strerror or e}"
-            ) from None
-        log.warning("live view at %s", sink.url)
-        sinks.append(sink)
-    if cfg.sinks.mqtt.host:
-        from csi_edge.sinks.mqtt import MqttConfig, MqttSink
-
-        m = cfg.sinks.mqtt
-        host, port = parse_hostport(
-            m.host if ":" in m.host else f"{m.host}:{m.port}", what="sinks.mqtt.host"
-        )
-        password = os.environ.get(m.password_env) if m.password_env else None
-        if m.username and not password:
-            log.warning(
-                "sinks.mqtt: username %r is set but $%s is empty: connecting without a password",
-                m.username,
-                m.password_env,
-            )
-        sinks.append(
-            MqttSink(
-                MqttConfig(
-                    host=host,
-                    port=port,
-                    username=m.username or None,
-                    password=password,
-                    prefix=m.prefix,
-                    discovery_prefix=m.discovery_prefix,
-                )
-            )
-        )
-    return sinks
+    return _build(cfg, console_stream=console_stream, totals=totals)
 
 
 def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
