@@ -35,6 +35,15 @@ class IngestConfig:
     serial: list[SerialSource] = field(default_factory=list)
     iq_order: str = "imag-first"
     offline_after_s: float = 10.0
+    #: who may send UDP: addresses/networks (["192.168.10.0/24"]); [] = anyone (docs/security.md)
+    allow: list[str] = field(default_factory=list)
+    #: most nodes at once, and most new nodes per minute (a flood of forged node ids is capped)
+    max_nodes: int = 256
+    max_new_nodes_per_min: int = 64
+    #: a node silent this long is forgotten (removed from reports and Home Assistant)
+    forget_after_s: float = 3600.0
+    #: UDP socket receive buffer asked for, bytes (Linux grants at most 2 x net.core.rmem_max)
+    rcvbuf: int = 8 << 20
 
 
 @dataclass
@@ -83,7 +92,14 @@ _CHOICES = {
     ("models", "precision"): ("fp32", "int8", "int8-tflite"),
 }
 #: numbers that must be > 0 (a report interval of 0 would spin the gateway loop)
-_POSITIVE = {("report_interval_s",), ("ingest", "offline_after_s"), ("models", "threads")}
+_POSITIVE = {
+    ("report_interval_s",),
+    ("ingest", "offline_after_s"),
+    ("models", "threads"),
+    ("ingest", "max_nodes"),
+    ("ingest", "forget_after_s"),
+    ("ingest", "rcvbuf"),
+}
 
 
 def _build(cls: type, data: dict[str, Any], where: str, path: str) -> Any:
@@ -147,7 +163,26 @@ def load_config(path: str | Path | None) -> GatewayConfig:
         raise ConfigError(f"{p}: not a text file ({e.reason} at byte {e.start})") from None
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
-    return _build(GatewayConfig, data, "", str(p))
+    cfg = _build(GatewayConfig, data, "", str(p))
+    check_ingest(cfg.ingest, str(p))
+    return cfg
+
+
+def check_ingest(ing: IngestConfig, where: str = "config") -> None:
+    """Checks across [ingest] keys (also for values from the command line)."""
+    from csi_edge.admission import parse_allow
+
+    parse_allow(ing.allow, f"{where}: ingest.allow")
+    if ing.max_new_nodes_per_min < 0:
+        raise ConfigError(
+            f"{where}: ingest.max_new_nodes_per_min must be >= 0, got {ing.max_new_nodes_per_min}"
+        )
+    if ing.forget_after_s <= ing.offline_after_s:
+        raise ConfigError(
+            f"{where}: ingest.forget_after_s ({ing.forget_after_s}) must be longer than "
+            f"ingest.offline_after_s ({ing.offline_after_s}): a node is offline before it is "
+            "forgotten"
+        )
 
 
 def parse_hostport(

@@ -6,8 +6,11 @@ A :class:`FrameBatch` holds N frames as arrays, never as a list of objects:
 * ``iq``: the raw ESP-IDF CSI buffers of all frames, concatenated, as int8, exactly as the
   node sent them (lossless: the I/Q order is applied only when complex values are asked for);
 * ``offsets``: int64 of length N+1, frame ``i`` is ``iq[offsets[i]:offsets[i+1]]``;
-* ``sources``: the table of source names (``"192.168.1.20"``, ``"/dev/ttyUSB0"``, a file name)
-  that ``meta["src"]`` indexes.
+* ``sources``: the table of source names (``"192.168.1.20"``, ``"/dev/ttyUSB0"``, a file name;
+  ``"<name>#<mac>"`` for text lines that name their transmitter) that ``meta["src"]`` indexes;
+* ``extra``: optional per-frame columns a capture carried that have no ``meta`` field (a host
+  clock, a label, a device tag): name -> object array of N strings (None where a frame has none).
+  Empty for the binary formats, so their fast paths pay nothing for it.
 
 Frames keep the raw int8 buffer because lengths vary frame to frame on one node (64, 128 and
 192 pairs were all seen in one real capture) and because int8 is 8x smaller than complex64.
@@ -55,12 +58,14 @@ class FrameFormat:
     ESP_CSI = 3
     CSI_TOOL = 4
     RUVIEW_JSONL = 5
+    ESPECTRE = 6
     NAMES = {
         1: "ruview-raw",
         2: "ruview-compressed",
         3: "esp-csi",
         4: "esp32-csi-tool",
         5: "ruview-jsonl",
+        6: "espectre",
     }
 
 
@@ -89,12 +94,16 @@ class FrameBatch:
     iq: np.ndarray
     offsets: np.ndarray
     sources: list[str] = field(default_factory=list)
+    extra: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.meta.dtype != META_DTYPE:
             raise TypeError("FrameBatch.meta must use META_DTYPE")
         if len(self.offsets) != len(self.meta) + 1:
             raise ValueError("FrameBatch.offsets must have len(meta) + 1 entries")
+        for name, col in self.extra.items():
+            if len(col) != len(self.meta):
+                raise ValueError(f"FrameBatch.extra[{name!r}] must have one entry per frame")
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -120,7 +129,18 @@ class FrameBatch:
             offs.append(b.offsets[:-1] - b.offsets[0] + base)
             base += int(b.offsets[-1] - b.offsets[0])
         offs.append(np.array([base], np.int64))
-        return cls(np.concatenate(metas), np.concatenate(iqs), np.concatenate(offs), list(index))
+        extra: dict[str, np.ndarray] = {}
+        if any(b.extra for b in batches):  # union of the columns; None where a batch has none
+            names = dict.fromkeys(n for b in batches for n in b.extra)
+            extra = {
+                n: np.concatenate(
+                    [b.extra[n] if n in b.extra else np.full(len(b), None, object) for b in batches]
+                )
+                for n in names
+            }
+        return cls(
+            np.concatenate(metas), np.concatenate(iqs), np.concatenate(offs), list(index), extra
+        )
 
     # -- access -------------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -134,7 +154,8 @@ class FrameBatch:
         offsets = np.zeros(len(idx) + 1, np.int64)
         np.cumsum(lens, out=offsets[1:])
         gather = np.repeat(starts - offsets[:-1], lens) + np.arange(offsets[-1])
-        return FrameBatch(self.meta[idx], self.iq[gather], offsets, list(self.sources))
+        extra = {n: c[idx] for n, c in self.extra.items()}
+        return FrameBatch(self.meta[idx], self.iq[gather], offsets, list(self.sources), extra)
 
     def raw(self, i: int) -> np.ndarray:
         """Frame ``i``'s raw int8 CSI buffer (a view)."""

@@ -7,6 +7,14 @@
                                                                   +--> consumers (DSP, vitals,
                                                                        models, sinks, console)
 
+Admission (:mod:`csi_edge.admission`): frames of a new (address, node id) that the inventory
+does not know, or over the node caps, are counted under a named reason and never reach the node
+table or the consumers. While running, a monitor checks once a second for kernel drops
+(socket buffer overflows), per-node loss spikes (both logged, rate-limited, and counted) and
+nodes silent for ``forget_after_s`` (removed; ``on_forget`` callbacks tell the gateway and
+sinks), and a probe measures how long the loop pauses (``summary()["loop"]``): every
+datagram waits for the loop, so a pause is what loses frames with a small socket buffer.
+
 Everything runs on the loop's thread: sources call ``emit`` there (the serial source hands its
 lines over from its reader thread with ``call_soon_threadsafe``), so consumers need no locks.
 A consumer is a plain callable ``consumer(result: DecodeResult) -> None``; it must be quick (it
@@ -30,14 +38,22 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+import numpy as np
+
+from csi_edge.admission import NodeAdmission, NodeInventory
 from csi_edge.codecs.result import DecodeResult
+from csi_edge.frames import node_key
+from csi_edge.loglimit import LIMITER, limited
 from csi_edge.nodes import NodeTable
 from csi_edge.skips import SkipCounter
 
 log = logging.getLogger("csi_edge.ingest")
 
 Consumer = Callable[[DecodeResult], None]
-ERROR_LOG_EVERY_S = 10.0  # a failing consumer is logged once, then at most this often
+ForgetHook = Callable[[list[str]], None]
+PROBE_S = 0.02  # the loop-pause probe's period
+#: a node's loss in one monitor period is a spike when it is this many frames and this share
+LOSS_SPIKE_FRAMES, LOSS_SPIKE_SHARE = 10, 0.05
 
 
 class Source(Protocol):
@@ -59,16 +75,33 @@ class Ingest:
         *,
         nodes: NodeTable | None = None,
         consumers: Iterable[Consumer] = (),
+        inventory: NodeInventory | None = None,
+        max_nodes: int = 256,
+        max_new_nodes_per_min: int = 64,
+        forget_after_s: float | None = None,
+        monitor_s: float = 1.0,
     ) -> None:
         self.sources: list[Source] = list(sources)
         self.nodes = nodes if nodes is not None else NodeTable(clock=time.time)
         self.consumers: list[Consumer] = list(consumers)
+        self.admission = NodeAdmission(
+            inventory=inventory, max_nodes=max_nodes, max_new_per_min=max_new_nodes_per_min
+        )
+        self.forget_after_s = forget_after_s
+        self.monitor_s = monitor_s
+        self.on_forget: list[ForgetHook] = []
         self.frames = 0
         self.results = 0
         self.packets: Counter = Counter()
         self.skipped = SkipCounter()
         self.consumer_errors: Counter = Counter()
-        self._err_logged: dict[str, float] = {}
+        self.kernel_drops = 0  # seen while running (the monitor), over all sources
+        self.loss_spikes: Counter = Counter()
+        self.forgotten = 0
+        self.max_pause_s = 0.0
+        self.pauses: Counter = Counter()  # "over_50ms", "over_250ms", "over_1s"
+        self._drops_seen: dict[int, int] = {}
+        self._loss_seen: dict[str, tuple[int, int]] = {}
         self._stop: asyncio.Event | None = None
         self.started_at: float | None = None
         self._started: set[int] = set()
@@ -83,6 +116,8 @@ class Ingest:
     def emit(self, result: DecodeResult) -> None:
         """Account one decoded batch and pass it to every consumer (sources call this)."""
         self.results += 1
+        if len(result.frames) or result.packets:
+            self._admit(result)
         self.frames += len(result.frames)
         if len(result.frames):
             self.nodes.update(result.frames)
@@ -96,18 +131,64 @@ class Ingest:
             except Exception as exc:  # noqa: BLE001 - one bad consumer must not stop ingest
                 name = getattr(consumer, "__qualname__", repr(consumer))
                 self.consumer_errors[name] += 1
-                now = time.monotonic()
-                if self.consumer_errors[name] == 1:
-                    self._err_logged[name] = now
+                tail = LIMITER.allow(f"consumer:{name}")
+                if tail is None:
+                    pass
+                elif self.consumer_errors[name] == 1:  # the first one with its traceback
                     log.exception("consumer %s failed; ingest goes on", name)
-                elif now - self._err_logged.get(name, 0.0) >= ERROR_LOG_EVERY_S:
-                    self._err_logged[name] = now
-                    log.error(
-                        "consumer %s failed again (%d times so far): %r",
-                        name,
-                        self.consumer_errors[name],
-                        exc,
-                    )
+                else:
+                    log.error("consumer %s failed: %r%s", name, exc, tail)
+
+    def _admit(self, result: DecodeResult) -> None:
+        """Drop (counted, logged) the frames and packets of new nodes admission refuses."""
+        frames = result.frames
+        refused: dict[tuple[str, int], str] = {}  # (source, node id) -> reason
+        if len(frames):
+            meta, sources = frames.meta, frames.sources
+            combo = (meta["src"].astype(np.int64) << 16) | (
+                meta["node_id"].astype(np.int64) & 0xFFFF
+            )
+            bad = []
+            admitted = 0
+            for g in np.unique(combo).tolist():
+                s, nid = g >> 16, g & 0xFFFF
+                nid = nid - 0x10000 if nid >= 0x8000 else nid
+                src = sources[s] if s < len(sources) else "?"
+                if self.nodes.known(src, nid):
+                    continue  # the common case: one dict lookup per node per batch
+                reason = self.admission.admit(src, nid, len(self.nodes) + admitted)
+                if reason is None:
+                    admitted += 1
+                else:
+                    refused[(src, nid)] = reason
+                    bad.append(g)
+            if bad:
+                drop = np.isin(combo, np.asarray(bad, np.int64))
+                counts = Counter(combo[drop].tolist())
+                for g in bad:
+                    s, nid = g >> 16, g & 0xFFFF
+                    nid = nid - 0x10000 if nid >= 0x8000 else nid
+                    src = sources[s] if s < len(sources) else "?"
+                    reason, n = refused[(src, nid)], counts[g]
+                    self.admission.refuse(node_key(src, nid), reason, n)
+                    self.skipped[reason] += n
+                result.frames = frames[~drop]
+        if result.packets:
+            inv = self.admission.inventory
+            keep = []
+            for p in result.packets:
+                reason = refused.get((p.source, p.node_id))
+                # a packet alone does not make a node, but must come from a known one
+                known = inv is None or not inv.configured or inv.match(p.source, p.node_id)
+                if reason is None and known is None:
+                    reason = "unknown-node"
+                if reason is None:
+                    keep.append(p)
+                    continue
+                self.admission.refuse(node_key(p.source, p.node_id), reason, 1)
+                self.skipped[reason] += 1
+                result.packet_counts[p.kind] -= 1
+            result.packets = keep
 
     # -- running --------------------------------------------------------------------------------
     async def start(self) -> None:
@@ -128,6 +209,7 @@ class Ingest:
         if self._stop is None:
             self._stop = asyncio.Event()
         tasks = [asyncio.create_task(src.run(self.emit), name=src.name) for src in self.sources]
+        watchers = [asyncio.create_task(self._probe()), asyncio.create_task(self._monitor())]
         stopper = asyncio.create_task(self._stop.wait())
         deadline = None if duration is None else time.monotonic() + duration
         pending: set[asyncio.Task] = {stopper, *tasks}
@@ -154,7 +236,108 @@ class Ingest:
                     t.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
             stopper.cancel()
-            await asyncio.gather(stopper, return_exceptions=True)
+            for w in watchers:
+                w.cancel()
+            await asyncio.gather(stopper, *watchers, return_exceptions=True)
+            self.check()  # drops and losses of the last moments are reported too
+
+    async def _probe(self) -> None:
+        """Measure the loop's pauses: how late a short sleep wakes up."""
+        clock = time.monotonic
+        while True:
+            t0 = clock()
+            await asyncio.sleep(PROBE_S)
+            late = clock() - t0 - PROBE_S
+            if late > self.max_pause_s:
+                self.max_pause_s = late
+            if late > 0.05:
+                self.pauses["over_50ms"] += 1
+                if late > 0.25:
+                    self.pauses["over_250ms"] += 1
+                    limited(
+                        log,
+                        logging.WARNING,
+                        "loop-pause",
+                        "the ingest loop paused for %.0f ms: datagrams wait in the socket buffer "
+                        "meanwhile (and are lost when it fills)",
+                        late * 1000,
+                    )
+                if late > 1.0:
+                    self.pauses["over_1s"] += 1
+
+    async def _monitor(self) -> None:
+        while True:
+            await asyncio.sleep(self.monitor_s)
+            try:
+                self.check()
+            except Exception:  # noqa: BLE001 - a monitoring bug must not stop ingest
+                limited(log, logging.ERROR, "monitor-error", "ingest monitor failed")
+                log.debug("ingest monitor failed", exc_info=True)
+
+    def check(self, now: float | None = None) -> None:
+        """Once a second while running: kernel drops and loss spikes (logged, rate-limited,
+        counted) and forgetting nodes silent for ``forget_after_s``."""
+        for src in self.sources:
+            drops = getattr(src, "kernel_drops", None)
+            total = drops() if callable(drops) else None
+            if total is None:
+                continue
+            new = total - self._drops_seen.get(id(src), 0)
+            self._drops_seen[id(src)] = total
+            if new > 0:
+                self.kernel_drops += new
+                limited(
+                    log,
+                    logging.WARNING,
+                    "kernel-drops",
+                    "the kernel dropped %d datagram(s) on %s: its receive buffer (SO_RCVBUF %s B) "
+                    "was full. Raise net.core.rmem_max or lower the load",
+                    new,
+                    src.name,
+                    getattr(src, "rcvbuf", "?"),
+                    n=new,
+                )
+        for key, st in self.nodes.nodes.items():
+            lost, frames = st.lost, st.frames
+            before = self._loss_seen.get(key)
+            self._loss_seen[key] = (lost, frames)
+            if before is None:
+                continue
+            d_lost, d_frames = lost - before[0], frames - before[1]
+            if d_lost >= LOSS_SPIKE_FRAMES and d_lost > LOSS_SPIKE_SHARE * (d_lost + d_frames):
+                self.loss_spikes[key] += 1
+                limited(
+                    log,
+                    logging.WARNING,
+                    "loss-spike",
+                    "node %s lost %d of %d frames in the last %.0f s",
+                    key,
+                    d_lost,
+                    d_lost + d_frames,
+                    self.monitor_s,
+                )
+        if self.forget_after_s:
+            now = self.nodes.now() if now is None else now
+            gone = self.nodes.forget(now - self.forget_after_s)
+            if gone:
+                self.forgotten += len(gone)
+                for key in gone:
+                    self._loss_seen.pop(key, None)
+                limited(
+                    log,
+                    logging.INFO,
+                    "forgotten",
+                    "forgot %d node(s) silent for over %.0f s: %s",
+                    len(gone),
+                    self.forget_after_s,
+                    ", ".join(gone[:8]) + (" ..." if len(gone) > 8 else ""),
+                    n=len(gone),
+                )
+                for hook in self.on_forget:
+                    try:
+                        hook(gone)
+                    except Exception:  # noqa: BLE001 - one bad hook must not stop the others
+                        log.exception("forget hook %r failed", hook)
 
     def stop(self) -> None:
         """Ask :meth:`run` to end (thread-unsafe: call on the loop; use call_soon_threadsafe)."""
@@ -164,7 +347,13 @@ class Ingest:
 
     # -- reading --------------------------------------------------------------------------------
     def summary(self) -> dict[str, Any]:
-        """``{"frames", "nodes", "packets", "skipped", "sources", "elapsed_s"}`` (JSON-ready)."""
+        """``{"frames", "nodes", "packets", "skipped", "sources", "elapsed_s", "unknown_senders",
+        "kernel_drops", "loss_spikes", "forgotten_nodes", "loop"}`` (JSON-ready).
+
+        ``unknown_senders``: address (or ``address#id``) -> datagrams/frames refused;
+        ``kernel_drops``: datagrams the kernel dropped while running (socket buffer full);
+        ``loss_spikes``: node -> monitor periods with a loss spike; ``loop``: the longest pause
+        of the ingest loop and how many pauses exceeded 50 ms / 250 ms / 1 s."""
         out: dict[str, Any] = {
             "frames": self.frames,
             "nodes": self.nodes.summary(),
@@ -174,6 +363,19 @@ class Ingest:
         }
         if self.consumer_errors:
             out["consumer_errors"] = dict(self.consumer_errors)
+        unknown: Counter = Counter(self.admission.refused)
+        for stats in out["sources"].values():
+            unknown.update(stats.get("unknown_senders") or {})
+        out["unknown_senders"] = dict(unknown.most_common())
+        out["kernel_drops"] = self.kernel_drops
+        out["loss_spikes"] = dict(self.loss_spikes)
+        out["forgotten_nodes"] = self.forgotten
+        out["loop"] = {
+            "max_pause_ms": round(self.max_pause_s * 1000, 1),
+            "pauses_over_50ms": self.pauses["over_50ms"],
+            "pauses_over_250ms": self.pauses["over_250ms"],
+            "pauses_over_1s": self.pauses["over_1s"],
+        }
         if self.started_at is not None:
             out["elapsed_s"] = round(time.time() - self.started_at, 3)
         return out

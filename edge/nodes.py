@@ -21,6 +21,18 @@ not newer than the newest seen is
   by any amount ``reboot_gap_s`` seconds or more after the newest frame arrived (a late or
   duplicated datagram trails the newest one by milliseconds; a rebooting ESP32 is silent for
   well over a second while it boots and rejoins WiFi).
+
+A frame whose sequence is **far ahead** of what the node can have sent since its newest frame
+(more than ``jump_slack`` plus ``4 x`` its measured rate -- or ``jump_rate_hz`` while the rate is
+unknown -- times the time since) is never taken as that many lost frames. It is held back: if
+the node's next frame continues from it, the node restarted with a new sequence (a reboot); if
+the next frame continues the old sequence, the far frame was forged or corrupt and is counted
+under ``seq_outliers`` and left out of the sequence accounting. (One forged datagram with a
+sequence 2^30 ahead once set a node's ``lost`` to 1,073,741,824.)
+
+Rates: :meth:`NodeState.rate_hz` is frames over the time they span within a window, and unknown
+(None) until that span is at least ``min_rate_span_s`` (1 s live): datagrams that arrive in one burst (a
+stalled Wi-Fi link, a gateway pause) span microseconds and once gave 482,034 Hz.
 """
 
 from __future__ import annotations
@@ -33,6 +45,7 @@ import numpy as np
 
 from csi_edge.frames import FrameBatch, node_key
 
+CHUNK_S = 0.25  # rate/RSSI history granularity (seconds per entry)
 SEQ_MOD = 1 << 32  # RuView sequences are u32 and wrap
 _HALF = 1 << 31
 
@@ -66,6 +79,10 @@ class NodeState:
     # unwrapped sequences received lately (duplicate detection): compacted lazily
     recent_seqs: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     pending_seqs: list = field(default_factory=list)
+    #: frames whose sequence jumped far ahead and were not followed (forged or corrupt)
+    seq_outliers: int = 0
+    #: (raw seq, t_rx) of a far jump waiting for the node's next frame to confirm or refute it
+    pending_jump: tuple[int, float] | None = None
     # per update: (first t, last t, frames, rssi sum): rate and mean RSSI over a recent window
     chunks: deque = field(default_factory=lambda: deque(maxlen=1024))
     last_rssi: int | None = None
@@ -95,14 +112,18 @@ class NodeState:
             t0 = min(t0, t_first)
         return frames, newest - t0, rssi
 
-    def rate_hz(self, window_s: float = 10.0) -> float:
-        """Frames per second over the recent window (0.0 with fewer than 2 frames).
+    def rate_hz(self, window_s: float = 10.0, min_span_s: float = 1.0) -> float | None:
+        """Frames per second over the recent window; None (unknown) until the frames in it span
+        ``min_span_s``.
 
         Frames over time span rather than 1/median gap: gateways that timestamp per receive batch
-        give many zero gaps, which would wreck a median but not a span.
+        give many zero gaps, which would wreck a median but not a span. The minimum span keeps a
+        burst (many frames received within microseconds) from reading as a huge rate.
         """
         frames, span, _ = self.window(window_s)
-        return (frames - 1) / span if frames > 1 and span > 0 else 0.0
+        if frames < 2 or span <= 0 or span < min_span_s:
+            return None
+        return (frames - 1) / span
 
     def rssi_mean(self, window_s: float = 10.0) -> float | None:
         frames, _, rssi = self.window(window_s)
@@ -134,12 +155,21 @@ class NodeTable:
         reorder_window: int = 64,
         reboot_gap_s: float = 0.25,
         rate_window_s: float = 10.0,
+        min_rate_span_s: float | None = None,
+        jump_slack: int = 1024,
+        jump_rate_hz: float = 1000.0,
         clock: Callable[[], float] | None = None,
     ) -> None:
         self.offline_after_s = offline_after_s
         self.reorder_window = reorder_window
         self.reboot_gap_s = reboot_gap_s
         self.rate_window_s = rate_window_s
+        # live (a clock): a rate needs a second of frames; offline a capture is what it is
+        self.min_rate_span_s = (
+            min_rate_span_s if min_rate_span_s is not None else (1.0 if clock else 0.0)
+        )
+        self.jump_slack = jump_slack
+        self.jump_rate_hz = jump_rate_hz
         self.clock = clock
         self.nodes: dict[str, NodeState] = {}
         self._by_src_node: dict[tuple[str, int], NodeState] = {}
@@ -164,6 +194,22 @@ class NodeTable:
                 st = self.nodes[key] = NodeState(key=key, source=source, node_id=node_id)
             self._by_src_node[(source, node_id)] = st
         return st
+
+    def known(self, source: str, node_id: int) -> bool:
+        """Whether (source, node id) is a node already (admission checks only new ones)."""
+        return (source, node_id) in self._by_src_node or node_key(source, node_id) in self.nodes
+
+    def forget(self, silent_since: float) -> list[str]:
+        """Remove every node whose last frame arrived before ``silent_since``; their keys."""
+        gone = [k for k, st in self.nodes.items() if st.last_seen < silent_since]
+        if gone:
+            for k in gone:
+                del self.nodes[k]
+            dead = set(gone)  # several (source spelling, id) pairs may name one node
+            self._by_src_node = {
+                sk: st for sk, st in self._by_src_node.items() if st.key not in dead
+            }
+        return gone
 
     # -- update -------------------------------------------------------------------------------
     def update(self, batch: FrameBatch) -> None:
@@ -230,7 +276,12 @@ class NodeTable:
                 st.first_seen = t0
             st.frames += k
             st.last_seen = t1 if not st.last_seen >= t1 else st.last_seen
-            st.chunks.append((t0, t1, k, rs))
+            last = st.chunks[-1] if st.chunks else None
+            if last is not None and t0 - last[0] < CHUNK_S and t0 >= last[0]:
+                # one entry per CHUNK_S, not per batch: the summary walks these every report
+                st.chunks[-1] = (last[0], max(last[1], t1), last[2] + k, last[3] + rs)
+            else:
+                st.chunks.append((t0, t1, k, rs))
             st.last_rssi, st.noise = r_last, noise
             st.freq_mhz = freq or st.freq_mhz
         self._sequences(states, col("seq"), t, starts, ends, counts)
@@ -254,7 +305,14 @@ class NodeTable:
         is_new = np.array([st.seq_max is None for st in states])
         last_raw = np.array([st.last_seq_raw for st in states], np.int64)
         last_u = np.array([st.last_seq_u for st in states], np.int64)
-        at_max = np.array([st.seq_max is None or st.last_seq_u == st.seq_max for st in states])
+        at_max = np.array(
+            [
+                (st.seq_max is None or st.last_seq_u == st.seq_max) and st.pending_jump is None
+                for st in states
+            ]
+        )
+        max_t = np.array([st.seq_max_t if st.seq_max is not None else np.nan for st in states])
+        ceil_hz = np.array([self._ceiling_hz(st) for st in states])
         # x: per-frame increments of the unwrapped sequence; at a node's first frame in this
         # batch, the jump from its last frame (old node) or the raw value itself (new node)
         x = np.empty(n, np.int64)
@@ -264,7 +322,10 @@ class NodeTable:
         cs = np.cumsum(x)
         offset = cs[starts] - x[starts] - base
         u = cs - np.repeat(offset, counts)
-        step_ok = x > 0
+        step_ok = (x > 0) & (x <= self.jump_slack)  # a big step inside a batch: slow path
+        # a node's first frame in this batch: at most what its rate allows since its newest
+        since = np.nan_to_num(t[starts] - max_t, nan=0.0).clip(0.0)
+        step_ok[starts] = (x[starts] > 0) & (x[starts] <= self.jump_slack + ceil_hz * since)
         step_ok[starts[is_new]] = True
         ok = np.logical_and.reduceat(step_ok, starts) & at_max
         u_first, u_last = u[starts], u[ends - 1]
@@ -284,9 +345,19 @@ class NodeTable:
             if len(st.pending_seqs) > 64:
                 st.seen_seqs(self.reorder_window)
 
+    def _ceiling_hz(self, st: NodeState) -> float:
+        """The highest frame rate a far sequence jump is checked against (see module doc)."""
+        rate = st.rate_hz(self.rate_window_s, self.min_rate_span_s)
+        return self.jump_rate_hz if rate is None else max(4.0 * rate, 100.0)
+
     def _account_sequences(self, st: NodeState, seq: np.ndarray, t: np.ndarray) -> None:
         """Sequence bookkeeping for one node's frames, split at reboots (rare: loop per reboot)."""
         W = self.reorder_window
+        if st.pending_jump is not None:  # a far jump held back: the frames after it decide
+            seq = np.concatenate(([st.pending_jump[0]], seq)).astype(np.int64)
+            t = np.concatenate(([st.pending_jump[1]], t))
+            st.pending_jump = None
+        ceiling = self._ceiling_hz(st)
         while len(seq):
             if st.seq_max is None:
                 base = int(seq[0])
@@ -304,10 +375,27 @@ class NodeTable:
             before = np.maximum.accumulate(np.concatenate(([-1], newest[:-1])))
             t_newest = np.where(before >= 0, t[np.maximum(before, 0)], st.seq_max_t)
             restart = (d <= -W) | ((d <= 0) & (t - t_newest >= self.reboot_gap_s))
-            cut = int(np.argmax(restart)) if restart.any() else len(seq)
+            since = np.nan_to_num(t - t_newest, nan=0.0).clip(0.0)
+            jump = d > self.jump_slack + ceiling * since
+            if st.seq_max is None:
+                jump[0] = False  # the first frame of a boot starts wherever it starts
+            odd = restart | jump
+            cut = int(np.argmax(odd)) if odd.any() else len(seq)
             self._account_segment(st, u[:cut], d[:cut], seq[:cut], t[:cut])
             if cut == len(seq):
                 return
+            if jump[cut]:
+                if cut + 1 == len(seq):  # nothing after it yet: wait for the next frame
+                    st.pending_jump = (int(seq[cut]), float(t[cut]))
+                    return
+                step = int(_wrap_delta(np.int64(seq[cut + 1] - seq[cut])))
+                follows = 0 < step <= self.jump_slack + ceiling * max(t[cut + 1] - t[cut], 0.0)
+                if not follows:  # the old sequence goes on: the far frame was forged/corrupt
+                    st.seq_outliers += 1
+                    seq, t = np.delete(seq, cut), np.delete(t, cut)
+                    seq, t = seq[cut:], t[cut:]
+                    continue
+                # the node goes on from the far frame: a restart with a new sequence
             # reboot: close the current boot and start a new one at frame `cut`; the rate window
             # restarts too (the silence while the node rebooted is not its frame rate)
             st.reboots += 1
@@ -372,7 +460,8 @@ class NodeTable:
                 "duplicates": st.duplicates,
                 "reordered": st.reordered,
                 "reboots": st.reboots,
-                "rate_hz": round(st.rate_hz(self.rate_window_s), 3),
+                "seq_outliers": st.seq_outliers,
+                "rate_hz": _round(st.rate_hz(self.rate_window_s, self.min_rate_span_s), 3),
                 "subcarriers": {str(p): c for p, c in sorted(st.subcarriers.items())},
                 # 0 dBm is what formats without a trustworthy RSSI store (RuView .csi.jsonl):
                 # no received Wi-Fi frame is that strong, so report it as unknown
@@ -385,3 +474,7 @@ class NodeTable:
                 "online": self.online(st, now),
             }
         return out
+
+
+def _round(x: float | None, nd: int) -> float | None:
+    return None if x is None else round(x, nd)

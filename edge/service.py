@@ -4,6 +4,7 @@ as a service: sources and sinks from the config, the pose bundle loaded once, SI
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
@@ -26,7 +27,15 @@ def build_sources(cfg: GatewayConfig) -> list[Source]:
     sources: list[Source] = []
     for spec in cfg.ingest.udp:
         host, port = parse_hostport(spec, what="ingest.udp")
-        sources.append(UdpSource(host, port, iq_order=cfg.ingest.iq_order))
+        sources.append(
+            UdpSource(
+                host,
+                port,
+                iq_order=cfg.ingest.iq_order,
+                allow=cfg.ingest.allow,
+                rcvbuf=cfg.ingest.rcvbuf,
+            )
+        )
     for s in cfg.ingest.serial:
         sources.append(SerialSource(s.port, s.baud, iq_order=cfg.ingest.iq_order))
     return sources
@@ -52,7 +61,8 @@ def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
     from csi_edge.inference.manifest import ManifestError, load_manifest
     from csi_edge.inference.runtime import VitalsRuntime, open_runtime
 
-    variants = load_manifest(resolve(name)).variants
+    manifest = load_manifest(resolve(name))
+    variants = manifest.variants
     variant = cfg.models.precision
     if variant not in variants:
         log.warning(
@@ -62,11 +72,31 @@ def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
             ", ".join(variants),
         )
         variant = None
+    variant = _without_onnxruntime(name, manifest, variant)
     runtime = open_runtime(name, variant=variant, threads=cfg.models.threads)
     kind = "vitals" if isinstance(runtime, VitalsRuntime) else "pose"
     if kind != task:
         raise ManifestError(f"{name}: a {kind} model, expected a {task} model")
     return runtime
+
+
+def _without_onnxruntime(name: str, manifest: Any, variant: str | None) -> str | None:
+    """Where onnxruntime is not installed (no wheel on 32-bit ARM), run the LiteRT variant of
+    the same precision instead of failing on the ONNX one, and say so."""
+    from csi_edge.inference.backends import onnxruntime_available
+
+    variants = manifest.variants
+    chosen = manifest.variant(variant)
+    if chosen.backend != "onnxruntime" or onnxruntime_available():
+        return variant
+    lite = f"{chosen.precision}-tflite"
+    if lite in variants:
+        log.warning(
+            "onnxruntime is not installed on this platform: %s runs its %r variant instead of %r",
+            name, lite, chosen.name,
+        )  # fmt: skip
+        return lite
+    return variant  # opening it raises the clear "needs onnxruntime" error
 
 
 def _load_optional(name: str, default: str, cfg: GatewayConfig, task: str) -> Any | None:
@@ -105,7 +135,14 @@ def build_gateway(
     sources = build_sources(cfg) + list(extra_sources)
     if not sources:
         raise ConfigError("no sources: set ingest.udp or ingest.serial (or pass --udp / --serial)")
-    gateway = Gateway(cfg, sources, [], load_pose_runtime(cfg), load_vitals_model(cfg))
+    from csi_edge.estimators import ProcessEstimators
+
+    vitals_model = load_vitals_model(cfg)  # here too: a bad bundle is an error at start-up
+    # the estimates run in their own process, off the ingest loop (csi_edge.estimators)
+    estimators = ProcessEstimators(
+        cfg.baselines_dir, functools.partial(load_vitals_model, cfg) if vitals_model else None
+    )
+    gateway = Gateway(cfg, sources, [], load_pose_runtime(cfg), vitals_model, estimators=estimators)
     gateway.sinks = (
         build_sinks(cfg, console_stream, gateway.totals_line) if sinks is None else list(sinks)
     )

@@ -329,25 +329,17 @@ class StreamingHead:
                 raise ValueError(f"{b} embeddings for {kc.shape[0]} streams")
             self._attend(q, k, v, kc, vc, n, buf.scores, buf.bias, buf.red, buf.o, buf.bias_idx)
         else:
-            # arbitrary rows: attend stream by stream on views rather than gather whole windows
+            # arbitrary rows (nodes whose grid points fall in different pushes): gather their
+            # windows (a few KB per stream), attend batched, write back the one new slot
             idx = np.asarray(rows, np.intp)
             if len(idx) != b:
                 raise ValueError(f"{b} embeddings for {len(idx)} streams")
-            for j, r in enumerate(idx.tolist()):
-                sj, sr = slice(j, j + 1), slice(r, r + 1)
-                self._attend(
-                    q[sj],
-                    k[sj],
-                    v[sj],
-                    self.k_cache[sr],
-                    self.v_cache[sr],
-                    self.count[sr],
-                    buf.scores[sj],
-                    buf.bias[sj],
-                    buf.red[sj],
-                    buf.o[sj],
-                    buf.bias_idx[sj],
-                )
+            kc, vc, n = self.k_cache[idx], self.v_cache[idx], self.count[idx]
+            slot = n % c.window
+            self._attend(q, k, v, kc, vc, n, buf.scores, buf.bias, buf.red, buf.o, buf.bias_idx)
+            self.k_cache[idx, :, slot] = k
+            self.v_cache[idx, :, slot] = v
+            self.count[idx] = n
         self.o(buf.o.reshape(b, hkv * g * dh), out=buf.c)
         buf.c += e
         gelu_tanh_x2(self.fc1(buf.c, out=buf.h), tmp=buf.h2)

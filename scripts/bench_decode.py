@@ -12,9 +12,16 @@ in the same run decodes it
 and the live-ingest path (a list of datagram ``bytes`` -> FrameBatch, in batches as a UDP
 receive loop hands them over) against the same naive per-datagram decoder.
 
+Text captures: the ESP32-CSI-Tool file ``tests/data/esp32-csi-tool/example_100hz_pitraffic.csv``
+(its 833 complete lines, repeated to ``--text-lines``) read from disk to frames, in lines/s, by
+:func:`csi_edge.capture.read_capture`, by a naive per-line parser (``split`` + ``int()`` per
+value, the usual hobby script), and by CSIKit's ESP32 reader (``CSVBeamformReader``) when
+CSIKit is installed (``pip install csikit``: a comparison only, not a dependency). All three
+must return the same number of frames.
+
     python scripts/bench_decode.py                 # 1M frames
     python scripts/bench_decode.py --json          # machine-readable
-    python scripts/bench_decode.py --frames 200000 --mix uniform
+    python scripts/bench_decode.py --frames 200000 --mix uniform --text-lines 20000
 
 Each figure is the best of ``--repeat`` runs (the machine is shared); ratios are against the
 baseline measured in the same run.
@@ -109,6 +116,77 @@ def naive_pcap(path: str) -> int:
     return len(frames)
 
 
+# --- text captures ------------------------------------------------------------------------------
+TEXT_SAMPLE = (
+    Path(__file__).resolve().parents[1] / "tests/data/esp32-csi-tool/example_100hz_pitraffic.csv"
+)
+
+
+def write_text_capture(path: str, n_lines: int) -> int:
+    """The sample's header + its complete CSI lines, repeated to about ``n_lines``."""
+    src = TEXT_SAMPLE.read_bytes().splitlines(keepends=True)
+    good = [r for r in src[1:] if len(r.split(b"[")[1].split(b"]")[0].split()) == 128]
+    reps = max(1, n_lines // len(good))
+    with open(path, "wb") as f:
+        f.write(src[0])
+        f.write(b"".join(good) * reps)
+    return reps * len(good)
+
+
+def naive_text(path: str) -> int:
+    """Per line: split, int() per field and per value, a dict per frame."""
+    frames = []
+    with open(path) as f:
+        f.readline()
+        for line in f:
+            p = line.rstrip("\n").split(",")
+            if len(p) != 26 or p[0] != "CSI_DATA":
+                continue
+            vals = [int(v) for v in p[25].strip("[] ").split()]
+            frames.append({"mac": p[2], "rssi": int(p[3]), "noise": int(p[14]),
+                           "channel": int(p[16]), "local_us": int(p[18]),
+                           "t": float(p[23]), "len": int(p[24]), "csi": vals})  # fmt: skip
+    return len(frames)
+
+
+def csikit_text(path: str) -> int | None:
+    try:
+        from CSIKit.reader.readers.read_csv import CSVBeamformReader
+    except ImportError:
+        return None
+    return len(CSVBeamformReader().read_file(path).frames)
+
+
+def bench_text(n_lines: int, repeat: int, log) -> dict:
+    from csi_edge.capture import read_capture
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(tmp, "tool.csv")
+        n = write_text_capture(path, n_lines)
+        t_ours, c_ours, res = best(lambda: read_capture(path), repeat)
+        t_naive, _, n_naive = best(lambda: naive_text(path), max(1, repeat - 1))
+        t_kit, _, n_kit = best(lambda: csikit_text(path), 1)
+    assert len(res.frames) == n_naive == n, (len(res.frames), n_naive, n)
+    out = {
+        "lines": n,
+        "csi_edge_lps": round(n / t_ours),
+        "csi_edge_cpu_lps": round(n / c_ours),
+        "naive_lps": round(n / t_naive),
+        "ratio_vs_naive": round(t_naive / t_ours, 1),
+        "csikit_lps": None,
+        "ratio_vs_csikit": None,
+    }
+    if n_kit is not None:
+        assert n_kit == n, (n_kit, n)
+        out["csikit_lps"] = round(n / t_kit)
+        out["ratio_vs_csikit"] = round(t_kit / t_ours, 1)
+    log(
+        f"text ({n:,} ESP32-CSI-Tool lines): csi-edge {out['csi_edge_lps']:,} lines/s, naive "
+        f"{out['naive_lps']:,}, CSIKit {out['csikit_lps'] or 'not installed'}"
+    )
+    return out
+
+
 # --- timing -------------------------------------------------------------------------------------
 def best(fn, repeat: int) -> tuple[float, float, object]:
     """Best wall time and best CPU time (process_time: what one core spends, whatever else
@@ -133,6 +211,9 @@ def main() -> None:
         "--batch", type=int, default=64, help="datagrams per decode call on the live path"
     )
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument(
+        "--text-lines", type=int, default=100_000, help="ESP32-CSI-Tool lines for the text bench"
+    )
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
 
@@ -199,6 +280,7 @@ def main() -> None:
         "csi_edge_cpu_fps": round(m / c_od),
         "naive_cpu_fps": round(m / c_nd),
     }
+    out["text"] = bench_text(args.text_lines, args.repeat, log)
     out["load_avg_1min"] = round(os.getloadavg()[0], 2)
     out["cpus"] = os.cpu_count()
     log(
@@ -213,6 +295,17 @@ def main() -> None:
                 f"{name:<20}: csi-edge {r['csi_edge_fps']:>10,} frames/s (CPU {r['csi_edge_cpu_fps']:,})"
                 f"   naive {r['naive_fps']:>9,} frames/s (CPU {r['naive_cpu_fps']:,})   x{r['ratio']}"
             )
+        t = out["text"]
+        kit = (
+            f"CSIKit {t['csikit_lps']:>7,} lines/s   x{t['ratio_vs_csikit']}"
+            if t["csikit_lps"]
+            else "CSIKit not installed (pip install csikit)"
+        )
+        print(
+            f"{'text, ESP32-CSI-Tool':<20}: csi-edge {t['csi_edge_lps']:>10,} lines/s  "
+            f"(CPU {t['csi_edge_cpu_lps']:,})   naive {t['naive_lps']:>9,} lines/s   "
+            f"x{t['ratio_vs_naive']}   {kit}"
+        )
         print(
             f"load average {out['load_avg_1min']} on {out['cpus']} CPUs (wall figures drop when busy)"
         )

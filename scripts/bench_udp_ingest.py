@@ -17,6 +17,9 @@ receiver's one core is what is measured. Loss = frames sent - frames decoded.
     python scripts/bench_udp_ingest.py            # full run (~2 min)
     python scripts/bench_udp_ingest.py --quick    # shorter steps, for a smoke test
     python scripts/bench_udp_ingest.py --json     # one JSON object on stdout
+
+The whole gateway under load (loss with a small socket buffer, loop pauses, report period,
+MQTT lag, the node count where loss begins) is measured by scripts/bench_gateway_load.py.
 """
 
 from __future__ import annotations

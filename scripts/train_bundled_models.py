@@ -316,6 +316,44 @@ def eval_set(cal_caps, eval_caps, bundle: Path, work: Path, name: str, n_cal: in
     return out
 
 
+def pose_calibration(bundle: Path, work: Path, seed: int, quick: bool = False) -> Path:
+    """The pose bundle's calibration + held-out set (fixed seeds: the same on every run)."""
+    cal_caps = write_captures(pose_sims([300, 301], 70.0, seed + 1), work / "cal", "pose")
+    eval_caps = write_captures(
+        pose_sims([900, 901] if quick else [900, 901, 902], 70.0, seed + 2), work / "eval", "pose"
+    )
+    return eval_set(cal_caps, eval_caps, bundle, work, "pose", 256)
+
+
+def vitals_calibration(bundle: Path, work: Path, seed: int) -> Path:
+    """The vitals bundle's calibration + held-out set (fixed seeds: the same on every run)."""
+    cal_caps = write_captures(
+        vitals_sims([400, 401, 402, 403, 404, 405, 406], 90.0, seed + 1), work / "cal", "vitals"
+    )
+    eval_caps = write_captures(
+        vitals_sims(range(950, 957), 120.0, seed + 2), work / "eval", "vitals"
+    )
+    return eval_set(cal_caps, eval_caps, bundle, work, "vitals", 256)
+
+
+def requantize_onnx(out: Path, work: Path, seed: int, only: str | None) -> dict:
+    """Re-quantize the shipped bundles' ONNX INT8 variants from their fp32 files, without the
+    checkpoints (which are not shipped): fp32 and LiteRT files stay byte-identical; the LiteRT
+    INT8 variant is measured again into the parity report."""
+    summary = {}
+    for task, build in (("pose", pose_calibration), ("vitals", vitals_calibration)):
+        if only not in (None, task):
+            continue
+        bundle = out / f"csi-edge-{task}"
+        log(f"{task}: calibration set")
+        cal = build(bundle, work, seed)
+        log(f"{task}: csi-edge quantize (ONNX only)")
+        res = csi_edge("quantize", bundle, "--calibration", cal, "--check")
+        scrub_manifest(bundle)
+        summary[task] = {"checks": res["checks"]}
+    return summary
+
+
 def write_captures(sims, folder: Path, stem: str) -> list[Path]:
     from csi_edge.sim import write_capture
 
@@ -393,6 +431,11 @@ def main() -> None:
     ap.add_argument("--pose-epochs", type=int, default=12)
     ap.add_argument("--pose-recordings", type=int, default=48)
     ap.add_argument("--pose-seconds", type=float, default=35.0, help="length of each recording")
+    ap.add_argument(
+        "--requantize-onnx",
+        action="store_true",
+        help="only re-quantize the shipped bundles' INT8 ONNX files (no training, no checkpoint)",
+    )
     args = ap.parse_args()
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import torch
@@ -406,8 +449,11 @@ def main() -> None:
     q = args.quick
     t_start = time.time()
     summary: dict = {}
+    if args.requantize_onnx:
+        summary = requantize_onnx(args.out, work, args.seed, args.only)
 
-    if args.only in (None, "pose"):
+    train_now = not args.requantize_onnx
+    if train_now and args.only in (None, "pose"):
         log("pose: simulating")
         # many short recordings: each seed is a different room/node placement, which is what
         # generalization to the held-out recordings needs. MLP encoder (before 2026-11-21), on
@@ -445,13 +491,7 @@ def main() -> None:
             "--name",
             "csi-edge-pose",
         )
-        cal_caps = write_captures(pose_sims([300, 301], 70.0, args.seed + 1), work / "cal", "pose")
-        eval_caps = write_captures(
-            pose_sims([900, 901] if q else [900, 901, 902], 70.0, args.seed + 2),
-            work / "eval",
-            "pose",
-        )
-        cal = eval_set(cal_caps, eval_caps, bundle, work, "pose", 256)
+        cal = pose_calibration(bundle, work, args.seed, q)
         log("pose: csi-edge quantize")
         res = csi_edge(
             "quantize", bundle, "--calibration", cal, "--tflite", "--check", "--checkpoint", ck
@@ -462,7 +502,7 @@ def main() -> None:
             "checks": res["checks"],
         }
 
-    if args.only in (None, "vitals"):
+    if train_now and args.only in (None, "vitals"):
         log("vitals: simulating")
         mv = vitals_manifest()
         train = vitals_sims(range(200, 207 if q else 228), 90.0 if q else 150.0, args.seed)
@@ -485,15 +525,7 @@ def main() -> None:
             "--name",
             "csi-edge-vitals",
         )
-        cal_caps = write_captures(
-            vitals_sims([400, 401, 402, 403, 404, 405, 406], 90.0, args.seed + 1),
-            work / "cal",
-            "vitals",
-        )
-        eval_caps = write_captures(
-            vitals_sims(range(950, 957), 120.0, args.seed + 2), work / "eval", "vitals"
-        )
-        cal = eval_set(cal_caps, eval_caps, bundle, work, "vitals", 256)
+        cal = vitals_calibration(bundle, work, args.seed)
         log("vitals: csi-edge quantize")
         res = csi_edge(
             "quantize", bundle, "--calibration", cal, "--tflite", "--check", "--checkpoint", ck

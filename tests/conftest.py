@@ -25,6 +25,14 @@ def _private_state_dir(tmp_path_factory):
     os.environ.pop("STATE_DIRECTORY", None)
 
 
+@pytest.fixture(autouse=True)
+def _fresh_log_limits():
+    """The log limiter is process-wide: each test starts with every reason unlogged."""
+    from csi_edge.loglimit import LIMITER
+
+    LIMITER.reset()
+
+
 def free_port(kind: int = socket.SOCK_STREAM) -> int:
     with socket.socket(socket.AF_INET, kind) as s:
         s.bind(("127.0.0.1", 0))

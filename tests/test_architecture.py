@@ -8,7 +8,7 @@ functions count too, because they are dependencies all the same):
 2 processing  dsp, vitals, inference, temporal, pose, sim
 3 gateway     gateway, config, report
 4 sinks       sinks
-5 app         service, app (assembly of a gateway, demo, record, signals)
+5 app         service, app, capacity (assembly of a gateway, demo, record, signals; load)
 6 cli         cli, __main__
 
 ``firmware``, ``export`` and ``calibration`` (quantization sets) sit beside the runtime: they may
@@ -27,12 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"edge": "csi_edge", "firmware": "csi_edge.firmware", "export": "csi_edge.export",
            "calibration": "csi_edge.calibration"}
 LAYERS = {
-    0: "errors paths radio frames layout skips codecs capture registry __init__",
-    1: "nodes ingest sources",
+    0: "errors paths radio frames layout skips loglimit codecs capture registry __init__",
+    1: "nodes admission ingest sources",
     2: "dsp vitals inference temporal pose sim models",
-    3: "gateway config report",
+    3: "gateway estimators config report",
     4: "sinks",
-    5: "service app",
+    5: "service app capacity",
     6: "cli __main__",
 }
 LAYER_OF = {name: n for n, names in LAYERS.items() for name in names.split()}

@@ -11,15 +11,25 @@ import pytest
 from click.testing import CliRunner
 
 from csi_edge.capture import CaptureError, detect_format, iter_capture, read_capture
-from csi_edge.cli import cli
+from csi_edge.cli import cli, main
 from csi_edge.codecs import ruview as rv
 from csi_edge.codecs.pcap import PcapWriter
 from csi_edge.codecs.recording import RecordingWriter, escape, iter_recording, unescape
+from csi_edge.errors import NoDataError
 
 DATA = Path(__file__).parent / "data"
 JSONL = DATA / "ruview" / "pretrain-head400.csi.jsonl"
 TOOL = DATA / "esp32-csi-tool" / "example_100hz_pitraffic.csv"
 TOOL_LINE = TOOL.read_bytes().splitlines()[1]
+TOOL_MAC = "11:22:33:44:55:66"  # the transmitter every line of TOOL names
+
+
+def run_main(capsys, *args) -> tuple[int, str]:
+    """``csi-edge ARGS`` through :func:`csi_edge.cli.main` (the real error path): exit code,
+    stderr."""
+    with pytest.raises(SystemExit) as e:
+        main([*map(str, args)])
+    return e.value.code, capsys.readouterr().err
 
 
 @pytest.fixture
@@ -61,8 +71,9 @@ def test_format_override_and_unknown_format(tmp_path):
     assert len(read_capture(copy, fmt="jsonl").frames) == 368
     with pytest.raises(CaptureError, match="unknown format 'bogus'"):
         read_capture(copy, fmt="bogus")
-    forced = read_capture(copy, fmt="text")  # wrong format forced: every line counted, no crash
-    assert len(forced.frames) == 0 and forced.skipped == {"unknown-line": 400}
+    # wrong format forced: every line counted, then "no data" naming the file and the counts
+    with pytest.raises(NoDataError, match=r"rec\.dat: no CSI frames as text.*unknown-line 400"):
+        read_capture(copy, fmt="text")
     (tmp_path / "empty.csv").write_bytes(b"")
     with pytest.raises(CaptureError, match="empty"):
         read_capture(tmp_path / "empty.csv", fmt="text")
@@ -105,7 +116,7 @@ def test_recording_is_lossless(tmp_path):
         b"\n" not in escape(b) and unescape(escape(b)) == b for b in nasty + [bytes(range(256))]
     )
     res = read_capture(p)
-    assert len(res.frames) == 1 and res.frames.sources == ["/dev/tty\tUSB0"]
+    assert len(res.frames) == 1 and res.frames.sources == [f"/dev/tty\tUSB0#{TOOL_MAC}"]
     assert res.frames.meta["t_rx"][0] == rows[3][0]  # the receive time, not the line's own clock
     assert res.skipped == {"non-utf8": 1, "bad-field-count": 1, "unknown-line": 1, "empty-line": 1}
 
@@ -120,7 +131,10 @@ def test_recording_with_two_sources_in_time_order_and_bad_record(tmp_path):
     res = read_capture(p)
     assert len(res.frames) == 6 and res.skipped == {"bad-record": 1}
     assert np.all(np.diff(res.frames.meta["t_rx"]) > 0)
-    assert sorted(set(res.frames.node_keys().tolist())) == ["/dev/ttyUSB0", "/dev/ttyUSB1"]
+    assert sorted(set(res.frames.node_keys().tolist())) == [
+        f"/dev/ttyUSB0#{TOOL_MAC}",
+        f"/dev/ttyUSB1#{TOOL_MAC}",
+    ]
 
 
 def test_iter_capture_chunks(pcap_file):
@@ -137,7 +151,7 @@ def test_cli_summary_json_contract(pcap_file):
     r = run(pcap_file, "--summary", "--json")
     assert r.exit_code == 0, r.output
     doc = json.loads(r.stdout)
-    assert set(doc) == {"frames", "nodes", "packets", "skipped"}
+    assert set(doc) == {"frames", "nodes", "packets", "skipped", "notes"}
     assert (
         doc["frames"] == 12
         and doc["packets"] == {"edge_vitals": 1}
@@ -170,7 +184,7 @@ def test_cli_real_captures_summary():
     assert sum(n["subcarriers"]["192"] for n in doc["nodes"].values()) == 4
     doc = json.loads(run(TOOL, "--json").stdout)
     assert doc["frames"] == 833 and doc["skipped"] == {"header-line": 1, "len-mismatch": 1}
-    assert 50 < doc["nodes"]["example_100hz_pitraffic.csv"]["rate_hz"] < 120
+    assert 50 < doc["nodes"][f"example_100hz_pitraffic.csv#{TOOL_MAC}"]["rate_hz"] < 120
 
 
 def test_cli_npz_and_jsonl_outputs(tmp_path, pcap_file):
@@ -192,27 +206,26 @@ def test_cli_npz_and_jsonl_outputs(tmp_path, pcap_file):
     assert first["iq_order"] == "real-first" and first["n_pairs"] == 64
 
 
-def test_cli_user_errors(tmp_path):
+def test_cli_user_errors(tmp_path, capsys):
     bad = tmp_path / "notes.txt"
     bad.write_text("just some notes\n")
-    r = CliRunner().invoke(cli, ["decode", str(bad)])
-    assert r.exit_code == 1 and "not a CSI capture" in r.output and "Traceback" not in r.output
+    code, err = run_main(capsys, "decode", bad)
+    assert code == 1 and "not a CSI capture" in err and "Traceback" not in err
     empty = tmp_path / "e.pcap"
     empty.write_bytes(b"")
-    r = CliRunner().invoke(cli, ["decode", str(empty)])
-    assert r.exit_code == 1 and "empty" in r.output
-    r = CliRunner().invoke(cli, ["decode", str(JSONL), "-o", str(tmp_path / "x.csv")])
-    assert r.exit_code == 2 and ".jsonl or .npz" in r.output
-    r = CliRunner().invoke(
-        cli, ["decode", str(JSONL), "-o", str(tmp_path / "no" / "dir" / "x.npz")]
-    )
-    assert r.exit_code == 1 and "cannot write" in r.output and "Traceback" not in r.output
+    code, err = run_main(capsys, "decode", empty)
+    assert code == 1 and "empty" in err
+    code, err = run_main(capsys, "decode", JSONL, "-o", tmp_path / "x.csv")
+    assert code == 2 and ".jsonl or .npz" in err
+    code, err = run_main(capsys, "decode", JSONL, "-o", tmp_path / "no" / "dir" / "x.npz")
+    assert code == 1 and "cannot write" in err and "Traceback" not in err
 
 
-def test_cli_format_override(tmp_path):
+def test_cli_format_override(tmp_path, capsys):
     odd = tmp_path / "capture.bin"
     shutil.copy(JSONL, odd)
     doc = json.loads(run(odd, "--format", "jsonl", "--json").stdout)
     assert doc["frames"] == 368
-    doc = json.loads(run(odd, "--format", "text", "--json").stdout)  # wrong on purpose: all counted
-    assert doc["frames"] == 0 and doc["skipped"] == {"unknown-line": 400}
+    # wrong on purpose: every line counted, and no CSI at all is exit 3 naming the counts
+    code, err = run_main(capsys, "decode", odd, "--format", "text", "--json")
+    assert code == 3 and "no CSI frames as text" in err and "unknown-line 400" in err

@@ -55,7 +55,9 @@ def test_each_layout_decodes(make, layout):
     assert res.frames.raw(0).tolist() == VALUES
     assert res.frames.meta["n_pairs"][0] == 64 and res.frames.meta["t_rx"][0] == 12.5
     assert dec.layouts == {layout: 1}
-    assert res.frames.sources == ["/dev/ttyUSB0"]
+    # the line names its transmitter: the node is keyed by source and MAC
+    mac = "11:22:33:44:55:66" if make is tool else "aa:bb:cc:dd:ee:ff"
+    assert res.frames.sources == [f"/dev/ttyUSB0#{mac}"]
 
 
 def test_metadata_fields_per_layout():
@@ -124,7 +126,7 @@ def test_real_csi_tool_captures():
         (tool(n=130).encode(), "len-mismatch"),
         (tool(VALUES[:127], n=384).encode(), "len-mismatch"),
         (tool(VALUES[:127]).encode(), "len-mismatch"),  # odd count
-        (classic(LIST + ",extra").encode(), "bad-field-count"),
+        (classic(LIST + "x").encode(), "bad-field-count"),  # text glued to the array
         (classic().replace("-61", "9" * 400).encode(), "bad-value"),  # absurdly large number
         (tool().replace("0.285197", "1e999").encode(), "bad-value"),
         (tool().replace("0.285197", "9" * 400 + ".5").encode(), "bad-value"),

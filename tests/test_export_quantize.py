@@ -99,3 +99,31 @@ def test_wrong_calibration_shape_is_a_clear_error(vitals, tmp_path):
     res = CliRunner().invoke(cli, ["quantize", str(tmp / "b"), "-c", str(bad)])
     assert res.exit_code == 1 and "Traceback" not in res.output
     assert "8, 100]" in res.output and "expects" in res.output and "8, 256]" in res.output
+
+
+def _int8_weight_range(path) -> int:
+    """Largest |value| over the model's int8 weight initializers."""
+    import onnx
+    from onnx import numpy_helper
+
+    model = onnx.load(str(path))
+    arrays = [numpy_helper.to_array(t) for t in model.graph.initializer]
+    return max(int(np.abs(a.astype(np.int16)).max()) for a in arrays if a.dtype == np.int8)
+
+
+@pytest.mark.parametrize("activations,limit", [("uint8", 64), ("int8", 128)])
+def test_u8s8_weights_use_seven_bits_so_avx2_cannot_saturate(vitals, tmp_path, activations, limit):
+    """U8S8 on x86 AVX2 without VNNI sums u8 x s8 pairs in int16 and saturates on full-range
+    weights; 7-bit weights (reduce_range) cannot. S8S8 keeps the full 8 bits."""
+    tmp, cal = vitals
+    bundle = tmp_path / "b"
+    shutil.copytree(tmp / "b", bundle)
+    res = CliRunner().invoke(
+        cli, ["quantize", str(bundle), "-c", str(cal), "--activations", activations, "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    m = load_manifest(bundle)
+    q = m.provenance["quantization"]["onnx"]["window"]
+    assert q["reduce_range"] is (activations == "uint8")
+    top = _int8_weight_range(bundle / m.variant("int8").files["window"])
+    assert top <= limit and (activations == "uint8" or top > 64), top

@@ -55,3 +55,18 @@ def test_by_length_groups_mixed_layouts():
     b = _batch([64, 128, 64], ["a"], [0, 0, 0], [1, 1, 1])
     got = {p: (idx.tolist(), c.shape) for p, idx, c in b.by_length()}
     assert got == {64: ([0, 2], (2, 64)), 128: ([1], (1, 128))}
+
+
+def test_extra_columns_follow_slices_and_joins():
+    a = _batch([64, 64], ["a"], [0, 0], [1, 1])
+    a.extra["label"] = np.array(["walk", None], object)
+    b = _batch([128], ["b"], [0], [2])  # no extras: None in the joined column
+    c = _batch([64], ["c"], [0], [3])
+    c.extra["host_t"] = np.array(["21:43:01.755"], object)
+    j = FrameBatch.concat([a, b, c])
+    assert j.extra["label"].tolist() == ["walk", None, None, None]
+    assert j.extra["host_t"].tolist() == [None, None, None, "21:43:01.755"]
+    assert j[np.array([3, 0])].extra["label"].tolist() == [None, "walk"]
+    assert FrameBatch.concat([b, b]).extra == {}  # binary formats: nothing added
+    with pytest.raises(ValueError, match="one entry per frame"):
+        FrameBatch(a.meta, a.iq, a.offsets, ["a"], {"x": np.array(["1"], object)})

@@ -28,6 +28,7 @@ def bundles(tmp_path_factory) -> dict[str, Path]:
 def test_json_contract(bundles) -> None:
     args = ["bench", str(bundles["pose"]), str(bundles["ruview"] / "pose_v1.onnx")]
     args += ["--quick", "--json", "--nodes", "2", "--windows", "8,16", "--no-startup"]
+    args += ["--rate", "10", "--max-nodes", "4"]
     res = CliRunner().invoke(cli, args)
     assert res.exit_code == 0, res.output
     r = json.loads(res.stdout)
@@ -54,6 +55,16 @@ def test_json_contract(bundles) -> None:
     assert p["nodes"] == 2 and p["model"] == "synthetic-pose" and p["p50_ms"] > 0
     assert {"features", "encoder", "temporal_head", "tracking"} <= set(p["stages_p50_ms"])
     assert r["rss_mb"] > 10
+    assert p["pipeline_vs_model"] > 0 and p["model_stages_ms"] > 0
+    # the capacity verdict: measured through the gateway path, node count doubled to the cap
+    c = r["capacity"]
+    assert [s["nodes"] for s in c["steps"]] == [4]  # --max-nodes 4: one step
+    assert all(s["frames"] == s["nodes"] * 10 and s["pose_frames"] > 0 for s in c["steps"])
+    assert c["rate_hz"] == 10 and c["pose_model"] == "synthetic-pose" and c["vitals_model"] is None
+    if c["sustained_nodes"]:
+        assert f"sustains {c['sustained_nodes']} nodes at 10 Hz" in c["verdict"]
+    else:
+        assert "does NOT sustain 4 nodes" in c["verdict"]
 
 
 def test_table_output_and_errors(bundles, tmp_path) -> None:

@@ -177,3 +177,40 @@ def test_batching_does_not_change_the_result(steps, chunk, rnd):
     assert sw["reboots"] == 0
     assert sw["lost"] == (max(seqs) - min(seqs) + 1) - len(seqs)
     assert sw["duplicates"] == n_dups
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(1, 40), st.integers(2**12, 2**31 - 1), st.booleans())
+def test_a_far_jump_is_an_outlier_or_a_restart_never_lost_frames(chunk, jump, followed):
+    """A sequence far ahead of the node's rate: forged (the old sequence goes on) -> one counted
+    outlier, or a restart (the node goes on from it) -> one reboot; never ``jump`` lost frames.
+    The same whatever the batching, including a far frame that ends a batch."""
+    seqs = list(range(100))
+    far = [(99 + jump) % 2**32]
+    after = [(far[0] + 1 + i) % 2**32 for i in range(50)] if followed else list(range(100, 150))
+    stream = seqs + far + after
+    t = np.arange(len(stream)) * 0.02
+    for size in (len(stream), chunk):
+        nt = NodeTable()
+        for a in range(0, len(stream), size):
+            nt.update(batch(stream[a : a + size], t[a : a + size]))
+        s = one(nt)
+        assert s["frames"] == len(stream) and s["lost"] == 0 and s["duplicates"] == 0
+        assert (s["reboots"], s["seq_outliers"]) == ((1, 0) if followed else (0, 1))
+
+
+def test_a_long_silence_allows_a_proportionally_long_gap():
+    """A node unreachable for 100 s at 20 Hz really lost ~2000 frames: that is not a jump."""
+    nt = NodeTable()
+    nt.update(batch(range(40), np.arange(40) / 20.0))
+    nt.update(batch(range(2040, 2060), 100.0 + np.arange(20) / 20.0))
+    s = one(nt)
+    assert (s["lost"], s["reboots"], s["seq_outliers"]) == (2000, 0, 0)
+
+
+def test_rate_is_unknown_until_the_frames_span_a_second_when_live():
+    nt = NodeTable(clock=lambda: 0.0)
+    nt.update(batch(range(500), np.linspace(0, 0.001, 500)))  # a burst: 500 frames in 1 ms
+    assert one(nt)["rate_hz"] is None
+    nt.update(batch(range(500, 550), 1.0 + np.arange(50) / 50.0))  # then 50 Hz for a second
+    assert one(nt)["rate_hz"] < 600  # frames over the 2 s they span, not 500,000 Hz

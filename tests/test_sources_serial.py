@@ -114,7 +114,7 @@ def test_pty_torn_lines_unplug_and_reconnect(tmp_path, caplog):
     assert s["skipped"]["torn-line"] == 2  # the torn line, and the half line at the unplug
     assert s["skipped"]["log-line"] == 1
     assert s["skipped"]["header-line"] == 1
-    assert s["nodes"][str(link)]["frames"] == 5
+    assert s["nodes"][f"{link}#aa:bb:cc:dd:ee:ff"]["frames"] == 5  # node = port + transmitter MAC
     assert src.connects == 2 and src.disconnects == 1
     text = caplog.text
     assert f"serial {link} unplugged" in text and "retrying every 0.05 s" in text

@@ -65,7 +65,8 @@ def test_every_frame_from_several_nodes_arrives_attributed_to_its_node():
         assert node["lost"] == last + 1 - st.sent  # losses before the last frame received
         assert node["duplicates"] == 0 and node["reboots"] == 0 and node["reordered"] == 0
         assert node["subcarriers"] == {str(len(content(0.0, 0)) // 2): st.sent}
-        assert node["rate_hz"] > 0
+        # 60-120 frames sent within 0.6 s: too short a span for a rate that means anything
+        assert node["rate_hz"] is None
     assert len(summary["nodes"]) == len(specs)
 
 

@@ -8,6 +8,11 @@ up in exactly one of three places, so ``result.n_inputs`` equals the number of i
   (:class:`~csi_edge.frames.Packet`: edge vitals, feature vectors, mesh HEALTH, ...);
 * ``skipped``: inputs that could not be used, counted under a named reason
   (:class:`~csi_edge.skips.SkipCounter`: ``truncated``, ``bad-magic``, ``crc-mismatch``, ...).
+
+``notes`` counts frames read through a known quirk of their writer, by name, so a summary can
+say so (``lltf-only-print``: ESP32-CSI-Tool printed 128 values of a longer buffer;
+``negative-local-timestamp``; ``time-from-host-column``; ``times-spread-over-duration``: a file
+without per-frame times, spread evenly). Notes are not inputs: they never change ``n_inputs``.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ class DecodeResult:
     packets: list[Packet] = field(default_factory=list)
     packet_counts: Counter = field(default_factory=Counter)
     skipped: SkipCounter = field(default_factory=SkipCounter)
+    notes: Counter = field(default_factory=Counter)
     #: the I/Q order asked for when reading; frames keep raw bytes, consumers apply it
     iq_order: str = "imag-first"
 
@@ -61,12 +67,14 @@ class DecodeResult:
             out.packets.extend(r.packets)
             out.packet_counts.update(r.packet_counts)
             out.skipped.update(r.skipped)
+            out.notes.update(r.notes)
         return out
 
     def summary_counts(self) -> dict:
-        """``{"frames": n, "packets": {...}, "skipped": {...}}`` with plain ints."""
+        """``{"frames": n, "packets": {...}, "skipped": {...}, "notes": {...}}``, plain ints."""
         return {
             "frames": len(self.frames),
             "packets": {k: int(v) for k, v in sorted(self.packet_counts.items()) if v},
             "skipped": self.skipped.as_dict(),
+            "notes": {k: int(v) for k, v in sorted(self.notes.items()) if v},
         }

@@ -15,6 +15,7 @@ scale and zero point, so callers always pass and get float32.
 from __future__ import annotations
 
 import os
+import platform
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -85,6 +86,16 @@ def open_model(
 
 
 # -- onnxruntime -------------------------------------------------------------------------------
+def onnxruntime_available() -> bool:
+    """False where onnxruntime has no wheel (32-bit ARM): the gateway then runs LiteRT only."""
+    import importlib.util
+
+    try:
+        return importlib.util.find_spec("onnxruntime") is not None
+    except (ImportError, ValueError):
+        return False
+
+
 _ORT_TYPES = {
     "tensor(float)": np.float32,
     "tensor(int64)": np.int64,
@@ -105,6 +116,12 @@ class OrtModel(Model):
     backend = "onnxruntime"
 
     def __init__(self, path: Path, threads: int = 1, inter_threads: int = 1, spinning=False):
+        if not onnxruntime_available():
+            raise ModelFileError(
+                f"{path}: an ONNX model needs onnxruntime, which is not installed here "
+                f"({platform.machine()}: onnxruntime publishes no wheel for it); use a LiteRT "
+                'variant of the bundle (models.precision = "int8-tflite") or a .tflite file'
+            )
         import onnxruntime as ort
 
         self.path = path

@@ -139,6 +139,131 @@ class TimeResampler:
         self.t_prev = self.x_prev = None
 
 
+class GridResampler:
+    """:class:`TimeResampler` state for many nodes in arrays (row = node), so a push of one
+    frame per node (the usual per-datagram case) is resampled for all nodes at once.
+
+    ``push_single`` is the vectorized path; ``push_row`` handles a row's multi-frame push with
+    :class:`TimeResampler`'s own code on the row's state, so both paths share one definition.
+    """
+
+    def __init__(self, rate_hz: float, dim: int, max_gap_s: float = 1.0, capacity: int = 4):
+        self.rate, self.dim, self.max_gap_s = float(rate_hz), dim, max_gap_s
+        self.t_prev = np.full(capacity, np.nan)
+        self.x_prev = np.zeros((capacity, dim), np.float32)
+        self.next_k = np.zeros(capacity, np.int64)
+        self.late = np.zeros(capacity, np.int64)
+
+    def ensure(self, rows: int) -> None:
+        n = len(self.t_prev)
+        if rows <= n:
+            return
+        cap = max(rows, 2 * n)
+        grow = cap - n
+        self.t_prev = np.r_[self.t_prev, np.full(grow, np.nan)]
+        self.x_prev = np.concatenate([self.x_prev, np.zeros((grow, self.dim), np.float32)])
+        self.next_k = np.r_[self.next_k, np.zeros(grow, np.int64)]
+        self.late = np.r_[self.late, np.zeros(grow, np.int64)]
+
+    def reset(self, row: int) -> None:
+        self.t_prev[row] = np.nan
+
+    def push_row(self, row: int, t: np.ndarray, x: np.ndarray):
+        """Any number of frames for one row -> (grid times, grid features, gap)."""
+        rs = TimeResampler(self.rate, self.max_gap_s)
+        if np.isfinite(self.t_prev[row]):
+            rs.t_prev, rs.x_prev = float(self.t_prev[row]), self.x_prev[row]
+            rs.next_k = int(self.next_k[row])
+        tg, xg = rs.push(t, x)
+        self.late[row] += rs.late
+        if rs.t_prev is not None:
+            self.t_prev[row], self.x_prev[row], self.next_k[row] = rs.t_prev, rs.x_prev, rs.next_k
+        return tg, xg, rs.gap
+
+    def push_single(self, rows: np.ndarray, t: np.ndarray, x: np.ndarray):
+        """One frame per row (rows distinct) -> (point rows, grid times, features, gap rows).
+
+        Points of a row are consecutive, in time order. Bit-identical to :meth:`push_row`."""
+        t = np.asarray(t, np.float64)
+        x = np.asarray(x, np.float32)
+        tp = self.t_prev[rows]
+        fresh = np.isnan(tp)
+        late = ~fresh & (t < tp)
+        self.late[rows[late]] += 1
+        gap = ~fresh & ~late & (t - tp > self.max_gap_s)
+        restart = fresh | gap
+        k0 = np.where(restart, np.ceil(t * self.rate - 1e-9), self.next_k[rows]).astype(np.int64)
+        last_k = np.floor(t * self.rate + 1e-9).astype(np.int64)
+        ok = ~late
+        r_ok = rows[ok]
+        x_prev = self.x_prev[r_ok]  # before this frame: the left end of the interpolation
+        self.t_prev[r_ok], self.x_prev[r_ok] = t[ok], x[ok]
+        n_pts = np.where(ok, np.maximum(last_k - k0 + 1, 0), 0)
+        self.next_k[rows] = np.where(
+            ok & (n_pts > 0), last_k + 1, np.where(ok, k0, self.next_k[rows])
+        )
+        sel = np.repeat(np.arange(len(rows)), n_pts)
+        if len(sel) == 0:
+            return rows[:0], np.zeros(0), np.zeros((0, x.shape[1]), np.float32), rows[gap]
+        first = np.repeat(np.cumsum(n_pts) - n_pts, n_pts)
+        k = k0[sel] + (np.arange(len(sel)) - first)
+        tg = k / self.rate
+        xs = x[sel]
+        pair = ~restart[sel]  # interpolate from the row's previous frame
+        if pair.any():
+            prev_of = np.full(len(rows), -1)
+            prev_of[np.flatnonzero(ok)] = np.arange(len(r_ok))
+            t0, t1 = tp[sel][pair], t[sel][pair]
+            span = np.where(t1 > t0, t1 - t0, 1.0)
+            w = np.clip((tg[pair] - t0) / span, 0.0, 1.0).astype(np.float32)[:, None]
+            xs[pair] = x_prev[prev_of[sel[pair]]] * (1 - w) + x[sel[pair]] * w
+        return rows[sel], tg, xs, rows[gap]
+
+
+@dataclass
+class PoseOutputs:
+    """The outputs of one push as arrays: entry i is node ``names[rows[i]]`` at grid time
+    ``t[i]``."""
+
+    rows: np.ndarray  # [b] runtime rows
+    names: list[str]  # row -> node key (the runtime's list)
+    t: np.ndarray  # [b]
+    keypoints: np.ndarray  # [b, 17, 2]
+    confidence: np.ndarray  # [b, 17]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @property
+    def nodes(self) -> list[str]:
+        return [self.names[r] for r in self.rows.tolist()]
+
+    def frames(self) -> list[PoseFrame]:
+        return [
+            PoseFrame(n, float(t), k.copy(), c.copy())
+            for n, t, k, c in zip(self.nodes, self.t, self.keypoints, self.confidence, strict=True)
+        ]
+
+    def latest(self) -> PoseOutputs:
+        """The newest output of each row (what a tracker at report rate needs)."""
+        rev = self.rows[::-1]
+        _, first = np.unique(rev, return_index=True)
+        idx = np.sort(len(self.rows) - 1 - first)
+        return PoseOutputs(
+            self.rows[idx], self.names, self.t[idx], self.keypoints[idx], self.confidence[idx]
+        )
+
+    @classmethod
+    def concat(cls, parts: list[PoseOutputs], names: list[str]) -> PoseOutputs:
+        return cls(
+            np.concatenate([p.rows for p in parts]),
+            names,
+            np.concatenate([p.t for p in parts]),
+            np.concatenate([p.keypoints for p in parts]),
+            np.concatenate([p.confidence for p in parts]),
+        )
+
+
 @dataclass
 class PoseFrame:
     """One model output for one node at one grid time."""
@@ -220,9 +345,10 @@ class PoseRuntime:
             raise ValueError(f"head must be 'numpy' or 'graph', got {head!r}")
         self.capacity = capacity
         self.nodes = _Nodes()
-        self.resamplers: dict[str, TimeResampler] = {}
+        self.names: list[str] = []  # row -> node key
         self.max_gap_s = max_gap_s
         self.resample = time_resample(m) != "none"
+        self.grid = GridResampler(m.input["sample_rate_hz"], self.features.dim, max_gap_s, capacity)
 
     # -- streams -----------------------------------------------------------------------------
     def attach(self, node: str, n_bins: int | None = None) -> int:
@@ -233,8 +359,9 @@ class PoseRuntime:
         if new:
             if row >= self.capacity:
                 self._grow(max(2 * self.capacity, row + 1))
+            self.names.append(node)
+            self.grid.ensure(row + 1)
             self.reset(node)
-            self.resamplers[node] = TimeResampler(self.m.input["sample_rate_hz"], self.max_gap_s)
         return row
 
     def _grow(self, capacity: int) -> None:
@@ -249,11 +376,14 @@ class PoseRuntime:
         self.capacity = capacity
 
     def reset(self, node: str) -> None:
-        row = self.nodes.rows[node]
+        self._reset_rows(np.array([self.nodes.rows[node]], np.intp))
+
+    def _reset_rows(self, rows: np.ndarray) -> None:
+        """Restart the temporal context of ``rows`` (after a gap in a node's frames)."""
         if self.head_kind == "numpy":
-            self.head.reset(row)
+            self.head.reset(rows)
         else:
-            self.count[row] = 0
+            self.count[rows] = 0
 
     # -- the per-frame step ------------------------------------------------------------------
     def step(self, rows: list[int], features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -280,38 +410,87 @@ class PoseRuntime:
         return out["keypoints"], out["confidence"]
 
     def push(self, frames: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> list[PoseFrame]:
-        """New frames per node ``{node: (t_rx [k], raw complex CSI [k, n_bins])}`` -> outputs.
+        """New frames per node ``{node: (t_rx [k], raw complex CSI [k, n_bins])}`` -> outputs."""
+        return self.push_arrays(frames).frames()
 
-        Each node's frames go through the feature builder and the time resampler; grid points of
-        different nodes are batched through the encoder and the head together, round by round.
+    def push_arrays(self, frames: Mapping[str, tuple[np.ndarray, np.ndarray]]) -> PoseOutputs:
+        """:meth:`push` with the outputs as arrays (no per-output Python objects)."""
+        by_width: dict[int, list[str]] = {}
+        for node, (_, csi) in frames.items():
+            by_width.setdefault(np.shape(csi)[-1], []).append(node)
+        parts = []
+        for nodes in by_width.values():
+            ts = [np.asarray(frames[n][0], np.float64).reshape(-1) for n in nodes]
+            csi = np.concatenate([np.atleast_2d(frames[n][1]) for n in nodes])
+            idx = np.repeat(np.arange(len(nodes)), [len(t) for t in ts])
+            parts.append(self.push_batch(nodes, idx, np.concatenate(ts), csi))
+        return parts[0] if len(parts) == 1 else PoseOutputs.concat(parts, self.names)
+
+    def push_batch(
+        self, keys: list[str], node_idx: np.ndarray, t: np.ndarray, csi: np.ndarray
+    ) -> PoseOutputs:
+        """Frames of many nodes in one array: frame i is node ``keys[node_idx[i]]`` at ``t[i]``
+        (raw complex CSI ``csi[i]``), each node's frames in time order.
+
+        One feature call for the whole batch; then, for the j-th frame of every node at once,
+        time-grid resampling and the model step batched across nodes (nodes in row order).
         """
-        pending: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for node, (t, csi) in frames.items():
-            csi = np.atleast_2d(csi)
-            self.attach(node, csi.shape[1])
-            feats = self.features(csi)
+        csi = np.atleast_2d(csi)
+        key_rows = np.fromiter((self.attach(k, csi.shape[1]) for k in keys), np.intp, len(keys))
+        rows = key_rows[np.asarray(node_idx, np.intp)]
+        t = np.asarray(t, np.float64).reshape(-1)
+        feats = self.features(csi)
+        out = _OutputBuffer()
+        for sel in _layers(rows):
             if self.resample:
-                rs = self.resamplers[node]
-                tg, xg = rs.push(t, feats)
-                if rs.gap:
-                    self.reset(node)
+                pr, tg, xg, gap_rows = self.grid.push_single(rows[sel], t[sel], feats[sel])
+                if len(gap_rows):
+                    self._reset_rows(gap_rows)
             else:
-                tg, xg = np.asarray(t, np.float64).reshape(-1), feats
-            if len(tg):
-                pending[node] = (tg, xg)
-        results: list[PoseFrame] = []
-        r = 0
-        while True:
-            batch = [(n, tg[r], xg[r]) for n, (tg, xg) in pending.items() if r < len(tg)]
-            if not batch:
-                break
-            order = sorted(batch, key=lambda b: self.nodes.rows[b[0]])
-            rows = [self.nodes.rows[n] for n, _, _ in order]
-            kp, conf = self.step(rows, np.stack([x for _, _, x in order]))
-            for j, (n, t, _) in enumerate(order):
-                results.append(PoseFrame(n, float(t), kp[j].reshape(17, 2).copy(), conf[j].copy()))
-            r += 1
-        return results
+                pr, tg, xg = rows[sel], t[sel], feats[sel]
+            for rnd in _layers(pr):  # a node with several grid points: one per round
+                order = rnd[np.argsort(pr[rnd], kind="stable")]
+                r = pr[order]
+                kp, conf = self.step(r.tolist(), xg[order])
+                out.add(r, tg[order], kp, conf)
+        return out.result(self.names)
+
+
+def _layers(rows: np.ndarray) -> list[np.ndarray]:
+    """Indices of ``rows`` split so each row appears at most once per part, order kept:
+    part j holds every row's j-th occurrence."""
+    if len(rows) == 0:
+        return []
+    order = np.argsort(rows, kind="stable")
+    s = rows[order]
+    change = s[1:] != s[:-1]
+    if change.all():  # the usual case: each row once
+        return [np.arange(len(rows))]
+    start = np.concatenate([[0], np.flatnonzero(change) + 1])
+    rank = np.arange(len(s)) - np.repeat(start, np.diff(np.r_[start, len(s)]))
+    layer = np.empty(len(rows), np.intp)
+    layer[order] = rank
+    if rank.max() == 0:
+        return [np.arange(len(rows))]
+    return [np.flatnonzero(layer == j) for j in range(int(rank.max()) + 1)]
+
+
+class _OutputBuffer:
+    def __init__(self) -> None:
+        self.parts: list[tuple] = []
+
+    def add(self, rows, t, kp, conf) -> None:
+        # the head returns views into its buffers: copy before the next step reuses them
+        self.parts.append((rows, t, np.array(kp).reshape(-1, 17, 2), np.array(conf)))
+
+    def result(self, names: list[str]) -> PoseOutputs:
+        if not self.parts:
+            z = np.zeros(0)
+            return PoseOutputs(
+                np.zeros(0, np.intp), names, z, z.reshape(0, 17, 2), z.reshape(0, 17)
+            )
+        r, t, k, c = (np.concatenate(x) for x in zip(*self.parts, strict=True))
+        return PoseOutputs(r, names, t, k.astype(np.float32), c.astype(np.float32))
 
 
 class WindowRuntime:
@@ -408,6 +587,27 @@ class WindowRuntime:
                         ready.append((node, row, float(t[i])))
         self._flush(ready, results)
         return results
+
+    def push_batch(
+        self, keys: list[str], node_idx: np.ndarray, t: np.ndarray, csi: np.ndarray
+    ) -> PoseOutputs:
+        """:meth:`PoseRuntime.push_batch`'s interface (window models emit one output per hop,
+        so the per-node loop here is per window, not per frame). Confidence is 1 (none)."""
+        node_idx = np.asarray(node_idx)
+        outs = self.push({k: (t[node_idx == i], csi[node_idx == i]) for i, k in enumerate(keys)})
+        names = list(self.nodes.rows)  # insertion order = row order
+        if not outs:
+            z = np.zeros(0)
+            return PoseOutputs(
+                np.zeros(0, np.intp), names, z, z.reshape(0, 17, 2), z.reshape(0, 17)
+            )
+        return PoseOutputs(
+            np.array([self.nodes.rows[o.node] for o in outs], np.intp),
+            names,
+            np.array([o.t for o in outs]),
+            np.stack([o.keypoints for o in outs]).astype(np.float32),
+            np.ones((len(outs), 17), np.float32),
+        )
 
     def _flush(self, ready: list[tuple[str, int, float]], results: list[PoseFrame]) -> None:
         if not ready:

@@ -1,16 +1,21 @@
-"""Per-node pose smoothing and tracking (models spec section 6, after RuView ADR-082).
+"""Per-node pose smoothing and tracking (models spec section 6, after RuView ADR-082), batched
+over nodes.
 
 * A constant-velocity Kalman filter per keypoint and axis (process noise 0.3, measurement noise
-  0.08, normalized units), vectorized over the 17 keypoints. Gated (invisible) keypoints are
-  predicted, not updated.
+  0.08, normalized units). Gated (invisible) keypoints are predicted, not updated.
 * A track is *tentative* until it has 2 hits, then *confirmed*; after 5 consecutive misses it is
   *lost* and the next hit starts a new track. Only confirmed, live tracks are reported.
 * Bone lengths may change by at most +-20 % per frame: each bone vector keeps its direction,
   its length is clamped, and the skeleton is rebuilt from the root along the bone tree.
 * Optional exponential smoothing of the reported pose (``ema`` = weight of the new pose).
 
-Why hand-written: the filter is 4x4 per keypoint and has to be vectorized over keypoints with
-per-keypoint missing measurements; filterpy and friends are per-object and add a dependency.
+:class:`BatchTracker` holds every node's track in arrays (row = node) and advances any set of
+rows by one frame with one pass of array operations: the gateway's per-frame path has no
+per-node Python. :class:`PoseTracker` (one track) and :class:`NodeTracker` (tracks by node key)
+are thin views over it.
+
+Why hand-written: the filter is 4x4 per keypoint and has to be vectorized over nodes and
+keypoints with per-keypoint missing measurements; filterpy and friends are per-object.
 """
 
 from __future__ import annotations
@@ -19,13 +24,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from csi_edge.pose.keypoints import BONES, DecodedPose, gate
+from csi_edge.pose.keypoints import BONES, DecodedPose
 
 _A = np.array([a for a, _ in BONES])
 _B = np.array([b for _, b in BONES])
-
-
 _ROOT = BONES[0][0]
+
+LOST, TENTATIVE, CONFIRMED = 0, 1, 2
+STATUS_NAMES = ("lost", "tentative", "confirmed")
 
 
 def _path_matrix() -> np.ndarray:
@@ -56,11 +62,27 @@ class TrackState:
         return self.status == "confirmed"
 
 
-class PoseTracker:
-    """One node's (one person's) track; feed it every frame, detection or not."""
+@dataclass
+class TrackBatch:
+    """States of the rows just advanced (arrays, row order as given)."""
+
+    rows: np.ndarray  # [b]
+    track_id: np.ndarray  # [b] int
+    status: np.ndarray  # [b] LOST / TENTATIVE / CONFIRMED
+    xy: np.ndarray  # [b, 17, 2] float32 smoothed keypoints (zeros before a track has a pose)
+    seen: np.ndarray  # [b, 17] bool
+
+    @property
+    def confirmed(self) -> np.ndarray:
+        return self.status == CONFIRMED
+
+
+class BatchTracker:
+    """Tracks for ``capacity`` rows (grown on demand); see the module docstring."""
 
     def __init__(
         self,
+        capacity: int = 4,
         dt: float = 0.05,
         process_noise: float = 0.3,
         measurement_noise: float = 0.08,
@@ -78,124 +100,253 @@ class PoseTracker:
         self.tol = bone_tolerance
         self.conf_gate, self.min_keypoints = conf_gate, min_keypoints
         self.ema = ema
-        self.next_id = 1
-        self._new_track(None)
-        self.next_id = 1  # the placeholder above is not a track; the first hit gets id 1
-        self.status = "lost"
+        self.capacity = 0
+        self._alloc(max(1, capacity))
 
-    def _new_track(self, pose: DecodedPose | None) -> None:
-        self.track_id = self.next_id
-        self.next_id += 1
-        self.hits = self.misses = 0
-        self.status = "tentative"
-        self.x = np.zeros((17, 2, 2))  # [kp, axis, (pos, vel)]
-        self.P = np.tile(np.diag([1.0, 1.0]), (17, 1, 1))  # shared by both axes, per keypoint
-        self.seen = np.zeros(17, bool)
-        self.bones: np.ndarray | None = None
-        self.out: np.ndarray | None = None
+    # -- storage -----------------------------------------------------------------------------
+    def _alloc(self, capacity: int) -> None:
+        old = self.capacity
+        fresh = {
+            "x": np.zeros((capacity, 17, 2, 2)),  # [row, kp, axis, (pos, vel)]
+            "P": np.tile(np.eye(2), (capacity, 17, 1, 1)),  # shared by both axes, per keypoint
+            "seen": np.zeros((capacity, 17), bool),
+            "bones": np.full((capacity, len(BONES)), np.nan),
+            "has_bones": np.zeros(capacity, bool),
+            "out": np.zeros((capacity, 17, 2)),
+            "has_out": np.zeros(capacity, bool),
+            "status": np.full(capacity, LOST, np.int8),
+            "hits": np.zeros(capacity, np.int64),
+            "misses": np.zeros(capacity, np.int64),
+            "track_id": np.ones(capacity, np.int64),
+            "next_id": np.ones(capacity, np.int64),
+        }
+        for name, arr in fresh.items():
+            if old:
+                arr[:old] = getattr(self, name)
+            setattr(self, name, arr)
+        self.capacity = capacity
 
-    # -- Kalman ------------------------------------------------------------------------------
-    def _predict(self, dt: float) -> None:
-        F = np.array([[1.0, dt], [0.0, 1.0]])
-        Q = self.q * np.array([[dt**4 / 4, dt**3 / 2], [dt**3 / 2, dt**2]])
-        self.x = self.x @ F.T
-        self.P = F @ self.P @ F.T + Q
+    def ensure(self, rows: int) -> None:
+        """Room for ``rows`` rows."""
+        if rows > self.capacity:
+            self._alloc(max(rows, 2 * self.capacity))
 
-    def _update(self, z: np.ndarray, mask: np.ndarray) -> None:
-        """Position measurement ``z`` [17, 2] for keypoints ``mask``; first sightings initialise."""
-        first = mask & ~self.seen
-        if first.any():
-            self.x[first, :, 0] = z[first]
-            self.x[first, :, 1] = 0.0
-            self.P[first] = np.diag([self.r, 1.0])
-        upd = mask & self.seen
-        if upd.any():
-            P = self.P[upd]
-            s = P[:, 0, 0] + self.r  # innovation variance (same for x and y)
-            k = P[:, :, 0] / s[:, None]  # gain [n, 2]
-            innov = z[upd] - self.x[upd, :, 0]  # [n, 2]
-            self.x[upd] += innov[:, :, None] * k[:, None, :]
-            self.P[upd] = P - k[:, :, None] * P[:, 0, None, :]
-        self.seen |= mask
+    def _new_tracks(self, rows: np.ndarray) -> None:
+        self.track_id[rows] = self.next_id[rows]
+        self.next_id[rows] += 1
+        self.hits[rows] = self.misses[rows] = 0
+        self.status[rows] = TENTATIVE
+        self.x[rows] = 0.0
+        self.P[rows] = np.eye(2)
+        self.seen[rows] = False
+        self.bones[rows] = np.nan
+        self.has_bones[rows] = False
+        self.has_out[rows] = False
 
-    # -- bones -------------------------------------------------------------------------------
-    def _clamp_bones(self, xy: np.ndarray) -> np.ndarray:
-        """Clamp each bone vector's length to +-tol of last frame's, keep its direction, and
-        rebuild the skeleton from the root (one matmul with the root->keypoint path matrix)."""
-        if self.bones is None:
-            self.bones = self._lengths(xy)
-            return xy
-        d = xy[_B] - xy[_A]  # [bones, 2]
-        length = np.hypot(d[:, 0], d[:, 1])
-        prev = self.bones
-        ok = np.isfinite(prev) & (prev > 1e-6) & (length > 1e-9)
-        safe_prev = np.where(ok, prev, 1.0)
-        target = np.clip(length, safe_prev * (1 - self.tol), safe_prev * (1 + self.tol))
-        d *= np.where(ok, target / np.where(ok, length, 1.0), 1.0)[:, None]
-        out = xy[_ROOT] + _PATHS @ d
-        self.bones = self._lengths(out)
-        return out
-
-    def _lengths(self, xy: np.ndarray) -> np.ndarray:
-        d = xy[_B] - xy[_A]
-        both = self.seen[_A] & self.seen[_B]
-        return np.where(both, np.hypot(d[:, 0], d[:, 1]), np.nan)
-
-    # -- per frame ---------------------------------------------------------------------------
-    def update(self, pose: DecodedPose | None, dt: float | None = None) -> TrackState:
-        """Advance one frame with a detection (or ``None`` for no detection)."""
+    # -- one frame for a set of rows -----------------------------------------------------------
+    def update(
+        self,
+        rows: np.ndarray,
+        xy: np.ndarray,
+        confidence: np.ndarray,
+        present: np.ndarray | None = None,
+        dt: float | None = None,
+    ) -> TrackBatch:
+        """Advance ``rows`` (distinct) by one frame. ``xy`` [b, 17, 2], ``confidence`` [b, 17];
+        ``present`` [b] False where a row had no detection this frame."""
+        rows = np.asarray(rows, np.intp)
+        if len(rows) == 0:
+            return TrackBatch(rows, rows.copy(), rows.astype(np.int8), np.zeros((0, 17, 2), np.float32),
+                              np.zeros((0, 17), bool))  # fmt: skip
+        self.ensure(int(rows.max()) + 1)
         dt = self.dt if dt is None else dt
-        gated = gate(pose, self.conf_gate) if pose is not None else None
-        hit = gated is not None and int(gated.visible.sum()) >= self.min_keypoints
-        if hit and self.status == "lost":
-            self._new_track(gated)
-        if self.status == "lost":
-            return self._state()
-        self._predict(dt)
-        if hit:
-            self.hits += 1
-            self.misses = 0
-            self._update(gated.xy.astype(np.float64), gated.visible)
-            if self.status == "tentative" and self.hits >= self.confirm_hits:
-                self.status = "confirmed"
-        else:
-            self.misses += 1
-            if self.misses >= self.max_misses or self.status == "tentative":
-                self.status = "lost"
-                return self._state()
-        xy = self._clamp_bones(np.clip(self.x[:, :, 0], 0.0, 1.0))
-        self.x[:, :, 0] = np.where(self.seen[:, None], xy, self.x[:, :, 0])
-        if self.out is None or self.ema >= 1.0:
-            self.out = xy
-        else:
-            self.out = self.ema * xy + (1 - self.ema) * self.out
-        return self._state()
+        xy = np.asarray(xy, np.float32).reshape(len(rows), 17, 2)
+        conf = np.asarray(confidence, np.float32).reshape(len(rows), 17)
+        vis = np.isfinite(xy).all(axis=2) & np.isfinite(conf) & (conf >= self.conf_gate)
+        hit = vis.sum(axis=1) >= self.min_keypoints
+        if present is not None:
+            hit &= np.asarray(present, bool)
+        # contiguous rows are addressed as a slice: views instead of gathers and scatters
+        whole = _as_slice(rows)
+        sub = lambda m: whole if m.all() else rows[m]  # noqa: E731
+        status = self.status[whole]
+        new = hit & (status == LOST)
+        if new.any():
+            self._new_tracks(rows[new])
+            status = self.status[whole]
+        live = status != LOST
+        if live.any():
+            self._predict(sub(live), dt)
+        h = hit & live
+        if h.any():
+            r_hit = sub(h)
+            self.hits[r_hit] += 1
+            self.misses[r_hit] = 0
+            if h.all():
+                self._kalman(r_hit, xy.astype(np.float64), vis)
+            else:
+                self._kalman(r_hit, xy[h].astype(np.float64), vis[h])
+            confirm = (self.status[r_hit] == TENTATIVE) & (self.hits[r_hit] >= self.confirm_hits)
+            if confirm.any():
+                self.status[rows[h][confirm]] = CONFIRMED
+        m = ~hit & live
+        if m.any():
+            r_miss = rows[m]
+            self.misses[r_miss] += 1
+            drop = (self.misses[r_miss] >= self.max_misses) | (self.status[r_miss] == TENTATIVE)
+            self.status[r_miss[drop]] = LOST
+        go = live & (self.status[whole] != LOST)
+        if go.any():
+            self._smooth(sub(go))
+        return TrackBatch(
+            rows,
+            self.track_id[whole].copy(),
+            self.status[whole].copy(),
+            np.where(self.has_out[whole, None, None], self.out[whole], 0.0).astype(np.float32),
+            self.seen[whole].copy(),
+        )
 
-    def _state(self) -> TrackState:
-        xy = self.out if self.out is not None else np.zeros((17, 2))
+    def _predict(self, rows: np.ndarray | slice, dt: float) -> None:
+        """Constant velocity: x <- F x, P <- F P F' + Q with F = [[1, dt], [0, 1]], written out
+        per element (numpy's matmul on thousands of stacked 2x2 matrices is several times
+        slower than these few whole-array operations)."""
+        q = self.q
+        x = self.x[rows]
+        x[..., 0] += dt * x[..., 1]
+        P = self.P[rows]
+        p00, p01, p10, p11 = P[..., 0, 0], P[..., 0, 1], P[..., 1, 0], P[..., 1, 1]
+        a = p01 + dt * p11  # (F P)[0, 1]
+        P[..., 0, 0] = p00 + dt * p10 + dt * a + q * dt**4 / 4
+        P[..., 1, 0] = p10 + dt * p11 + q * dt**3 / 2
+        P[..., 0, 1] = a + q * dt**3 / 2
+        P[..., 1, 1] = p11 + q * dt**2
+        self.x[rows], self.P[rows] = x, P
+
+    def _kalman(self, rows: np.ndarray, z: np.ndarray, mask: np.ndarray) -> None:
+        """Position measurement ``z`` [n, 17, 2] for keypoints ``mask``; first sightings initialise."""
+        x, P, seen = self.x[rows], self.P[rows], self.seen[rows]
+        first = mask & ~seen
+        if first.any():
+            x[first, :, 0] = z[first]
+            x[first, :, 1] = 0.0
+            P[first] = np.diag([self.r, 1.0])
+        upd = mask & seen
+        if upd.all():  # steady state: every keypoint measured again, dense ops only
+            s = P[..., 0, 0] + self.r  # innovation variance (same for x and y)
+            k = P[..., :, 0] / s[..., None]  # gain [n, 17, 2]
+            innov = z - x[..., 0]  # [n, 17, 2]
+            x += innov[..., None] * k[..., None, :]
+            P = P - k[..., :, None] * P[..., 0, None, :]
+        elif upd.any():
+            Pu = P[upd]
+            s = Pu[:, 0, 0] + self.r
+            k = Pu[:, :, 0] / s[:, None]  # gain [n, 2]
+            innov = z[upd] - x[upd][:, :, 0]  # [n, 2]
+            x[upd] += innov[:, :, None] * k[:, None, :]
+            P[upd] = Pu - k[:, :, None] * Pu[:, 0, None, :]
+        self.x[rows], self.P[rows], self.seen[rows] = x, P, seen | mask
+
+    def _lengths(self, xy: np.ndarray, seen: np.ndarray) -> np.ndarray:
+        d = xy[:, _B] - xy[:, _A]
+        both = seen[:, _A] & seen[:, _B]
+        return np.where(both, np.hypot(d[..., 0], d[..., 1]), np.nan)
+
+    def _smooth(self, rows: np.ndarray) -> None:
+        """Clamp each bone's length to +-tol of last frame's (direction kept), rebuild the
+        skeleton from the root (one matmul with the root->keypoint path matrix), smooth."""
+        seen = self.seen[rows]
+        xy = np.clip(self.x[rows, :, :, 0], 0.0, 1.0)
+        had = self.has_bones[rows]
+        if had.any():
+            c = xy[had]
+            d = c[:, _B] - c[:, _A]  # [n, bones, 2]
+            length = np.hypot(d[..., 0], d[..., 1])
+            prev = self.bones[rows][had]
+            ok = np.isfinite(prev) & (prev > 1e-6) & (length > 1e-9)
+            safe_prev = np.where(ok, prev, 1.0)
+            target = np.clip(length, safe_prev * (1 - self.tol), safe_prev * (1 + self.tol))
+            d *= np.where(ok, target / np.where(ok, length, 1.0), 1.0)[..., None]
+            xy[had] = c[:, _ROOT][:, None, :] + _PATHS @ d
+        self.bones[rows] = self._lengths(xy, seen)
+        self.has_bones[rows] = True
+        self.x[rows, :, :, 0] = np.where(seen[..., None], xy, self.x[rows, :, :, 0])
+        if self.ema >= 1.0:
+            self.out[rows] = xy
+        else:
+            blend = self.has_out[rows, None, None]
+            self.out[rows] = np.where(blend, self.ema * xy + (1 - self.ema) * self.out[rows], xy)
+        self.has_out[rows] = True
+
+    def state(self, row: int) -> TrackState:
         return TrackState(
-            self.track_id,
-            self.status,
-            self.hits,
-            self.misses,
-            xy.astype(np.float32),
-            self.seen.copy(),
+            int(self.track_id[row]),
+            STATUS_NAMES[self.status[row]],
+            int(self.hits[row]),
+            int(self.misses[row]),
+            (self.out[row] if self.has_out[row] else np.zeros((17, 2))).astype(np.float32),
+            self.seen[row].copy(),
         )
 
 
-class NodeTracker:
-    """One :class:`PoseTracker` per node key; ``update`` returns the node's state."""
+def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
+    """Ascending contiguous rows -> a slice (views), else the index array."""
+    a, b = int(rows[0]), int(rows[-1])
+    if b - a + 1 == len(rows) and (len(rows) < 2 or (np.diff(rows) == 1).all()):
+        return slice(a, b + 1)
+    return rows
+
+
+def _one(pose: DecodedPose | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if pose is None:
+        return np.zeros((1, 17, 2), np.float32), np.zeros((1, 17), np.float32), np.zeros(1, bool)
+    # invisible keypoints become non-finite so the tracker's own gate drops them too
+    xy = np.where(pose.visible[:, None], pose.xy, np.nan)[None]
+    return xy, np.asarray(pose.confidence, np.float32)[None], np.ones(1, bool)
+
+
+class PoseTracker:
+    """One node's (one person's) track; feed it every frame, detection or not."""
 
     def __init__(self, **kwargs) -> None:
-        self.kwargs = kwargs
-        self.tracks: dict[str, PoseTracker] = {}
+        self.batch = BatchTracker(capacity=1, **kwargs)
+
+    @property
+    def status(self) -> str:
+        return STATUS_NAMES[self.batch.status[0]]
+
+    def update(self, pose: DecodedPose | None, dt: float | None = None) -> TrackState:
+        """Advance one frame with a detection (or ``None`` for no detection)."""
+        self.batch.update(np.zeros(1, np.intp), *_one(pose), dt=dt)
+        return self.batch.state(0)
+
+
+class NodeTracker:
+    """Tracks by node key over one :class:`BatchTracker`."""
+
+    def __init__(self, **kwargs) -> None:
+        self.batch = BatchTracker(**kwargs)
+        self.rows: dict[str, int] = {}
+
+    def row(self, node: str) -> int:
+        r = self.rows.get(node)
+        if r is None:
+            r = self.rows[node] = len(self.rows)
+            self.batch.ensure(r + 1)
+        return r
 
     def update(self, node: str, pose: DecodedPose | None, dt: float | None = None) -> TrackState:
-        tr = self.tracks.get(node)
-        if tr is None:
-            tr = self.tracks[node] = PoseTracker(**self.kwargs)
-        return tr.update(pose, dt)
+        row = self.row(node)
+        self.batch.update(np.array([row], np.intp), *_one(pose), dt=dt)
+        return self.batch.state(row)
+
+    def update_many(
+        self, nodes: list[str], xy: np.ndarray, confidence: np.ndarray, dt: float | None = None
+    ) -> TrackBatch:
+        """One frame for each of ``nodes`` (distinct) in one pass."""
+        rows = np.fromiter((self.row(n) for n in nodes), np.intp, len(nodes))
+        return self.batch.update(rows, xy, confidence, dt=dt)
 
     def shown(self) -> dict[str, TrackState]:
         """Confirmed, live tracks only (what a display should draw)."""
-        return {n: t._state() for n, t in self.tracks.items() if t.status == "confirmed"}
+        st = self.batch.status
+        return {n: self.batch.state(r) for n, r in self.rows.items() if st[r] == CONFIRMED}

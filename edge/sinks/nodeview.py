@@ -31,6 +31,10 @@ def _layouts(node: dict) -> str:
     return " ".join(f"{p}:{c}" for p, c in node["subcarriers"].items()) or "-"
 
 
+def _rate(hz: float | None) -> str:
+    return "?" if hz is None else f"{hz:.1f}"  # unknown until the frames span a second
+
+
 def node_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
     rows = []
     for key, n in sorted(summary["nodes"].items()):
@@ -38,7 +42,7 @@ def node_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
             (
                 key,
                 str(n["frames"]),
-                f"{n['rate_hz']:.1f}",
+                _rate(n["rate_hz"]),
                 str(n["lost"]),
                 str(n["duplicates"]),
                 str(n["reordered"]),
@@ -54,7 +58,7 @@ def node_rows(summary: dict[str, Any]) -> list[tuple[str, ...]]:
 def plain_line(summary: dict[str, Any]) -> str:
     """One line for non-terminal output, refreshed about once a second."""
     parts = [
-        f"{k}: {n['frames']} fr {n['rate_hz']:.1f} Hz lost {n['lost']} dup {n['duplicates']} "
+        f"{k}: {n['frames']} fr {_rate(n['rate_hz'])} Hz lost {n['lost']} dup {n['duplicates']} "
         f"reboots {n['reboots']} rssi {n['rssi']}" + ("" if n["online"] else " OFFLINE")
         for k, n in sorted(summary["nodes"].items())
     ]

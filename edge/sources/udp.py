@@ -18,6 +18,9 @@ Why it looks the way it does:
   >= 50,000 frames/s on one core possible.
 * **Never blocking on a node.** One socket serves every node; nothing waits on a particular
   sender, and a bad datagram is only a counted skip inside the decoder.
+* **Who may send.** With an allowlist (``allow=["192.168.10.0/24"]``), datagrams from other
+  addresses are counted under ``sender-not-allowed`` (and listed in :meth:`UdpSource.stats`
+  under ``unknown_senders``) before they are decoded or recorded.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import logging
 import os
 import socket
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -130,7 +134,9 @@ class UdpSource:
         drain_max: int = 512,
         raw_sink: RawSink | None = None,
         decode: bool = True,
+        allow: Sequence[str] = (),
     ) -> None:
+        from csi_edge.admission import SenderFilter
         from csi_edge.codecs.ruview import RuViewDecoder
 
         self.host, self.port = host, port
@@ -142,6 +148,7 @@ class UdpSource:
         self.raw_sink = raw_sink
         self.decode_enabled = decode
         self.decoder = RuViewDecoder()
+        self.senders = SenderFilter(allow)
         self.datagrams = 0
         self.bytes = 0
         self.batches = 0
@@ -232,6 +239,7 @@ class UdpSource:
             "socket_errors": self.skipped_socket_errors,
             "kernel_drops": self.kernel_drops(),
             "rcvbuf": self.rcvbuf,
+            "unknown_senders": dict(self.senders.refused),
         }
 
     def kernel_drops(self) -> int | None:
@@ -289,6 +297,21 @@ class UdpSource:
         self.datagrams += len(data)
         self.bytes += sum(map(len, data))
         self.batches += 1
+        # nodes are keyed by IP (the port changes at reboot); a dual-stack "::" socket reports
+        # IPv4 senders as ::ffff:a.b.c.d, which is the same node as a.b.c.d
+        sources = [a[0][7:] if a[0].startswith("::ffff:") else a[0] for a in addrs]
+        refused: Counter = Counter()
+        if self.senders.active:
+            ok = self.senders.allowed
+            keep = [i for i, src in enumerate(sources) if ok(src)]
+            if len(keep) < len(sources):
+                refused.update(src for src in sources if not ok(src))
+                for src, k in refused.items():
+                    self.senders.refuse(src, k)
+                data = [data[i] for i in keep]
+                times = [times[i] for i in keep]
+                addrs = [addrs[i] for i in keep]
+                sources = [sources[i] for i in keep]
         sink_failed = None
         if self.raw_sink is not None:
             try:
@@ -301,12 +324,11 @@ class UdpSource:
             return
         import numpy as np
 
-        # nodes are keyed by IP (the port changes at reboot); a dual-stack "::" socket reports
-        # IPv4 senders as ::ffff:a.b.c.d, which is the same node as a.b.c.d
-        sources = [a[0][7:] if a[0].startswith("::ffff:") else a[0] for a in addrs]
         result = self.decoder.decode(
             data, np.asarray(times, np.float64), sources, iq_order=self.iq_order
         )
+        if refused:  # counted quietly here: SenderFilter.refuse logged them (rate-limited)
+            result.skipped["sender-not-allowed"] += sum(refused.values())
         if sink_failed is not None:  # decoded, but missing from the recording: say so
             result.skipped.skip("not-recorded", repr(sink_failed), len(data))
         self._emit(result)

@@ -22,12 +22,26 @@ import click
     "--windows", default="16,64,256", show_default=True, metavar="W,W,...",
     help="Window lengths for the streaming-vs-recompute comparison.",
 )  # fmt: skip
-def command(models, as_json, threads, nodes, quick, no_startup, windows):
+@click.option(
+    "--rate", default=50.0, show_default=True, type=click.FloatRange(1, 1000),
+    help="Frames per second per node for the capacity verdict.",
+)  # fmt: skip
+@click.option(
+    "--max-nodes", default=256, show_default=True, type=click.IntRange(1, 4096),
+    help="Stop the capacity search at this many nodes.",
+)  # fmt: skip
+@click.option("--no-capacity", is_flag=True, help="Skip the sustained-nodes measurement.")
+def command(
+    models, as_json, threads, nodes, quick, no_startup, windows, rate, max_nodes, no_capacity
+):
     """Measure the models on THIS machine: load time, latency p50/p90/p99 at batch 1 and at
     batch N (nodes), throughput, model size, for each backend and precision; the streaming
     temporal step against a full-window recompute at W = 16, 64, 256; the whole per-frame
-    pipeline (features -> encoder -> temporal step -> head -> tracking); peak RSS; and, in a
-    fresh process, the time from process start to first inference.
+    pipeline (features -> encoder -> temporal step -> head -> tracking); peak RSS; in a
+    fresh process, the time from process start to first inference; and the verdict: how many
+    nodes at --rate Hz this machine sustains on one core with pose and vitals, every frame
+    processed (measured by doubling the node count through the gateway's own path until the
+    load passes 0.8 of a core; not extrapolated).
 
     MODELS are bundle folders (with manifest.json), bundled model names, or bare .onnx /
     .tflite files. Without MODELS the bundled models are measured; when none are installed,
@@ -45,7 +59,8 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
            "models": [{"model", "backend", "precision", "batch", "load_ms",
                        "p50_ms", "p90_ms", "p99_ms", "size_bytes", ...}],
            "streaming": [{"window", "step_ms", "full_ms", ...}],
-           "pipeline": {...}, "rss_mb": peak, "startup": {...}}
+           "pipeline": {...}, "rss_mb": peak, "startup": {...},
+           "capacity": {"verdict", "sustained_nodes", "rate_hz", "steps": [...]}}
     """
     import json
     import sys
@@ -87,7 +102,9 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
             raise click.ClickException(str(e)) from None
         bundles = [p for p in paths if bm.is_bundle(p) or not Path(p).suffix]
         pose = _pose_bundle(bundles)
+        capacity = pose is not None and not no_capacity
         steps = len(targets) + len(wins) + (1 if pose else 0) + (0 if no_startup else 1)
+        steps += 1 if capacity else 0
         result = {"machine": bm.machine(threads), "models": [], "streaming": [], "pipeline": {}}
         with tqdm(total=steps, desc="bench", file=sys.stderr, leave=False,
                   disable=None) as bar:  # fmt: skip
@@ -120,6 +137,9 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
                     on = main if main["variant"] == int8 else result["pipeline_int8"]
                     on.update(bm.keypoint_error(pose, int8, reference="fp32"))
                 bar.update()
+            if capacity:
+                result["capacity"] = _capacity(pose, bundles, rate, quick, bar, max_nodes)
+                bar.update()
             result["rss_mb"] = bm.peak_rss_mb()
             if not no_startup and bundles:
                 bar.set_postfix_str("cold start")
@@ -133,6 +153,39 @@ def command(models, as_json, threads, nodes, quick, no_startup, windows):
             _print_tables(result)
     finally:
         tmp.cleanup()
+
+
+def _capacity(pose, bundles, rate: float, quick: bool, bar, max_nodes: int) -> dict:
+    """The sustained-nodes verdict (csi_edge.capacity) with this pose bundle and, when one
+    was given or is bundled, a vitals model."""
+    from csi_edge.capacity import sustained_nodes, verdict
+    from csi_edge.inference.manifest import load_manifest
+    from csi_edge.inference.runtime import open_runtime
+
+    vitals = next((b for b in bundles if _task_of(b) == "vitals"), None)
+    cap = sustained_nodes(
+        rate,
+        pose=lambda: open_runtime(pose, capacity=4),
+        vitals_model=(lambda: open_runtime(vitals)) if vitals else None,
+        start=min(4, max_nodes),
+        limit=max_nodes,
+        warm_s=11.0 if quick else 32.0,
+        measure_s=1.0 if quick else 3.0,
+        progress=lambda m: bar.set_postfix_str(f"capacity: {m}"),
+    )
+    cap["pose_model"] = load_manifest(pose).name
+    cap["vitals_model"] = load_manifest(vitals).name if vitals else None
+    cap["verdict"] = verdict(cap, True, vitals is not None)
+    return cap
+
+
+def _task_of(bundle) -> str | None:
+    from csi_edge.inference.manifest import load_manifest
+
+    try:
+        return load_manifest(bundle).task
+    except Exception:  # noqa: BLE001 - not a bundle: no task
+        return None
 
 
 def _pose_bundle(bundles):
@@ -202,17 +255,31 @@ def _print_tables(r: dict) -> None:
     )
     for n in r.get("notes", []):
         click.echo(f"note: {n}")
+    cap = r.get("capacity")
+    if cap:
+        click.echo("")
+        click.echo(f"VERDICT: {cap['verdict']}")
+        click.echo(
+            "  load = CPU seconds per second of traffic (1.0 = one core busy); per step: "
+            + ", ".join(f"{s['nodes']} nodes {s['load']:.2f}" for s in cap["steps"])
+            + (" (quick: windows only partly filled, a low estimate)" if cap["warm_s"] < 30 else "")
+        )
     click.echo("")
     hdr = f"{'model':<24}{'role':<14}{'backend':<12}{'prec':<6}{'batch':>5}{'load ms':>9}"
     hdr += f"{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'items/s':>10}{'size':>9}"
     click.echo(hdr)
     click.echo("-" * len(hdr))
+    legend = (
+        "  load ms: time to open the model; p50/p90/p99: latency of one call on `batch` items "
+        "(one frame per node); items/s: batch / p50"
+    )
     for x in r["models"]:
         click.echo(
             f"{x['model'][:23]:<24}{x['role'][:13]:<14}{x['backend']:<12}{x['precision']:<6}"
             f"{x['batch']:>5}{x['load_ms']:>9.1f}{x['p50_ms']:>9.3f}{x['p90_ms']:>9.3f}"
             f"{x['p99_ms']:>9.3f}{x['throughput_per_s']:>10.0f}{_kb(x['size_bytes']):>9}"
         )
+    click.echo(legend)
     if r["streaming"]:
         s0 = r["streaming"][0]
         click.echo("")
@@ -248,6 +315,11 @@ def _print_tables(r: dict) -> None:
                 f"p50 {p['p50_ms']:.3f} / p90 {p['p90_ms']:.3f} / p99 {p['p99_ms']:.3f} ms per tick "
                 f"(budget {p['budget_ms']} ms), {p['per_frame_ms']:.3f} ms per frame"
             )
+            if p.get("pipeline_vs_model"):
+                click.echo(
+                    f"  whole path {p['pipeline_vs_model']:.2f}x the model's own stages "
+                    f"({p['model_stages_ms']:.3f} ms: features + encoder + temporal head)"
+                )
             if "keypoint_mae_vs_fp32" in p:
                 click.echo(
                     f"  keypoints vs fp32 on the same frames: mean abs "

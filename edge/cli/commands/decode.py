@@ -3,18 +3,24 @@
 from __future__ import annotations
 
 import json
-import math
 import sys
 from pathlib import Path
 
 import click
 
 
+def _format_choices() -> list[str]:
+    """``--format`` names come from the one registry of capture formats (never a copy)."""
+    from csi_edge import registry
+
+    return registry.choices()
+
+
 @click.command()
 @click.argument("capture", type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
     "--format", "fmt",
-    type=click.Choice(["pcap", "pcapng", "jsonl", "text", "esp-csi", "csi-tool", "recording"]),
+    type=click.Choice(_format_choices(), case_sensitive=False),
     help="Capture format (default: detected from the file's content).",
 )  # fmt: skip
 @click.option(
@@ -44,13 +50,17 @@ def command(
     capture: Path, fmt, iq_order: str, output: Path | None, port, summary: bool, as_json: bool
 ) -> None:
     """Decode a capture: pcap/pcapng of RuView UDP, RuView .csi.jsonl, esp-csi or
-    ESP32-CSI-Tool serial logs, or a csi-edge recording (format detected from content).
+    ESP32-CSI-Tool serial logs and CSVs (any column order, extra columns, UTF-8 or UTF-16),
+    an ESPectre .npz, or a csi-edge recording (format detected from content).
 
     \b
     Examples:
       csi-edge decode capture.pcap --summary
       csi-edge decode capture.pcap --summary --json      # for scripts
       csi-edge decode serial.log -o frames.npz           # arrays: meta, iq, offsets, lltf
+      csi-edge decode passive.csv --summary              # one node per transmitter MAC
+      csi-edge decode labelled.csv -o frames.jsonl       # label/host-time columns: "extra"
+      csi-edge decode idle_001.npz --summary             # ESPectre data collection
       csi-edge decode rec.csi.jsonl -o frames.jsonl --iq-order real-first
 
     \b
@@ -58,17 +68,22 @@ def command(
       {"frames": N,
        "nodes": {"<source>#<node_id>": {"node_id", "frames", "lost", "duplicates",
                  "reboots", "rate_hz", "subcarriers": {"64": n, ...}}},
-       "packets": {"<type>": n}, "skipped": {"<reason>": n}}
+       "packets": {"<type>": n}, "skipped": {"<reason>": n},
+       "notes": {"<quirk>": n}}       # frames read through a known writer quirk
+    A text line naming a MAC is node "<file>#<mac>": each transmitter its own node.
+    A capture whose every record was skipped exits 3 with the skip counts.
 
     \b
     NPZ keys: meta (structured: t_rx, src, node_id, seq, rssi, noise, freq_mhz, channel,
     n_pairs, sig_mode, bandwidth, stbc, secondary, local_us, fmt), iq (int8, raw wire
     bytes), offsets, sources, node_keys, lltf (complex64 [N, 53], subcarriers -26..26),
-    lltf_subcarriers, iq_order, packets (JSON strings).
+    lltf_subcarriers, iq_order, packets (JSON strings), extra_columns + extra (str [N, k]:
+    unknown columns of a text capture, "" where absent). JSONL frames carry them as "extra".
     """
     from tqdm import tqdm
 
-    from csi_edge.capture import CaptureError, iter_capture
+    from csi_edge.capture import iter_capture
+    from csi_edge.codecs.frames_out import write_frames
     from csi_edge.codecs.result import DecodeResult
     from csi_edge.nodes import NodeTable
 
@@ -81,33 +96,25 @@ def command(
     keep = output is not None
     parts: list[DecodeResult] = []
     totals = DecodeResult(iq_order=iq_order)  # packet and skip counts (frames: the table's)
-    try:
-        with tqdm(
-            desc=f"decode {capture.name}",
-            unit=" inputs",
-            file=sys.stderr,
-            disable=None,
-            leave=False,
-        ) as bar:
-            for res in iter_capture(capture, fmt, iq_order, port=port):
-                table.update(res.frames)
-                totals.packet_counts.update(res.packet_counts)
-                totals.skipped.update(res.skipped)
-                bar.update(res.n_inputs)
-                if keep:
-                    parts.append(res)
-    except CaptureError as e:
-        raise click.ClickException(str(e)) from None
+    with tqdm(
+        desc=f"decode {capture.name}",
+        unit=" inputs",
+        file=sys.stderr,
+        disable=None,
+        leave=False,
+    ) as bar:
+        for res in iter_capture(capture, fmt, iq_order, port=port):
+            table.update(res.frames)
+            totals.packet_counts.update(res.packet_counts)
+            totals.skipped.update(res.skipped)
+            totals.notes.update(res.notes)
+            bar.update(res.n_inputs)
+            if keep:
+                parts.append(res)
     if keep:
         full = DecodeResult.concat(parts)
         full.iq_order = iq_order
-        try:
-            if output.suffix.lower() == ".npz":
-                _write_npz(full, output, iq_order)
-            else:
-                _write_jsonl(full, output, iq_order)
-        except OSError as e:
-            raise click.ClickException(f"{output}: cannot write: {e.strerror or e}") from None
+        write_frames(full, output, iq_order)
         click.echo(
             f"wrote {len(full.frames)} frames and {len(full.packets)} packets to {output}", err=True
         )
@@ -143,7 +150,7 @@ def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
     for key, n in nodes.items():
         subs = ", ".join(f"{p} pairs: {c}" for p, c in n["subcarriers"].items())
         click.echo(
-            f"  {key}: {n['frames']} frames, {n['rate_hz']:.1f} Hz, lost {n['lost']}, "
+            f"  {key}: {n['frames']} frames, {'?' if n['rate_hz'] is None else format(n['rate_hz'], '.1f')} Hz, lost {n['lost']}, "
             f"duplicates {n['duplicates']}, reordered {n['reordered']}, reboots {n['reboots']}, "
             + (f"rssi {n['rssi']} dBm" if n["rssi"] is not None else "rssi unknown")
             + f" [{subs}]"
@@ -152,57 +159,10 @@ def _print_summary(capture: Path, doc: dict, nodes: dict) -> None:
         click.echo("  packets: " + ", ".join(f"{k} {v}" for k, v in doc["packets"].items()))
     if doc["skipped"]:
         click.echo("  skipped: " + ", ".join(f"{k} {v}" for k, v in doc["skipped"].items()))
-
-
-def _write_jsonl(res, path: Path, iq_order: str) -> None:
-    from csi_edge.frames import FrameFormat
-    from csi_edge.report import jsonable
-
-    frames = res.frames
-    meta = frames.meta
-    keys = frames.node_keys()
-    names = meta.dtype.names
-    packets = sorted(res.packets, key=lambda p: p.t_rx if math.isfinite(p.t_rx) else -math.inf)
-    pi = 0
-    with open(path, "w") as f:
-        for i in range(len(frames)):
-            row = dict(zip(names, meta[i].tolist(), strict=True))
-            while pi < len(packets) and packets[pi].t_rx <= row["t_rx"]:
-                f.write(json.dumps(jsonable(packets[pi].to_json())) + "\n")
-                pi += 1
-            csi = frames.csi(i, iq_order)
-            obj = {
-                "type": "csi",
-                "t": row["t_rx"],
-                "source": frames.sources[row["src"]] if frames.sources else "",
-                "node": keys[i],
-                **{k: row[k] for k in names if k not in ("t_rx", "src", "fmt")},
-                "format": FrameFormat.NAMES.get(row["fmt"], str(row["fmt"])),
-                "iq_order": iq_order,
-                "csi": np.stack((csi.real, csi.imag), axis=-1).astype(int).tolist(),
-            }
-            f.write(json.dumps(jsonable(obj)) + "\n")
-        for p in packets[pi:]:
-            f.write(json.dumps(jsonable(p.to_json())) + "\n")
-
-
-def _write_npz(res, path: Path, iq_order: str) -> None:
-    from csi_edge.layout import LLTF_SUBCARRIERS, lltf_canonical
-    from csi_edge.report import jsonable
-
-    frames = res.frames
-    np.savez_compressed(
-        path,
-        meta=frames.meta,
-        iq=frames.iq,
-        offsets=frames.offsets,
-        sources=np.array(frames.sources, dtype=str),
-        node_keys=np.array(frames.node_keys().tolist(), dtype=str),
-        lltf=lltf_canonical(frames, iq_order=iq_order),
-        lltf_subcarriers=LLTF_SUBCARRIERS,
-        iq_order=np.array(iq_order),
-        packets=np.array([json.dumps(jsonable(p.to_json())) for p in res.packets], dtype=str),
-    )
+    if doc["notes"]:
+        click.echo(
+            "  read as known quirks: " + ", ".join(f"{k} {v}" for k, v in doc["notes"].items())
+        )
 
 
 class _LazyNumpy:

@@ -22,6 +22,14 @@ from csi_edge.cli.gateway_options import apply_gateway_options, gateway_options
     help="Listen for ADR-018 UDP here (repeatable; overrides the config).",
 )
 @click.option(
+    "--udp-allow",
+    "udp_allow",
+    multiple=True,
+    metavar="NET",
+    help="Accept UDP only from this address or network, e.g. 192.168.10.0/24 (repeatable; "
+    "overrides ingest.allow). Without it, anyone who can reach the port may send.",
+)
+@click.option(
     "--serial",
     multiple=True,
     metavar="PORT[@BAUD]",
@@ -37,6 +45,7 @@ from csi_edge.cli.gateway_options import apply_gateway_options, gateway_options
 def command(
     config_path,
     udp,
+    udp_allow,
     serial,
     http,
     mqtt,
@@ -64,6 +73,7 @@ def command(
       csi-edge run --http 0.0.0.0:8080              # live view at http://<gateway>:8080/
       csi-edge run --mqtt homeassistant.local       # Home Assistant picks nodes up by itself
       csi-edge run --serial /dev/ttyUSB0@921600     # an esp-csi board on USB
+      csi-edge run --udp-allow 192.168.10.0/24      # only the nodes' subnet may send
       csi-edge run --print-config > gateway.toml    # then: csi-edge run -c gateway.toml
     """
     import asyncio
@@ -76,6 +86,11 @@ def command(
     cfg = load_config(config_path)
     if udp:
         cfg.ingest.udp = list(udp)
+    if udp_allow:
+        from csi_edge.config import check_ingest
+
+        cfg.ingest.allow = list(udp_allow)
+        check_ingest(cfg.ingest, "--udp-allow")
     for spec in serial:
         port, _, baud = spec.partition("@")
         try:

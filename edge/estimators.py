@@ -1,0 +1,265 @@
+"""The per-node vitals estimators, off the ingest loop: on a worker thread or in a worker process.
+
+The gateway's loop must never run an estimate: 64 nodes cost 0.3-0.8 s of CPU per report on
+this machine, and numpy/scipy calls that hold the GIL for long stretches paused a loop sharing
+a process with them by up to 350 ms (measured with ``scripts/bench_gateway_load.py``). So:
+
+* :class:`Estimators` owns every :class:`~csi_edge.vitals.node.NodeVitals` (and the optional
+  vitals model) and is only ever called from one thread: ``estimate(job)`` pushes the frames the
+  loop queued since the last report, then estimates each node.
+* :class:`ProcessEstimators` runs an :class:`Estimators` in a child process (``spawn``: nothing
+  of the parent's threads or sockets is inherited) and talks to it over a pipe. Per-node state
+  stays consistent because only the child touches it; the loop only snapshots its queues and
+  reads results. The child builds its vitals model with the ``model_loader`` it is given (a
+  picklable callable), and does its imports and a first estimate at start-up (a warm-up), so
+  the first real estimate costs what the later ones do.
+
+A job is ``(now, keys, frames, forget)``: the report time, the nodes to estimate, the frames per
+node (``[(t_rx [k], csi [k, 53])...]``) and the nodes to forget first. A result is
+``({key: (VitalsEstimate, model vitals dict | None)}, {skip reason: count})``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import multiprocessing as mp
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from csi_edge.skips import SkipCounter
+
+log = logging.getLogger("csi_edge.estimators")
+
+NICE = 5  # the estimator process's niceness, relative to the gateway
+
+Job = tuple[float, list[str], dict[str, list[tuple[np.ndarray, np.ndarray]]], list[str]]
+Result = tuple[dict[str, tuple[Any, dict | None]], dict[str, int]]
+
+
+def compact(frames: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> dict:
+    """One (t, csi) pair per node instead of one per receive batch (~100 per node and second):
+    pickling ~20,000 small arrays held the GIL for ~60 ms per report at 96 nodes, pausing the
+    ingest loop."""
+    out = {}
+    for key, chunks in frames.items():
+        if len(chunks) <= 1 or len({c[1].shape[1:] for c in chunks}) > 1:
+            out[key] = chunks  # (a width change is NodeVitals' to see and count)
+        else:
+            t = np.concatenate([c[0] for c in chunks])
+            out[key] = [(t, np.concatenate([c[1] for c in chunks]))]
+    return out
+
+
+class Estimators:
+    """Every node's vitals estimator; call from one thread only (see module docstring)."""
+
+    def __init__(self, baselines_dir: str | None = None, vitals_model: Any | None = None) -> None:
+        self.baselines_dir = baselines_dir or None
+        self.vitals_model = vitals_model
+        self.vitals: dict[str, Any] = {}
+        self.skipped = SkipCounter()
+
+    def node(self, key: str):
+        est = self.vitals.get(key)
+        if est is None:
+            from csi_edge.vitals.baseline import load_baseline
+            from csi_edge.vitals.node import NodeVitals
+
+            est = self.vitals[key] = NodeVitals(baseline=load_baseline(key, self.baselines_dir))
+        return est
+
+    def estimate(self, job: Job) -> Result:
+        now, keys, frames, forget = job
+        frames = compact(frames)  # the same pushes as in the estimator process
+        for key in forget:
+            self.vitals.pop(key, None)
+        for key, chunks in frames.items():
+            est = self.node(key)
+            for t, csi in chunks:
+                est.push(t, csi)
+        out = {}
+        for key in keys:
+            est = self.vitals.get(key)
+            if est is None:
+                continue
+            v = est.estimate(now)
+            out[key] = (v, self.model_vitals(est, now) if self.vitals_model is not None else None)
+        skipped = self.skipped.as_dict()
+        self.skipped.clear()
+        return out, skipped
+
+    def model_vitals(self, est: Any, now: float) -> dict | None:
+        """The vitals model on the node's last 32 s (None until it has them)."""
+        from csi_edge.dsp.features import vitals_window_from_grid
+
+        win = est.amplitude_window(now)
+        if win is None:
+            return None
+        try:
+            out = self.vitals_model.run(vitals_window_from_grid(win))[0]
+        except Exception as exc:  # noqa: BLE001 - a model failure must not stop the DSP vitals
+            self.skipped.skip("vitals-model-error", repr(exc))
+            return None
+        # logits -> probabilities; clipped so a wild logit cannot raise OverflowError in exp
+        sig = lambda v: 1.0 / (1.0 + math.exp(-min(max(float(v), -60.0), 60.0)))  # noqa: E731
+        return {
+            "breathing_bpm": round(out["breathing_bpm"], 2),
+            "presence": round(sig(out["presence_logit"]), 3),
+            "motion": round(sig(out["motion_logit"]), 3),
+        }
+
+    def warm_up(self) -> float:
+        """Every import and lazy set-up a first estimate does (scipy.signal, BLAS limits, the
+        model's first run), on 40 s of synthetic frames; returns the seconds it took."""
+        t0 = time.perf_counter()
+        from csi_edge.vitals.baseline import Baseline
+        from csi_edge.vitals.node import NodeVitals
+
+        rng = np.random.default_rng(0)
+        k = 400  # 40 s at 10 Hz: enough for the breathing and heart paths to run
+        t = 1e6 + np.arange(k) / 10.0
+        csi = (rng.normal(size=(k, 53)) + 1j * rng.normal(size=(k, 53))).astype(np.complex64)
+        csi += 20.0
+        est = NodeVitals(baseline=Baseline.default())
+        est.push(t, csi)
+        est.estimate(float(t[-1]))
+        if self.vitals_model is not None:
+            self.model_vitals(est, float(t[-1]))
+        self.skipped.clear()
+        return time.perf_counter() - t0
+
+
+def _serve(conn, baselines_dir: str | None, model_loader: Callable[[], Any] | None) -> None:
+    """The child process: build, warm up, then answer jobs until the pipe closes."""
+    # Lower priority than the ingest loop: a late estimate costs little, a descheduled loop
+    # costs frames once the socket buffer fills (a Pi has 4 cores, this box 2).
+    with contextlib.suppress(AttributeError, OSError):
+        os.nice(NICE)
+    try:
+        model = model_loader() if model_loader is not None else None
+        est = Estimators(baselines_dir, model)
+        conn.send(("ready", est.warm_up()))
+    except BaseException as exc:  # noqa: BLE001 - report it to the parent, which raises
+        conn.send(("error", repr(exc)))
+        return
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError, KeyboardInterrupt):
+            return
+        if job is None:
+            return
+        try:
+            conn.send(("ok", est.estimate(job)))
+        except Exception as exc:  # noqa: BLE001 - one bad job must not end the worker
+            conn.send(("error", repr(exc)))
+
+
+class WorkerError(RuntimeError):
+    """The estimator process failed a job or died (the gateway counts it as a report error)."""
+
+
+class ProcessEstimators:
+    """:class:`Estimators` in a child process; ``estimate(job)`` blocks (call it off the loop,
+    from one thread at a time). A dead child is restarted at the next job (its state is lost
+    and the gateway says so in the log)."""
+
+    def __init__(
+        self, baselines_dir: str | None = None, model_loader: Callable[[], Any] | None = None
+    ) -> None:
+        self.baselines_dir = baselines_dir
+        self.model_loader = model_loader
+        self.warm_up_s: float | None = None
+        self.restarts = 0
+        self._lock = threading.Lock()
+        self._proc = None
+        self._conn = None
+
+    def start(self) -> None:
+        ctx = mp.get_context("spawn")
+        parent, child = ctx.Pipe()
+        self._proc = ctx.Process(
+            target=_serve,
+            args=(child, self.baselines_dir, self.model_loader),
+            name="csi-edge-estimators",
+            daemon=True,
+        )
+        self._proc.start()
+        child.close()
+        self._conn = parent
+        self.warm_up_s = None
+
+    def _ready(self) -> None:
+        if self._proc is None:
+            self.start()
+        if self.warm_up_s is None:
+            status, value = self._recv()
+            if status != "ready":
+                raise WorkerError(f"the estimator process failed to start: {value}")
+            self.warm_up_s = value
+
+    def _recv(self):
+        try:
+            return self._conn.recv()
+        except (EOFError, OSError) as exc:
+            self._reap()
+            raise WorkerError(f"the estimator process died ({exc!r}); restarting it") from None
+
+    def _reap(self) -> None:
+        if self._proc is not None:
+            self._proc.join(timeout=1.0)
+            if self._proc.is_alive():
+                self._proc.kill()
+        if self._conn is not None:
+            self._conn.close()
+        self._proc = self._conn = None
+        self.restarts += 1
+
+    def warm_up(self) -> float:
+        with self._lock:
+            self._ready()
+            return self.warm_up_s or 0.0
+
+    def estimate(self, job: Job) -> Result:
+        now, keys, frames, forget = job
+        job = (now, keys, compact(frames), forget)
+        with self._lock:
+            self._ready()
+            try:
+                self._conn.send(job)
+            except (BrokenPipeError, OSError) as exc:
+                self._reap()
+                raise WorkerError(f"the estimator process died ({exc!r}); restarting it") from None
+            status, value = self._recv()
+            if status != "ok":
+                raise WorkerError(f"estimate failed in the estimator process: {value}")
+            return value
+
+    def close(self) -> None:
+        """Stop the child. If a job is stuck in it (the lock is held), the child is killed,
+        which ends the stuck call with a WorkerError."""
+        got = self._lock.acquire(timeout=5.0)
+        try:
+            if got and self._conn is not None:
+                with contextlib.suppress(OSError):
+                    self._conn.send(None)
+            proc = self._proc
+            if proc is not None:
+                proc.join(timeout=5.0 if got else 0.0)
+                if proc.is_alive():
+                    proc.kill()
+                    proc.join(timeout=1.0)
+            if got:
+                if self._conn is not None:
+                    self._conn.close()
+                self._proc = self._conn = None
+        finally:
+            if got:
+                self._lock.release()
