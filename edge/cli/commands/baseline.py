@@ -53,7 +53,7 @@ def command(capture, udp, node, duration, cal_dir, as_json):
     if (capture is None) == (udp is None):
         raise click.UsageError("give either CAPTURE or --udp HOST:PORT")
     if capture:
-        from csi_edge.vitals.capture_io import read_any
+        from csi_edge.capture import read_capture as read_any
 
         try:
             frames = read_any(capture).frames

@@ -68,7 +68,7 @@ def build_cmd(captures, model, output, windows, holdout, hop, seed, as_json):
         raise click.BadParameter(f"{windows}: must be >= 1", param_hint="--windows")
     from tqdm import tqdm
 
-    from csi_edge.calibration.build import CalibrationError, build, report_table, save
+    from csi_edge.calibration.build import build, report_table, save
 
     bar = tqdm(
         total=len(captures),
@@ -84,8 +84,6 @@ def build_cmd(captures, model, output, windows, holdout, hop, seed, as_json):
 
     try:
         arrays, report = build(list(captures), model, windows, holdout, seed, hop, progress=step)
-    except CalibrationError as exc:
-        raise click.ClickException(str(exc)) from None
     finally:
         bar.close()
     path = save(arrays, output)

@@ -59,7 +59,8 @@ def command(
     import json
     import sys
 
-    from csi_edge.config import ConfigError, GatewayConfig
+    from csi_edge.config import GatewayConfig
+    from csi_edge.errors import DeviceError
     from csi_edge.report import jsonable
     from csi_edge.sinks.console import reports_text
     from csi_edge.sinks.nodeview import final_text
@@ -92,10 +93,8 @@ def command(
     stream = sys.stderr if as_json else sys.stdout
     try:
         gateway, summary = asyncio.run(_run(cfg, fleet_opts, port, duration, stream))
-    except ConfigError as e:
-        raise click.ClickException(str(e)) from None
     except OSError as e:
-        raise click.ClickException(
+        raise DeviceError(
             f"cannot listen on UDP 127.0.0.1:{port}: {e.strerror or e}"
         ) from None
     if as_json:
@@ -111,8 +110,8 @@ def command(
 
 async def _run(cfg, fleet_opts, port, duration, stream):
     import asyncio
-    import signal
 
+    from csi_edge.app.signals import stop_on_signals
     from csi_edge.app.status import StatusBuilder
     from csi_edge.gateway import Gateway
     from csi_edge.service import build_sinks, load_pose_runtime, load_vitals_model
@@ -147,24 +146,20 @@ async def _run(cfg, fleet_opts, port, duration, stream):
         f"{fleet_opts['rate']:g} Hz, scenario {fleet_opts['scenario']!r} (Ctrl-C stops)",
         err=True,
     )
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, gateway.stop)
-    sender = asyncio.create_task(fleet.run())
-    runner = asyncio.create_task(gateway.run())
-    try:
-        done, _ = await asyncio.wait(
-            {sender, runner}, timeout=duration, return_when=asyncio.FIRST_COMPLETED
-        )
-    finally:
-        # stop the senders first and let their last datagrams land, so sent == received
-        fleet.stop()
-        await sender
-        await asyncio.sleep(0.1)
-        gateway.stop()
-        await runner
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
+    with stop_on_signals(gateway.stop):
+        sender = asyncio.create_task(fleet.run())
+        runner = asyncio.create_task(gateway.run())
+        try:
+            done, _ = await asyncio.wait(
+                {sender, runner}, timeout=duration, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            # stop the senders first and let their last datagrams land, so sent == received
+            fleet.stop()
+            await sender
+            await asyncio.sleep(0.1)
+            gateway.stop()
+            await runner
     summary = gateway.summary()
     summary["simulated"] = fleet_summary(fleet)
     return gateway, summary

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 
@@ -138,17 +139,26 @@ def command(
     Needs the export extra: pip install 'csi-edge[export]' torch==2.13.0
     """
     _quiet_converters()
-    from csi_edge.export._torch import ExportError
-    from csi_edge.inference.backends import ModelFileError
-    from csi_edge.inference.manifest import ManifestError
+    from csi_edge.errors import InputError
+    from csi_edge.export.bundle import export_bundle, load_model
 
+    if os.path.isfile(output) and not output.endswith(".onnx"):
+        raise InputError(f"-o {output}: an existing file; give a new MODEL.onnx or a bundle folder")
+    cfg = parse_config(config)
+    if arch and ":" not in arch:  # registered architectures take positive sizes and rates only
+        for key, val in cfg.items():
+            if isinstance(val, str) or val <= 0:
+                raise InputError(f"--config {key}={val}: expected a positive number")
+    overrides = {"norm": _read_norm(input_norm)} if input_norm else None
     try:
-        from csi_edge.export.bundle import export_bundle, load_model
-
-        cfg = parse_config(config)
-        overrides = {"norm": _read_norm(input_norm)} if input_norm else None
         loaded = load_model(checkpoint, arch, cfg, list(inputs), list(output_names))
-        say = (lambda m: None) if as_json else (lambda m: click.echo(f"  {m}", err=True))
+    except (TypeError, ValueError) as exc:  # the architecture rejected a --config value
+        if isinstance(exc, InputError):
+            raise
+        raise InputError(f"--config {' '.join(config) or '(none)'}: {exc}") from None
+    say = (lambda m: None) if as_json else (lambda m: click.echo(f"  {m}", err=True))
+    existed = os.path.exists(output)
+    try:
         res = export_bundle(
             loaded,
             output,
@@ -159,8 +169,15 @@ def command(
             input_overrides=overrides,
             exporter=exporter,
         )
-    except (ExportError, ManifestError, ModelFileError) as exc:
-        raise click.ClickException(str(exc)) from None
+    except BaseException:
+        if not existed:  # nothing half-written is left behind
+            import shutil
+
+            if os.path.isdir(output):
+                shutil.rmtree(output, ignore_errors=True)
+            with contextlib.suppress(OSError):
+                os.remove(output)
+        raise
     if as_json:
         res = {k: v for k, v in res.items() if k != "records"}
         click.echo(json.dumps(res, indent=2, default=float))

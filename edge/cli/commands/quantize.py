@@ -96,29 +96,23 @@ def command(
     from csi_edge.cli.commands.export import _quiet_converters
 
     _quiet_converters()
-    from csi_edge.export._torch import ExportError
-    from csi_edge.inference.backends import ModelFileError
-    from csi_edge.inference.manifest import ManifestError
+    from csi_edge.errors import CheckFailed
+    from csi_edge.export.quantize_bundle import quantize
 
-    try:
-        from csi_edge.export.quantize_bundle import quantize
-
-        say = (lambda m: None) if as_json else (lambda m: click.echo(f"  {m}", err=True))
-        res = quantize(
-            model,
-            calibration,
-            output,
-            method=method,
-            tflite=tflite,
-            dynamic=dynamic,
-            check=check,
-            max_loss=max_loss,
-            checkpoint=checkpoint,
-            progress=say,
-            activations=activations,
-        )
-    except (ExportError, ManifestError, ModelFileError) as exc:
-        raise click.ClickException(str(exc)) from None
+    say = (lambda m: None) if as_json else (lambda m: click.echo(f"  {m}", err=True))
+    res = quantize(
+        model,
+        calibration,
+        output,
+        method=method,
+        tflite=tflite,
+        dynamic=dynamic,
+        check=check,
+        max_loss=max_loss,
+        checkpoint=checkpoint,
+        progress=say,
+        activations=activations,
+    )
     if as_json:
         click.echo(
             json.dumps({k: v for k, v in res.items() if k != "records"}, indent=2, default=float)
@@ -133,4 +127,4 @@ def command(
             f"{k}: {c['loss_kind']} loss {c['loss']:.4g} > {c['threshold']:.4g}"
             for k, c in res["failed"].items()
         )
-        raise click.ClickException(f"accuracy check failed: {detail}")
+        raise CheckFailed(f"accuracy check failed: {detail}")

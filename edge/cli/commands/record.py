@@ -59,27 +59,40 @@ def command(udp, serial_port, baud, output, duration, as_json) -> None:
         raise click.UsageError("give exactly one source: --udp HOST:PORT or --serial PORT")
     import asyncio
 
+    from csi_edge.errors import DeviceError, file_error
+
+    if serial_port and serial_port.startswith("/") and not Path(serial_port).exists():
+        # checked before the output is created: the serial source would retry forever
+        raise DeviceError(f"--serial {serial_port}: no such serial port (is the board plugged in?)")
+    started: list[bool] = []
     try:
         fh = open(output, "wb")  # noqa: SIM115 - closed in _record's finally
     except OSError as e:
-        raise click.ClickException(f"{output}: cannot write: {e.strerror}") from None
+        raise file_error(output, e, "cannot write") from None
     try:
-        summary = asyncio.run(_record(udp, serial_port, baud, fh, output, duration, as_json))
+        summary = asyncio.run(
+            _record(udp, serial_port, baud, fh, output, duration, as_json, started)
+        )
     except BaseException:
         with contextlib.suppress(OSError):  # the error being raised says more
             fh.close()
+            if not started:  # the source never opened: nothing was recorded, leave no file
+                output.unlink()
         raise
     try:
         fh.close()
     except OSError as e:
-        raise click.ClickException(f"{output}: cannot write: {e.strerror or e}") from None
+        raise file_error(output, e, "cannot write") from None
     _report(summary, as_json)
 
 
-async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: bool) -> dict:
+async def _record(
+    udp, serial_port, baud, fh, output: Path, duration, as_json: bool, started: list
+) -> dict:
     import asyncio
-    import signal
 
+    from csi_edge.app.signals import stop_on_signals
+    from csi_edge.errors import DeviceError, InputError
     from csi_edge.ingest import Ingest
 
     failed: list[OSError] = []  # the first write error (disk full, ...) stops the recording
@@ -94,25 +107,23 @@ async def _record(udp, serial_port, baud, fh, output: Path, duration, as_json: b
     try:
         await ingest.start()
     except OSError as e:
-        raise click.ClickException(f"cannot listen on UDP {udp}: {e.strerror}") from None
+        what = f"cannot listen on UDP {udp}" if udp else f"cannot open serial port {serial_port}"
+        raise DeviceError(f"{what}: {e.strerror or e}") from None
+    started.append(True)
     where = f"UDP {source.address[0]}:{source.address[1]}" if udp else f"serial {serial_port}"
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, ingest.stop)
     click.echo(f"recording {where} -> {output} (Ctrl-C stops)", err=True)
     ticker = asyncio.create_task(_tick(ingest, writer, write_failed))
     try:
-        await ingest.run(duration)
+        with stop_on_signals(ingest.stop):
+            await ingest.run(duration)
     finally:
         ticker.cancel()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.remove_signal_handler(sig)
         _flush(writer, write_failed)
         if sys.stderr.isatty():
             click.echo("", err=True)
     if failed:
         e = failed[0]
-        raise click.ClickException(f"{output}: cannot write: {e.strerror or e}; recording stopped")
+        raise InputError(f"{output}: cannot write: {e.strerror or e}; recording stopped")
     summary = ingest.summary()
     summary["recorded"] = {
         "file": str(output),

@@ -85,6 +85,7 @@ def command(
     import sys
 
     from csi_edge.config import SerialSource, dump_config, load_config
+    from csi_edge.errors import DeviceError
 
     serial_sources = []
     for spec in serial:
@@ -140,7 +141,7 @@ def command(
         where = ", ".join(
             [f"udp {u}" for u in cfg.ingest.udp] + [s.port for s in cfg.ingest.serial]
         )
-        raise click.ClickException(
+        raise DeviceError(
             f"cannot open a source ({where}): {e.strerror or e} (is another gateway on that port?)"
         ) from None
     if as_json:

@@ -67,6 +67,7 @@ def command(
     """
     import json
 
+    from csi_edge.errors import file_error
     from csi_edge.sim import preset, simulate, write_capture
 
     if duration <= 0 or rate <= 0 or nodes < 1:
@@ -82,7 +83,7 @@ def command(
     try:
         cap, truth = write_capture(res, output)
     except OSError as e:
-        raise click.ClickException(f"{output}: cannot write: {e.strerror or e}") from None
+        raise file_error(output, e, "cannot write") from None
     info = {
         "capture": str(cap),
         "truth": str(truth),

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import click
 
+from csi_edge.app.signals import stop_on_signals
+from csi_edge.errors import DeviceError
+
 
 def parse_layouts(text: str) -> tuple[int, ...]:
     try:
@@ -171,7 +174,6 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
     """
     import asyncio
     import json
-    import signal
 
     from csi_edge.config import parse_hostport
 
@@ -181,6 +183,7 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
         raise click.BadParameter(str(e), param_hint="--target") from None
     if port == 0:
         raise click.BadParameter("the target port must not be 0", param_hint="--target")
+    _resolve(host, port)
     if replay:
         _replay(replay, (host, port), speed, duration, as_json)
         return
@@ -188,20 +191,21 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
     nodes, rate = fleet_opts["nodes"], fleet_opts["rate"]
 
     async def main():
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, fleet.stop)
         click.echo(
             f"{nodes} simulated node(s) -> udp://{host}:{port} at {rate:g} Hz each (Ctrl-C stops)",
             err=True,
         )
-        await fleet.run(duration)
+        with stop_on_signals(fleet.stop):
+            await fleet.run(duration)
 
     try:
         asyncio.run(main())
     except OSError as e:
-        raise click.ClickException(f"cannot send to {target}: {e.strerror or e}") from None
+        raise DeviceError(f"cannot send to {target}: {e.strerror or e}") from None
     doc = fleet_summary(fleet)
+    errors = sum(s["send_errors"] for s in doc["nodes"].values())
+    if doc["sent"] == 0 and errors:
+        raise DeviceError(f"cannot send to {target}: all {errors} datagrams failed")
     if as_json:
         click.echo(json.dumps(doc))
     else:
@@ -232,7 +236,6 @@ def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json:
     """Re-send a capture's frames to ``target`` (ReplaySource in resend mode)."""
     import asyncio
     import json
-    import signal
 
     from csi_edge.capture import CaptureError, detect_format
     from csi_edge.ingest import Ingest
@@ -246,21 +249,30 @@ def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json:
     ingest = Ingest([source])
 
     async def main():
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, ingest.stop)
         pace = "as fast as possible" if not speed else f"at {speed:g}x the recorded pace"
         click.echo(f"replaying {path} -> udp://{target[0]}:{target[1]} {pace}", err=True)
-        await ingest.run(duration)
+        with stop_on_signals(ingest.stop):
+            await ingest.run(duration)
 
     try:
         asyncio.run(main())
     except CaptureError as e:  # damage past the first bytes (a truncated header, ...)
         raise click.BadParameter(str(e), param_hint="--replay") from None
     except OSError as e:
-        raise click.ClickException(f"cannot send to {target[0]}:{target[1]}: {e}") from None
+        raise DeviceError(f"cannot send to {target[0]}:{target[1]}: {e.strerror or e}") from None
     doc = {"replayed": path, "sent": source.sent, "send_errors": source.send_errors}
     if as_json:
         click.echo(json.dumps(doc))
     else:
         click.echo(f"re-sent {source.sent} frames from {path} ({source.send_errors} send errors)")
+
+
+def _resolve(host: str, port: int) -> None:
+    """Fail before sending when ``host`` does not resolve: otherwise every datagram fails and
+    the run only counts send errors without saying why."""
+    import socket
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
+    except socket.gaierror as e:
+        raise DeviceError(f"--target {host}:{port}: cannot resolve {host!r}: {e.strerror}") from None

@@ -51,9 +51,9 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
     """
     import numpy as np
 
+    from csi_edge.capture import read_capture as read_any
     from csi_edge.vitals import edge_vitals_report, frame_times, run_frames
     from csi_edge.vitals.baseline import load_baseline
-    from csi_edge.vitals.capture_io import read_any
 
     try:
         res = read_any(capture)
