@@ -34,6 +34,8 @@ BATTERY: dict[str, list[list[str]]] = {
     "run": [["-c", "{missing}"], ["-c", "{dir}"], ["-c", "{junk}"], ["--udp", "127.0.0.1:{busy}", "--duration", "1", "--pose", "none", "--vitals-model", "none", "--quiet"], ["--duration", "abc"], ["--serial", "/dev/ttyX@abc"]],
     "simulate": [["-o", "{unwritable}", "--duration", "1"], ["-o", "{dir}", "--duration", "1"], ["-o", "{out}", "--duration", "-3"], ["-o", "{out}", "--rate", "abc"], ["-o", "{out}", "--loss", "2"]],
     "simulate-nodes": [["--target", "{nohost}:5005", "--duration", "1", "--nodes", "1"], ["--target", "abc"], ["--rate", "-3"], ["--replay", "{missing}"], ["--replay", "{junk}"], ["--replay", "{dir}"], ["--replay", "{empty}"]],
+    "service install": [["--unit-dir", "{existing}", "--config-dir", "{dir}"]],
+    "status": [["-c", "{missing}"], ["-c", "{junk}"], ["--url", "http://{nohost}:8080"]],
     "vitals": [["{missing}"], ["{dir}"], ["{empty}"], ["{junk}"], ["{junk}", "--every", "-3"]],
 }  # fmt: skip
 
