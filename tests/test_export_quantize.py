@@ -75,7 +75,7 @@ def test_single_file_and_check_failure(vitals, tmp_path):
     res = CliRunner().invoke(
         cli, ["quantize", str(alone), "-c", str(cal), "--check", "--max-loss", "-5"]
     )
-    assert res.exit_code == 1
+    assert res.exit_code == 5  # CheckFailed (csi_edge.errors)
     assert "accuracy check failed" in res.output and "bpm loss" in res.output
 
 

@@ -28,8 +28,26 @@ def _command_modules() -> dict[str, str]:
     return found
 
 
+class _UserError(click.ClickException):
+    """A :class:`~csi_edge.errors.CsiEdgeError` as click's own error type, keeping its exit
+    code: so every way of running the group (``main``, click's test runner, scripts calling
+    ``cli.main``) prints the same one line."""
+
+    def __init__(self, exc: Exception) -> None:
+        super().__init__(str(exc))
+        self.exit_code = int(getattr(exc, "exit_code", 1))
+
+
 class _LazyGroup(click.Group):
     """Loads a subcommand's module only when that subcommand (or --help) needs it."""
+
+    def invoke(self, ctx: click.Context):
+        from csi_edge.errors import CsiEdgeError
+
+        try:
+            return super().invoke(ctx)
+        except CsiEdgeError as exc:
+            raise _UserError(exc) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_command_modules())
