@@ -143,7 +143,8 @@ class Gateway:
             rep = NodeReport(t=now, node=key, link=_link(link))
             if est is not None:
                 v = est.estimate(now)
-                rep.presence, rep.motion = bool(v.presence), bool(v.motion)
+                # None (unknown) passes through: never a guessed "Clear" (see docs/vitals.md)
+                rep.presence, rep.motion = v.presence, v.motion
                 rep.breathing_bpm, rep.breathing_conf = v.breathing_bpm, float(v.breathing_conf)
                 rep.heart_bpm, rep.heart_conf = v.heart_bpm, float(v.heart_conf)
                 rep.reason = v.reason

@@ -61,7 +61,12 @@ class VitalsConfig:
     motion_level_k: float = 3.0  # change power above this many quiet levels: motion ...
     motion_level_percentile: float = 25.0  # ... the quiet level: this percentile ...
     motion_level_min_windows: int = 4  # ... of at least this many windows (the warm-up)
-    motion_profile: bool = False  # also the slow "moved into a new pose" test
+    motion_profile: bool = False
+    # the older common-mode block test against a learned quiet level: off, it flagged 33 % of
+    # real quiet ESP32 seconds (scripts/bench_real_motion.py); it catches fast limb motion in
+    # the simulator that the change ratio misses
+    motion_blocks: bool = False
+    quiet_min_blocks: int = 10  # also the slow "moved into a new pose" test
     # Heart rate is published only when switched on: see docs/vitals.md for the SNR and rate
     # where its median error stayed <= 3 BPM on the simulator; elsewhere it is withheld.
     heart_enabled: bool = False

@@ -299,7 +299,7 @@ class NodeVitals:
         robust to the minority of blocks in which someone moves)."""
         cfg = self.cfg
         _, v = self._motion_series(now - cfg.quiet_memory_s)
-        if len(v) < 10:  # too little history: only obvious motion counts
+        if len(v) < self.cfg.quiet_min_blocks:  # too little history: this test abstains
             return np.inf, 0.0
         q = float(np.percentile(v, cfg.quiet_percentile))
         tail = float(np.percentile(v, cfg.quiet_tail_percentile))
@@ -321,7 +321,7 @@ class NodeVitals:
         cfg = self.cfg
         q, tail = self._quiet(now)
         if not np.isfinite(q):
-            return np.full(np.shape(dof), cfg.motion_obvious)
+            return np.full(np.shape(dof), np.inf)
         k = np.maximum(cfg.motion_k, _chi_factor(np.asarray(dof, np.float64)))
         thr = np.maximum(np.maximum(k * q, cfg.motion_tail_k * tail), cfg.motion_floor)
         # Continuous motion inflates the adaptive quiet level; a flicker this big is motion anyway
@@ -350,7 +350,7 @@ class NodeVitals:
             self.last_motion_t = max(self.last_motion_t, float(t[hot][-1]))
         recent = t > now - cfg.motion_window_s
         score = float(v[-1] / thr[-1]) if np.isfinite(thr[-1]) and thr[-1] > 0 else 0.0
-        return bool((hot & recent).any()) or self._sustained_motion(now), score
+        return bool((hot & recent).any()), score
 
     def _change_motion(self, now: float) -> tuple[bool, float]:
         """Motion from the last window (:mod:`csi_edge.vitals.change`): (moving, score).
@@ -546,6 +546,15 @@ class NodeVitals:
             self._prev_present_ev = False
             return out(None, None, "no-data")
         moving, mscore = self._change_motion(now)
+        if cfg.motion_blocks:
+            # The common-mode block test against this node's learned quiet level: it sees fast
+            # limb motion the change ratio cannot (see csi_edge.vitals.change); it may decide
+            # only once its quiet level is learned (quiet_min_blocks), never from a cold start.
+            since = getattr(self, "_checked_until", -np.inf)
+            self._checked_until = now
+            hot, bscore = self._update_motion(now, min(since, now - 1.0))
+            if hot:
+                moving, mscore = True, max(mscore, bscore)
         if not moving and cfg.motion_profile and self._profile_moved(now):
             moving = True
         if moving:
