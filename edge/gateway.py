@@ -288,7 +288,8 @@ class Gateway:
             got = estimates.get(key)
             if got is not None:
                 v, mv = got
-                rep.presence, rep.motion = bool(v.presence), bool(v.motion)
+                # None (unknown) passes through: never a guessed "Clear" (see docs/vitals.md)
+                rep.presence, rep.motion = v.presence, v.motion
                 rep.breathing_bpm, rep.breathing_conf = v.breathing_bpm, float(v.breathing_conf)
                 rep.heart_bpm, rep.heart_conf = v.heart_bpm, float(v.heart_conf)
                 rep.reason = v.reason

@@ -88,8 +88,11 @@ def _vitals_on_node_content(scenario: str, seconds: float = 40.0, node: int = 0)
     from csi_edge.sim import NodeContent, preset
     from csi_edge.vitals.node import NodeVitals
 
+    from csi_edge.vitals.config import VitalsConfig
+
     content = NodeContent(preset(scenario, 24 * 3600.0), node_index=node, seed=0, n_pairs=64)
-    vitals = NodeVitals()
+    # the amplitude-level block test: it reads exactly what an instant AGC would erase
+    vitals = NodeVitals(VitalsConfig(motion_blocks=True))
     rng = np.random.default_rng(1)
     times = 1.7e9 + np.cumsum(0.05 + rng.uniform(-0.0075, 0.0075, int(seconds * 20)))
     out, due = [], times[0] + 1.0

@@ -47,6 +47,10 @@ class Baseline:
     motion_levels: list[float] = field(default_factory=list)  # per-second quiet change rate
     breath_snrs: list[float] = field(default_factory=list)  # per-window empty-room SNR
     profile_sum: list[float] = field(default_factory=list)
+    #: per-second change level (csi_edge.vitals.change) of the empty room
+    change_levels: list[float] = field(default_factory=list)
+    #: fingerprints of the data already folded in: the same capture twice counts once
+    fingerprints: list[str] = field(default_factory=list)
     profile_sumsq: list[float] = field(default_factory=list)
 
     @classmethod
@@ -67,6 +71,12 @@ class Baseline:
     def motion_level(self) -> float | None:
         return (
             float(np.median(self.motion_levels)) if self.calibrated and self.motion_levels else None
+        )
+
+    @property
+    def change_level(self) -> float | None:
+        return (
+            float(np.median(self.change_levels)) if self.calibrated and self.change_levels else None
         )
 
     @property

@@ -42,7 +42,34 @@ class VitalsConfig:
     noise_every_s: float = 3.0  # how often that noise level is sampled
     presence_snr: float = 30.0  # combined breathing-band SNR that proves someone is there
     # (empty rooms reached 22 in simulation, a breathing person 45-1300)
-    presence_hold_s: float = 10.0
+    # Presence lifecycle (csi_edge.vitals.node.NodeVitals.estimate): unknown until decided;
+    # "nobody" needs a still window this long without breathing evidence ...
+    presence_decide_s: float = 10.0
+    # breathing counts only as one stable rhythm (csi_edge.vitals.spectral.stable_rhythm)
+    rhythm_min_prominence: float = 0.3
+    rhythm_tol_bpm: float = 3.0
+    # ... and an occupied room stays occupied this long after the last evidence (a still
+    # person's breathing SNR dips for seconds at a time; see docs/vitals.md for the figures)
+    presence_hold_s: float = 30.0
+    # Motion by the change ratio (csi_edge.vitals.change): the same defaults for every chip
+    # and rate, chosen on real recordings (quiet 0.9-1.3, movement 1.5-10) and the simulator.
+    motion_ratio: float = 1.75
+    motion_ratio_k: float = 1.3  # ... or this many times the node's median still ratio
+    motion_ratio_memory_s: float = 60.0
+    motion_ratio_window_s: float = 1.0  # doubled below 16 Hz
+    motion_ratio_min_frames: int = 8
+    motion_level_k: float = 3.0  # change power above this many quiet levels: motion ...
+    motion_level_percentile: float = 25.0  # ... the quiet level: this percentile ...
+    motion_level_min_windows: int = 4  # ... of at least this many windows (the warm-up)
+    motion_profile: bool = False
+    # the older common-mode block test against a learned quiet level: off, it flagged 33 % of
+    # real quiet ESP32 seconds (scripts/bench_real_motion.py); it catches fast limb motion in
+    # the simulator that the change ratio misses
+    motion_blocks: bool = False
+    quiet_min_blocks: int = 10  # also the slow "moved into a new pose" test
+    # Heart rate is published only when switched on: see docs/vitals.md for the SNR and rate
+    # where its median error stayed <= 3 BPM on the simulator; elsewhere it is withheld.
+    heart_enabled: bool = False
     profile_z: float = 6.0  # static change vs. the empty-room profile (calibrated nodes only)
     min_breath_conf: float = 0.3
     min_heart_conf: float = 0.05

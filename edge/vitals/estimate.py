@@ -8,8 +8,10 @@ from dataclasses import dataclass
 @dataclass
 class VitalsEstimate:
     t: float  # receive-clock time of the estimate (unix seconds)
-    presence: bool
-    motion: bool
+    #: None = unknown (not decided yet, or the node stopped sending): never a guessed False
+    presence: bool | None
+    #: None only when there is no data to decide on
+    motion: bool | None
     breathing_bpm: float | None
     breathing_conf: float
     heart_bpm: float | None
@@ -28,14 +30,23 @@ class VitalsEstimate:
         d = {
             "t": round(self.t - t0, 3),
             "node": node,
-            "presence": bool(self.presence),
-            "motion": bool(self.motion),
+            "presence": None if self.presence is None else bool(self.presence),
+            "motion": None if self.motion is None else bool(self.motion),
             "breathing_bpm": None if self.breathing_bpm is None else round(self.breathing_bpm, 2),
             "breathing_conf": round(float(self.breathing_conf), 3),
             "heart_bpm": None if self.heart_bpm is None else round(self.heart_bpm, 2),
             "heart_conf": round(float(self.heart_conf), 3),
             "reason": self.reason,
         }
+        if self.presence is None:
+            d["presence_reason"] = presence_reason(self.reason)
         if node is None:
             del d["node"]
         return d
+
+
+def presence_reason(reason: str) -> str:
+    """Why presence is unknown, from the estimate's reason."""
+    if reason in ("no-data", "bad-frames", "subcarrier-count-changed"):
+        return reason
+    return "deciding"

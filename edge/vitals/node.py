@@ -24,6 +24,7 @@ import numpy as np
 from csi_edge.dsp.timegrid import StreamingGrid
 from csi_edge.skips import SkipCounter
 from csi_edge.vitals.baseline import Baseline
+from csi_edge.vitals.change import change_ratio
 from csi_edge.vitals.config import VitalsConfig
 from csi_edge.vitals.estimate import VitalsEstimate
 from csi_edge.vitals.motion import block_stats, chi2_median_ratio
@@ -36,6 +37,7 @@ from csi_edge.vitals.spectral import (
     peak_of,
     power_spectra,
     rank_channels,
+    stable_rhythm,
 )
 
 _HISTORY_S = 40.0
@@ -125,6 +127,15 @@ class NodeVitals:
         self._hr_raw: deque = deque()  # (t, gated raw heart BPM or None)
         self._pose_ref: tuple | None = None  # profile before the body moved (_profile_moved)
         self.frames = 0
+        # the last few seconds of per-frame features for the change-ratio motion test
+        self._ct: deque = deque()
+        self._cx: deque = deque()
+        self._ratios: deque = deque()  # (t, R) of still windows: this node's quiet ratio
+        self._rate = float("nan")
+        # presence lifecycle: None (unknown) until decided, then held (see estimate)
+        self.presence: bool | None = None
+        self._prev_present_ev = False
+        self.last_change: tuple[float, float] | None = None  # (ratio, level) of the last window
 
     def reset(self, reason: str = "") -> None:
         """Forget everything but the configuration and the baseline."""
@@ -191,6 +202,11 @@ class NodeVitals:
             order = np.argsort(t, kind="stable")
             t, csi = t[order], csi[order]
         feats, cm = _features(csi)
+        self._ct.append(t)
+        self._cx.append(feats[:, : feats.shape[1] // 2])
+        while len(self._ct) > 1 and self._ct[0][-1] < t[-1] - 3.0:
+            self._ct.popleft()
+            self._cx.popleft()
         grid = self._ensure_grid(feats.shape[1])
         late_before = grid.late
         grid.push(t, feats)
@@ -218,6 +234,7 @@ class NodeVitals:
         span = self._last_t - self.segment_start
         if span >= 2.0:
             rate = self._seg_frames / span
+            self._rate = rate
             slow = rate < 16.0
             if self._block_s != self.cfg.motion_block_s * (2 if slow else 1):
                 self._mn = 0  # statistics of another block length: not comparable
@@ -282,7 +299,7 @@ class NodeVitals:
         robust to the minority of blocks in which someone moves)."""
         cfg = self.cfg
         _, v = self._motion_series(now - cfg.quiet_memory_s)
-        if len(v) < 10:  # too little history: only obvious motion counts
+        if len(v) < self.cfg.quiet_min_blocks:  # too little history: this test abstains
             return np.inf, 0.0
         q = float(np.percentile(v, cfg.quiet_percentile))
         tail = float(np.percentile(v, cfg.quiet_tail_percentile))
@@ -304,7 +321,7 @@ class NodeVitals:
         cfg = self.cfg
         q, tail = self._quiet(now)
         if not np.isfinite(q):
-            return np.full(np.shape(dof), cfg.motion_obvious)
+            return np.full(np.shape(dof), np.inf)
         k = np.maximum(cfg.motion_k, _chi_factor(np.asarray(dof, np.float64)))
         thr = np.maximum(np.maximum(k * q, cfg.motion_tail_k * tail), cfg.motion_floor)
         # Continuous motion inflates the adaptive quiet level; a flicker this big is motion anyway
@@ -333,7 +350,53 @@ class NodeVitals:
             self.last_motion_t = max(self.last_motion_t, float(t[hot][-1]))
         recent = t > now - cfg.motion_window_s
         score = float(v[-1] / thr[-1]) if np.isfinite(thr[-1]) and thr[-1] > 0 else 0.0
-        return bool((hot & recent).any()) or self._sustained_motion(now), score
+        return bool((hot & recent).any()), score
+
+    def _change_motion(self, now: float) -> tuple[bool, float]:
+        """Motion from the last window (:mod:`csi_edge.vitals.change`): (moving, score).
+
+        The window is one second, two below 16 Hz (so it holds enough frames). Moving when the
+        change ratio exceeds ``motion_ratio`` (raised to ``motion_ratio_k`` times this node's
+        median ratio of the last minute, for a node whose quiet ratio sits higher), or, once
+        ``motion_level_min_windows`` windows are in, when the change level exceeds
+        ``motion_level_k`` times this node's quiet level (its ``motion_level_percentile`` of
+        the last minute). Score: the larger of the two statistics over its threshold.
+        """
+        cfg = self.cfg
+        if not self._ct:
+            return False, 0.0
+        win = cfg.motion_ratio_window_s * (2.0 if self._rate < 16.0 else 1.0)
+        t = np.concatenate(self._ct)
+        lo, hi = np.searchsorted(t, [now - win, now], side="right")
+        if hi - lo < cfg.motion_ratio_min_frames:
+            return False, 0.0
+        x = np.concatenate(self._cx)[lo:hi]
+        r, level = change_ratio(t[lo:hi], x, cfg.motion_ratio_min_frames)
+        if not np.isfinite(r):
+            return False, 0.0
+        while self._ratios and self._ratios[0][0] < now - cfg.motion_ratio_memory_s:
+            self._ratios.popleft()
+        thr = cfg.motion_ratio
+        score = r / thr
+        moving = r > thr
+        if len(self._ratios) >= cfg.motion_level_min_windows:
+            hist = np.array([(v, lv) for _, v, lv in self._ratios])
+            thr = max(thr, cfg.motion_ratio_k * float(np.median(hist[:, 0])))
+            q = float(np.percentile(hist[:, 1], cfg.motion_level_percentile))
+            q = self._calibrated_level(q)
+            lthr = cfg.motion_level_k * q
+            score = max(r / thr, level / lthr if lthr > 0 else 0.0)
+            moving = r > thr or level > lthr
+        self.last_change = (float(r), float(level))
+        if not moving:
+            self._ratios.append((now, r, level))
+        return bool(moving), float(score)
+
+    def _calibrated_level(self, q: float) -> float:
+        """A calibrated node's quiet change level caps the learned one (someone moving for
+        the whole last minute cannot teach the node that motion is quiet)."""
+        ref = self.baseline.change_level
+        return q if ref is None else min(q, 2.0 * ref)
 
     def _sustained_motion(self, now: float) -> bool:
         """Weak but sustained motion on a noisy node: the pooled variance of the last
@@ -457,8 +520,6 @@ class NodeVitals:
         last = self._last_t
         if now is None:
             now = last if last is not None else 0.0
-        since = getattr(self, "_checked_until", -np.inf)
-        self._checked_until = now
 
         def out(presence=False, motion=False, reason="", br=None, hr=None, ms=0.0, ps=0.0):
             return VitalsEstimate(
@@ -475,20 +536,36 @@ class NodeVitals:
             )
 
         if last is None or self.segment_start is None:
-            return out(reason=self._reason_hold or ("bad-frames" if self.skipped else "no-data"))
+            self.presence = None
+            return out(
+                None, None, self._reason_hold or ("bad-frames" if self.skipped else "no-data")
+            )
         if now - last > cfg.max_gap_s:
-            return out(reason="no-data")
-        moving, mscore = self._update_motion(now, min(since, now - 1.0))
-        if not moving and self._profile_moved(now):
+            # A node that stopped sending: nothing is known about the room any more.
+            self.presence = None
+            self._prev_present_ev = False
+            return out(None, None, "no-data")
+        moving, mscore = self._change_motion(now)
+        if cfg.motion_blocks:
+            # The common-mode block test against this node's learned quiet level: it sees fast
+            # limb motion the change ratio cannot (see csi_edge.vitals.change); it may decide
+            # only once its quiet level is learned (quiet_min_blocks), never from a cold start.
+            since = getattr(self, "_checked_until", -np.inf)
+            self._checked_until = now
+            hot, bscore = self._update_motion(now, min(since, now - 1.0))
+            if hot:
+                moving, mscore = True, max(mscore, bscore)
+        if not moving and cfg.motion_profile and self._profile_moved(now):
             moving = True
-            self.last_motion_t = now
         if moving:
+            self.last_motion_t = now
             self.last_presence_t = now
         still_start = max(self.segment_start, self.last_motion_t + cfg.motion_release_s)
         still = now - still_start
         br = None
         snr = 0.0
         xb = None
+        breath_ev = False
         if not moving and still >= min(6.0, cfg.min_window_s):
             xb = self._window(now, min(still, cfg.breath_window_s))
             if xb is not None:
@@ -502,15 +579,42 @@ class NodeVitals:
                     detrended=True,
                     highpass_hz=cfg.breath_highpass_hz,
                 )
+                # Only one stable rhythm counts (drift and sway are strong but not periodic):
+                # then the rate may be reported and it is evidence of someone breathing.
+                if not stable_rhythm(
+                    xb,
+                    cfg.grid_hz,
+                    br,
+                    cfg.breath_bpm,
+                    cfg.noise_hz,
+                    cfg.rhythm_min_prominence,
+                    cfg.rhythm_tol_bpm,
+                    cfg.breath_highpass_hz,
+                ):
+                    br = RateResult(br.bpm, 0.0, 0.0, br.channels, br.prominence, "no-rhythm")
                 snr = br.snr
                 # Two estimates in a row above the threshold: in an empty room a noise peak
                 # sometimes clears it once (short windows estimate the noise floor poorly).
-                if snr >= self._presence_snr() and self._prev_snr >= self._presence_snr():
-                    self.last_presence_t = now
+                breath_ev = snr >= self._presence_snr() and self._prev_snr >= self._presence_snr()
         self._prev_snr = snr
         if not moving and self._profile_present(now):
+            breath_ev = True
+        if breath_ev:
             self.last_presence_t = now
-        presence = now - self.last_presence_t <= cfg.presence_hold_s
+        # Presence lifecycle: unknown until decided; someone is there on motion or breathing
+        # evidence; nobody only after a still window of presence_decide_s without evidence,
+        # and an occupied room stays occupied for presence_hold_s of such quiet.
+        absent_ev = (
+            not moving and not breath_ev and br is not None and still >= cfg.presence_decide_s
+        )
+        if moving or breath_ev:
+            self.presence = True
+        elif absent_ev and (
+            self.presence is None
+            or (self.presence and now - self.last_presence_t >= cfg.presence_hold_s)
+        ):
+            self.presence = False
+        presence = self.presence
         if moving:
             self._br.clear()
             self._hr.clear()
@@ -518,11 +622,11 @@ class NodeVitals:
             return out(presence, True, "motion", ms=mscore, ps=snr)
         if self._reason_hold and still < cfg.min_window_s:
             return out(presence, False, self._reason_hold, ms=mscore, ps=snr)
-        if not presence:
+        if presence is False:
             return out(False, False, "no-presence", ms=mscore, ps=snr)
         if still < cfg.min_window_s or br is None:
             reason = "warming-up" if still < cfg.min_window_s else "gaps"
-            return out(True, False, reason, ms=mscore, ps=snr)
+            return out(presence, False, reason, ms=mscore, ps=snr)
         self._reason_hold = ""
         b = self._smooth(self._br, now, br.bpm, br.conf, cfg.min_breath_conf)
         h, h_reason = None, "heart: too-short"
@@ -540,7 +644,7 @@ class NodeVitals:
             reason = "breathing: low-confidence"
         else:
             reason = "low-confidence"
-        return out(True, False, reason, br=b, hr=h, ms=mscore, ps=snr)
+        return out(presence, False, reason, br=b, hr=h, ms=mscore, ps=snr)
 
     def _presence_snr(self) -> float:
         ref = self.baseline.breath_snr_max

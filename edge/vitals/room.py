@@ -35,8 +35,6 @@ def calibrate_frames(
     frames: FrameBatch, baselines: dict[str, Baseline], times: np.ndarray | None = None
 ) -> list[NodeOutcome]:
     """Update ``baselines`` (node key -> Baseline, created when missing) from ``frames``."""
-    from csi_edge.vitals.config import VitalsConfig
-    from csi_edge.vitals.node import NodeVitals
     from csi_edge.vitals.run import frame_times, lltf_frames
 
     if times is None:
@@ -47,63 +45,64 @@ def calibrate_frames(
     for key in sorted(set(keys.tolist())):
         idx = np.flatnonzero(keys == key)
         idx = idx[np.argsort(times[idx], kind="stable")]
-        t = times[idx]
-        t = t[np.isfinite(t)]
-        if len(t) < 2:
-            out.append(NodeOutcome(key, False, 0.0, 0, 0.0, 0.0, "too few frames with timestamps"))
-            continue
-        nv = NodeVitals(VitalsConfig())
-        ticks = np.arange(t[0] + 1.0, t[-1] + 1e-9, 1.0)
-        bounds = np.searchsorted(times[idx], ticks, side="right")
-        lo = 0
-        motion, present, levels, snrs, profiles = [], [], [], [], []
-        for tick, hi in zip(ticks, bounds, strict=True):
-            nv.push(times[idx[lo:hi]], csi[idx[lo:hi]])
-            lo = hi
-            est = nv.estimate(float(tick))
-            if est.reason in ("no-data", "bad-frames"):
-                continue
-            motion.append(est.motion)
-            present.append(est.presence and not est.motion)
-            v, prof = nv.calibration_stats(tick - 1.0)
-            if v:
-                levels.append(float(np.median(v)))
-            if est.presence_score > 0:
-                snrs.append(est.presence_score)
-            if prof is not None:
-                profiles.append(prof)
-        n = len(motion)
-        if n == 0:
-            out.append(
-                NodeOutcome(
-                    key, False, 0.0, 0, 0.0, 0.0, "no usable frames (all NaN, zero or without time)"
-                )
-            )
-            continue
-        mf, pf = float(np.mean(motion)), float(np.mean(present))
-        if mf > MAX_MOTION_FRACTION or pf > MAX_PRESENCE_FRACTION:
-            what = (
-                f"motion in {mf:.0%}"
-                if mf > MAX_MOTION_FRACTION
-                else f"a person-like periodic signal in {pf:.0%}"
-            )
-            out.append(
-                NodeOutcome(
-                    key,
-                    False,
-                    0.0,
-                    n,
-                    mf,
-                    pf,
-                    f"room not still: {what} of {n} s; leave the room empty and still, then run again",
-                )
-            )
-            continue
-        still = ~(np.asarray(motion) | np.asarray(present))
+        idx = idx[np.isfinite(times[idx])]
         b = baselines.setdefault(key, Baseline.default(key))
-        b.add(float(still.sum()), levels, snrs, np.asarray(profiles))
-        msg = f"{b.still_s:.0f} of {b.required_s:.0f} s still data" + (
-            " (complete)" if b.complete else " (run again to add more)"
-        )
-        out.append(NodeOutcome(key, True, float(still.sum()), n, mf, pf, msg))
+        out.append(calibrate_node(key, times[idx], csi[idx], b))
     return out
+
+
+def calibrate_node(key: str, t: np.ndarray, csi: np.ndarray, b: Baseline) -> NodeOutcome:
+    """One node's sorted frames (times [k], CSI [k, 53]) into its baseline ``b`` (unchanged
+    when refused)."""
+    from csi_edge.vitals.config import VitalsConfig
+    from csi_edge.vitals.node import NodeVitals
+
+    if len(t) < 2:
+        return NodeOutcome(key, False, 0.0, 0, 0.0, 0.0, "too few frames with timestamps")
+    nv = NodeVitals(VitalsConfig())
+    ticks = np.arange(t[0] + 1.0, t[-1] + 1e-9, 1.0)
+    bounds = np.searchsorted(t, ticks, side="right")
+    lo = 0
+    motion, present, levels, snrs, profiles = [], [], [], [], []
+    for tick, hi in zip(ticks, bounds, strict=True):
+        nv.push(t[lo:hi], csi[lo:hi])
+        lo = hi
+        est = nv.estimate(float(tick))
+        if est.reason in ("no-data", "bad-frames"):
+            continue
+        motion.append(est.motion)
+        present.append(bool(est.presence) and not est.motion)
+        v, prof = nv.calibration_stats(tick - 1.0)
+        if v:
+            levels.append(float(np.median(v)))
+        if est.presence_score > 0:
+            snrs.append(est.presence_score)
+        if prof is not None:
+            profiles.append(prof)
+    n = len(motion)
+    if n == 0:
+        return NodeOutcome(
+            key, False, 0.0, 0, 0.0, 0.0, "no usable frames (all NaN, zero or without time)"
+        )
+    mf, pf = float(np.mean(motion)), float(np.mean(present))
+    if mf > MAX_MOTION_FRACTION or pf > MAX_PRESENCE_FRACTION:
+        what = (
+            f"motion in {mf:.0%}"
+            if mf > MAX_MOTION_FRACTION
+            else f"a person-like periodic signal in {pf:.0%}"
+        )
+        return NodeOutcome(
+            key,
+            False,
+            0.0,
+            n,
+            mf,
+            pf,
+            f"room not still: {what} of {n} s; leave the room empty and still, then run again",
+        )
+    still = ~(np.asarray(motion) | np.asarray(present))
+    b.add(float(still.sum()), levels, snrs, np.asarray(profiles))
+    msg = f"{b.still_s:.0f} of {b.required_s:.0f} s still data" + (
+        " (complete)" if b.complete else " (run again to add more)"
+    )
+    return NodeOutcome(key, True, float(still.sum()), n, mf, pf, msg)

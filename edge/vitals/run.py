@@ -83,3 +83,28 @@ def run_frames(
                 nv.push(times[sel], csi[sel])
                 done[key] = hi
             yield key, nv.estimate(float(tick))
+
+
+def run_node(
+    t: np.ndarray,
+    csi: np.ndarray,
+    config: VitalsConfig | None = None,
+    baseline: Baseline | None = None,
+    every_s: float = 1.0,
+) -> Iterator[VitalsEstimate]:
+    """One node's sorted frames (times [k], CSI [k, S]) through :class:`NodeVitals`, pushed in
+    ``every_s`` chunks with an estimate after each, as the gateway does live."""
+    t = np.asarray(t, np.float64)
+    if len(t) == 0:
+        return
+    nv = NodeVitals(config, baseline)
+    ticks = float(t[0]) + every_s * np.arange(
+        1, max(int(np.ceil((t[-1] - t[0]) / every_s - 1e-9)), 1) + 1
+    )
+    bounds = np.searchsorted(t, ticks, side="right")
+    lo = 0
+    for tick, hi in zip(ticks, bounds, strict=True):
+        if hi > lo:
+            nv.push(t[lo:hi], csi[lo:hi])
+            lo = hi
+        yield nv.estimate(float(tick))

@@ -247,3 +247,43 @@ def remove_harmonics(x: np.ndarray, rate_hz: float, f0_hz: float, f_max_hz: floa
     if q is None:
         return x
     return x - q @ (q.T @ x)
+
+
+def stable_rhythm(
+    x: np.ndarray,
+    rate_hz: float,
+    res: RateResult,
+    band_bpm: tuple[float, float],
+    noise_hz: tuple[float, float],
+    min_prominence: float = 0.3,
+    tol_bpm: float = 3.0,
+    highpass_hz: float | None = None,
+    min_cycles: float = 3.0,
+) -> bool:
+    """Does the window hold ONE stable periodic component at ``res.bpm``?
+
+    Why: real empty rooms drift (1/f-like, no noise above it at int8 resolution) and a body that
+    sways without rhythm moves the breathing band too; both give a strong band SNR but no
+    rhythm. A rhythm stands out from the rest of the band (prominence) and each half of the
+    window, independent data, puts its own peak at the same rate (within ``tol_bpm`` or one
+    resolution cell of the half).
+    """
+    if res.bpm is None or res.reason or res.prominence < min_prominence or len(x) < 16:
+        return False
+    if res.bpm / 60.0 * len(x) / rate_hz < min_cycles:  # one slow swing is no rhythm
+        return False
+    band_hz = (band_bpm[0] / 60.0, band_bpm[1] / 60.0)
+    xs = x[:, res.channels]
+    if highpass_hz:
+        xs = highpass(xs, rate_hz, highpass_hz)
+    half = len(xs) // 2
+    tol = max(tol_bpm, 60.0 * rate_hz / half)
+    for part in (xs[:half], xs[half:]):
+        f, sp = power_spectra(detrend(part), rate_hz, 2048, detrended=True)
+        band = (f >= band_hz[0]) & (f <= band_hz[1])
+        noise = (f >= noise_hz[0]) & (f <= noise_hz[1])
+        comb = (sp / np.maximum(np.median(sp[noise], axis=0), 1e-20)).mean(axis=1)
+        rp = peak_of(comb, f, band, noise, rate_hz, half, res.channels)
+        if rp.bpm is None or abs(rp.bpm - res.bpm) > tol:
+            return False
+    return True

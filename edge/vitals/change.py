@@ -1,0 +1,53 @@
+"""Self-normalising motion statistic: how much of a window's change is slower than frame noise.
+
+Why this and not a threshold on the size of the change: a node's noise level (thermal noise,
+int8 rounding of small CSI values, AGC behaviour) differs by chip, firmware and room, so any
+detector that compares change against a learned "quiet level" reads motion while it is still
+learning, and mis-learns when someone moves during that time. Measured on real ESP32 captures
+(scripts/bench_real_motion.py), frame-to-frame noise of the per-frame-normalised log-amplitude is
+white: uncorrelated from one frame to the next, at 10 Hz as at 100 Hz. Motion is not: a body or a
+hand moves the channel smoothly over many frames. So per window and subcarrier compare
+
+- ``var``: the variance left after a quadratic in time (breathing and drift are slow enough to be
+  absorbed by it within ~1 s), with
+- ``mssd / 2``: half the mean squared successive difference (von Neumann), which for white noise
+  estimates the same variance and barely grows with slow motion.
+
+The ratio ``R = sum(var) / sum(mssd / 2)`` over 52 subcarriers is ~1.0 for noise whatever its
+level (empty rooms 0.9-1.2 on ESP32, ESP32-S3, simulator 10-45 dB), and grows with motion
+(2-10 for walking, standing up, a waving hand near the link). No warm-up, no calibration, the
+same default everywhere; AGC gain steps cancel because each frame's mean log-amplitude is
+removed first.
+
+What the ratio cannot see: motion so fast that the channel decorrelates from one frame to the
+next (a limb moving several wavelengths per frame interval) raises var and mssd alike. For that
+the node's change level (mssd) is compared with its own quiet level, learned from its windows
+of the last minute (a low percentile, so a minority of motion does not raise it): available
+after a few seconds, never needed for the ratio test. Hand-written: this is a few lines of least squares, no library does it.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def change_ratio(t: np.ndarray, x: np.ndarray, min_frames: int = 8) -> tuple[float, float]:
+    """(R, level) for one window: sorted times [k] and features [k, C] (per-frame-normalised
+    log-amplitude). ``level`` is half the mean squared successive difference per subcarrier
+    (the frame-to-frame change power: noise when still, more when something moves faster than
+    the frames can follow). NaN for both when the window holds fewer than ``min_frames``."""
+    n = len(t)
+    if n < max(min_frames, 5):
+        return float("nan"), float("nan")
+    x = np.asarray(x, np.float64)
+    span = float(t[-1] - t[0]) or 1.0
+    tau = 2.0 * (t - t[0]) / span - 1.0
+    basis = np.stack([np.ones(n), tau, tau * tau], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
+    res = x - basis @ coef
+    var = float((res * res).sum()) / (n - 3)
+    d = np.diff(x, axis=0)
+    half_mssd = float((d * d).sum()) / (2.0 * (n - 1))
+    if half_mssd <= 0.0:
+        return float("nan"), float("nan")
+    return var / half_mssd, half_mssd / x.shape[1]

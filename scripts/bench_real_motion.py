@@ -1,0 +1,221 @@
+#!/usr/bin/env python3
+"""Motion, presence and room calibration on REAL labelled ESP32 recordings, beside the simulator.
+
+Every recording in ``tests/data/labelled/`` (see ``tests/data/PROVENANCE.md``) goes through the
+same per-node estimator the gateway runs (frames pushed in 1-s chunks, one estimate a second,
+default configuration, no baseline: a cold start). Per file and in total:
+
+- ``fp``: motion flagged in quiet seconds (every second, warm-up included: a node that just
+  rebooted must not read as motion while it learns)
+- ``recall``: motion flagged in movement seconds after the first ``WARMUP_S`` seconds
+- ``onset``: the worst delay from a labelled movement onset (quiet -> movement) to the flag
+- ``first``: seconds until presence is first decided (not unknown)
+- ``pres``: presence in the decided seconds (empty recordings: should be ~0; seated: ~1)
+- ``flips/h``: presence changes per hour of decided seconds
+- ``calib``: ``csi-edge baseline`` on the file (quiet recordings only): ok / refused
+
+Then the same figures on a small simulator grid (still person, empty room, bursts of motion,
+10-100 Hz). Prints a table and one JSON line. ``--quick``: fewer simulator rows.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from labelled import recordings, second_labels  # noqa: E402
+
+from csi_edge.vitals.baseline import Baseline  # noqa: E402
+from csi_edge.vitals.room import calibrate_node  # noqa: E402
+from csi_edge.vitals.run import run_node  # noqa: E402
+
+WARMUP_S = 5.0
+
+
+def _presence(e) -> float | None:
+    p = e.presence
+    return None if p is None else float(bool(p))
+
+
+def score(name, chip, kind, t, csi, moving_frames, ticks_labels=None, present_truth=None):
+    """Run one node's frames; returns a row of figures."""
+    est = list(run_node(t, csi))
+    ticks = np.array([e.t for e in est])
+    rel = ticks - t[0]
+    lab = ticks_labels(ticks)
+    mot = np.array([bool(e.motion) for e in est])
+    quiet = lab == 0
+    mov = (lab == 1) & (rel > WARMUP_S)
+    pres = [_presence(e) for e in est]
+    decided = np.array([p is not None for p in pres])
+    pv = np.array([p if p is not None else np.nan for p in pres])
+    first = float(rel[decided][0]) if decided.any() else None
+    dv = pv[decided]
+    flips = int((np.diff(dv) != 0).sum()) if len(dv) > 1 else 0
+    hours = max(decided.sum(), 1) / 3600.0
+    # onsets: quiet -> movement in the labels, after warm-up
+    onsets = np.flatnonzero(np.diff(moving_frames.astype(int)) == 1) + 1
+    lat = []
+    for k in onsets:
+        t_on = t[k]
+        if t_on - t[0] < WARMUP_S:
+            continue
+        hit = np.flatnonzero((ticks > t_on) & mot)
+        lat.append(float(ticks[hit[0]] - t_on) if len(hit) else np.inf)
+    calib = None
+    if kind in ("empty", "static"):
+        out = calibrate_node(name, t, csi, Baseline.default(name))
+        calib = "ok" if out.accepted else f"refused: {out.message.split(';')[0]}"
+    return dict(
+        file=name,
+        chip=chip,
+        kind=kind,
+        rate=round((len(t) - 1) / float(t[-1] - t[0]), 1),
+        s=len(est),
+        quiet_s=int(quiet.sum()),
+        fp_n=int((mot & quiet).sum()),
+        motion_s=int(mov.sum()),
+        hit_n=int((mot & mov).sum()),
+        onset=max(lat) if lat else None,
+        first=first,
+        decided_s=int(decided.sum()),
+        pres_n=int(np.nansum(dv)),
+        flips_h=round(flips / hours, 1),
+        calib=calib,
+        present_truth=present_truth,
+    )
+
+
+def real_rows():
+    rows = []
+    for rec in recordings():
+        present = {"empty": False, "labelled": True}.get(rec.kind)
+        rows.append(
+            score(
+                rec.name,
+                rec.chip,
+                rec.kind,
+                rec.t,
+                rec.csi,
+                rec.motion,
+                lambda ticks, rec=rec: second_labels(rec, ticks),
+                present,
+            )
+        )
+    return rows
+
+
+def sim_rows(quick: bool):
+    from csi_edge.sim import preset, simulate
+    from csi_edge.vitals.run import frame_times, lltf_frames
+
+    rows = []
+    rates = (10, 20, 100) if quick else (10, 20, 50, 100)
+    for name in ("still", "empty", "motion"):
+        for rate in rates:
+            sc = preset(name, 90, rate_hz=rate, snr_db=25, loss=0.05)
+            r = simulate(sc, 1)
+            t, _ = frame_times(r.frames)
+            csi = lltf_frames(r.frames)
+            tr = r.truth
+
+            def labels(ticks, tr=tr):
+                m_now, m_prev = tr.at(ticks)["motion"], tr.at(ticks - 1.0)["motion"]
+                return np.where(m_now & m_prev, 1, np.where(~m_now & ~m_prev, 0, -1))
+
+            moving = tr.at(t)["motion"].astype(bool)
+            rows.append(
+                score(
+                    f"sim:{name}@{rate}Hz",
+                    "sim",
+                    {"empty": "empty"}.get(name, "labelled"),
+                    t,
+                    csi,
+                    moving,
+                    labels,
+                    name != "empty",
+                )
+            )
+    return rows
+
+
+def _pct(n, d):
+    return f"{100 * n / d:5.1f}" if d else "    -"
+
+
+def table(rows, title):
+    print(f"\n{title}")
+    print(
+        f"{'file':34} {'chip':8} {'Hz':>5} {'kind':8} {'quiet':>5} {'fp%':>5} {'mov':>4} "
+        f"{'rec%':>5} {'onset':>5} {'first':>5} {'pres%':>5} {'fl/h':>6}  calib"
+    )
+    for r in rows:
+        onset = "-" if r["onset"] is None else f"{r['onset']:.1f}"
+        first = "-" if r["first"] is None else f"{r['first']:.0f}"
+        print(
+            f"{r['file'][:34]:34} {r['chip']:8} {r['rate']:5.1f} {r['kind']:8} {r['quiet_s']:5d} "
+            f"{_pct(r['fp_n'], r['quiet_s'])} {r['motion_s']:4d} {_pct(r['hit_n'], r['motion_s'])} "
+            f"{onset:>5} {first:>5} {_pct(r['pres_n'], r['decided_s'])} {r['flips_h']:6.0f}  "
+            f"{r['calib'] or ''}"
+        )
+
+
+def totals(rows):
+    q = sum(r["quiet_s"] for r in rows)
+    fp = sum(r["fp_n"] for r in rows)
+    m = sum(r["motion_s"] for r in rows)
+    hit = sum(r["hit_n"] for r in rows)
+    emp = [r for r in rows if r["present_truth"] is False]
+    ed = sum(r["decided_s"] for r in emp)
+    ep = sum(r["pres_n"] for r in emp)
+    cal = [r for r in rows if r["calib"] is not None]
+    on = [r["onset"] for r in rows if r["onset"] is not None]
+    return dict(
+        quiet_s=q,
+        fp=fp / q if q else None,
+        motion_s=m,
+        recall=hit / m if m else None,
+        onset_max=max(on) if on else None,
+        empty_presence=ep / ed if ed else None,
+        empty_decided_s=ed,
+        calib_ok=sum(r["calib"] == "ok" for r in cal),
+        calib_n=len(cal),
+        first_max=max((r["first"] for r in rows if r["first"] is not None), default=None),
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="fewer simulator rows")
+    ap.add_argument("--no-sim", action="store_true", help="real recordings only")
+    a = ap.parse_args()
+    real = real_rows()
+    table(real, "real ESP32 recordings (tests/data/labelled), cold start, default config")
+    tot = {"real": totals(real)}
+    for chip in sorted({r["chip"] for r in real}):
+        tot[f"real:{chip}"] = totals([r for r in real if r["chip"] == chip])
+    if not a.no_sim:
+        sim = sim_rows(a.quick)
+        table(sim, "simulator (25 dB, 5 % loss, 90 s)")
+        tot["sim"] = totals(sim)
+    print("\ntotals")
+    for k, v in tot.items():
+        f = lambda x: "-" if x is None else f"{100 * x:.1f} %"  # noqa: E731
+        print(
+            f"  {k:16} fp {f(v['fp'])} of {v['quiet_s']} s | recall {f(v['recall'])} of "
+            f"{v['motion_s']} s | onset max {v['onset_max']} s | empty presence "
+            f"{f(v['empty_presence'])} of {v['empty_decided_s']} s | calib {v['calib_ok']}/"
+            f"{v['calib_n']} | first decision max {v['first_max']} s"
+        )
+    print(json.dumps({"totals": tot}))
+
+
+if __name__ == "__main__":
+    main()
