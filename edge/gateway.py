@@ -297,7 +297,7 @@ class Gateway:
                     rep.model_vitals = mv
             # A skeleton is shown only while someone is there: the bundled pose model's
             # confidence does not separate an empty room (see edge/models/README.md).
-            if rep.presence is not False:
+            if rep.presence:  # not while unknown either
                 rep.pose = self._pose_report(key, now)
             rep.node_vitals = self.node_vitals.get(key)
             out.append(rep)

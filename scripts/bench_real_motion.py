@@ -30,13 +30,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from labelled import recordings, second_labels  # noqa: E402
+from labelled import LABEL_WINDOW_S, recordings, second_labels  # noqa: E402
 
 from csi_edge.vitals.baseline import Baseline  # noqa: E402
+from csi_edge.vitals.config import VitalsConfig  # noqa: E402
 from csi_edge.vitals.room import calibrate_node  # noqa: E402
 from csi_edge.vitals.run import run_node  # noqa: E402
 
 WARMUP_S = 5.0
+CONFIG = VitalsConfig()  # --set key=value changes it (to compare settings on the same data)
 
 
 def _presence(e) -> float | None:
@@ -44,9 +46,11 @@ def _presence(e) -> float | None:
     return None if p is None else float(bool(p))
 
 
-def score(name, chip, kind, t, csi, moving_frames, ticks_labels=None, present_truth=None):
+def score(
+    name, chip, kind, t, csi, moving_frames, ticks_labels=None, present_truth=None, scored_all=True
+):
     """Run one node's frames; returns a row of figures."""
-    est = list(run_node(t, csi))
+    est = list(run_node(t, csi, CONFIG))
     ticks = np.array([e.t for e in est])
     rel = ticks - t[0]
     lab = ticks_labels(ticks)
@@ -70,8 +74,8 @@ def score(name, chip, kind, t, csi, moving_frames, ticks_labels=None, present_tr
         hit = np.flatnonzero((ticks > t_on) & mot)
         lat.append(float(ticks[hit[0]] - t_on) if len(hit) else np.inf)
     calib = None
-    if kind in ("empty", "static"):
-        out = calibrate_node(name, t, csi, Baseline.default(name))
+    if kind in ("empty", "static") and scored_all:
+        out = calibrate_node(name, t, csi, Baseline.default(name), CONFIG)
         calib = "ok" if out.accepted else f"refused: {out.message.split(';')[0]}"
     return dict(
         file=name,
@@ -107,6 +111,7 @@ def real_rows():
                 rec.motion,
                 lambda ticks, rec=rec: second_labels(rec, ticks),
                 present,
+                rec.scored is None or bool(rec.scored.all()),
             )
         )
     return rows
@@ -127,7 +132,7 @@ def sim_rows(quick: bool):
             tr = r.truth
 
             def labels(ticks, tr=tr):
-                m_now, m_prev = tr.at(ticks)["motion"], tr.at(ticks - 1.0)["motion"]
+                m_now, m_prev = tr.at(ticks)["motion"], tr.at(ticks - LABEL_WINDOW_S)["motion"]
                 return np.where(m_now & m_prev, 1, np.where(~m_now & ~m_prev, 0, -1))
 
             moving = tr.at(t)["motion"].astype(bool)
@@ -195,9 +200,22 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer simulator rows")
     ap.add_argument("--no-sim", action="store_true", help="real recordings only")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change one VitalsConfig field for this run, e.g. --set motion_ratio=2.0",
+    )
     a = ap.parse_args()
+    for item in a.set:
+        key, _, value = item.partition("=")
+        if not hasattr(CONFIG, key):
+            ap.error(f"--set {item}: VitalsConfig has no field {key!r}")
+        kind = type(getattr(CONFIG, key))
+        setattr(CONFIG, key, kind(value) if kind is not bool else value.lower() in ("1", "true"))
     real = real_rows()
-    table(real, "real ESP32 recordings (tests/data/labelled), cold start, default config")
+    table(real, "real ESP32 recordings (tests/data/labelled), cold start, {'config: ' + ' '.join(a.set) if a.set else 'default config'}")
     tot = {"real": totals(real)}
     for chip in sorted({r["chip"] for r in real}):
         tot[f"real:{chip}"] = totals([r for r in real if r["chip"] == chip])

@@ -26,6 +26,7 @@ import numpy as np
 
 from csi_edge.sim import preset, simulate
 from csi_edge.vitals import run_frames
+from csi_edge.vitals.config import VitalsConfig
 
 
 def score(sc, seed, fixed10):
@@ -34,7 +35,8 @@ def score(sc, seed, fixed10):
     t_first = float(r.frames.meta["t_rx"][0])
     if fixed10:
         times = t_first + np.arange(len(r.frames)) / 10.0
-    est = [e for _, e in run_frames(r.frames, times=times)]
+    # heart rate is measured here, so it is switched on (it is off by default in the gateway)
+    est = [e for _, e in run_frames(r.frames, VitalsConfig(heart_enabled=True), times=times)]
     t = np.array([e.t for e in est])
     # Truth at the estimate's instant: for the baseline, its clock is wrong, so map its
     # estimate index back to real seconds of capture (one estimate per baseline-second).

@@ -231,7 +231,8 @@ def test_gateway_runs_a_whole_window_ruview_model_and_falls_back_to_its_fp32_var
         runtime = load_pose_runtime(cfg)
     assert type(runtime).__name__ == "WindowRuntime"
     assert "using its default variant" in caplog.text
-    _, gw, reports = _simulated_gateway_reports("still", 12.0, pose=str(folder))
+    # 16 s: the skeleton is drawn once presence is decided (breathing proves it at ~13 s)
+    _, gw, reports = _simulated_gateway_reports("still", 16.0, pose=str(folder))
     assert gw.pose_frames > 150  # one output per frame once the 20-frame window is full
     last = reports[-1][0]
     assert last.pose is not None and len(last.pose["keypoints"]) == 17

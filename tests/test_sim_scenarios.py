@@ -86,9 +86,8 @@ def _vitals_on_node_content(scenario: str, seconds: float = 40.0, node: int = 0)
     from csi_edge.frames import pairs_to_complex
     from csi_edge.layout import LLTF_RAW_BINS as raw
     from csi_edge.sim import NodeContent, preset
-    from csi_edge.vitals.node import NodeVitals
-
     from csi_edge.vitals.config import VitalsConfig
+    from csi_edge.vitals.node import NodeVitals
 
     content = NodeContent(preset(scenario, 24 * 3600.0), node_index=node, seed=0, n_pairs=64)
     # the amplitude-level block test: it reads exactly what an instant AGC would erase

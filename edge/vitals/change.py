@@ -8,8 +8,8 @@ learning, and mis-learns when someone moves during that time. Measured on real E
 white: uncorrelated from one frame to the next, at 10 Hz as at 100 Hz. Motion is not: a body or a
 hand moves the channel smoothly over many frames. So per window and subcarrier compare
 
-- ``var``: the variance left after a quadratic in time (breathing and drift are slow enough to be
-  absorbed by it within ~1 s), with
+- ``var``: the variance left after a low-degree polynomial in time (degree chosen so breathing
+  and drift, below ``slow_hz``, are absorbed by it: 2 for a 1-s window, 3 for 2 s), with
 - ``mssd / 2``: half the mean squared successive difference (von Neumann), which for white noise
   estimates the same variance and barely grows with slow motion.
 
@@ -31,21 +31,38 @@ from __future__ import annotations
 import numpy as np
 
 
-def change_ratio(t: np.ndarray, x: np.ndarray, min_frames: int = 8) -> tuple[float, float]:
+def bands(x: np.ndarray, width: int) -> np.ndarray:
+    """[k, C] -> [k, C // width]: means of ``width`` adjacent subcarriers. Why: a moving body
+    changes neighbouring subcarriers together (the channel is smooth in frequency) while their
+    noise is independent, so each band mean keeps the motion and cuts the noise power by about
+    ``width``. Fixed bands, not chosen from the data, so noise still gives a ratio near 1."""
+    if width <= 1 or x.shape[1] < 2 * width:
+        return x
+    n = x.shape[1] // width
+    return x[:, : n * width].reshape(len(x), n, width).mean(axis=2)
+
+
+def change_ratio(
+    t: np.ndarray, x: np.ndarray, min_frames: int = 8, slow_hz: float = 0.67
+) -> tuple[float, float]:
     """(R, level) for one window: sorted times [k] and features [k, C] (per-frame-normalised
     log-amplitude). ``level`` is half the mean squared successive difference per subcarrier
     (the frame-to-frame change power: noise when still, more when something moves faster than
     the frames can follow). NaN for both when the window holds fewer than ``min_frames``."""
     n = len(t)
-    if n < max(min_frames, 5):
+    span = float(t[-1] - t[0]) if n > 1 else 0.0
+    # Polynomial degree enough to absorb everything up to slow_hz in this span (a polynomial
+    # of degree d follows about d/2 cycles): breathing up to 40 BPM is not motion. 2 for 1 s,
+    # 3 for 2 s. A strong breathing component left in the residual reads as motion otherwise.
+    deg = max(2, int(np.ceil(2.0 * span * slow_hz)))
+    if n < max(min_frames, deg + 4):
         return float("nan"), float("nan")
     x = np.asarray(x, np.float64)
-    span = float(t[-1] - t[0]) or 1.0
-    tau = 2.0 * (t - t[0]) / span - 1.0
-    basis = np.stack([np.ones(n), tau, tau * tau], axis=1)
+    tau = 2.0 * (t - t[0]) / (span or 1.0) - 1.0
+    basis = np.polynomial.legendre.legvander(tau, deg)
     coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
     res = x - basis @ coef
-    var = float((res * res).sum()) / (n - 3)
+    var = float((res * res).sum()) / (n - deg - 1)
     d = np.diff(x, axis=0)
     half_mssd = float((d * d).sum()) / (2.0 * (n - 1))
     if half_mssd <= 0.0:

@@ -44,7 +44,10 @@ class VitalsConfig:
     # (empty rooms reached 22 in simulation, a breathing person 45-1300)
     # Presence lifecycle (csi_edge.vitals.node.NodeVitals.estimate): unknown until decided;
     # "nobody" needs a still window this long without breathing evidence ...
-    presence_decide_s: float = 10.0
+    # (a still person's breathing first proves presence 13-15 s into a still window in
+    # simulation at 10-50 Hz, 20-35 dB: scripts/bench_real_motion.py "first"), so 20 s ...
+    presence_decide_s: float = 20.0
+    presence_motion_s: int = 2  # motion counts as someone there after this many seconds of it
     # breathing counts only as one stable rhythm (csi_edge.vitals.spectral.stable_rhythm)
     rhythm_min_prominence: float = 0.3
     rhythm_tol_bpm: float = 3.0
@@ -53,11 +56,13 @@ class VitalsConfig:
     presence_hold_s: float = 30.0
     # Motion by the change ratio (csi_edge.vitals.change): the same defaults for every chip
     # and rate, chosen on real recordings (quiet 0.9-1.3, movement 1.5-10) and the simulator.
-    motion_ratio: float = 1.75
+    motion_ratio: float = 2.0
     motion_ratio_k: float = 1.3  # ... or this many times the node's median still ratio
     motion_ratio_memory_s: float = 60.0
-    motion_ratio_window_s: float = 1.0  # doubled below 16 Hz
+    motion_ratio_window_s: float = 2.0  # longer below 8 Hz (2 x motion_ratio_min_frames)
     motion_ratio_min_frames: int = 8
+    motion_ratio_slow_hz: float = 0.67  # slower change than this is not motion (40 BPM)
+    motion_ratio_band: int = 4  # adjacent subcarriers averaged first (csi_edge.vitals.change.bands)
     motion_level_k: float = 3.0  # change power above this many quiet levels: motion ...
     motion_level_percentile: float = 25.0  # ... the quiet level: this percentile ...
     motion_level_min_windows: int = 4  # ... of at least this many windows (the warm-up)

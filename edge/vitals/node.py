@@ -24,7 +24,7 @@ import numpy as np
 from csi_edge.dsp.timegrid import StreamingGrid
 from csi_edge.skips import SkipCounter
 from csi_edge.vitals.baseline import Baseline
-from csi_edge.vitals.change import change_ratio
+from csi_edge.vitals.change import bands, change_ratio
 from csi_edge.vitals.config import VitalsConfig
 from csi_edge.vitals.estimate import VitalsEstimate
 from csi_edge.vitals.motion import block_stats, chi2_median_ratio
@@ -135,6 +135,7 @@ class NodeVitals:
         # presence lifecycle: None (unknown) until decided, then held (see estimate)
         self.presence: bool | None = None
         self._prev_present_ev = False
+        self._motion_run = 0  # consecutive estimates with the motion flag up
         self.last_change: tuple[float, float] | None = None  # (ratio, level) of the last window
 
     def reset(self, reason: str = "") -> None:
@@ -365,13 +366,19 @@ class NodeVitals:
         cfg = self.cfg
         if not self._ct:
             return False, 0.0
-        win = cfg.motion_ratio_window_s * (2.0 if self._rate < 16.0 else 1.0)
+        # at least 2 x the minimum frame count, so slow nodes (10 Hz) get a usable window
+        win = max(cfg.motion_ratio_window_s, 2.0 * cfg.motion_ratio_min_frames / max(self._rate, 1.0))
         t = np.concatenate(self._ct)
         lo, hi = np.searchsorted(t, [now - win, now], side="right")
         if hi - lo < cfg.motion_ratio_min_frames:
             return False, 0.0
         x = np.concatenate(self._cx)[lo:hi]
-        r, level = change_ratio(t[lo:hi], x, cfg.motion_ratio_min_frames)
+        r, level = change_ratio(
+            t[lo:hi],
+            bands(x, cfg.motion_ratio_band),
+            cfg.motion_ratio_min_frames,
+            cfg.motion_ratio_slow_hz,
+        )
         if not np.isfinite(r):
             return False, 0.0
         while self._ratios and self._ratios[0][0] < now - cfg.motion_ratio_memory_s:
@@ -557,8 +564,13 @@ class NodeVitals:
                 moving, mscore = True, max(mscore, bscore)
         if not moving and cfg.motion_profile and self._profile_moved(now):
             moving = True
+        self._motion_run = self._motion_run + 1 if moving else 0
+        # Motion is evidence of someone only when it lasts: one flagged second in an empty room
+        # (a transient, a passing reflection) must not hold "occupied" for presence_hold_s.
+        motion_ev = self._motion_run >= cfg.presence_motion_s
         if moving:
             self.last_motion_t = now
+        if motion_ev:
             self.last_presence_t = now
         still_start = max(self.segment_start, self.last_motion_t + cfg.motion_release_s)
         still = now - still_start
@@ -607,7 +619,7 @@ class NodeVitals:
         absent_ev = (
             not moving and not breath_ev and br is not None and still >= cfg.presence_decide_s
         )
-        if moving or breath_ev:
+        if motion_ev or breath_ev:
             self.presence = True
         elif absent_ev and (
             self.presence is None
@@ -629,9 +641,15 @@ class NodeVitals:
             return out(presence, False, reason, ms=mscore, ps=snr)
         self._reason_hold = ""
         b = self._smooth(self._br, now, br.bpm, br.conf, cfg.min_breath_conf)
-        h, h_reason = None, "heart: too-short"
+        if b is not None:
+            # a reported breathing rate is one stable rhythm: someone is there (a rate beside
+            # "unknown" presence would contradict itself)
+            self.presence = presence = True
+            self.last_presence_t = now
+        # Heart rate off (the default): not estimated, and no reason about it either
+        h, h_reason = None, "heart: too-short" if cfg.heart_enabled else ""
         n_h = int(round(min(still, cfg.heart_window_s) * cfg.grid_hz))
-        if n_h >= int(cfg.min_heart_window_s * cfg.grid_hz):
+        if cfg.heart_enabled and n_h >= int(cfg.min_heart_window_s * cfg.grid_hz):
             hr = self._heart(xb[-n_h:], br if b is not None else None)
             hr = self._persistent(now, hr)
             h = self._smooth(self._hr, now, hr.bpm, hr.conf, cfg.min_heart_conf)

@@ -15,6 +15,7 @@ import numpy as np
 
 from csi_edge.frames import FrameBatch
 from csi_edge.vitals.baseline import Baseline
+from csi_edge.vitals.config import VitalsConfig
 
 MAX_MOTION_FRACTION = 0.10
 MAX_PRESENCE_FRACTION = 0.20
@@ -51,15 +52,16 @@ def calibrate_frames(
     return out
 
 
-def calibrate_node(key: str, t: np.ndarray, csi: np.ndarray, b: Baseline) -> NodeOutcome:
+def calibrate_node(
+    key: str, t: np.ndarray, csi: np.ndarray, b: Baseline, config: VitalsConfig | None = None
+) -> NodeOutcome:
     """One node's sorted frames (times [k], CSI [k, 53]) into its baseline ``b`` (unchanged
     when refused)."""
-    from csi_edge.vitals.config import VitalsConfig
     from csi_edge.vitals.node import NodeVitals
 
     if len(t) < 2:
         return NodeOutcome(key, False, 0.0, 0, 0.0, 0.0, "too few frames with timestamps")
-    nv = NodeVitals(VitalsConfig())
+    nv = NodeVitals(config or VitalsConfig())
     ticks = np.arange(t[0] + 1.0, t[-1] + 1e-9, 1.0)
     bounds = np.searchsorted(t, ticks, side="right")
     lo = 0
