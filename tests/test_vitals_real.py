@@ -36,7 +36,7 @@ def test_the_labelled_set_covers_quiet_and_movement_on_three_chip_families():
 
 def test_quiet_seconds_are_not_motion_on_real_recordings(runs):
     flagged = quiet = 0
-    for rec, est, _, lab in runs.values():
+    for _rec, est, _, lab in runs.values():
         mot = np.array([bool(e.motion) for e in est])
         flagged += int((mot & (lab == 0)).sum())
         quiet += int((lab == 0).sum())
@@ -66,7 +66,7 @@ def test_movement_is_flagged_on_real_recordings(runs):
 
 
 def test_motion_is_flagged_within_3_s_of_its_start(runs):
-    for rec, est, ticks, _ in runs.values():
+    for rec, est, _ticks, _ in runs.values():
         on = np.flatnonzero(np.diff(rec.motion.astype(int)) == 1) + 1
         for k in on:
             t_on = rec.t[k]
