@@ -12,6 +12,7 @@ from collections.abc import Callable
 from typing import TextIO
 
 from csi_edge.report import NodeReport
+from csi_edge.vitals.estimate import yes_no
 
 
 def _fmt(v: float | None, digits: int) -> str:
@@ -31,8 +32,8 @@ def report_cells(r: NodeReport) -> list[str]:
         r.node,
         f"{_fmt(link.get('rate_hz'), 1)} Hz",
         str(link.get("lost", 0)),
-        "yes" if r.presence else "no",
-        "yes" if r.motion else "no",
+        yes_no(r.presence),
+        yes_no(r.motion),
         f"{_fmt(r.breathing_bpm, 1)} ({r.breathing_conf:.2f})",
         f"{_fmt(r.heart_bpm, 0)} ({r.heart_conf:.2f})",
         "-" if node_br is None else f"{node_br:.1f}",

@@ -50,3 +50,8 @@ def presence_reason(reason: str) -> str:
     if reason in ("no-data", "bad-frames", "subcarrier-count-changed"):
         return reason
     return "deciding"
+
+
+def yes_no(value: bool | None) -> str:
+    """Text for a presence/motion flag: "unknown" for None (not decided yet), never "no"."""
+    return "unknown" if value is None else "yes" if value else "no"

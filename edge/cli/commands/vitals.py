@@ -45,7 +45,8 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
 
     \b
     --json prints one object per line, at least once per second of capture per node:
-      {"t": s since first frame, "node": "<key>", "presence": bool, "motion": bool,
+      {"t": s since first frame, "node": "<key>", "presence": bool|null, "motion": bool|null,
+       (null = not decided yet, with "presence_reason"),
        "breathing_bpm": float|null, "breathing_conf": float, "heart_bpm": float|null,
        "heart_conf": float, "reason": str, ["edge": node's own vitals packet]}
     """
@@ -54,6 +55,7 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
     from csi_edge.capture import read_capture as read_any
     from csi_edge.vitals import edge_vitals_report, frame_times, run_frames
     from csi_edge.vitals.baseline import load_baseline
+    from csi_edge.vitals.estimate import yes_no
 
     try:
         res = read_any(capture)
@@ -87,7 +89,7 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
     rows = []
     if not as_json:
         click.echo(
-            f"{'t':>7} {'node':24} {'pres':>4} {'mot':>3} {'breath':>12} {'heart':>12}  reason"
+            f"{'t':>7} {'node':24} {'presence':>8} {'motion':>7} {'breath':>12} {'heart':>12}  reason"
         )
     for key, est in run_frames(frames, every_s=every, times=times, baseline_for=baseline_for):
         rec = est.to_json(t0, key)
@@ -111,8 +113,8 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
                 else f"{rec['heart_bpm']:.1f} ({rec['heart_conf']:.2f})"
             )
             click.echo(
-                f"{rec['t']:7.1f} {key[:24]:24} {'yes' if rec['presence'] else 'no':>4} "
-                f"{'yes' if rec['motion'] else 'no':>3} {br:>12} {hr:>12}  {rec['reason']}"
+                f"{rec['t']:7.1f} {key[:24]:24} {yes_no(rec['presence']):>8} "
+                f"{yes_no(rec['motion']):>7} {br:>12} {hr:>12}  {rec['reason']}"
             )
     if plot:
         _plot(rows, plot)
