@@ -149,3 +149,37 @@ def test_exit_code_table_matches_the_code() -> None:
     text = (ROOT / "docs" / "exit-codes.md").read_text(encoding="utf-8")
     rows = re.findall(r"^\| (\d+) \| `([A-Z_]+)` \|", text, re.M)
     assert {name: int(code) for code, name in rows} == {e.name: int(e) for e in ExitCode}
+
+
+def test_nvs_key_table_matches_the_firmware_keys() -> None:
+    """docs/provisioning.md lists every NVS key csi-edge writes, with its namespace and type."""
+    from csi_edge.firmware.nodecfg import KEYS
+
+    text = (ROOT / "docs" / "provisioning.md").read_text(encoding="utf-8")
+    rows = re.findall(r"^\| (csi_cfg|security) \| `(\w+)` \| (\w+) \|", text, re.M)
+    assert rows == [(k.ns, k.name, k.type) for k in KEYS]
+
+
+def test_nvs_csv_example_is_what_csi_edge_generates() -> None:
+    """The generator CSV printed in docs/provisioning.md is the one csi-edge writes for it, and
+    the image built from it reads back to the same values."""
+    from csi_edge.firmware import nodecfg, nvs
+
+    text = (ROOT / "docs" / "provisioning.md").read_text(encoding="utf-8")
+    csv = (
+        "key,type,encoding,value\n"
+        + text.split("```\nkey,type,encoding,value\n", 1)[1].split("```", 1)[0]
+    )
+    cfg = {
+        "ssid": "HomeNet",
+        "password": "s3cretpass",
+        "target_ip": "192.168.1.20",
+        "node_id": 3,
+        "filter_mac": bytes.fromhex("aabbccddeeff"),
+        "ota_psk": "tok",
+    }
+    nodecfg.validate(cfg)
+    owned = nodecfg.owned_namespaces(cfg)
+    assert nvs.to_csv(owned) == csv
+    back = nvs.read_image(nvs.build_image(owned))
+    assert back.problems == [] and nodecfg.from_nvs(back.namespaces) == (cfg, [])
