@@ -11,8 +11,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-ACTIVITIES = ("empty", "standing", "sitting", "walking", "waving")
-MOVING = {"walking", "waving"}
+# New activities go at the end: the index is stored in truth files and training data.
+ACTIVITIES = ("empty", "standing", "sitting", "walking", "waving", "swaying")
+MOVING = {"walking", "waving", "swaying"}
 CAMERA = np.array([2.0, -2.5, 1.1])
 FOCAL = 1.1  # normalized focal length: a 1.7 m person 4 m away spans ~0.45 of the image
 
@@ -115,10 +116,29 @@ class Person:
             )
             jw[:, 9] = jw[:, 7] + np.stack([-0.1 * np.sin(ph), -0.05 + 0 * ph, 0.25 + 0 * ph], -1)
             joints[wave] = jw
+        swayed = act == ACTIVITIES.index("swaying")
+        if swayed.any():
+            # seated, the upper body drifting without rhythm (fidgeting, shifting weight)
+            joints[swayed] = _SIT
+            joints[swayed, :13] += self._random_sway(t[swayed])[:, None, :]
         joints = joints + base[:, None, :]
         present = act != ACTIVITIES.index("empty")
-        moving = walk | wave
+        moving = walk | wave | swayed
         return joints, present, moving
+
+
+    def _random_sway(self, t: np.ndarray) -> np.ndarray:
+        """Upper-body displacement [T, 3] m without a rhythm: 40 sinusoids at log-spread
+        frequencies 0.05-0.8 Hz (overlapping the breathing band), amplitude ~1/f, random
+        phases fixed by ``seed_phase``; ~2 cm RMS across, ~1.5 cm towards the camera. A pure
+        function of time, like every other motion here."""
+        rng = np.random.default_rng(int(self.seed_phase * 1e6) & 0xFFFFFFFF)
+        f = np.exp(rng.uniform(np.log(0.05), np.log(0.8), 40))
+        ph = rng.uniform(0, 2 * np.pi, (3, 40))
+        a = 1.0 / f
+        a *= np.sqrt(2.0 / np.sum(a * a))  # unit RMS per axis
+        wave = np.sin(2 * np.pi * np.asarray(t)[:, None, None] * f + ph)  # [T, 3, 40]
+        return (wave * a).sum(axis=2) * np.array([0.02, 0.015, 0.005])
 
 
 def project(joints: np.ndarray, present: np.ndarray) -> np.ndarray:

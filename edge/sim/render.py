@@ -52,6 +52,7 @@ def quantize(
     snr_db: float,
     rng: np.random.Generator,
     ref_rms: float | None = None,
+    slope: float = 0.15,
 ) -> list[np.ndarray]:
     """Channel [T, 64] -> list of int8 raw buffers (length 2 * n_pairs each).
 
@@ -62,7 +63,7 @@ def quantize(
     t = len(h)
     s = RAW_SUBCARRIERS
     cfo = np.exp(
-        1j * (rng.uniform(0, 2 * np.pi, t)[:, None] + rng.normal(0, 0.04, t)[:, None] * s[None])
+        1j * (rng.uniform(0, 2 * np.pi, t)[:, None] + rng.normal(0, slope, t)[:, None] * s[None])
     )
     # The gain follows the long-term channel power (the AGC is slow), not each frame's power.
     rms = reference_rms(h) if ref_rms is None else ref_rms

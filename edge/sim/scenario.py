@@ -43,6 +43,13 @@ class Scenario:
     reboot_at_s: float | None = None
     layout: int | str = 64
     agc_steps_per_min: float = 1.0
+    # AGC free-running (not locked by the firmware): every frame's gain jitters by this many
+    # dB (normal, 1 sigma) on top of the steps. Real ESP32 captures with the AGC unlocked show
+    # ~0.5 dB; 0 is a locked AGC.
+    agc_jitter_db: float = 0.0
+    # per-frame timing offset: the random phase slope across subcarriers, rad per subcarrier
+    # (1 sigma); ESP32 captures show slopes of several tenths of a radian per subcarrier
+    timing_slope: float = 0.15
     n_nodes: int = 1
     channel: int = 6
     truth_rate_hz: float = 10.0
@@ -78,13 +85,19 @@ def preset(name: str, duration_s: float = 60.0, **overrides) -> Scenario:
         "motion": _motion_timeline(d),
         "walk": [("walking", d)],
         "activities": _activity_cycle(d),
+        # seated, then swaying without rhythm (no breathing rate may be reported over it)
+        "sway": [("sitting", min(20.0, d / 3)), ("swaying", max(d - min(20.0, d / 3), 1.0))],
+        # seated, then gets up and leaves: presence must hold, then clear
+        "leave": [("sitting", d / 2), ("walking", 3.0), ("empty", max(d / 2 - 3.0, 1.0))],
     }
     if name not in timelines:
         raise ValueError(f"unknown scenario {name!r}; expected one of {sorted(timelines)}")
     return Scenario(segments=timelines[name], **overrides)
 
 
-PRESETS = ("still", "standing", "empty", "enter", "motion", "walk", "activities")
+PRESETS = (
+    "still", "standing", "empty", "enter", "motion", "walk", "activities", "sway", "leave"
+)
 
 
 def _motion_timeline(d: float) -> list[tuple[str, float]]:
@@ -233,7 +246,9 @@ def simulate(scenario: Scenario, seed: int = 0) -> SimResult:
         h = world.channel(i, t_cap)
         n_pairs = choose_layouts(scenario.layout, len(t_cap), rng)
         gain = agc_gain(t_cap, scenario.agc_steps_per_min, rng, scenario.duration_s)
-        bufs = quantize(h, n_pairs, gain, scenario.snr_db, rng)
+        if scenario.agc_jitter_db > 0:
+            gain = gain * 10 ** (rng.normal(0.0, scenario.agc_jitter_db, len(gain)) / 20)
+        bufs = quantize(h, n_pairs, gain, scenario.snr_db, rng, slope=scenario.timing_slope)
         meta = empty_meta(len(t_cap))
         meta["t_rx"] = t_rx + T0
         meta["src"] = 0

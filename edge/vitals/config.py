@@ -51,6 +51,10 @@ class VitalsConfig:
     # breathing counts only as one stable rhythm (csi_edge.vitals.spectral.stable_rhythm)
     rhythm_min_prominence: float = 0.3
     rhythm_tol_bpm: float = 3.0
+    # ... and the newest rhythm_segment_s of the window at most rhythm_power_jump x the
+    # median segment's band power (csi_edge.vitals.spectral.steady_power: sway onset)
+    rhythm_segment_s: float = 4.0
+    rhythm_power_jump: float = 2.0
     # ... and an occupied room stays occupied this long after the last evidence (a still
     # person's breathing SNR dips for seconds at a time; see docs/vitals.md for the figures)
     presence_hold_s: float = 30.0
@@ -75,6 +79,9 @@ class VitalsConfig:
     # Heart rate is published only when switched on: see docs/vitals.md for the SNR and rate
     # where its median error stayed <= 3 BPM on the simulator; elsewhere it is withheld.
     heart_enabled: bool = False
+    # ... and only from nodes sending at least this rate: below it no row of the accuracy
+    # benchmark reported a heart rate that was right (scripts/bench_vitals_accuracy.py)
+    heart_min_rate_hz: float = 40.0
     profile_z: float = 6.0  # static change vs. the empty-room profile (calibrated nodes only)
     min_breath_conf: float = 0.3
     min_heart_conf: float = 0.05

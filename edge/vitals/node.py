@@ -34,10 +34,12 @@ from csi_edge.vitals.spectral import (
     estimate_rate,
     fill_gaps,
     harmonic_basis,
+    highpass,
     peak_of,
     power_spectra,
     rank_channels,
     stable_rhythm,
+    steady_power,
 )
 
 _HISTORY_S = 40.0
@@ -136,6 +138,7 @@ class NodeVitals:
         self.presence: bool | None = None
         self._prev_present_ev = False
         self._motion_run = 0  # consecutive estimates with the motion flag up
+        self._quiet_run = 0  # consecutive estimates with neither motion nor breathing evidence
         self.last_change: tuple[float, float] | None = None  # (ratio, level) of the last window
 
     def reset(self, reason: str = "") -> None:
@@ -578,6 +581,7 @@ class NodeVitals:
         snr = 0.0
         xb = None
         breath_ev = False
+        unsteady = False
         if not moving and still >= min(6.0, cfg.min_window_s):
             xb = self._window(now, min(still, cfg.breath_window_s))
             if xb is not None:
@@ -604,6 +608,17 @@ class NodeVitals:
                     cfg.breath_highpass_hz,
                 ):
                     br = RateResult(br.bpm, 0.0, 0.0, br.channels, br.prominence, "no-rhythm")
+                elif not steady_power(
+                    highpass(xb[:, br.channels], cfg.grid_hz, cfg.breath_highpass_hz),
+                    cfg.grid_hz,
+                    None,
+                    cfg.rhythm_segment_s,
+                    cfg.rhythm_power_jump,
+                ):
+                    # the newest seconds are much stronger than the rhythm before them: the
+                    # body started to move (sway, fidgeting); someone is there, no rate yet
+                    br = RateResult(br.bpm, 0.0, 0.0, br.channels, br.prominence, "unsteady")
+                    unsteady = True
                 snr = br.snr
                 # Two estimates in a row above the threshold: in an empty room a noise peak
                 # sometimes clears it once (short windows estimate the noise floor poorly).
@@ -611,14 +626,18 @@ class NodeVitals:
         self._prev_snr = snr
         if not moving and self._profile_present(now):
             breath_ev = True
+        if unsteady:
+            breath_ev = True  # not a rate, but a body moving in the band: someone is there
         if breath_ev:
             self.last_presence_t = now
         # Presence lifecycle: unknown until decided; someone is there on motion or breathing
         # evidence; nobody only after a still window of presence_decide_s without evidence,
         # and an occupied room stays occupied for presence_hold_s of such quiet.
-        absent_ev = (
-            not moving and not breath_ev and br is not None and still >= cfg.presence_decide_s
-        )
+        # "Nobody" also needs several estimates in a row without evidence: breathing evidence
+        # takes two in a row, so one look at a long window (a tool, a restart) decides nothing.
+        quiet_now = not moving and not breath_ev and br is not None
+        self._quiet_run = self._quiet_run + 1 if quiet_now else 0
+        absent_ev = quiet_now and still >= cfg.presence_decide_s and self._quiet_run >= 3
         if motion_ev or breath_ev:
             self.presence = True
         elif absent_ev and (
@@ -649,7 +668,9 @@ class NodeVitals:
         # Heart rate off (the default): not estimated, and no reason about it either
         h, h_reason = None, "heart: too-short" if cfg.heart_enabled else ""
         n_h = int(round(min(still, cfg.heart_window_s) * cfg.grid_hz))
-        if cfg.heart_enabled and n_h >= int(cfg.min_heart_window_s * cfg.grid_hz):
+        if cfg.heart_enabled and self._rate < cfg.heart_min_rate_hz:
+            h_reason = f"heart: needs >= {cfg.heart_min_rate_hz:.0f} Hz frames"
+        elif cfg.heart_enabled and n_h >= int(cfg.min_heart_window_s * cfg.grid_hz):
             hr = self._heart(xb[-n_h:], br if b is not None else None)
             hr = self._persistent(now, hr)
             h = self._smooth(self._hr, now, hr.bpm, hr.conf, cfg.min_heart_conf)

@@ -287,3 +287,25 @@ def stable_rhythm(
         if rp.bpm is None or abs(rp.bpm - res.bpm) > tol:
             return False
     return True
+
+
+def steady_power(
+    x: np.ndarray, rate_hz: float, channels, seg_s: float = 4.0, k: float = 3.0
+) -> bool:
+    """Is the band signal as strong at the end of the window as through it?
+
+    Why: when someone starts swaying or fidgeting, the breathing window still holds mostly the
+    still data before it, so its rhythm passes :func:`stable_rhythm` for seconds while the
+    body already moves (simulated sway is several times breathing's displacement). The last
+    ``seg_s`` of the window holding more than ``k`` times the median power of its ``seg_s``
+    segments means the newest data is something else: no rate until the window is steady.
+    """
+    n = int(round(seg_s * rate_hz))
+    xs = np.asarray(x)[:, channels] if channels is not None else np.asarray(x)
+    if n < 4 or len(xs) < 3 * n:
+        return True
+    m = len(xs) // n
+    segs = xs[len(xs) - m * n :].reshape(m, n, -1)
+    segs = segs - segs.mean(axis=1, keepdims=True)
+    p = (segs * segs).mean(axis=(1, 2))
+    return bool(p[-1] <= k * float(np.median(p)))
