@@ -5,7 +5,9 @@ Accepted sources (spec §1):
 * an ESP-IDF build directory (``flasher_args.json``, in the folder or its ``build/``);
 * an ESP Web Tools ``manifest.json`` (``builds[].chipFamily``, ``parts[{path, offset}]``);
 * a release folder or ``.zip`` of bootloader / partition-table / otadata / app binaries (any of
-  the above inside a zip is honoured too);
+  the above inside a zip is honoured too); with variants per flash size (RuView's
+  ``partition-table-4mb.bin`` beside ``partition-table.bin``) the board's flash size picks the
+  set (``release.py``);
 * a single merged image (bootloader at 0, partition table at 0x8000), or an app image alone (it
   goes to the board's ota_0 partition, read from the board's own partition table).
 

@@ -8,9 +8,11 @@ other chips' builds in subfolders. Taking the first file by name flashed the 4 M
 What a candidate is built for, in this order: a size in its file name (``-4mb``, ``_8MB``); for a
 partition table, the smallest standard flash its partitions fit; for an app, the flash size in its
 image header. Images for another chip are set aside when one for the ESP32-S3 exists (otherwise
-they stay, so the check refuses them with "wrong chip"). A choice is refused only when two
-different files remain for the same role and flash size; the error lists them and names
-``--use FILE``, which picks one (its role comes from its name and content).
+they stay, so the check refuses them with "wrong chip"). A board larger than every variant takes
+the largest that fits. Between two apps for the same size, the one with "csi" in its name wins
+when it is the only one. A choice is refused only when two different files remain for the same
+role and flash size; the error lists them and names ``--use FILE``, which picks one (its role
+comes from its name and content). Identical copies are not ambiguous.
 """
 
 from __future__ import annotations
@@ -159,7 +161,7 @@ def _same_chip(cands: list[Candidate]) -> list[Candidate]:
 def _tables_for(cands: list[Candidate], flash_size: int) -> list[Candidate]:
     fitting = [c for c in cands if c.built_for is None or c.built_for <= flash_size]
     if not fitting:
-        return cands[:1] if len(cands) == 1 else _smallest(cands)  # refused by the size check
+        return _smallest(cands)[:1]  # none fits: the size check refuses it, naming the flash
     exact = [c for c in fitting if c.built_for == flash_size]
     if exact:
         return exact

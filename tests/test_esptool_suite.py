@@ -128,7 +128,9 @@ def suite_results(tmp_path_factory) -> dict[str, tuple[str, str]]:
         "-q",
         f"--rootdir={SUITE}",
         "-p",
-        "no:cacheprovider",
+        "no:cacheprovider",  # nothing written into the suite's folder
+        "-p",
+        "no:benchmark",
         "--timeout",
         "60",
         f"--junitxml={tmp / 'junit.xml'}",
