@@ -87,6 +87,8 @@ class Release:
             if not cands:
                 continue
             pool = _same_chip(cands)
+            if role == "app":
+                pool = [c for c in pool if not _merged(c)] or pool
             if role == "partition-table":
                 pool = _tables_for(pool, flash_size)
             elif role == "app":
@@ -150,6 +152,13 @@ def _picks(rel: Release, use: tuple[str, ...]) -> dict[str, Candidate]:
             raise InputError(f"--use {name}: {why} {rel.source} (its files: {known})")
         out[hits[0].role] = hits[0]
     return out
+
+
+def _merged(c: Candidate) -> bool:
+    """A merged image (bootloader at 0, partition table at 0x8000) beside the separate files is
+    the same release in one file, not another app; ``-f`` on that file flashes it alone."""
+    pt = espimage.PARTITION_TABLE_OFFSET
+    return len(c.data) > pt + 32 and c.data[pt : pt + 2] == b"\xaa\x50"
 
 
 def _same_chip(cands: list[Candidate]) -> list[Candidate]:

@@ -4,6 +4,7 @@ size and the image headers choose the set; only true ambiguity is refused, namin
 from __future__ import annotations
 
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -72,6 +73,28 @@ def test_board_flash_size_picks_table_and_app(tmp_path, size, table_end, version
         assert res["version"] == version and res["flash_size"] == f"{size >> 20}MB"
         notes = " ".join(res["notes"])
         assert f"chosen for the {size >> 20} MB flash" in notes
+
+
+def test_zip_with_a_merged_image_beside_the_parts(tmp_path):
+    """A release zip (one top folder) that also carries the merged 8 MB image: the merged file
+    is not a second app."""
+    src = ruview_release(tmp_path / "rel")
+    boot, table = testkit.bootloader(), testkit.partition_table(8 << 20)
+    app = (src / "esp32-csi-node.bin").read_bytes()
+    merged = bytearray(b"\xff" * (0x20000 + len(app)))
+    merged[: len(boot)], merged[0x8000 : 0x8000 + len(table)] = boot, table
+    merged[0x20000:] = app
+    (src / "esp32-csi-node-merged.bin").write_bytes(bytes(merged))
+    zpath = tmp_path / "esp32-csi-node-0.6.5.zip"
+    with zipfile.ZipFile(zpath, "w") as z:
+        for f in sorted(src.rglob("*.bin")):
+            z.write(f, f"release_bins/{f.relative_to(src).as_posix()}")
+    with Board(flash_size=4 << 20, flash_file=tmp_path / "flash.bin") as board:
+        res = flash_json(board, zpath)
+        assert on_board(board) == (0x3C0000, "0.6.5-4mb")
+        assert res["flash_size"] == "4MB"
+    fw = images.check(images.load(zpath), 8 << 20)
+    assert fw.part("app").name.endswith("release_bins/esp32-csi-node.bin")
 
 
 def test_check_only_without_a_size_lists_both_sets(tmp_path):
