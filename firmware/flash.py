@@ -35,13 +35,30 @@ class FlashResult:
         return dict(self.__dict__)
 
 
-def prepare(source: str, flash_size: str | None) -> images.Firmware:
+def prepare(source: str, flash_size: str | None, use: tuple[str, ...] = ()) -> images.Firmware:
     """Load and check a firmware source without a board (uses the largest plausible flash when
-    the size is not known yet; the real size is checked again after connecting)."""
-    fw = images.load(source)
+    the size is not known yet; the real size is checked again after connecting).
+
+    A release folder with variants per flash size (4 MB and 8 MB tables) is checked for each
+    size it has when the board's size is not known yet; the board's size then picks the set."""
+    fw = images.load(source, use)
+    app = fw.part("app")
+    if fw.release is None and app and app.offset is None and not fw.part("partition-table"):
+        return fw  # an app alone: checked against the board's own table after connecting
     size = flash_size or fw.flash_size
-    if fw.part("app") is None or fw.part("app").offset is not None or fw.part("partition-table"):  # type: ignore[union-attr]
-        images.check(fw, images.parse_flash_size(size) if size else MAX_FLASH)
+    if size:
+        images.check(fw, images.parse_flash_size(size))
+    elif fw.release is not None and len(fw.release.sizes()) > 1:
+        sets = []
+        for each in fw.release.sizes():
+            images.check(fw, each)
+            names = ", ".join(p.name.rsplit("/", 1)[-1] for p in fw.parts if p.role != "bootloader")
+            sets.append(f"{each >> 20} MB: {names}")
+        fw.notes = [n for n in fw.notes if n not in fw.chosen_notes]
+        fw.chosen_notes = []
+        fw.notes.append("the board's flash size picks the set (" + "; ".join(sets) + ")")
+    else:
+        images.check(fw, MAX_FLASH)
     return fw
 
 
@@ -57,8 +74,9 @@ def flash(
     connect_attempts: int = 7,
     compress: bool = True,
     progress: bool = True,
+    use: tuple[str, ...] = (),
 ) -> FlashResult:
-    fw = prepare(source, flash_size)
+    fw = prepare(source, flash_size, use)
     t0 = time.monotonic()
     with Session(
         port,
@@ -71,7 +89,6 @@ def flash(
         detected = s.flash_size
         size_text = flash_size or fw.flash_size or detected or "4MB"
         size = images.parse_flash_size(size_text)
-        notes = list(fw.notes)
         if detected and images.parse_flash_size(detected) < size:
             raise images.FirmwareError(
                 f"--flash-size {size_text} is larger than the {detected} flash the board reports"
@@ -94,6 +111,7 @@ def flash(
                 ) from None
         fw.parts = [p for p in fw.parts if not p.name.endswith(images.ADDED)]
         images.check(fw, size, board_table)
+        notes = list(fw.notes)
         parts = [(p.offset or 0, p.data) for p in sorted(fw.parts, key=lambda p: p.offset or 0)]
         mac = s.mac()
         s.write(

@@ -5,7 +5,9 @@ Accepted sources (spec §1):
 * an ESP-IDF build directory (``flasher_args.json``, in the folder or its ``build/``);
 * an ESP Web Tools ``manifest.json`` (``builds[].chipFamily``, ``parts[{path, offset}]``);
 * a release folder or ``.zip`` of bootloader / partition-table / otadata / app binaries (any of
-  the above inside a zip is honoured too);
+  the above inside a zip is honoured too); with variants per flash size (RuView's
+  ``partition-table-4mb.bin`` beside ``partition-table.bin``) the board's flash size picks the
+  set (``release.py``);
 * a single merged image (bootloader at 0, partition table at 0x8000), or an app image alone (it
   goes to the board's ota_0 partition, read from the board's own partition table).
 
@@ -25,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from csi_edge.errors import InputError
 from csi_edge.firmware import espimage
+from csi_edge.firmware import release as release_mod
 
 ROLES = ("bootloader", "partition-table", "otadata", "app", "merged", "data")
 FLASH_SIZES = {f"{n}MB": n << 20 for n in (1, 2, 4, 8, 16, 32, 64, 128)}
@@ -69,6 +72,10 @@ class Firmware:
     table: espimage.PartitionTable | None = None
     app: espimage.ImageInfo | None = None
     notes: list[str] = field(default_factory=list)
+    #: a release folder's candidates; :func:`check` picks the set for the board's flash size
+    release: release_mod.Release | None = None
+    use: tuple[str, ...] = ()  # files the user picked with --use
+    chosen_notes: list[str] = field(default_factory=list)
 
     @property
     def version(self) -> str | None:
@@ -119,8 +126,21 @@ class _Files:
         return hits[0] if hits else None
 
 
-def load(source: str | Path) -> Firmware:
-    """Load a firmware source (see module docstring); raises FirmwareError."""
+def load(source: str | Path, use: tuple[str, ...] = ()) -> Firmware:
+    """Load a firmware source (see module docstring); raises FirmwareError.
+
+    ``use`` names files of a release folder to take over the other candidates (``--use``)."""
+    fw = _load(source)
+    if use:
+        if fw.release is None:
+            raise FirmwareError(
+                f"--use {use[0]}: {source} is not a release folder or zip; --use picks files in one"
+            )
+        fw.use = tuple(use)
+    return fw
+
+
+def _load(source: str | Path) -> Firmware:
     path = Path(source)
     if not path.exists():
         raise FirmwareError(f"{path}: no such file or directory")
@@ -248,68 +268,64 @@ _PATTERNS = [
 
 
 def _release(files: _Files, source: str) -> Firmware:
+    """Collect every candidate per role; which set is written depends on the board's flash
+    size, so :func:`check` chooses (see ``release.py``)."""
     bins = [n for n in files.names if n.lower().endswith(".bin")]
     if not bins:
         raise FirmwareError(
             f"{source}: no .bin files (expected bootloader, partition table and app)"
         )
-    found: dict[str, str] = {}
+    rel = release_mod.Release(source)
     rest = []
     for n in bins:
         base = PurePosixPath(n).name.lower()
         role = next((r for r, pat in _PATTERNS if pat.search(base)), None)
-        if role and role not in found:
-            found[role] = n
+        if role:
+            rel.add(release_mod.Candidate(n, files.label(n), files.read(n), role))
         else:
             rest.append(n)
     apps = [n for n in rest if files.read(n)[:1] == bytes([espimage.IMAGE_MAGIC])]
-    if len(apps) > 1:
-        preferred = [n for n in apps if "csi" in PurePosixPath(n).name.lower()]
-        if len(preferred) != 1:
-            raise FirmwareError(f"{source}: several app images ({', '.join(apps)}); keep one")
-        apps = preferred
     if not apps and len(rest) == 1:
         apps = rest  # the only candidate: checked (and refused with the reason) like any app
     if not apps:
         raise FirmwareError(
             f"{source}: no app image (a .bin starting with 0xE9 besides the bootloader)"
         )
-    found["app"] = apps[0]
-    if "bootloader" not in found or "partition-table" not in found:
-        missing = [r for r in ("bootloader", "partition-table") if r not in found]
+    for n in apps:
+        rel.add(release_mod.Candidate(n, files.label(n), files.read(n), "app"))
+    missing = [r for r in ("bootloader", "partition-table") if r not in rel.candidates]
+    if missing:
         raise FirmwareError(
             f"{source}: missing {' and '.join(missing)} binary "
             "(expected bootloader.bin and partition-table.bin next to the app)"
         )
-    table_data = files.read(found["partition-table"])
-    table = _table(table_data, files.label(found["partition-table"]))
+    return Firmware(source, [], release=rel)
+
+
+def _choose(fw: Firmware, flash_size: int) -> None:
+    """Build ``fw.parts`` from the release candidates chosen for ``flash_size``."""
+    assert fw.release is not None
+    try:
+        picked, notes = fw.release.choose(flash_size, fw.use)
+    except InputError as e:
+        raise FirmwareError(str(e)) from None
+    table_c = picked["partition-table"]
+    table = _table(table_c.data, table_c.label)
     ota0 = table.app_slot("ota_0") or table.app_slot("factory")
     od = table.otadata
-    parts = [
-        Part(0x0, files.read(found["bootloader"]), files.label(found["bootloader"]), "bootloader"),
-        Part(
-            espimage.PARTITION_TABLE_OFFSET,
-            table_data,
-            files.label(found["partition-table"]),
-            "partition-table",
-        ),
-        Part(
-            ota0.offset if ota0 else 0x20000,
-            files.read(found["app"]),
-            files.label(found["app"]),
-            "app",
-        ),
+    offsets = {
+        "bootloader": 0x0,
+        "partition-table": espimage.PARTITION_TABLE_OFFSET,
+        "app": ota0.offset if ota0 else 0x20000,
+        "otadata": od.offset if od else 0xF000,
+    }
+    fw.parts = [
+        Part(offsets[role], picked[role].data, picked[role].label, role)
+        for role in ("bootloader", "partition-table", "app", "otadata")
+        if role in picked
     ]
-    if "otadata" in found:
-        parts.append(
-            Part(
-                od.offset if od else 0xF000,
-                files.read(found["otadata"]),
-                files.label(found["otadata"]),
-                "otadata",
-            )
-        )
-    return Firmware(source, parts)
+    fw.notes = [n for n in fw.notes if n not in fw.chosen_notes] + notes
+    fw.chosen_notes = notes
 
 
 def _single(data: bytes, source: str) -> Firmware:
@@ -353,6 +369,8 @@ def check(
 
     ``board_table`` is the partition table already on the board (used for an app-only source).
     """
+    if fw.release is not None:
+        _choose(fw, flash_size)
     merged = fw.part("merged")
     if merged is not None:
         _split_merged(fw, merged)
@@ -402,9 +420,9 @@ def check(
                 )
         if fw.part("otadata") is None and merged is None:
             fw.parts.append(blank_otadata(table))
-            fw.notes.append(
-                "otadata added (blank: boots ota_0) so the board cannot keep booting an old ota_1 image"
-            )
+            note = "otadata added (blank: boots ota_0) so the board cannot keep booting an old ota_1 image"
+            if note not in fw.notes:
+                fw.notes.append(note)
     spans = sorted((p.offset or 0, (p.offset or 0) + len(p.data), p.name) for p in fw.parts)
     for (a0, a1, an), (b0, _b1, bn) in zip(spans, spans[1:], strict=False):
         if b0 < a1:

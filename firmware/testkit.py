@@ -45,15 +45,23 @@ def app(
     version: str = "0.6.5-test",
     chip_id: int = espimage.ESP32S3_CHIP_ID,
     seed: int = 2,
+    header_flash_size: int = 8 << 20,
+    project: str = "esp32-csi-node",
 ) -> bytes:
-    """An app image of about ``size`` bytes (half random, half repetitive, like real code)."""
+    """An app image of about ``size`` bytes (half random, half repetitive, like real code);
+    its header names ``header_flash_size`` (as an ESP-IDF build for that flash does)."""
     rng = random.Random(seed)
     body_len = max(0, size - 512)
     noise = rng.randbytes(body_len // 2) if hasattr(rng, "randbytes") else os.urandom(body_len // 2)
     body = noise + bytes(range(256)) * ((body_len - len(noise)) // 256 + 1)
-    drom = espimage.build_app_desc(version) + body[: body_len // 2]
+    drom = espimage.build_app_desc(version, project) + body[: body_len // 2]
     irom = body[body_len // 2 : body_len]
-    img = espimage.build_image([(0x3C000020, drom), (0x42000020, irom)], chip_id=chip_id)
+    size_code = (header_flash_size >> 20).bit_length() - 1  # 1 MB -> 0, ..., 8 MB -> 3
+    img = espimage.build_image(
+        [(0x3C000020, drom), (0x42000020, irom)],
+        chip_id=chip_id,
+        flash_size_freq=(size_code << 4) | 0xF,
+    )
     return img
 
 

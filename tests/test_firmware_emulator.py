@@ -228,3 +228,53 @@ def test_esptool_after_reset_options_boot_the_firmware(board, after):
         time.sleep(0.05)
     assert st["mode"] == "app" and st["boots"] == 1
     assert st["node_state"] == "no-bootloader"  # blank flash: nothing to run
+
+
+def test_flash_is_detached_until_spi_attach_and_sfdp_reads_anywhere(board):
+    """The ROM loader leaves SPI flash detached (floating MISO: all ones); after SPI_ATTACH the
+    chip answers RDID and its SFDP table at any address and length."""
+    from esptool import cmds
+
+    esp = cmds.detect_chip(board.port, 115200, "no-reset", False, 1)
+    try:
+        assert esp.flash_id(cache=False) == 0xFFFFFF
+        assert esp.read_spiflash_sfdp(0, 32) == 0xFFFFFFFF
+        esp.flash_spi_attach(0)
+        assert esp.flash_id(cache=False) & 0xFFFF == 0x40EF
+        assert esp.read_spiflash_sfdp(0, 32).to_bytes(4, "little") == b"SFDP"
+        assert esp.read_spiflash_sfdp(1, 24).to_bytes(3, "little") == b"FDP"
+        # parameter header 0 points at the basic table, whose dword 2 is the density in bits - 1
+        assert esp.read_spiflash_sfdp(0x0C, 24) == 0x80
+        assert esp.read_spiflash_sfdp(0x84, 32) == (8 << 20) * 8 - 1
+        assert esp.read_spiflash_sfdp(0x10, 8) == 0xFF  # not XMC: no start-up fix attempted
+    finally:
+        esp._port.close()
+
+
+def test_second_stub_upload_while_the_stub_runs_greets_again(board):
+    """--before no-reset-no-sync cannot see the running stub, so esptool uploads it again."""
+    from esptool import cmds
+
+    esp = _loader(board.port, stub=True)
+    esp._port.close()
+    again = cmds.detect_chip(board.port, 115200, "no-reset-no-sync", False, 1)
+    try:
+        assert not again.sync_stub_detected
+        stub = cmds.run_stub(again)  # waits for OHAI: hung before
+        assert stub.IS_STUB
+        assert stub.flash_md5sum(0, 16) == hashlib.md5(b"\xff" * 16).hexdigest()
+    finally:
+        again._port.close()
+
+
+def test_boot_loop_without_bootloader_keeps_printing(board):
+    """A blank chip's ROM prints "invalid header" forever (with watchdog resets), so a console
+    opened long after the reset still sees it."""
+    board.reset("run")
+    time.sleep(0.5)
+    lines = _serial_lines(board.port, "RTCWDT_RTC_RST", lambda: None, timeout=3)
+    assert sum("invalid header: 0xffffffff" in line for line in lines) >= 10, lines
+    assert any("rst:0x10 (RTCWDT_RTC_RST)" in line for line in lines), lines
+    r = esptool(board.port, "chip-id")  # a SYNC still brings it back to download mode
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert board.status()["mode"] == "download"

@@ -151,8 +151,12 @@ class Board:
             return
         self.mode = "app"
         self.boots += 1
-        self._node_stop = threading.Event()
-        self._node = NodeRuntime(self.flash, self.node_opts, self._write, self._node_stop, reason)
+        self._node_stop = stop = threading.Event()
+
+        def console(data: bytes) -> None:
+            self._write(data, cancel=stop)  # a reset ends a blocked console write at once
+
+        self._node = NodeRuntime(self.flash, self.node_opts, console, stop, reason)
         self._node_thread = threading.Thread(target=self._node.run, name="emu-node", daemon=True)
         self._node_thread.start()
 
@@ -163,8 +167,9 @@ class Board:
             self._node_thread = None
 
     # ---------- serial I/O ----------
-    def _write(self, data: bytes) -> None:
-        """Write to the host side; like a UART nobody listens to, give up after a while."""
+    def _write(self, data: bytes, cancel: threading.Event | None = None) -> None:
+        """Write to the host side; like a UART nobody listens to, give up after a while
+        (at once when ``cancel`` is set: the node that wrote is being reset)."""
         with self._write_lock:
             view = memoryview(data)
             deadline = time.monotonic() + WRITE_TIMEOUT
@@ -174,7 +179,7 @@ class Board:
                     view = view[n:]
                 except BlockingIOError:
                     left = deadline - time.monotonic()
-                    if left <= 0 or self._stop.is_set():
+                    if left <= 0 or self._stop.is_set() or (cancel and cancel.is_set()):
                         self.dropped_bytes += len(view)
                         return
                     select.select([], [self._master], [], min(left, 0.1))

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from csi_edge.errors import CsiEdgeError
+from csi_edge.firmware.emulator import spiflash
 from csi_edge.firmware.emulator.flashmem import Flash, FlashError
 
 # Commands
@@ -59,7 +60,8 @@ RTC_CNTL_OPTION1_REG = 0x6000812C  # esptool clears FORCE_DOWNLOAD_BOOT right be
 RTC_CNTL_WDTCONFIG0_REG = 0x60008098  # esptool's watchdog reset enables the RTC WDT here
 SPI_BASE = 0x60002000
 SPI_CMD, SPI_ADDR, SPI_USR2, SPI_W0 = SPI_BASE, SPI_BASE + 0x04, SPI_BASE + 0x20, SPI_BASE + 0x58
-SPI_CMD_USR = 1 << 18
+SPI_USR, SPI_MISO_DLEN = SPI_BASE + 0x18, SPI_BASE + 0x28
+SPI_CMD_USR, SPI_USR_MISO = 1 << 18, 1 << 28
 UART_CLKDIV_REG = 0x60000014
 
 CHIPS = {
@@ -113,6 +115,7 @@ class Loader:
     def reset(self) -> None:
         """Back to a fresh ROM loader (after any chip reset)."""
         self.stub = False
+        self.flash_attached = False  # the ROM leaves SPI flash detached until SPI_ATTACH
         self.baud = 115200
         self.regs: dict[int, int] = {}
         self._op: _FlashOp | None = None
@@ -179,6 +182,7 @@ class Loader:
             return [self._response(op, payload=info)]
         if op == SPI_ATTACH:
             _need(data, 4 if stub else 8)
+            self.flash_attached = True
             return [self._response(op)]
         if op == SPI_SET_PARAMS:
             _need(data, 24)
@@ -214,8 +218,13 @@ class Loader:
             flag, _entry = struct.unpack("<II", data)
             self._mem = None
             out = [self._response(op)]
-            if flag == 0 and not stub:
+            if flag == 0:
+                # A (new) stub starts: the ROM, or a running stub, jumps to the entry point. The
+                # stub attaches the flash itself and greets with OHAI (a host that reconnected
+                # with --before no-reset-no-sync uploads it again while the old one runs).
                 self.stub = True
+                self.flash_attached = True
+                self._op, self._read = None, None
                 out.append(b"OHAI")
             return out
         if op == READ_FLASH_SLOW and not stub:
@@ -275,14 +284,15 @@ class Loader:
 
     def _spi_user_command(self) -> None:
         """Answer the SPI flash commands esptool runs through the user-command registers."""
-        cmd = self.regs.get(SPI_USR2, 0) & 0xFF
-        result = 0
-        if cmd == 0x9F:  # RDID: Winbond-style id, capacity byte = log2(size)
-            result = 0xEF | (0x40 << 8) | ((self.flash.size.bit_length() - 1) << 16)
-        elif cmd == 0x5A:  # RDSFDP
-            addr = self.regs.get(SPI_ADDR, 0) & 0xFFFFFF
-            result = 0x50444653 if addr == 0 else 0xEF if addr == 0x10 else 0
-        self.regs[SPI_W0] = result
+        if not self.regs.get(SPI_USR, 0) & SPI_USR_MISO:
+            return  # no read phase: W0 keeps what the host wrote
+        self.regs[SPI_W0] = spiflash.user_command(
+            self.regs.get(SPI_USR2, 0) & 0xFF,
+            self.regs.get(SPI_ADDR, 0) & 0xFFFFFF,
+            (self.regs.get(SPI_MISO_DLEN, 0) & 0x3FF) + 1,
+            self.flash.size,
+            self.flash_attached,
+        )
 
     def _flash_call(self, fn: Callable, *args: int | bytes) -> None:
         try:

@@ -25,6 +25,8 @@ from csi_edge.radio import channel_to_mhz
 from csi_edge.sim.scenario import NodeContent
 
 WIFI_RETRIES = 10
+BOOT_LOOP_LINE_S = 0.02  # one "invalid header" line per 20 ms while no bootloader is flashed
+BOOT_LOOP_LINES_PER_RESET = 50  # then an RTC watchdog reset and the ROM banner again
 
 
 @dataclass
@@ -72,6 +74,19 @@ class NodeRuntime:
             self.raw(f"Guru Meditation Error: Core  0 panic'ed (emulator: {e})")
             self.state = "crashed"
 
+    def _boot_loop(self, word: int) -> None:
+        """No valid bootloader: the ROM prints "invalid header" over and over, and the RTC
+        watchdog resets the chip now and then, until someone resets it (a real S3 does this
+        forever, so a reader that opens the port late still sees it)."""
+        lines = 0
+        while not self.stop.wait(BOOT_LOOP_LINE_S):
+            self.raw(f"invalid header: 0x{word:08x}")
+            lines += 1
+            if lines % BOOT_LOOP_LINES_PER_RESET == 0:
+                self.raw("ESP-ROM:esp32s3-20210327")
+                self.raw("Build:Mar 27 2021")
+                self.raw("rst:0x10 (RTCWDT_RTC_RST),boot:0x8 (SPI_FAST_FLASH_BOOT)")
+
     def _boot(self) -> None:
         self.raw("ESP-ROM:esp32s3-20210327")
         self.raw("Build:Mar 27 2021")
@@ -80,9 +95,8 @@ class NodeRuntime:
         try:
             espimage.parse_image(boot, what="bootloader")
         except espimage.ImageError:
-            for _ in range(3):
-                self.raw(f"invalid header: 0x{struct.unpack_from('<I', boot)[0]:08x}")
             self.state = "no-bootloader"
+            self._boot_loop(struct.unpack_from("<I", boot)[0])
             return
         self.raw("SPIWP:0xee")
         self.raw("mode:DIO, clock div:1")

@@ -52,6 +52,14 @@ def connection_options(f):
 @click.option(
     "--flash-size", default=None, help="4MB, 8MB, ... (default: from the source, else detected)."
 )
+@click.option(
+    "--use",
+    "use",
+    multiple=True,
+    metavar="FILE",
+    help="In a release folder/zip with several candidates for a role, use this file "
+    "(repeatable; by default the board's flash size and the image headers choose).",
+)
 @click.option("--no-compress", is_flag=True, help="Send data uncompressed.")
 @click.option(
     "--check-only", is_flag=True, help="Only check the firmware source; do not touch a board."
@@ -66,6 +74,7 @@ def command(
     no_stub,
     flash_size,
     connect_attempts,
+    use,
     no_compress,
     check_only,
     as_json,
@@ -83,6 +92,7 @@ def command(
       csi-edge flash -p /dev/ttyACM0 -f esp32-csi-node-0.6.5.zip --flash-size 4MB
       csi-edge flash -p /dev/pts/5 -f fw/ --before no-reset --after no-reset   # emulated board
       csi-edge flash -p X -f fw/ --check-only                   # validate files only
+      csi-edge flash -p X -f release_bins/ --use partition-table-4mb.bin --use esp32-csi-node-4mb.bin
     """
     from csi_edge.firmware import flash as flashmod
     from csi_edge.firmware import images
@@ -90,7 +100,7 @@ def command(
 
     try:
         if check_only:
-            fw = flashmod.prepare(source, flash_size)
+            fw = flashmod.prepare(source, flash_size, tuple(use))
             result = {
                 "source": source,
                 "parts": images.describe(fw),
@@ -100,7 +110,10 @@ def command(
             _emit(
                 result,
                 as_json,
-                lambda r: f"firmware OK: {len(r['parts'])} parts, app version {r['version']}",
+                lambda r: "\n".join(
+                    [f"note: {n}" for n in r["notes"]]
+                    + [f"firmware OK: {len(r['parts'])} parts, app version {r['version']}"]
+                ),
             )
             return
         if flash_size:
@@ -116,6 +129,7 @@ def command(
             connect_attempts=connect_attempts,
             compress=not no_compress,
             progress=not as_json,
+            use=tuple(use),
         )
     except images.FirmwareError as e:
         raise click.ClickException(str(e)) from None
