@@ -24,6 +24,14 @@ from tests.conftest import free_port
 PSKS = {1: "psk-node-one", 2: "psk-node-two", 3: "psk-node-three"}
 
 
+def wait_streaming(boards) -> None:
+    """Until every board's firmware streams (its OTA server is up by then)."""
+    deadline = time.monotonic() + 10
+    while any(b.status()["node_state"] != "streaming" for b in boards):
+        assert time.monotonic() < deadline, [b.status() for b in boards]
+        time.sleep(0.05)
+
+
 class Fleet:
     """Emulated nodes with the OTA endpoint, all streaming to one UDP port on loopback."""
 
@@ -39,10 +47,7 @@ class Fleet:
             testkit.install_node(b.flash, node_id=nid, target_port=self.csi_port, ota_psk=PSKS[nid])
             b.reset("run")
             self.boards[nid] = b
-        deadline = time.monotonic() + 10
-        while any(b.status()["node_state"] != "streaming" for b in self.boards.values()):
-            assert time.monotonic() < deadline, [b.status() for b in self.boards.values()]
-            time.sleep(0.05)
+        wait_streaming(self.boards.values())
 
     def node(self, nid: int) -> str:
         return f"127.0.0.1:{self.boards[nid].ota.port}#{nid}"
@@ -130,7 +135,7 @@ def test_node_without_psk_refuses_everything(tmp_path):
     with Board(flash_size=4 << 20, node=NodeOptions(ota_port=0)) as b:
         testkit.install_node(b.flash, node_id=1, target_port=free_port(socket.SOCK_DGRAM))
         b.reset("run")
-        time.sleep(0.3)
+        wait_streaming([b])
         t = ota.Target("127.0.0.1", b.ota.port, 1, psk="anything")
         with pytest.raises(ota.OtaError, match="no OTA PSK .*HTTP 403"):
             ota.get_status(t)
@@ -286,3 +291,63 @@ def test_nvs_psk_is_what_the_node_checks():
     )
     ns = nvs.read_image(img.data).namespaces
     assert ns["security"]["ota_psk"] == nvs.NvsValue("string", "k") and "csi_cfg" in ns
+
+
+# ---------------------------------------------------------------- provision --ota-psk -> ota
+def test_provision_auto_psk_per_board_then_ota_from_the_same_inventory(tmp_path, new_image):
+    """One fleet.toml for both commands: provision (real esptool over the pty) writes a random
+    PSK per board into security/ota_psk and the 0600 store; ota reads it by MAC."""
+    csi_port = free_port(socket.SOCK_DGRAM)
+    boards = []
+    try:
+        lines = []
+        for nid in (1, 2):
+            opts = NodeOptions(ota_port=free_port(), ota_reboot_delay=0.2)
+            b = Board(flash_size=4 << 20, node=opts, mac=bytes.fromhex(f"f412fa0001{nid:02x}"))
+            b.start()
+            testkit.install_node(b.flash, node_id=9, target_port=1)  # provision changes these
+            boards.append(b)
+            lines += [
+                "[[boards]]",
+                f'port = "{b.port}"',
+                f'mac = "f4:12:fa:00:01:{nid:02x}"',
+                f"node_id = {nid}",
+                'host = "127.0.0.1"',
+                f"ota_port = {opts.ota_port}",
+            ]
+        fleet = tmp_path / "fleet.toml"
+        fleet.write_text("\n".join(lines) + "\n")
+        link = testkit.emulator_link(boards[0].port)[2:]  # --before/--after/... without --port
+        r = CliRunner().invoke(
+            cli,
+            ["provision", "--inventory", str(fleet), *link, "--ota-psk", "auto",
+             "--target-ip", "127.0.0.1", "--target-port", str(csi_port), "--json"],
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        stored = otapsk.load()
+        psks = [otapsk.find(f"f4:12:fa:00:01:{nid:02x}") for nid in (1, 2)]
+        assert len(stored) == 2 and all(psks) and psks[0] != psks[1]
+        assert stat.S_IMODE(os.stat(otapsk.path()).st_mode) == 0o600
+        assert not any(p in r.output for p in psks)  # never printed
+        for b, psk in zip(boards, psks, strict=True):
+            ns = nvs.read_image(b.flash.read(0x9000, 0x6000)).namespaces
+            assert ns["security"]["ota_psk"] == nvs.NvsValue("string", psk)
+            assert "csi_cfg" in ns  # the same NVS image
+        shown = CliRunner().invoke(
+            cli, ["provision", "--show", *testkit.emulator_link(boards[0].port)]
+        )
+        assert shown.exit_code == 0 and psks[0] not in shown.output and nodecfg.MASK in shown.output
+        for b in boards:
+            b.reset("run")
+        wait_streaming(boards)
+        r = CliRunner().invoke(
+            cli,
+            ["ota", str(new_image), "--inventory", str(fleet), "--csi-port", str(csi_port),
+             "--boot-timeout", "8", "--frame-timeout", "3"],
+        )  # fmt: skip
+        assert r.exit_code == 0, r.output
+        assert r.stdout.count("updated") == 2 and "now: 0.9.1:" in r.stdout
+        assert not any(p in r.output for p in psks)
+    finally:
+        for b in boards:
+            b.close()

@@ -69,9 +69,7 @@ import click
     help="Socket timeout of the upload (≥ 120 s advised: real uploads take ~60-75 s).",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
-@click.pass_context
 def command(
-    ctx,
     image,
     nodes,
     inventory,
@@ -132,7 +130,13 @@ def command(
         click.echo(json.dumps(report.as_dict()))
     else:
         click.echo(_table(report))
-    ctx.exit(report.exit_code)
+    if report.exit_code:
+        from csi_edge.errors import CsiEdgeError
+
+        bad = [n for n in report.nodes if n.status in ("failed", "unreachable", "refused")]
+        err = CsiEdgeError(bad[0].message if bad else "the rollout did not complete")
+        err.exit_code = report.exit_code  # type: ignore[assignment]
+        raise err
 
 
 def _names(targets) -> str:
