@@ -35,8 +35,10 @@ def wait_streaming(boards) -> None:
 class Fleet:
     """Emulated nodes with the OTA endpoint, all streaming to one UDP port on loopback."""
 
-    def __init__(self, faults: dict[int, str] | None = None, n: int = 3) -> None:
-        self.csi_port = free_port(socket.SOCK_DGRAM)  # SOCK_DGRAM
+    def __init__(
+        self, faults: dict[int, str] | None = None, n: int = 3, csi_port: int | None = None
+    ) -> None:
+        self.csi_port = csi_port or free_port(socket.SOCK_DGRAM)  # SOCK_DGRAM
         self.boards: dict[int, Board] = {}
         for nid in range(1, n + 1):
             opts = NodeOptions(
@@ -291,6 +293,29 @@ def test_nvs_psk_is_what_the_node_checks():
     )
     ns = nvs.read_image(img.data).namespaces
     assert ns["security"]["ota_psk"] == nvs.NvsValue("string", "k") and "csi_cfg" in ns
+
+
+def test_csi_check_asks_the_running_gateway_when_it_holds_the_port(fleet_factory, new_image):
+    """With `csi-edge run` on the nodes' UDP port, ota cannot listen there: it reads the
+    gateway's /health (found through the state directory) for the node's frames instead."""
+    csi_port, http_port = free_port(socket.SOCK_DGRAM), free_port()
+    gw = subprocess.Popen(
+        [sys.executable, "-m", "csi_edge", "run", "--udp", f"127.0.0.1:{csi_port}", "--http",
+         f"127.0.0.1:{http_port}", "--pose", "none", "--vitals-model", "none", "--quiet"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not (otapsk.path().parent / "http.json").exists():
+            assert gw.poll() is None and time.monotonic() < deadline, gw.stderr
+            time.sleep(0.1)
+        fleet = fleet_factory(n=1, csi_port=csi_port)
+        code, rep = run_ota(fleet, new_image, fleet.node(1), psk=PSKS[1])
+        assert code == 0, rep
+        assert "CSI frames reach the gateway" in rep["nodes"][0]["message"]
+    finally:
+        gw.terminate()
+        gw.communicate(timeout=30)
 
 
 # ---------------------------------------------------------------- provision --ota-psk -> ota
