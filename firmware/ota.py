@@ -285,7 +285,7 @@ def upload(
         except (OSError, http.client.HTTPException) as e:
             why = send_error or e
             raise OtaError(
-                f"{t.name}: upload failed after {sent} of {len(data)} bytes: the connection "
+                f"{t.name}: upload failed after sending {sent} of {len(data)} bytes: the connection "
                 f"dropped ({why or type(why).__name__}); the node may have crashed (RuView "
                 "#1893). Not counted as success"
             ) from None
@@ -464,6 +464,7 @@ def rollout(
             continue
         assert st is not None
         t0 = time.monotonic()
+        uploaded = False
         try:
             say(f"{t.name}: {res.before} -> {image.version} ({len(image.data)} bytes)")
             upload(
@@ -472,6 +473,7 @@ def rollout(
                 progress(t, len(image.data)) if progress else None,
                 timeout=opts.upload_timeout,
             )
+            uploaded = True
             want = str(st["next_partition"])
             after = wait_for_version(t, image.version, want, opts.boot_timeout)
             res.after, res.partition = str(after["version"]), str(after["running_partition"])
@@ -483,11 +485,14 @@ def rollout(
             res.status = "updated"
         except OtaError as e:
             res.status, res.message = "failed", str(e)
-            try:  # where is it now? (a crashed upload reboots into the old image)
-                now = wait_for_any(t, min(opts.boot_timeout, 15.0))
+            # where is it now? (a crashed upload reboots into the old image); a node that
+            # already had its boot timeout gets one short look
+            look = 3.0 if uploaded else min(opts.boot_timeout, 15.0)
+            try:
+                now = wait_for_any(t, look)
                 res.after, res.partition = str(now["version"]), str(now["running_partition"])
             except OtaError:
-                res.after = None
+                res.after = res.partition = None
             report.exit_code = int(CheckFailed.exit_code)
             break
         finally:
