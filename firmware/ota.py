@@ -331,14 +331,21 @@ def wait_for_version(
     )
 
 
-def wait_for_csi(t: Target, timeout: float, csi_port: int, gateway_url: str | None) -> str:
+def wait_for_csi(
+    t: Target,
+    timeout: float,
+    csi_port: int,
+    health: Callable[[], tuple[str, dict]] | None = None,
+) -> str:
     """CSI frames from the node (its node id, from its address) arrive again: on ``csi_port``
-    when this process can bind it, else in the running gateway's ``/health``."""
+    when this process can bind it, else in the running gateway's ``/health`` (``health()``
+    returns its URL and document; the CLI supplies it, as the gateway client is a higher layer).
+    """
     from csi_edge.firmware import bootwatch
 
     t0 = time.time()
     addr = _resolve(t.host)
-    sock = None if gateway_url else bootwatch.bind_udp("0.0.0.0", csi_port)
+    sock = bootwatch.bind_udp("0.0.0.0", csi_port)
     if sock is not None:
         try:
             deadline = time.monotonic() + timeout
@@ -360,19 +367,21 @@ def wait_for_csi(t: Target, timeout: float, csi_port: int, gateway_url: str | No
             f"UDP {csi_port} within {timeout:g} s after the update: the new firmware boots but "
             "does not stream (no rollback on RuView: reflash or push the previous image)"
         )
-    from csi_edge.app.statusclient import fetch_health, find_url
-
-    url = find_url(gateway_url, None)
+    if health is None:
+        raise OtaError(
+            f"{t.name}: UDP {csi_port} is busy and no gateway to ask; --no-csi-check skips this"
+        )
     deadline = time.monotonic() + timeout
+    url = "the gateway"
     while time.monotonic() < deadline:
         try:
-            nodes = fetch_health(url, timeout=3.0).get("nodes") or {}
+            url, doc = health()
         except DeviceError as e:
             raise OtaError(
                 f"{t.name}: UDP {csi_port} is busy and the gateway cannot be asked ({e}); "
                 "--no-csi-check skips this check"
             ) from None
-        for key, n in nodes.items():
+        for key, n in (doc.get("nodes") or {}).items():
             host, _, nid = key.rpartition("#")
             if host != addr or (t.node_id is not None and nid != str(t.node_id)):
                 continue
@@ -380,7 +389,7 @@ def wait_for_csi(t: Target, timeout: float, csi_port: int, gateway_url: str | No
                 return f"CSI frames reach the gateway at {url} again"
         time.sleep(1.0)
     raise OtaError(
-        f"{t.name}: the gateway at {url} got no CSI frames from this node within {timeout:g} s "
+        f"{t.name}: {url} got no CSI frames from this node within {timeout:g} s "
         "after the update: the new firmware boots but does not stream"
     )
 
@@ -400,7 +409,7 @@ class Options:
     boot_timeout: float = 90.0
     frame_timeout: float = 30.0
     csi_port: int = 5005
-    gateway_url: str | None = None
+    health: Callable[[], tuple[str, dict]] | None = None  #: the running gateway's /health
     csi_check: bool = True
     upload_timeout: float = UPLOAD_TIMEOUT
 
@@ -480,7 +489,7 @@ def rollout(
             res.message = f"runs {res.after} on {res.partition}"
             if opts.csi_check:
                 res.message += "; " + wait_for_csi(
-                    t, opts.frame_timeout, opts.csi_port, opts.gateway_url
+                    t, opts.frame_timeout, opts.csi_port, opts.health
                 )
             res.status = "updated"
         except OtaError as e:

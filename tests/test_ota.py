@@ -214,10 +214,12 @@ def test_node_that_never_streams_again_stops_the_rollout(fleet_factory, new_imag
 def test_node_that_does_not_come_back(fleet_factory, new_image):
     fleet = fleet_factory(n=2, faults={1: "dark"})
     remember_psks(fleet)
-    code, rep = run_ota(fleet, new_image, fleet.node(1), fleet.node(2))
+    code, rep = run_ota(
+        fleet, new_image, fleet.node(1), fleet.node(2), extra=["--boot-timeout", "3"]
+    )
     assert code == 5
     canary = rep["nodes"][0]
-    assert canary["status"] == "failed" and "did not come back within 8 s" in canary["message"]
+    assert canary["status"] == "failed" and "did not come back within 3 s" in canary["message"]
     assert canary["after"] is None
     assert rep["nodes"][1]["status"] == "not attempted"
 

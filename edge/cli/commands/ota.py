@@ -58,7 +58,8 @@ import click
 @click.option(
     "--gateway-url",
     default=None,
-    help="Ask this running gateway's /health for the frames instead of listening.",
+    help="The running gateway to ask for the frames when it holds --csi-port "
+    "(default: the one csi-edge status finds).",
 )
 @click.option("--no-csi-check", is_flag=True, help="Do not wait for CSI frames after an update.")
 @click.option(
@@ -120,7 +121,7 @@ def command(
         boot_timeout=boot_timeout,
         frame_timeout=frame_timeout,
         csi_port=csi_port,
-        gateway_url=gateway_url,
+        health=_health(gateway_url),
         csi_check=not no_csi_check,
         upload_timeout=upload_timeout,
     )
@@ -137,6 +138,18 @@ def command(
         err = CsiEdgeError(bad[0].message if bad else "the rollout did not complete")
         err.exit_code = report.exit_code  # type: ignore[assignment]
         raise err
+
+
+def _health(gateway_url: str | None):
+    """How ``ota`` reads the running gateway's /health when the gateway holds the CSI port."""
+
+    def fetch() -> tuple[str, dict]:
+        from csi_edge.app.statusclient import fetch_health, find_url
+
+        url = find_url(gateway_url, None)
+        return url, fetch_health(url, timeout=3.0)
+
+    return fetch
 
 
 def _names(targets) -> str:
