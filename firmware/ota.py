@@ -36,7 +36,12 @@ CHUNK = 16 * 1024
 
 
 class OtaError(DeviceError):
-    """A node refused, dropped or failed an update step (the message names the node)."""
+    """A node refused, dropped or failed an update step (the message names the node);
+    ``refused`` when the node answered but said no (PSK, size), else it was unreachable."""
+
+    def __init__(self, message: str, *, refused: bool = False) -> None:
+        super().__init__(message)
+        self.refused = refused
 
 
 @dataclass
@@ -217,14 +222,17 @@ def _refusal(t: Target, code: int, body: str, what: str) -> OtaError:
     if code == 401:
         return OtaError(
             f"{t.name}: {what}: the node refused the PSK (HTTP 401); expected the PSK "
-            "provisioned with `csi-edge provision --ota-psk`"
+            "provisioned with `csi-edge provision --ota-psk`",
+            refused=True,
         )
     if code == 403:
         return OtaError(
             f"{t.name}: {what}: the node has no OTA PSK (HTTP 403); provision one "
-            "with `csi-edge provision --ota-psk auto`"
+            "with `csi-edge provision --ota-psk auto`",
+            refused=True,
         )
-    return OtaError(f"{t.name}: {what}: HTTP {code} ({body.strip()[:120] or 'no reason given'})")
+    why = body.strip()[:120] or "no reason given"
+    return OtaError(f"{t.name}: {what}: HTTP {code} ({why})", refused=True)
 
 
 def get_status(t: Target, timeout: float = 5.0) -> dict:
@@ -428,11 +436,13 @@ def rollout(
     report = Report(image.version, results, ok=False, dry_run=opts.dry_run)
     statuses: list[dict | None] = []
     problems = []
+    node_problem = False  # a node unreachable or refusing (exit 4) vs. the image (exit 1)
     for t, res in zip(targets, results, strict=True):  # nothing is sent before all answered
         try:
             st = get_status(t)
         except OtaError as e:
-            res.status, res.message = "unreachable", str(e)
+            res.status, res.message = ("refused" if e.refused else "unreachable"), str(e)
+            node_problem = True
             problems.append(str(e))
             statuses.append(None)
             continue
@@ -456,11 +466,7 @@ def rollout(
         else:
             res.status = "would update" if opts.dry_run else "not attempted"
     if problems:
-        report.exit_code = int(
-            ExitCode.DEVICE
-            if any(r.status == "unreachable" for r in results)
-            else ExitCode.USER_ERROR
-        )
+        report.exit_code = int(ExitCode.DEVICE if node_problem else ExitCode.USER_ERROR)
         for r in results:
             if r.status in ("not attempted", "would update"):
                 r.status, r.message = "not attempted", "the rollout was refused before any upload"

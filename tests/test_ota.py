@@ -168,8 +168,9 @@ def test_wrong_psk_refused_before_any_upload(fleet_factory, new_image):
     fleet = fleet_factory(n=2)
     code, rep = run_ota(fleet, new_image, fleet.node(1), fleet.node(2), psk="psk-node-one")
     assert code == 4
-    by = {n["node"]: n for n in rep["nodes"]}
-    assert "refused the PSK (HTTP 401)" in by[fleet.node(2).replace("#2", " (node 2)")]["message"]
+    one, two = rep["nodes"]
+    assert two["status"] == "refused" and "refused the PSK (HTTP 401)" in two["message"]
+    assert one["status"] == "not attempted" and one["before"] == "0.8.0"
     assert all(b.ota.uploads == 0 for b in fleet.boards.values())  # node 1 was not touched either
     assert running_version(fleet.boards[1]) == ("0.8.0", "ota_0")
 
@@ -364,6 +365,11 @@ def test_provision_auto_psk_per_board_then_ota_from_the_same_inventory(tmp_path,
             cli, ["provision", "--show", *testkit.emulator_link(boards[0].port)]
         )
         assert shown.exit_code == 0 and psks[0] not in shown.output and nodecfg.MASK in shown.output
+        revealed = CliRunner().invoke(
+            cli,
+            ["provision", "--show", "--reveal", "--json", *testkit.emulator_link(boards[1].port)],
+        )
+        assert json.loads(revealed.stdout)["config"]["ota_psk"] == psks[1]
         for b in boards:
             b.reset("run")
         wait_streaming(boards)
