@@ -391,7 +391,8 @@ def load_inventory(path: str | os.PathLike) -> tuple[dict[str, object], list[dic
 
 def board_changes(defaults: dict[str, object], board: dict[str, object]) -> dict[str, object]:
     """Typed config changes for one inventory board (``zone`` is the node's zone_name)."""
-    merged = {**defaults, **{k: v for k, v in board.items() if k not in ("port", "mac")}}
+    skip = ("port", "mac", "host", "ota_port")  # host/ota_port: for csi-edge ota
+    merged = {**defaults, **{k: v for k, v in board.items() if k not in skip}}
     if "zone" in merged:
         merged["zone_name"] = merged.pop("zone")
     out: dict[str, object] = {}
@@ -399,7 +400,7 @@ def board_changes(defaults: dict[str, object], board: dict[str, object]) -> dict
         if key not in nodecfg.BY_NAME:
             raise ProvisionError(
                 f"inventory key {key!r} is not a node setting "
-                f"(known: {', '.join(sorted(nodecfg.BY_NAME))}, zone, port, mac)"
+                f"(known: {', '.join(sorted(nodecfg.BY_NAME))}, zone, port, mac, host, ota_port)"
             )
         k = nodecfg.BY_NAME[key]
         if (

@@ -137,3 +137,29 @@ def write_release(
         (root / "manifest.json").write_text(json.dumps(doc, indent=2))
         return root / "manifest.json"
     return root
+
+
+def install_node(
+    flash,  # noqa: ANN001 - an emulated board's Flash
+    *,
+    node_id: int,
+    target_port: int,
+    ota_psk: str | None = None,
+    version: str = "0.8.0",
+    app_size: int = 200 << 10,
+    target_ip: str = "127.0.0.1",
+) -> None:
+    """Put a bootable 4 MB RuView set (app in ota_0) and a provisioned NVS straight into an
+    emulated board's flash: a fleet for OTA tests without flashing each board over its pty."""
+    from csi_edge.firmware import nodecfg, nvs
+
+    cfg = {"node_id": node_id, "target_ip": target_ip, "target_port": target_port}
+    if ota_psk:
+        cfg["ota_psk"] = ota_psk
+    flash.erase_all()
+    flash.write(0, bootloader())
+    flash.write(0x8000, partition_table(4 << 20))
+    flash.write(0xF000, espimage.build_otadata())
+    flash.write(0x20000, app(app_size, version, seed=node_id))
+    blank = b"\xff" * 0x6000
+    flash.write(0x9000, nvs.rewrite_image(blank, nodecfg.owned_namespaces(cfg)).data)

@@ -62,7 +62,9 @@ def child(config: str, timing_log: str) -> None:
 
         def publish(self, reports):
             now = time.time()
-            newest = max((n.last_seen for n in gw.ingest.nodes.nodes.values()), default=float("nan"))
+            newest = max(
+                (n.last_seen for n in gw.ingest.nodes.nodes.values()), default=float("nan")
+            )
             t = reports[0].t if reports else now
             out.write(f"{t:.6f} {newest:.6f} {len(reports)} {now:.6f}\n")
 
@@ -72,7 +74,10 @@ def child(config: str, timing_log: str) -> None:
     gw.sinks.append(TimingSink())
     asyncio.run(Daemon(gw, status=gw.status, out=open(os.devnull, "w")).run())  # noqa: SIM115
     s = gw.summary()
-    print(json.dumps({"frames": s["frames"], "sources": s["sources"], "reports": s["reports"]}), flush=True)
+    print(
+        json.dumps({"frames": s["frames"], "sources": s["sources"], "reports": s["reports"]}),
+        flush=True,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -81,7 +86,9 @@ def start_broker(tmp: Path) -> tuple[subprocess.Popen, int]:
     port = free_port()
     conf = tmp / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        [exe, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
@@ -112,7 +119,9 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     timing = tmp / f"timing-{nodes}.log"
     proc = subprocess.Popen(
         [sys.executable, __file__, "--child", str(cfg), str(timing)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
     )
     ps = psutil.Process(proc.pid)
     import urllib.request
@@ -236,7 +245,9 @@ def main() -> None:
     ap.add_argument("--nodes", type=int, default=16)
     ap.add_argument("--rate", type=float, default=50.0)
     ap.add_argument("--minutes", type=float, default=10.0)
-    ap.add_argument("--sweep", action="store_true", help="then find the highest sustained node count")
+    ap.add_argument(
+        "--sweep", action="store_true", help="then find the highest sustained node count"
+    )
     ap.add_argument("--sweep-seconds", type=float, default=30.0)
     ap.add_argument("--sweep-nodes", default="32,48,64,96,128")
     ap.add_argument("--json", action="store_true")
@@ -260,9 +271,24 @@ def main() -> None:
                     r = run_once(n, args.rate, args.sweep_seconds, tmp, port)
                     sweep.append(r)
                     if not args.json:
-                        print(json.dumps({k: r[k] for k in ("nodes", "frames_sent", "frames_counted",
-                              "kernel_drops", "report_period_s_p99", "cpu_pct_of_one_core",
-                              "frame_age_ms_p99", "mqtt_lag_ms_p99")}), flush=True)
+                        print(
+                            json.dumps(
+                                {
+                                    k: r[k]
+                                    for k in (
+                                        "nodes",
+                                        "frames_sent",
+                                        "frames_counted",
+                                        "kernel_drops",
+                                        "report_period_s_p99",
+                                        "cpu_pct_of_one_core",
+                                        "frame_age_ms_p99",
+                                        "mqtt_lag_ms_p99",
+                                    )
+                                }
+                            ),
+                            flush=True,
+                        )
                     if not sustained(r):
                         break
                     best = n
@@ -271,7 +297,9 @@ def main() -> None:
             if args.json:
                 print(json.dumps(results))
             elif args.sweep:
-                print(f"highest node count sustained at {args.rate:g} Hz: {results['highest_sustained_nodes']}")
+                print(
+                    f"highest node count sustained at {args.rate:g} Hz: {results['highest_sustained_nodes']}"
+                )
         finally:
             broker.terminate()
             broker.wait(5)

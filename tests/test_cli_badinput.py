@@ -28,6 +28,7 @@ BATTERY: dict[str, list[list[str]]] = {
     "demo": [["--nodes", "-3"], ["--rate", "abc"], ["--port", "80"], ["--layouts", "abc"], ["--duration", "-3"], ["--jsonl", "{dir}", "--duration", "1", "--pose", "none", "--vitals-model", "none"]],
     "export": [["{missing}", "-o", "{out}"], ["{dir}", "-o", "{out}"], ["{junk}", "--arch", "csi-edge-pose", "-o", "{existing}"], ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window=abc"], ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window=-3"], ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window"]],
     "flash": [["--port", "{missing}", "--firmware", "{junk}"], ["--port", "{missing}", "--firmware", "{missing}"], ["--port", "{missing}", "--baud", "abc"]],
+    "ota": [["{missing}", "127.0.0.1:9"], ["{dir}", "127.0.0.1:9"], ["{empty}", "127.0.0.1:9"], ["{junk}", "127.0.0.1:9"], ["{junk}"], ["{junk}", "--inventory", "{missing}"]],
     "provision": [["--port", "{missing}", "--ssid", "x"], ["--port", "{missing}", "--node-id", "-3"], ["--port", "{missing}", "--target-port", "abc"]],
     "quantize": [["{missing}", "-c", "{junk}"], ["{dir}", "-c", "{junk}"], ["{junk}", "-c", "{junk}"], ["{junk}", "-c", "{missing}"]],
     "record": [["--udp", "127.0.0.1:{busy}", "-o", "{out}", "--duration", "1"], ["--serial", "{missing}", "-o", "{out}", "--duration", "1"], ["--udp", "127.0.0.1:0", "-o", "{unwritable}"], ["--udp", "127.0.0.1:0", "-o", "{dir}"], ["--udp", "127.0.0.1:0", "-o", "{out}", "--duration", "-3"], ["--udp", "abc", "-o", "{out}"]],

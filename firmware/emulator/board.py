@@ -37,6 +37,7 @@ from csi_edge.firmware.emulator import slip
 from csi_edge.firmware.emulator.flashmem import Flash
 from csi_edge.firmware.emulator.loader import SYNC, Loader
 from csi_edge.firmware.emulator.node import NodeOptions, NodeRuntime
+from csi_edge.firmware.emulator.ota import OtaServer
 
 WRITE_TIMEOUT = 2.0
 
@@ -71,6 +72,13 @@ class Board:
         self._node_stop = threading.Event()
         self.dropped_bytes = 0
         self.boots = 0
+        self.ota: OtaServer | None = None
+        if self.node_opts.ota_port is not None:
+            self.ota = OtaServer(
+                lambda reason: self.reset("run", wait=False, reason=reason),
+                port=self.node_opts.ota_port,
+                reboot_delay=self.node_opts.ota_reboot_delay,
+            )
 
     # ---------- lifecycle ----------
     def start(self) -> Board:
@@ -94,6 +102,8 @@ class Board:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
         self._io.join(timeout=2)
+        if self.ota is not None:
+            self.ota.close()
         if self.control_path:
             with contextlib.suppress(OSError):
                 self._ctl_sock.close()
@@ -132,6 +142,7 @@ class Board:
             "node_id": node.config.get("node_id") if node else None,
             "frames_sent": self.node_opts.stats["frames"],
             "boots": self.boots,
+            "ota_port": self.ota.port if self.ota else None,
         }
 
     def _loader_event(self, event: str) -> None:
@@ -156,7 +167,7 @@ class Board:
         def console(data: bytes) -> None:
             self._write(data, cancel=stop)  # a reset ends a blocked console write at once
 
-        self._node = NodeRuntime(self.flash, self.node_opts, console, stop, reason)
+        self._node = NodeRuntime(self.flash, self.node_opts, console, stop, reason, ota=self.ota)
         self._node_thread = threading.Thread(target=self._node.run, name="emu-node", daemon=True)
         self._node_thread.start()
 

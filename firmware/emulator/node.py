@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from csi_edge.firmware import espimage, nodecfg, nvs
 from csi_edge.firmware.emulator.flashmem import Flash
 from csi_edge.radio import channel_to_mhz
 from csi_edge.sim.scenario import NodeContent
+
+if TYPE_CHECKING:
+    from csi_edge.firmware.emulator.ota import OtaServer
 
 WIFI_RETRIES = 10
 BOOT_LOOP_LINE_S = 0.02  # one "invalid header" line per 20 ms while no bootloader is flashed
@@ -40,6 +44,10 @@ class NodeOptions:
     n_subcarriers: int = 64
     drop_udp: bool = False  # a firewall on the way: frames leave the node but never arrive
     dhcp: bool = True  # False: the access point accepts the node but never hands out an address
+    ota_port: int | None = None  # serve the OTA HTTP endpoint on loopback (0 = any free port)
+    ota_fault: str | None = None  # "crash", "silent" or "dark" (see emulator/ota.py)
+    ota_reboot_delay: float = 1.0  # seconds from the OTA answer to the reboot (firmware: ~1 s)
+    silent: bool = False  # the firmware boots but never streams CSI (set by ota_fault "silent")
     stats: dict[str, int] = field(default_factory=lambda: {"frames": 0})
 
 
@@ -53,9 +61,13 @@ class NodeRuntime:
         write: Callable[[bytes], None],
         stop: threading.Event,
         reset_reason: str = "0x1 (POWERON)",
+        ota: OtaServer | None = None,
     ) -> None:
         self.flash, self.opts, self._write, self.stop = flash, opts, write, stop
         self.reset_reason = reset_reason
+        self.ota = ota
+        self.table: espimage.PartitionTable | None = None
+        self.running: tuple[espimage.Partition, espimage.ImageInfo] | None = None
         self.t0 = time.monotonic()
         self.state = "booting"
         self.config: dict[str, object] = {}
@@ -73,6 +85,45 @@ class NodeRuntime:
         except Exception as e:  # noqa: BLE001 - a crash of the model is printed like a panic
             self.raw(f"Guru Meditation Error: Core  0 panic'ed (emulator: {e})")
             self.state = "crashed"
+        finally:
+            if self.ota is not None:
+                self.ota.down()
+
+    def _otas(self) -> list[espimage.Partition]:
+        table = self.table
+        apps = table.apps if table else []
+        return sorted(
+            (p for p in apps if p.subtype_name.startswith("ota_")), key=lambda p: p.subtype
+        )
+
+    def next_slot(self) -> espimage.Partition | None:
+        """esp_ota_get_next_update_partition: the OTA slot after the running one."""
+        otas = self._otas()
+        if not otas or self.running is None:
+            return None
+        labels = [p.label for p in otas]
+        cur = self.running[0].label
+        return otas[(labels.index(cur) + 1) % len(otas)] if cur in labels else otas[0]
+
+    def set_boot_slot(self, slot: espimage.Partition) -> None:
+        """esp_ota_set_boot_partition: a new otadata sequence number that selects ``slot``."""
+        otas, od = self._otas(), self.table.otadata if self.table else None
+        if od is None or slot not in otas:
+            return
+        n = len(otas)
+        cur = self.flash.read(od.offset, espimage.OTADATA_SIZE)
+        seqs = [
+            seq
+            for off in (0, 0x1000)
+            for seq in [int.from_bytes(cur[off : off + 4], "little")]
+            if seq != 0xFFFFFFFF
+            and int.from_bytes(cur[off + 28 : off + 32], "little") == espimage.otadata_crc(seq)
+        ]
+        seq = max(seqs, default=0) + 1
+        while (seq - 1) % n != otas.index(slot):
+            seq += 1
+        self.flash.erase(od.offset, espimage.OTADATA_SIZE)
+        self.flash.write(od.offset, espimage.build_otadata(seq))
 
     def _boot_loop(self, word: int) -> None:
         """No valid bootloader: the ROM prints "invalid header" over and over, and the RTC
@@ -124,6 +175,7 @@ class NodeRuntime:
             self.state = "no-app"
             return
         part, info = app
+        self.table, self.running = table, app
         self.log("I", "boot", f"Loaded app from partition at offset 0x{part.offset:x}")
         version = info.app.version if info.app else "unknown"
         self.log("I", "app_init", f"App version:      {version}")
@@ -132,6 +184,13 @@ class NodeRuntime:
         node_id = int(cfg["node_id"])  # type: ignore[arg-type]
         self.log("I", "main", f"ESP32-S3 CSI Node (ADR-018) — v{version} — Node ID: {node_id}")
         if not self._wifi(cfg):
+            return
+        if self.ota is not None:
+            self.ota.up(self)
+            self.log("I", "ota_update", f"OTA HTTP server started on port {self.ota.port}")
+        if self.opts.silent:
+            self.state = "silent"  # the new firmware is up, but its CSI task never starts
+            self.stop.wait()
             return
         self._stream(cfg)
 
@@ -228,7 +287,9 @@ class NodeRuntime:
             seq, start = 0, time.monotonic()
             while not self.stop.is_set():
                 t = time.monotonic() - start
-                frame = encode_raw_frame(node_id, seq, np.asarray(sim(t, seq), np.int8), freq_mhz=freq)
+                frame = encode_raw_frame(
+                    node_id, seq, np.asarray(sim(t, seq), np.int8), freq_mhz=freq
+                )
                 try:
                     if not self.opts.drop_udp:
                         sock.sendto(frame, (ip, port))

@@ -73,8 +73,32 @@ def _mac(text: str) -> bytes:
 )
 @click.option("--drop-udp", is_flag=True, help="Model a firewall: CSI frames never arrive.")
 @click.option("--no-dhcp", is_flag=True, help="Model an access point that gives no IP address.")
+@click.option(
+    "--ota-port",
+    type=int,
+    default=None,
+    help="Serve the node's OTA HTTP endpoint on 127.0.0.1:PORT while it runs (0 = any free port).",
+)
+@click.option(
+    "--ota-fault",
+    type=click.Choice(["crash", "silent", "dark"]),
+    default=None,
+    help="OTA failure to model: crash mid-upload, boot but never stream, never come back.",
+)
 def emulate(
-    flash_size, mac, wifi, flash_file, chip, control_path, boot, rate, ip, drop_udp, no_dhcp
+    flash_size,
+    mac,
+    wifi,
+    flash_file,
+    chip,
+    control_path,
+    boot,
+    rate,
+    ip,
+    drop_udp,
+    no_dhcp,
+    ota_port,
+    ota_fault,
 ):
     """Run an emulated ESP32-S3 on a pseudo-terminal until Ctrl-C / SIGTERM.
 
@@ -115,13 +139,27 @@ def emulate(
                     f"expected SSID:PASSWORD, got {item!r}", param_hint="--wifi"
                 )
             known[ssid] = pw
+    if ota_port == 0:  # fix it now, so it can be printed before the first boot
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ota_port = s.getsockname()[1]
     ctl = control_path or os.path.join(tempfile.gettempdir(), f"csi-edge-board-{os.getpid()}.sock")
     board = Board(
         flash_size=_size(flash_size),
         flash_file=flash_file,
         mac=_mac(mac),
         chip=chip,
-        node=NodeOptions(wifi=known, ip=ip, rate_hz=rate, drop_udp=drop_udp, dhcp=not no_dhcp),
+        node=NodeOptions(
+            wifi=known,
+            ip=ip,
+            rate_hz=rate,
+            drop_udp=drop_udp,
+            dhcp=not no_dhcp,
+            ota_port=ota_port,
+            ota_fault=ota_fault,
+        ),
         control_path=ctl,
         boot=boot,
     )
@@ -133,6 +171,8 @@ def emulate(
     board.start()
     click.echo(board.port)
     click.echo(f"control: {ctl}")
+    if board.ota is not None:
+        click.echo(f"ota: 127.0.0.1:{board.ota.port} (while the firmware runs)")
     click.echo(f"pid: {os.getpid()}", err=True)
     try:
         while not stop.wait(0.5):

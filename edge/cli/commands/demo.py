@@ -94,9 +94,7 @@ def command(
     try:
         gateway, summary = asyncio.run(_run(cfg, fleet_opts, port, duration, stream))
     except OSError as e:
-        raise DeviceError(
-            f"cannot listen on UDP 127.0.0.1:{port}: {e.strerror or e}"
-        ) from None
+        raise DeviceError(f"cannot listen on UDP 127.0.0.1:{port}: {e.strerror or e}") from None
     if as_json:
         click.echo(json.dumps(jsonable(summary), default=str))
         return

@@ -37,7 +37,11 @@ _KEY_OPTIONS = [
     ("zone_name", "Zone name (≤ 15 chars); alias --zone."),
     ("swarm_hb", "Swarm heartbeat seconds (0 = default)."),
     ("swarm_ingest", "Swarm ingest seconds (0 = default)."),
-    ("ota_psk", "OTA bearer token (≤ 64 chars) [env CSI_EDGE_OTA_PSK]."),
+    (
+        "ota_psk",
+        "OTA bearer token: 'auto' = a random one per board, or a value (≤ 64 chars) "
+        "[env CSI_EDGE_OTA_PSK]; kept in the state directory (0600) for csi-edge ota.",
+    ),
 ]
 _ENV = {
     "password": "CSI_EDGE_WIFI_PASSWORD",
@@ -187,6 +191,7 @@ def command(
             ctx.exit(0 if ok else 1)
         if not port:
             raise click.UsageError("give --port (or --inventory)")
+        _auto_psk(changes)
         default_ip = _default_target(changes, as_json)
         on_line = None if as_json else (lambda line: click.echo(f"  | {line}", err=True))
         res = prov.provision(
@@ -203,6 +208,7 @@ def command(
         )
     except (nodecfg.ConfigError, prov.ProvisionError, EspError) as e:
         raise click.ClickException(str(e)) from None
+    _keep_psk(res, changes)
     if as_json:
         click.echo(json.dumps(res.as_dict()))
     else:
@@ -217,6 +223,24 @@ def command(
             click.echo(res.watch["line"])
     if res.watch and not res.watch["streaming"]:
         ctx.exit(1)
+
+
+def _auto_psk(changes: dict) -> None:
+    """``--ota-psk auto``: a fresh random PSK for this board (never printed)."""
+    from csi_edge.firmware import otapsk
+
+    if changes.get("ota_psk") == otapsk.AUTO:
+        changes["ota_psk"] = otapsk.generate()
+
+
+def _keep_psk(res, changes: dict) -> None:  # noqa: ANN001 - a ProvisionResult
+    """After a verified write, store the board's PSK where ``csi-edge ota`` reads it."""
+    from csi_edge.firmware import otapsk
+
+    psk = changes.get("ota_psk")
+    if psk and res.verified:
+        where = otapsk.remember(res.mac, res.node_id, str(psk))
+        res.notes.append(f"OTA PSK stored in {where} (mode 0600) for csi-edge ota")
 
 
 def _default_target(changes: dict, quiet: bool) -> str | None:
@@ -265,6 +289,8 @@ def _fleet(
     if "target_ip" not in changes and not any("target_ip" in c for c in per_board):
         default_ip = _default_target(changes, as_json)
     plan = [{**c, **changes} for c in per_board]  # command line > [[boards]] > [defaults]
+    for c in plan:
+        _auto_psk(c)  # one PSK per board, never shared
     from csi_edge.firmware import nodecfg
 
     for i, c in enumerate(plan):
@@ -301,6 +327,7 @@ def _fleet(
                 default_target_ip=default_ip,
                 **session,
             )
+            _keep_psk(res, c)
             row.update(mac=res.mac, firmware_version=res.firmware_version, status="ok")
             if res.watch:
                 row["streaming"] = res.watch["streaming"]

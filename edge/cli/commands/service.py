@@ -17,8 +17,12 @@ def command() -> None:
 
 
 @command.command("install")
-@click.option("--unit-dir", default="/etc/systemd/system", show_default=True, help="Where the unit goes.")
-@click.option("--config-dir", default="/etc/csi-edge", show_default=True, help="gateway.toml and env go here.")
+@click.option(
+    "--unit-dir", default="/etc/systemd/system", show_default=True, help="Where the unit goes."
+)
+@click.option(
+    "--config-dir", default="/etc/csi-edge", show_default=True, help="gateway.toml and env go here."
+)
 @click.option("--dry-run", is_flag=True, help="Print the unit and write nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print what was written as JSON.")
 def install(unit_dir: str, config_dir: str, dry_run: bool, as_json: bool) -> None:
@@ -34,9 +38,13 @@ def install(unit_dir: str, config_dir: str, dry_run: bool, as_json: bool) -> Non
     from csi_edge.app.unit import CONFIG, ENV, render_unit
     from csi_edge.errors import ConfigError
 
-    exe = shutil.which("csi-edge", path=str(Path(sys.executable).parent)) or shutil.which("csi-edge")
+    exe = shutil.which("csi-edge", path=str(Path(sys.executable).parent)) or shutil.which(
+        "csi-edge"
+    )
     if exe is None:
-        raise ConfigError("cannot find the csi-edge executable beside this Python: install csi-edge first")
+        raise ConfigError(
+            "cannot find the csi-edge executable beside this Python: install csi-edge first"
+        )
     cdir = Path(config_dir)
     config, env = cdir / "gateway.toml", cdir / "env"
     unit = render_unit(str(Path(exe).absolute()), str(config), str(env))
@@ -63,7 +71,9 @@ def install(unit_dir: str, config_dir: str, dry_run: bool, as_json: bool) -> Non
                 f.write(ENV)
             written.append(str(env))
     except PermissionError as e:
-        raise ConfigError(f"{e.filename}: permission denied (run with sudo, or pass --unit-dir/--config-dir)") from None
+        raise ConfigError(
+            f"{e.filename}: permission denied (run with sudo, or pass --unit-dir/--config-dir)"
+        ) from None
     except OSError as e:
         raise ConfigError(f"{e.filename}: {e.strerror or e}") from None
     steps = ["sudo systemctl daemon-reload", "sudo systemctl enable --now csi-edge"]

@@ -275,4 +275,6 @@ def _resolve(host: str, port: int) -> None:
     try:
         socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
     except socket.gaierror as e:
-        raise DeviceError(f"--target {host}:{port}: cannot resolve {host!r}: {e.strerror}") from None
+        raise DeviceError(
+            f"--target {host}:{port}: cannot resolve {host!r}: {e.strerror}"
+        ) from None

@@ -6,10 +6,25 @@ import click
 
 
 @click.command()
-@click.option("--url", metavar="URL", help="The gateway's HTTP address [default: the running gateway's, "
-              "else the config's sinks.http, else http://127.0.0.1:8080/].")
-@click.option("-c", "--config", "config_path", type=click.Path(dir_okay=False), help="Gateway config (for sinks.http).")
-@click.option("--token", "show_token", is_flag=True, help="Print the HTTP access token (created on first use) and exit.")
+@click.option(
+    "--url",
+    metavar="URL",
+    help="The gateway's HTTP address [default: the running gateway's, "
+    "else the config's sinks.http, else http://127.0.0.1:8080/].",
+)
+@click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False),
+    help="Gateway config (for sinks.http).",
+)
+@click.option(
+    "--token",
+    "show_token",
+    is_flag=True,
+    help="Print the HTTP access token (created on first use) and exit.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print /health as JSON.")
 def command(url, config_path, show_token, as_json):
     """Show a running gateway's state: sources, nodes (online, rate, loss, last frame), MQTT,
@@ -38,4 +53,6 @@ def command(url, config_path, show_token, as_json):
     else:
         click.echo(format_health(health, target))
     if health.get("status") in ("unhealthy", "starting"):
-        raise CheckFailed(f"gateway at {target} is {health['status']}: " + "; ".join(health.get("problems") or []))
+        raise CheckFailed(
+            f"gateway at {target} is {health['status']}: " + "; ".join(health.get("problems") or [])
+        )
