@@ -99,6 +99,7 @@ class MqttSink:
         self._lock = threading.Lock()
         self._announced: set[str] = set()  # node keys whose discovery is on this connection
         self._avail: dict[str, str] = {}  # node slug -> availability last published
+        self._conn_sent: set[str] = set()  # node slugs whose availability went on this connection
         self._last: dict[str, tuple[str, str]] = {}  # node slug -> (node key, state JSON)
         self._sync_token = ""
         self._sync_timer: threading.Timer | None = None
@@ -139,6 +140,7 @@ class MqttSink:
         self.reconnects += 1
         with self._lock:
             self._announced.clear()  # re-announce in case the broker lost its retained configs
+            self._conn_sent.clear()
             self._sync_token = uuid.uuid4().hex
             token = self._sync_token
         # Retained availability first, then the echo of our sync message: when it comes back,
@@ -193,9 +195,8 @@ class MqttSink:
         with self._lock:
             if self._avail.get(node) == ONLINE:
                 return  # live since this start: our own message
-            self._avail[node] = OFFLINE
             self.marked_offline += 1
-            self.client.publish(topic, OFFLINE, qos=1, retain=True)
+            self._set_avail(node, topic, OFFLINE)
         log.info("MQTT: node %s has sent no frames since the gateway started: offline", node)
 
     def _synced(self, token: str) -> None:
@@ -209,18 +210,24 @@ class MqttSink:
             for key in self.config.known_nodes:
                 s = slug(key)
                 if s not in self._avail:
-                    self._avail[s] = OFFLINE
                     self.marked_offline += 1
-                    self.client.publish(self.topics.availability(key), OFFLINE, qos=1, retain=True)
-            for key, _state in self._last.values():
-                self.client.publish(
-                    self.topics.availability(key), self._avail[slug(key)], qos=1, retain=True
-                )
+                    self._set_avail(s, self.topics.availability(key), OFFLINE)
+            for key, _state in self._last.values():  # not yet sent on this connection
+                s = slug(key)
+                if s not in self._conn_sent:
+                    self._set_avail(s, self.topics.availability(key), self._avail[s])
             self.client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         if timer is not None:
             timer.cancel()
 
     # -- publishing -------------------------------------------------------------------------
+    def _set_avail(self, node_slug: str, topic: str, value: str) -> None:
+        """Publish one node's availability (under the lock; retained, QoS 1)."""
+        self._avail[node_slug] = value
+        self.client.publish(topic, value, qos=1, retain=True)
+        if self.client.is_connected():
+            self._conn_sent.add(node_slug)
+
     def _announce(self, node: str) -> None:
         """Discovery for one node (under the lock, while connected)."""
         for topic, payload in discovery_messages(
@@ -246,8 +253,7 @@ class MqttSink:
                 # state before availability: HA must never show the previous run's values as live
                 self.client.publish(self.topics.state(r.node), state, qos=0, retain=True)
                 if self._avail.get(s) != avail:
-                    self._avail[s] = avail
-                    self.client.publish(self.topics.availability(r.node), avail, qos=1, retain=True)
+                    self._set_avail(s, self.topics.availability(r.node), avail)
 
     def forget(self, keys: list[str]) -> None:
         """Ingest forgot silent nodes: unavailable in HA (their devices stay, with their history;
@@ -256,8 +262,7 @@ class MqttSink:
             for key in keys:
                 s = slug(key)
                 self._last.pop(s, None)
-                self._avail[s] = OFFLINE
-                self.client.publish(self.topics.availability(key), OFFLINE, qos=1, retain=True)
+                self._set_avail(s, self.topics.availability(key), OFFLINE)
 
     def reannounce(self) -> None:
         """Discovery, states and availability of every current node again (HA came online)."""
@@ -267,9 +272,7 @@ class MqttSink:
             for key, state in self._last.values():
                 self._announce(key)
                 self.client.publish(self.topics.state(key), state, qos=0, retain=True)
-                self.client.publish(
-                    self.topics.availability(key), self._avail[slug(key)], qos=1, retain=True
-                )
+                self._set_avail(slug(key), self.topics.availability(key), self._avail[slug(key)])
 
     def stats(self) -> dict:
         """For /health and /metrics (csi_edge.app.status.mqtt_status)."""
