@@ -69,6 +69,8 @@ class MqttSection:
     #: Home Assistant marks a node's entities unavailable when no state came for this long
     #: (a gateway that hangs without dying); 0 = off
     expire_after_s: int = 30
+    #: pose keypoints on <prefix>/<gateway_id>/nodes/<node>/pose (not retained); off: not sent
+    pose: bool = False
 
 
 @dataclass

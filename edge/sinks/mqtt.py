@@ -68,6 +68,9 @@ class MqttConfig:
     known_nodes: tuple[str, ...] = ()
     #: the re-announce after HA's birth message waits a random 0..this many seconds
     birth_delay_s: float = 5.0
+    #: pose keypoints (~1.5 KB a report) on their own non-retained topic; off: not sent at all
+    #: (Home Assistant renders every template of a state topic per message)
+    pose: bool = False
 
     def __post_init__(self) -> None:
         from csi_edge.gatewayid import resolve_gateway_id
@@ -98,6 +101,7 @@ class MqttSink:
         self.status_topic = self.topics.status
         self._lock = threading.Lock()
         self._announced: set[str] = set()  # node keys whose discovery is on this connection
+        self._legacy_cleared: set[str] = set()  # node keys whose pre-gateway-id configs are gone
         self._avail: dict[str, str] = {}  # node slug -> availability last published
         self._conn_sent: set[str] = set()  # node slugs whose availability went on this connection
         self._last: dict[str, tuple[str, str]] = {}  # node slug -> (node key, state JSON)
@@ -238,12 +242,18 @@ class MqttSink:
         ):
             body = "" if payload is None else json.dumps(payload)
             self.client.publish(topic, body, qos=1, retain=True)
+        if node not in self._legacy_cleared:
+            self._legacy_cleared.add(node)
+            for topic in self.topics.legacy_configs(node):
+                self.client.publish(topic, "", qos=1, retain=True)
         self._announced.add(node)
 
     def publish(self, reports: list[NodeReport]) -> None:
         for r in reports:
             s = slug(r.node)
-            state = json.dumps(r.to_json())
+            doc = r.to_json()
+            pose = doc.pop("pose", None)
+            state = json.dumps(doc)
             # online = it sent frames since this start and recently (ingest's link.online)
             avail = ONLINE if r.link.get("online") else OFFLINE
             with self._lock:
@@ -252,6 +262,8 @@ class MqttSink:
                 self._last[s] = (r.node, state)
                 # state before availability: HA must never show the previous run's values as live
                 self.client.publish(self.topics.state(r.node), state, qos=0, retain=True)
+                if self.config.pose and pose is not None:
+                    self.client.publish(self.topics.pose(r.node), json.dumps(pose), qos=0)
                 if self._avail.get(s) != avail:
                     self._set_avail(s, self.topics.availability(r.node), avail)
 
@@ -317,6 +329,7 @@ def config_from(cfg, host: str, port: int, password: str | None) -> MqttConfig:
         prefix=m.prefix,
         discovery_prefix=m.discovery_prefix,
         gateway_id=cfg.gateway_id,
+        pose=bool(m.pose),
         heart_rate=bool(getattr(vitals, "heart_enabled", False)),
         expire_after_s=int(m.expire_after_s),
     )

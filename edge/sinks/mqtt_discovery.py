@@ -112,6 +112,9 @@ class Topics:
     def state(self, node: str) -> str:
         return f"{self.base}/nodes/{slug(node)}/state"
 
+    def pose(self, node: str) -> str:
+        return f"{self.base}/nodes/{slug(node)}/pose"
+
     def availability(self, node: str) -> str:
         return f"{self.base}/nodes/{slug(node)}/availability"
 
@@ -132,6 +135,16 @@ class Topics:
 
     def config(self, component: str, node: str, what: str) -> str:
         return f"{self.discovery_prefix}/{component}/{self.device_id(node)}/{what}/config"
+
+    def legacy_configs(self, node: str) -> list[str]:
+        """Discovery topics of the layout before gateway ids (``csi_edge_<node>``), except
+        those the current layout still uses: cleared so an upgrade leaves no dead duplicates."""
+        old = [
+            f"{self.discovery_prefix}/{e.component}/csi_edge_{slug(node)}/{e.what}/config"
+            for e in ENTITIES
+        ]
+        now = {self.config(e.component, node, e.what) for e in ENTITIES}
+        return [t for t in old if t not in now]
 
 
 def discovery_messages(
@@ -158,7 +171,7 @@ def discovery_messages(
         payload = {
             "name": e.name,
             "unique_id": uid,
-            "object_id": uid,
+            "object_id": slug(uid),  # entity ids are [a-z0-9_]: csi_edge_gw_a_... for gw-a
             "state_topic": topics.state(node),
             "value_template": e.template,
             "availability": availability,
