@@ -32,10 +32,23 @@ def check_gateway_id(value: str, where: str = "gateway_id") -> str:
     return value
 
 
+#: host names many machines share out of the box: the id gets a piece of the MAC appended
+GENERIC_HOSTS = frozenset(
+    {"raspberrypi", "localhost", "ubuntu", "debian", "dietpi", "orangepi", "armbian", "pi"}
+)
+
+
 def derive_gateway_id() -> str:
-    """The host name made topic-safe (``Pi-Kitchen.local`` -> ``pi-kitchen``)."""
+    """The host name made topic-safe (``Pi-Kitchen.local`` -> ``pi-kitchen``); a stock name
+    (``raspberrypi``) gets the end of the MAC address (``raspberrypi-3fa2c1``), because two
+    boards fresh from one image would otherwise share an id and knock each other off."""
+    import uuid
+
     host = socket.gethostname().split(".")[0].lower()
-    return re.sub(r"[^a-z0-9-]+", "-", host).strip("-")[:32] or "gateway"
+    gid = re.sub(r"[^a-z0-9-]+", "-", host).strip("-")[:32] or "gateway"
+    if gid in GENERIC_HOSTS or gid == "gateway":
+        gid = f"{gid}-{uuid.getnode() & 0xFFFFFF:06x}"
+    return gid
 
 
 def resolve_gateway_id(configured: str = "") -> str:

@@ -28,6 +28,22 @@ def test_gateway_id_is_derived_once_and_kept(tmp_path, monkeypatch):
     assert MqttConfig(gateway_id="attic").client_id == "csi-edge-attic"
 
 
+def test_a_stock_host_name_gets_part_of_the_mac(monkeypatch):
+    """Two boards flashed from one image are both ``raspberrypi``: their ids must differ."""
+    import re
+    import socket
+    import uuid
+
+    from csi_edge.gatewayid import derive_gateway_id
+
+    monkeypatch.setattr(socket, "gethostname", lambda: "raspberrypi")
+    monkeypatch.setattr(uuid, "getnode", lambda: 0xDCA6323FA2C1)
+    assert derive_gateway_id() == "raspberrypi-3fa2c1"
+    monkeypatch.setattr(socket, "gethostname", lambda: "x" * 40)
+    assert derive_gateway_id() == "x" * 32
+    assert re.fullmatch(r"[a-z0-9-]+", derive_gateway_id())
+
+
 def test_bad_gateway_ids_are_one_line_errors(tmp_path, monkeypatch):
     cfg = tmp_path / "gateway.toml"
     cfg.write_text('gateway_id = "house/+"\n')
@@ -96,15 +112,21 @@ def test_two_gateways_on_one_broker_do_not_flap(mosquitto):
     ]
 
 
-def test_the_flapping_this_prevents_is_real(mosquitto):
+def test_the_flapping_this_prevents_is_real(mosquitto, caplog):
     """Control: the same two gateways forced onto one client id knock each other off (what a
     fixed id did on main), so the test above would see it."""
     host, port = mosquitto
-    _, stats = _run_two(
-        host,
-        port,
-        MqttConfig(host=host, port=port, gateway_id="north", client_id="same"),
-        MqttConfig(host=host, port=port, gateway_id="south", client_id="same"),
-        4.0,
-    )
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="csi_edge.mqtt"):
+        _, stats = _run_two(
+            host,
+            port,
+            MqttConfig(host=host, port=port, gateway_id="north", client_id="same"),
+            MqttConfig(host=host, port=port, gateway_id="south", client_id="same"),
+            6.0,
+        )
     assert sum(s["reconnects"] for s in stats) >= 2
+    # ... and the gateway says so (paho reconnects silently): one line, naming the fix
+    said = [r.getMessage() for r in caplog.records if "another client" in r.getMessage()]
+    assert said and all("set a distinct gateway_id" in m and "\n" not in m for m in said)

@@ -29,6 +29,7 @@ import json
 import logging
 import random
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -40,6 +41,8 @@ from csi_edge.sinks.mqtt_discovery import Topics, discovery_messages
 log = logging.getLogger("csi_edge.mqtt")
 
 ONLINE, OFFLINE = "online", "offline"
+#: this many unexpected disconnects within TAKEOVER_WINDOW_S: another client has our client id
+TAKEOVER_DISCONNECTS, TAKEOVER_WINDOW_S = 3, 60.0
 #: no echo of the sync message within this long (a broker ACL refusing the subscription):
 #: announce the gateway online anyway
 SYNC_TIMEOUT_S = 3.0
@@ -117,6 +120,9 @@ class MqttSink:
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
         self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self._drops: list[float] = []  # monotonic times of unexpected disconnects
+        self._takeover_warned = False
         self._fail_logged = False
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         # connect_async + loop_start: a broker that is down at start-up is retried, not fatal.
@@ -158,6 +164,26 @@ class MqttSink:
         )
         client.publish(self.topics.sync, token, qos=1, retain=False)
         self._restart_timer("_sync_timer", SYNC_TIMEOUT_S, self._synced, token)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ARG002
+        """Dropped again and again right after connecting: a broker does that when a second
+        client connects with the same client id (two gateways with one gateway id, e.g. two
+        boards both called ``raspberrypi``). paho reconnects silently, so say it, once."""
+        if not reason_code.is_failure:
+            return  # our own disconnect()
+        now = time.monotonic()
+        self._drops = [t for t in self._drops if now - t < TAKEOVER_WINDOW_S] + [now]
+        if len(self._drops) >= TAKEOVER_DISCONNECTS and not self._takeover_warned:
+            self._takeover_warned = True
+            log.warning(
+                "MQTT: the broker dropped the connection %d times in %.0f s: another client "
+                "probably uses client id %r (a second gateway with gateway id %r?); set a "
+                "distinct gateway_id in gateway.toml",
+                len(self._drops),
+                TAKEOVER_WINDOW_S,
+                self.config.client_id,
+                self.config.gateway_id,
+            )
 
     def _on_connect_fail(self, client, userdata) -> None:  # noqa: ARG002
         """A wrong host name or a broker that is down is retried silently by paho: say so, once
