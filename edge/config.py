@@ -66,6 +66,11 @@ class MqttSection:
     password_env: str = "CSI_EDGE_MQTT_PASSWORD"
     prefix: str = "csi-edge"
     discovery_prefix: str = "homeassistant"
+    #: Home Assistant marks a node's entities unavailable when no state came for this long
+    #: (a gateway that hangs without dying); 0 = off
+    expire_after_s: int = 30
+    #: pose keypoints on <prefix>/<gateway_id>/nodes/<node>/pose (not retained); off: not sent
+    pose: bool = False
 
 
 @dataclass
@@ -102,6 +107,9 @@ class GatewayConfig:
     # `run` and the service all find whatever the current folder
     baselines_dir: str = ""
     report_interval_s: float = 1.0
+    #: this gateway on a shared MQTT broker (client id, topic tree, device ids); "" = derived
+    #: from the host name once and kept in <state dir>/gateway_id (csi_edge.gatewayid)
+    gateway_id: str = ""
 
 
 _CHOICES = {
@@ -184,6 +192,14 @@ def load_config(path: str | Path | None) -> GatewayConfig:
         raise ConfigError(f"{p}: not valid TOML: {e}") from None
     cfg = _build(GatewayConfig, data, "", str(p))
     check_ingest(cfg.ingest, str(p))
+    if cfg.gateway_id:
+        from csi_edge.gatewayid import check_gateway_id
+
+        check_gateway_id(cfg.gateway_id, f"{p}: gateway_id")
+    if cfg.sinks.mqtt.expire_after_s < 0:
+        raise ConfigError(
+            f"{p}: sinks.mqtt.expire_after_s must be >= 0 (0 = off), got {cfg.sinks.mqtt.expire_after_s}"
+        )
     return cfg
 
 

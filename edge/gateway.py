@@ -288,8 +288,8 @@ class Gateway:
             got = estimates.get(key)
             if got is not None:
                 v, mv = got
-                # None (unknown) passes through: never a guessed "Clear" (see docs/vitals.md)
-                rep.presence, rep.motion = v.presence, v.motion
+                # None (undecided) stays None: sinks show it as unknown, never as "clear"
+                rep.presence, rep.motion = _tristate(v.presence), _tristate(v.motion)
                 rep.breathing_bpm, rep.breathing_conf = v.breathing_bpm, float(v.breathing_conf)
                 rep.heart_bpm, rep.heart_conf = v.heart_bpm, float(v.heart_conf)
                 rep.reason = v.reason
@@ -453,6 +453,10 @@ class Gateway:
             out["gateway_skipped"] = self.skipped.as_dict()
         out["latest"] = {r.node: r.to_json() for r in self.last_reports}
         return out
+
+
+def _tristate(v: Any) -> bool | None:
+    return None if v is None else bool(v)
 
 
 def _link(s: dict) -> dict:

@@ -120,7 +120,7 @@ def build_sink_map(
         if status is None:  # `run` prints it in its start-up banner
             log.warning("live view at %s", sink.url)
     if cfg.sinks.mqtt.host and want("mqtt"):
-        from csi_edge.sinks.mqtt import MqttConfig, MqttSink
+        from csi_edge.sinks.mqtt import MqttSink, config_from
 
         m = cfg.sinks.mqtt
         host, port = parse_hostport(
@@ -133,18 +133,7 @@ def build_sink_map(
                 m.username,
                 m.password_env,
             )
-        sinks["mqtt"] = (
-            MqttSink(
-                MqttConfig(
-                    host=host,
-                    port=port,
-                    username=m.username or None,
-                    password=password,
-                    prefix=m.prefix,
-                    discovery_prefix=m.discovery_prefix,
-                )
-            )
-        )
+        sinks["mqtt"] = MqttSink(config_from(cfg, host, port, password))
     return sinks
 
 

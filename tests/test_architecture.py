@@ -3,7 +3,7 @@
 Layers (a module may import its own layer or a lower one, never a higher one; lazy imports inside
 functions count too, because they are dependencies all the same):
 
-0 core        errors, paths, radio, frames, layout, skips, codecs, capture, registry
+0 core        errors, paths, gatewayid, radio, frames, layout, skips, codecs, capture, registry
 1 ingest      nodes, ingest, sources
 2 processing  dsp, vitals, inference, temporal, pose, sim
 3 gateway     gateway, estimators, config, report, inventory
@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FOLDERS = {"edge": "csi_edge", "firmware": "csi_edge.firmware", "export": "csi_edge.export",
            "calibration": "csi_edge.calibration"}
 LAYERS = {
-    0: "errors paths radio frames layout skips loglimit codecs capture registry __init__",
+    0: "errors paths gatewayid radio frames layout skips loglimit codecs capture registry __init__",
     1: "nodes admission ingest sources",
     2: "dsp vitals inference temporal pose sim models",
     3: "gateway estimators config report inventory",

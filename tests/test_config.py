@@ -42,6 +42,9 @@ def test_dump_then_load_round_trips(tmp_path):
         ('[sinks.mqtt]\nport = "1883"\n', "sinks.mqtt.port must be int, got '1883'"),
         ("[ingest\n", "not valid TOML"),
         ("[[ingest.serial]]\nbaud = 115200\nport = 3\n", "ingest.serial[0].port must be str"),
+        ('gateway_id = "a/b"\n', "gateway_id: expected 1-32 characters a-z, 0-9"),
+        ("gateway_id = 7\n", "gateway_id must be str, got 7"),
+        ("[sinks.mqtt]\nexpire_after_s = -1\n", "sinks.mqtt.expire_after_s must be >= 0"),
     ],
 )
 def test_mistakes_name_the_file_and_key(tmp_path, text, message):

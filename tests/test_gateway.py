@@ -27,7 +27,10 @@ def _wait(pred, timeout=15.0):
 def test_gateway_serves_every_sink_and_stops_cleanly_on_sigterm(tmp_path, mosquitto):
     import paho.mqtt.client as mqtt
 
+    from csi_edge.gatewayid import resolve_gateway_id
+
     host, mport = mosquitto
+    gid = resolve_gateway_id()  # what the gateway below derives (same state directory)
     got: dict[str, bytes] = {}
     lock = threading.Lock()
 
@@ -94,8 +97,9 @@ def test_gateway_serves_every_sink_and_stops_cleanly_on_sigterm(tmp_path, mosqui
         assert state["nodes"]["127.0.0.1#1"]["link"]["frames"] > 0
         assert _wait(
             lambda: (
-                "csi-edge/127_0_0_1_2/state" in got
-                and "homeassistant/binary_sensor/csi_edge_127_0_0_1_1/presence/config" in got
+                f"csi-edge/{gid}/nodes/127_0_0_1_2/state" in got
+                and f"homeassistant/binary_sensor/csi_edge_{gid}_127_0_0_1_1/presence/config"
+                in got
             )
         )
         sim.wait(timeout=20)
@@ -114,7 +118,7 @@ def test_gateway_serves_every_sink_and_stops_cleanly_on_sigterm(tmp_path, mosqui
     # the node's own on-board vitals are reported beside the gateway's estimate
     last = [json.loads(x) for x in jsonl.read_text().splitlines()][-1]
     assert last["node_vitals"] is not None and "breathing_bpm" in last["node_vitals"]
-    assert got.get("csi-edge/status") == b"offline"
+    assert got.get(f"csi-edge/{gid}/status") == b"offline"
 
 
 def test_bad_config_is_one_clear_line(tmp_path):

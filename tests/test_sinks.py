@@ -24,7 +24,7 @@ def _report(node: str = "10.0.0.7#3", **kw) -> NodeReport:
         heart_bpm=None,
         heart_conf=0.1,
         reason="heart: low confidence",
-        link={"rssi": -48, "rate_hz": 20.0},
+        link={"rssi": -48, "rate_hz": 20.0, "online": True},
     )
     base.update(kw)
     return NodeReport(**base)
@@ -55,15 +55,15 @@ def test_mqtt_publishes_state_and_home_assistant_discovery(mosquitto):
     sub.connect(host, port)
     sub.subscribe([("homeassistant/#", 1), ("csi-edge/#", 1)])
     sub.loop_start()
-    sink = MqttSink(MqttConfig(host=host, port=port))
+    sink = MqttSink(MqttConfig(host=host, port=port, gateway_id="gw1"))
     try:
         assert _wait(sink.client.is_connected), "gateway did not connect to the broker"
         sink.publish([_report()])
-        state_topic = "csi-edge/10_0_0_7_3/state"
+        state_topic = "csi-edge/gw1/nodes/10_0_0_7_3/state"
         assert _wait(
             lambda: (
                 state_topic in got
-                and "homeassistant/sensor/csi_edge_10_0_0_7_3/breathing/config" in got
+                and "homeassistant/sensor/csi_edge_gw1_10_0_0_7_3/breathing/config" in got
             )
         )
         state = json.loads(got[state_topic])
@@ -72,16 +72,19 @@ def test_mqtt_publishes_state_and_home_assistant_discovery(mosquitto):
             and state["heart_bpm"] is None
             and state["presence"] is True
         )
-        disc = json.loads(got["homeassistant/binary_sensor/csi_edge_10_0_0_7_3/presence/config"])
+        disc = json.loads(
+            got["homeassistant/binary_sensor/csi_edge_gw1_10_0_0_7_3/presence/config"]
+        )
         assert disc["state_topic"] == state_topic
         assert disc["device_class"] == "occupancy"
-        avail = {a["topic"]: a.get("value_template") for a in disc["availability"]}
-        assert disc["availability_mode"] == "all" and avail["csi-edge/status"] is None
-        assert "value_json.link.online" in avail[state_topic]
-        assert _wait(lambda: got.get("csi-edge/status") == b"online")
+        avail = [a["topic"] for a in disc["availability"]]
+        assert disc["availability_mode"] == "all"
+        assert avail == ["csi-edge/gw1/status", "csi-edge/gw1/nodes/10_0_0_7_3/availability"]
+        assert _wait(lambda: got.get("csi-edge/gw1/status") == b"online")
+        assert _wait(lambda: got.get(avail[1]) == b"online")
     finally:
         sink.close()
-    assert _wait(lambda: got.get("csi-edge/status") == b"offline"), "no offline status on close"
+    assert _wait(lambda: got.get("csi-edge/gw1/status") == b"offline"), "no offline status on close"
     sub.loop_stop()
     sub.disconnect()
 
@@ -168,6 +171,7 @@ def test_mqtt_client_id_is_per_host_not_fixed():
     cid = MqttConfig().client_id
     assert cid != "csi-edge-gateway" and cid.startswith("csi-edge-")
     assert socket.gethostname().lower()[:3] in cid
+    assert MqttConfig(gateway_id="attic").client_id == "csi-edge-attic"
 
 
 def test_mqtt_credentials_in_the_host_are_refused_without_echoing_them():

@@ -48,7 +48,10 @@ def banner_lines(gateway: Any) -> list[str]:
             )
         elif key == "mqtt":
             m = sink.config
-            sinks.append(f"mqtt {m.host}:{m.port} (prefix {m.prefix}, discovery {m.discovery_prefix})")
+            sinks.append(
+                f"mqtt {m.host}:{m.port} (topics {sink.topics.base}/, client id {m.client_id}, "
+                f"discovery {m.discovery_prefix})"
+            )
         else:
             sinks.append(key)
     capture = getattr(gateway, "capture", None)

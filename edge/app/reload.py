@@ -4,7 +4,7 @@ What changes live: sinks (only those whose section changed are rebuilt: the new 
 before the old one is closed, so a bad new address keeps the old sink), models (loaded on a worker
 thread, then swapped in; the pose model's streaming window starts over), ``offline_after_s``.
 What needs a restart, and is said so in the log: sources (``ingest.*``), the capture ring,
-``report_interval_s``. An invalid config raises (the daemon logs one line naming file and key)
+``report_interval_s``, ``gateway_id``. An invalid config raises (the daemon logs one line naming file and key)
 and the running configuration stays.
 """
 
@@ -57,6 +57,9 @@ class Reloader:
         if new.report_interval_s != old.report_interval_s:
             restart.append("report_interval_s")
             applied.report_interval_s = old.report_interval_s
+        if new.gateway_id != old.gateway_id:  # the MQTT identity: topics, client and device ids
+            restart.append("gateway_id")
+            applied.gateway_id = old.gateway_id
 
         pose = vitals = None
         if new.models != old.models:

@@ -63,7 +63,7 @@ def mqtt(
     m = cfg.sinks.mqtt
     if not m.host:
         return None
-    from csi_edge.sinks.mqtt import MqttConfig, MqttSink
+    from csi_edge.sinks.mqtt import MqttSink, config_from
 
     host, port = parse_hostport(
         m.host if ":" in m.host else f"{m.host}:{m.port}", what="sinks.mqtt.host"
@@ -75,13 +75,4 @@ def mqtt(
             m.username,
             m.password_env,
         )
-    return MqttSink(
-        MqttConfig(
-            host=host,
-            port=port,
-            username=m.username or None,
-            password=password,
-            prefix=m.prefix,
-            discovery_prefix=m.discovery_prefix,
-        )
-    )
+    return MqttSink(config_from(cfg, host, port, password))

@@ -1,74 +1,51 @@
-"""MQTT publishing with Home Assistant MQTT discovery.
+"""MQTT publishing with Home Assistant MQTT discovery; the topic layout is in docs/home-assistant.md.
 
-Per node the gateway publishes one retained JSON state message to ``<prefix>/<node>/state`` and,
-once per node, HA discovery configs under ``<discovery>/<component>/csi_edge_<node>/<what>/config``
-so presence, motion, breathing and heart rate appear in Home Assistant with no YAML. The gateway's
-availability topic ``<prefix>/status`` carries ``online``/``offline`` (the broker sends ``offline``
-as the last will when the gateway dies); each node's entities are available only while that topic
-is online and the node itself is (``link.online`` in its state).
+Every topic is under ``<prefix>/<gateway_id>/`` so gateways sharing a broker never touch each
+other's: ``status`` (the gateway: ``online``/``offline``, the last will), and per node
+``nodes/<node>/state`` (one JSON report about once a second) and ``nodes/<node>/availability``
+(retained ``online``/``offline``). HA discovery configs go under
+``<discovery>/<component>/<device id>/<what>/config`` (:mod:`csi_edge.sinks.mqtt_discovery`).
+
+Availability tells the truth: a retained state outlives the gateway, so after a restart a node
+that died meanwhile would show its last values as current. At every connection the sink reads its
+own retained availability topics back and sets every node that has not sent frames since this
+start (and every node the inventory names) ``offline`` *before* it announces the gateway
+``online``; a node turns ``online`` only when a report says it is, and ``offline`` again when
+ingest marks it offline or forgets it. The end of the read-back is found by echoing a message on
+a private topic: the broker delivers it after the retained messages of the earlier subscription.
+
+When Home Assistant announces itself (``online`` on ``<discovery>/status``), discovery, states
+and availability are re-published after a random 0-5 s delay (so a fleet of gateways does not
+answer at once), so a restarted HA or a deleted device recovers without a gateway restart.
 
 paho-mqtt runs its network loop in its own thread and reconnects by itself, so a broker that is
-down is not fatal. State messages (QoS 0) published while disconnected are dropped by paho; each is
-a retained snapshot that the next second's state replaces, and discovery is re-announced after
-every reconnect, so a broker restart loses only the time it was down.
+down is not fatal. Callbacks run on that thread and ``publish`` on the gateway loop, so the
+per-node availability state is under one lock.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import re
+import random
+import threading
+import time
+import uuid
 from dataclasses import dataclass, field
 
-from csi_edge import __version__
 from csi_edge.errors import ConfigError
 from csi_edge.frames import slug
 from csi_edge.report import NodeReport
+from csi_edge.sinks.mqtt_discovery import Topics, discovery_messages
 
 log = logging.getLogger("csi_edge.mqtt")
 
-#: (component, what, name, value_template, extra config) for every HA entity per node.
-_ENTITIES: tuple[tuple[str, str, str, str, dict], ...] = (
-    (
-        "binary_sensor",
-        "presence",
-        "Presence",
-        "{{ 'ON' if value_json.presence else 'OFF' }}",
-        {"device_class": "occupancy"},
-    ),
-    (
-        "binary_sensor",
-        "motion",
-        "Motion",
-        "{{ 'ON' if value_json.motion else 'OFF' }}",
-        {"device_class": "motion"},
-    ),
-    (
-        "sensor",
-        "breathing",
-        "Breathing rate",
-        "{{ value_json.breathing_bpm | round(1) if value_json.breathing_bpm is not none else none }}",
-        {"unit_of_measurement": "bpm", "state_class": "measurement", "icon": "mdi:lungs"},
-    ),
-    (
-        "sensor",
-        "heart_rate",
-        "Heart rate",
-        "{{ value_json.heart_bpm | round(0) if value_json.heart_bpm is not none else none }}",
-        {"unit_of_measurement": "bpm", "state_class": "measurement", "icon": "mdi:heart-pulse"},
-    ),
-    (
-        "sensor",
-        "rssi",
-        "CSI RSSI",
-        "{{ value_json.link.rssi }}",
-        {
-            "unit_of_measurement": "dBm",
-            "device_class": "signal_strength",
-            "entity_category": "diagnostic",
-        },
-    ),
-)
+ONLINE, OFFLINE = "online", "offline"
+#: this many unexpected disconnects within TAKEOVER_WINDOW_S: another client has our client id
+TAKEOVER_DISCONNECTS, TAKEOVER_WINDOW_S = 3, 60.0
+#: no echo of the sync message within this long (a broker ACL refusing the subscription):
+#: announce the gateway online anyway
+SYNC_TIMEOUT_S = 3.0
 
 
 @dataclass
@@ -80,17 +57,30 @@ class MqttConfig:
     password: str | None = field(default=None, repr=False)
     prefix: str = "csi-edge"
     discovery_prefix: str = "homeassistant"
-    #: one per gateway: a broker disconnects the older of two clients with the same id, so a
-    #: fixed id made two gateways knock each other off every second
-    client_id: str = field(default_factory=lambda: default_client_id())
+    #: "" = resolved at start (csi_edge.gatewayid: derived from the host name, kept in the
+    #: state directory)
+    gateway_id: str = ""
+    #: "" = ``csi-edge-<gateway_id>``: one per gateway (a broker disconnects the older of two
+    #: clients with the same id, so a fixed id made two gateways knock each other off)
+    client_id: str = ""
+    #: announce the heart-rate entity (VitalsConfig.heart_enabled); off, it is removed
+    heart_rate: bool = False
+    #: HA's expire_after on every entity (seconds, 0 = off)
+    expire_after_s: int = 30
+    #: node keys known from the inventory: set offline at start until they send frames
+    known_nodes: tuple[str, ...] = ()
+    #: the re-announce after HA's birth message waits a random 0..this many seconds
+    birth_delay_s: float = 5.0
+    #: pose keypoints (~1.5 KB a report) on their own non-retained topic; off: not sent at all
+    #: (Home Assistant renders every template of a state topic per message)
+    pose: bool = False
 
+    def __post_init__(self) -> None:
+        from csi_edge.gatewayid import resolve_gateway_id
 
-def default_client_id() -> str:
-    """``csi-edge-<host name>``: distinct per gateway host, stable across restarts."""
-    import socket
-
-    host = re.sub(r"[^a-z0-9-]+", "-", socket.gethostname().lower()).strip("-") or "gateway"
-    return f"csi-edge-{host}"
+        self.gateway_id = resolve_gateway_id(self.gateway_id)
+        if not self.client_id:
+            self.client_id = f"csi-edge-{self.gateway_id}"
 
 
 def refuse_credentials_in_host(host: str) -> None:
@@ -103,27 +93,43 @@ def refuse_credentials_in_host(host: str) -> None:
 
 
 class MqttSink:
-    """Publishes node reports and HA discovery; see module docstring for the topics."""
+    """Publishes node reports, availability and HA discovery (see the module docstring)."""
 
     def __init__(self, config: MqttConfig) -> None:
         import paho.mqtt.client as mqtt
 
         refuse_credentials_in_host(config.host)
         self.config = config
-        self._announced: set[str] = set()
-        self.status_topic = f"{config.prefix}/status"
+        self.topics = Topics(config.prefix, config.gateway_id, config.discovery_prefix)
+        self.status_topic = self.topics.status
+        self._lock = threading.Lock()
+        self._announced: set[str] = set()  # node keys whose discovery is on this connection
+        self._legacy_cleared: set[str] = set()  # node keys whose pre-gateway-id configs are gone
+        self._avail: dict[str, str] = {}  # node slug -> availability last published
+        self._conn_sent: set[str] = set()  # node slugs whose availability went on this connection
+        self._last: dict[str, tuple[str, str]] = {}  # node slug -> (node key, state JSON)
+        self._sync_token = ""
+        self._sync_timer: threading.Timer | None = None
+        self._birth_timer: threading.Timer | None = None
+        self.marked_offline = 0  # stale nodes set offline at start-up (read back or inventory)
+        self.reconnects = -1
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id)
         if config.username:
             self.client.username_pw_set(config.username, config.password)
-        self.client.will_set(self.status_topic, "offline", qos=1, retain=True)
+        self.client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
+        self.client.on_message = self._on_message
+        self.client.on_disconnect = self._on_disconnect
+        self._drops: list[float] = []  # monotonic times of unexpected disconnects
+        self._takeover_warned = False
         self._fail_logged = False
         self.client.reconnect_delay_set(min_delay=1, max_delay=30)
         # connect_async + loop_start: a broker that is down at start-up is retried, not fatal.
         self.client.connect_async(config.host, config.port, keepalive=30)
         self.client.loop_start()
 
+    # -- connection -------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ARG002
         if reason_code.is_failure:
             log.warning(
@@ -133,11 +139,51 @@ class MqttSink:
                 reason_code,
             )
             return
-        log.info("MQTT connected to %s:%s", self.config.host, self.config.port)
+        log.info(
+            "MQTT connected to %s:%s as %s (topics %s/)",
+            self.config.host,
+            self.config.port,
+            self.config.client_id,
+            self.topics.base,
+        )
         self._fail_logged = False
-        client.publish(self.status_topic, "online", qos=1, retain=True)
-        # Discovery configs are retained, but re-announce after a reconnect in case the broker lost them.
-        self._announced.clear()
+        self.reconnects += 1
+        with self._lock:
+            self._announced.clear()  # re-announce in case the broker lost its retained configs
+            self._conn_sent.clear()
+            self._sync_token = uuid.uuid4().hex
+            token = self._sync_token
+        # Retained availability first, then the echo of our sync message: when it comes back,
+        # every retained availability of this gateway has been seen (see module docstring).
+        client.subscribe(
+            [
+                (self.topics.availability_filter, 1),
+                (self.topics.sync, 1),
+                (self.topics.ha_status, 1),
+            ]
+        )
+        client.publish(self.topics.sync, token, qos=1, retain=False)
+        self._restart_timer("_sync_timer", SYNC_TIMEOUT_S, self._synced, token)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ARG002
+        """Dropped again and again right after connecting: a broker does that when a second
+        client connects with the same client id (two gateways with one gateway id, e.g. two
+        boards both called ``raspberrypi``). paho reconnects silently, so say it, once."""
+        if not reason_code.is_failure:
+            return  # our own disconnect()
+        now = time.monotonic()
+        self._drops = [t for t in self._drops if now - t < TAKEOVER_WINDOW_S] + [now]
+        if len(self._drops) >= TAKEOVER_DISCONNECTS and not self._takeover_warned:
+            self._takeover_warned = True
+            log.warning(
+                "MQTT: the broker dropped the connection %d times in %.0f s: another client "
+                "probably uses client id %r (a second gateway with gateway id %r?); set a "
+                "distinct gateway_id in gateway.toml",
+                len(self._drops),
+                TAKEOVER_WINDOW_S,
+                self.config.client_id,
+                self.config.gateway_id,
+            )
 
     def _on_connect_fail(self, client, userdata) -> None:  # noqa: ARG002
         """A wrong host name or a broker that is down is retried silently by paho: say so, once
@@ -150,63 +196,166 @@ class MqttSink:
                 self.config.port,
             )
 
-    def state_topic(self, node: str) -> str:
-        return f"{self.config.prefix}/{slug(node)}/state"
+    def _restart_timer(self, attr: str, delay: float, fn, *args) -> None:
+        old = getattr(self, attr)
+        if old is not None:
+            old.cancel()
+        t = threading.Timer(delay, fn, args)
+        t.daemon = True
+        setattr(self, attr, t)
+        t.start()
 
-    def discovery_messages(self, node: str) -> list[tuple[str, dict]]:
-        """The HA discovery (topic, payload) pairs for one node."""
-        node_slug = slug(node)
-        device = {
-            "identifiers": [f"csi_edge_{node_slug}"],
-            "name": f"CSI node {node}",
-            "manufacturer": "Espressif (CSI via csi-edge)",
-            "model": "ESP32-S3 CSI node",
-            "sw_version": f"csi-edge {__version__}",
-        }
-        out = []
-        for component, what, name, template, extra in _ENTITIES:
-            uid = f"csi_edge_{node_slug}_{what}"
-            payload = {
-                "name": name,
-                "unique_id": uid,
-                "object_id": uid,
-                "state_topic": self.state_topic(node),
-                "value_template": template,
-                # available while the gateway is up AND the node is online (a node that went
-                # quiet must not keep showing its last retained state as current)
-                "availability": [
-                    {"topic": self.status_topic},
-                    {
-                        "topic": self.state_topic(node),
-                        "value_template": "{{ 'online' if value_json.link.online else 'offline' }}",
-                    },
-                ],
-                "availability_mode": "all",
-                "device": device,
-                **extra,
-            }
-            out.append(
-                (
-                    f"{self.config.discovery_prefix}/{component}/csi_edge_{node_slug}/{what}/config",
-                    payload,
-                )
-            )
-        return out
+    def _on_message(self, client, userdata, msg) -> None:  # noqa: ARG002
+        payload = msg.payload.decode("utf-8", "replace")
+        if msg.topic == self.topics.sync:
+            self._synced(payload)
+        elif msg.topic == self.topics.ha_status:
+            if payload == ONLINE:
+                delay = random.uniform(0.0, self.config.birth_delay_s)
+                log.info("Home Assistant is online: re-announcing in %.1f s", delay)
+                self._restart_timer("_birth_timer", delay, self.reannounce)
+        else:
+            node = self.topics.node_of_availability(msg.topic)
+            if node is not None and payload == ONLINE:
+                self._stale_online(node, msg.topic)
+
+    def _stale_online(self, node: str, topic: str) -> None:
+        """A retained ``online`` for a node that has not said so since this start: a node that
+        died while the gateway was away. Set it offline (its retained state is not current)."""
+        with self._lock:
+            if self._avail.get(node) == ONLINE:
+                return  # live since this start: our own message
+            self.marked_offline += 1
+            self._set_avail(node, topic, OFFLINE)
+        log.info("MQTT: node %s has sent no frames since the gateway started: offline", node)
+
+    def _synced(self, token: str) -> None:
+        """The retained read-back is over (or timed out): the inventory's silent nodes go offline,
+        live nodes' availability is re-sent, then the gateway is announced online."""
+        with self._lock:
+            if token != self._sync_token:
+                return  # an old connection's echo or timer
+            self._sync_token = ""
+            timer = self._sync_timer
+            for key in self.config.known_nodes:
+                s = slug(key)
+                if s not in self._avail:
+                    self.marked_offline += 1
+                    self._set_avail(s, self.topics.availability(key), OFFLINE)
+            for key, _state in self._last.values():  # not yet sent on this connection
+                s = slug(key)
+                if s not in self._conn_sent:
+                    self._set_avail(s, self.topics.availability(key), self._avail[s])
+            self.client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        if timer is not None:
+            timer.cancel()
+
+    # -- publishing -------------------------------------------------------------------------
+    def _set_avail(self, node_slug: str, topic: str, value: str) -> None:
+        """Publish one node's availability (under the lock; retained, QoS 1)."""
+        self._avail[node_slug] = value
+        self.client.publish(topic, value, qos=1, retain=True)
+        if self.client.is_connected():
+            self._conn_sent.add(node_slug)
+
+    def _announce(self, node: str) -> None:
+        """Discovery for one node (under the lock, while connected)."""
+        for topic, payload in discovery_messages(
+            self.topics,
+            node,
+            heart_rate=self.config.heart_rate,
+            expire_after_s=self.config.expire_after_s,
+        ):
+            body = "" if payload is None else json.dumps(payload)
+            self.client.publish(topic, body, qos=1, retain=True)
+        if node not in self._legacy_cleared:
+            self._legacy_cleared.add(node)
+            for topic in self.topics.legacy_configs(node):
+                self.client.publish(topic, "", qos=1, retain=True)
+        self._announced.add(node)
 
     def publish(self, reports: list[NodeReport]) -> None:
         for r in reports:
-            if r.node not in self._announced and self.client.is_connected():
-                for topic, payload in self.discovery_messages(r.node):
-                    self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
-                self._announced.add(r.node)
-            self.client.publish(
-                self.state_topic(r.node), json.dumps(r.to_json()), qos=0, retain=True
-            )
+            s = slug(r.node)
+            doc = r.to_json()
+            pose = doc.pop("pose", None)
+            state = json.dumps(doc)
+            # online = it sent frames since this start and recently (ingest's link.online)
+            avail = ONLINE if r.link.get("online") else OFFLINE
+            with self._lock:
+                if r.node not in self._announced and self.client.is_connected():
+                    self._announce(r.node)
+                self._last[s] = (r.node, state)
+                # state before availability: HA must never show the previous run's values as live
+                self.client.publish(self.topics.state(r.node), state, qos=0, retain=True)
+                if self.config.pose and pose is not None:
+                    self.client.publish(self.topics.pose(r.node), json.dumps(pose), qos=0)
+                if self._avail.get(s) != avail:
+                    self._set_avail(s, self.topics.availability(r.node), avail)
+
+    def forget(self, keys: list[str]) -> None:
+        """Ingest forgot silent nodes: unavailable in HA (their devices stay, with their history;
+        removing a device is an explicit user action)."""
+        with self._lock:
+            for key in keys:
+                s = slug(key)
+                self._last.pop(s, None)
+                self._set_avail(s, self.topics.availability(key), OFFLINE)
+
+    def reannounce(self) -> None:
+        """Discovery, states and availability of every current node again (HA came online)."""
+        if not self.client.is_connected():
+            return
+        with self._lock:
+            for key, state in self._last.values():
+                self._announce(key)
+                self.client.publish(self.topics.state(key), state, qos=0, retain=True)
+                self._set_avail(slug(key), self.topics.availability(key), self._avail[slug(key)])
+
+    def stats(self) -> dict:
+        """For /health and /metrics (csi_edge.app.status.mqtt_status)."""
+        return {
+            "connected": bool(self.client.is_connected()),
+            "broker": f"{self.config.host}:{self.config.port}",
+            "gateway_id": self.config.gateway_id,
+            "reconnects": max(self.reconnects, 0),
+        }
 
     def close(self) -> None:
+        for attr in ("_sync_timer", "_birth_timer"):
+            t = getattr(self, attr)
+            if t is not None:
+                t.cancel()
         if self.client.is_connected():
-            self.client.publish(self.status_topic, "offline", qos=1, retain=True).wait_for_publish(
-                2
-            )
+            infos = []
+            with self._lock:
+                # a clean stop: every node is unavailable too (not only via the gateway status)
+                for key, _state in self._last.values():
+                    infos.append(
+                        self.client.publish(
+                            self.topics.availability(key), OFFLINE, qos=1, retain=True
+                        )
+                    )
+                infos.append(self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True))
+            for info in infos:
+                info.wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def config_from(cfg, host: str, port: int, password: str | None) -> MqttConfig:
+    """The sink's config from a GatewayConfig's [sinks.mqtt] (one place for both builders)."""
+    m = cfg.sinks.mqtt
+    vitals = getattr(cfg, "vitals", None)  # the [vitals] section, where the config has one
+    return MqttConfig(
+        host=host,
+        port=port,
+        username=m.username or None,
+        password=password,
+        prefix=m.prefix,
+        discovery_prefix=m.discovery_prefix,
+        gateway_id=cfg.gateway_id,
+        pose=bool(m.pose),
+        heart_rate=bool(getattr(vitals, "heart_enabled", False)),
+        expire_after_s=int(m.expire_after_s),
+    )
