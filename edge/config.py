@@ -99,10 +99,32 @@ class SinksConfig:
 
 
 @dataclass
+class VitalsSection:
+    """The [vitals] knobs a user may turn; everything else keeps the tested defaults of
+    csi_edge.vitals.config.VitalsConfig (see docs/vitals.md for what each figure rests on)."""
+
+    #: heart rate: off by default (its median error stays <= 3 BPM only from >= 40 Hz nodes at
+    #: high SNR in simulation); off, no heart-rate entity is published at all
+    heart_enabled: bool = False
+    #: an occupied room stays occupied this long after the last evidence of someone
+    presence_hold_s: float = 30.0
+    #: "nobody" needs a still window this long without breathing evidence
+    presence_decide_s: float = 20.0
+    #: motion threshold of the change ratio (noise gives ~1; lower = more sensitive)
+    motion_ratio: float = 2.0
+
+    def to_vitals_config(self):
+        from csi_edge.vitals.config import VitalsConfig
+
+        return VitalsConfig(**dataclasses.asdict(self))
+
+
+@dataclass
 class GatewayConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
     sinks: SinksConfig = field(default_factory=SinksConfig)
+    vitals: VitalsSection = field(default_factory=VitalsSection)
     # room baselines; "" = <state dir>/baselines (csi_edge.paths), which `csi-edge baseline`,
     # `run` and the service all find whatever the current folder
     baselines_dir: str = ""
@@ -124,6 +146,9 @@ _POSITIVE = {
     ("ingest", "max_nodes"),
     ("ingest", "forget_after_s"),
     ("ingest", "rcvbuf"),
+    ("vitals", "presence_hold_s"),
+    ("vitals", "presence_decide_s"),
+    ("vitals", "motion_ratio"),
 } | {
     ("sinks", f, k) for f in ("jsonl_rotate", "capture_rotate") for k in ("max_mb", "max_age_h", "keep")
 }
@@ -271,6 +296,6 @@ def dump_config(cfg: GatewayConfig) -> str:
         for k in nested:
             table(f"{name}.{k}", getattr(obj, k))
 
-    for name in ("ingest", "models", "sinks"):
+    for name in ("ingest", "models", "sinks", "vitals"):
         table(name, getattr(cfg, name))
     return "\n".join(lines) + "\n"

@@ -60,9 +60,15 @@ def compact(frames: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> dict:
 class Estimators:
     """Every node's vitals estimator; call from one thread only (see module docstring)."""
 
-    def __init__(self, baselines_dir: str | None = None, vitals_model: Any | None = None) -> None:
+    def __init__(
+        self,
+        baselines_dir: str | None = None,
+        vitals_model: Any | None = None,
+        config: Any | None = None,
+    ) -> None:
         self.baselines_dir = baselines_dir or None
         self.vitals_model = vitals_model
+        self.config = config  # VitalsConfig of the [vitals] section (None: the defaults)
         self.vitals: dict[str, Any] = {}
         self.skipped = SkipCounter()
 
@@ -72,7 +78,9 @@ class Estimators:
             from csi_edge.vitals.baseline import load_baseline
             from csi_edge.vitals.node import NodeVitals
 
-            est = self.vitals[key] = NodeVitals(baseline=load_baseline(key, self.baselines_dir))
+            est = self.vitals[key] = NodeVitals(
+                self.config, baseline=load_baseline(key, self.baselines_dir)
+            )
         return est
 
     def estimate(self, job: Job) -> Result:
@@ -136,7 +144,12 @@ class Estimators:
         return time.perf_counter() - t0
 
 
-def _serve(conn, baselines_dir: str | None, model_loader: Callable[[], Any] | None) -> None:
+def _serve(
+    conn,
+    baselines_dir: str | None,
+    model_loader: Callable[[], Any] | None,
+    config: Any | None = None,
+) -> None:
     """The child process: build, warm up, then answer jobs until the pipe closes."""
     # Lower priority than the ingest loop: a late estimate costs little, a descheduled loop
     # costs frames once the socket buffer fills (a Pi has 4 cores, this box 2).
@@ -144,7 +157,7 @@ def _serve(conn, baselines_dir: str | None, model_loader: Callable[[], Any] | No
         os.nice(NICE)
     try:
         model = model_loader() if model_loader is not None else None
-        est = Estimators(baselines_dir, model)
+        est = Estimators(baselines_dir, model, config)
         conn.send(("ready", est.warm_up()))
     except BaseException as exc:  # noqa: BLE001 - report it to the parent, which raises
         conn.send(("error", repr(exc)))
@@ -172,10 +185,14 @@ class ProcessEstimators:
     and the gateway says so in the log)."""
 
     def __init__(
-        self, baselines_dir: str | None = None, model_loader: Callable[[], Any] | None = None
+        self,
+        baselines_dir: str | None = None,
+        model_loader: Callable[[], Any] | None = None,
+        config: Any | None = None,
     ) -> None:
         self.baselines_dir = baselines_dir
         self.model_loader = model_loader
+        self.config = config
         self.warm_up_s: float | None = None
         self.restarts = 0
         self._lock = threading.Lock()
@@ -187,7 +204,7 @@ class ProcessEstimators:
         parent, child = ctx.Pipe()
         self._proc = ctx.Process(
             target=_serve,
-            args=(child, self.baselines_dir, self.model_loader),
+            args=(child, self.baselines_dir, self.model_loader, self.config),
             name="csi-edge-estimators",
             daemon=True,
         )

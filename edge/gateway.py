@@ -103,7 +103,9 @@ class Gateway:
         self.tracker = NodeTracker()
         # every NodeVitals lives here, touched by the worker only (see module docstring):
         # in this process (Estimators, on the worker thread) or in a child (ProcessEstimators)
-        self.estimators = estimators or Estimators(config.baselines_dir, vitals_model)
+        self.estimators = estimators or Estimators(
+            config.baselines_dir, vitals_model, _vitals_config(config)
+        )
         self._queued: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # loop thread only
         self._to_forget: list[str] = []
         self._worker_skips: list[dict[str, int]] = []  # appended by the worker, read on the loop
@@ -453,6 +455,12 @@ class Gateway:
             out["gateway_skipped"] = self.skipped.as_dict()
         out["latest"] = {r.node: r.to_json() for r in self.last_reports}
         return out
+
+
+def _vitals_config(config: Any):
+    """The estimators' VitalsConfig from a GatewayConfig's [vitals] section (None: defaults)."""
+    section = getattr(config, "vitals", None)
+    return section.to_vitals_config() if hasattr(section, "to_vitals_config") else None
 
 
 def _tristate(v: Any) -> bool | None:

@@ -227,7 +227,9 @@ def build_gateway(
     pose, vitals = load_pose_runtime(cfg), load_vitals_model(cfg)  # bad bundles fail here
     # the estimates run in their own process, off the ingest loop (csi_edge.estimators)
     estimators = ProcessEstimators(
-        cfg.baselines_dir, functools.partial(load_vitals_model, cfg) if vitals else None
+        cfg.baselines_dir,
+        functools.partial(load_vitals_model, cfg) if vitals else None,
+        cfg.vitals.to_vitals_config(),
     )
     gateway = Gateway(
         cfg,

@@ -88,3 +88,21 @@ def test_numbers_that_must_be_positive(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(ConfigError, match=message):
         load_config(path)
+
+
+def test_the_vitals_section_reaches_the_estimators(tmp_path):
+    from csi_edge.config import load_config
+    from csi_edge.errors import ConfigError
+    from csi_edge.gateway import Gateway
+
+    p = tmp_path / "g.toml"
+    p.write_text("[vitals]\nheart_enabled = true\npresence_hold_s = 60\n")
+    cfg = load_config(p)
+    gw = Gateway(cfg, [], [])
+    vc = gw.estimators.config
+    assert vc.heart_enabled is True and vc.presence_hold_s == 60.0
+    assert vc.motion_ratio == 2.0  # untouched knobs keep the tested defaults
+    assert gw.estimators.node("n").cfg.heart_enabled is True
+    p.write_text("[vitals]\npresence_hold_s = -1\n")
+    with pytest.raises(ConfigError, match="vitals.presence_hold_s must be > 0"):
+        load_config(p)

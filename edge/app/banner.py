@@ -35,6 +35,12 @@ def banner_lines(gateway: Any) -> list[str]:
         else:
             models.append(f"{task} {name} ({cfg.models.precision}, {cfg.models.threads} thread(s))")
     lines.append("  models: " + "; ".join(models))
+    vs = getattr(cfg, "vitals", None)
+    if vs is not None and not vs.heart_enabled:
+        lines.append(
+            "  heart rate: off (right only from >= 40 Hz nodes at high SNR; no entity is "
+            "published; [vitals] heart_enabled = true switches it on, see docs/vitals.md)"
+        )
     sinks = []
     for key, sink in getattr(gateway, "sink_map", {}).items():
         if key == "http":
