@@ -215,7 +215,8 @@ def main():
         kind = type(getattr(CONFIG, key))
         setattr(CONFIG, key, kind(value) if kind is not bool else value.lower() in ("1", "true"))
     real = real_rows()
-    table(real, "real ESP32 recordings (tests/data/labelled), cold start, {'config: ' + ' '.join(a.set) if a.set else 'default config'}")
+    setting = "config: " + " ".join(a.set) if a.set else "default config"
+    table(real, f"real ESP32 recordings (tests/data/labelled), cold start, {setting}")
     tot = {"real": totals(real)}
     for chip in sorted({r["chip"] for r in real}):
         tot[f"real:{chip}"] = totals([r for r in real if r["chip"] == chip])

@@ -94,3 +94,21 @@ def test_presence_is_unknown_until_decided_and_never_occupied_in_an_empty_room(r
 def test_room_calibration_accepts_every_quiet_recording(rec):
     out = calibrate_node(rec.name, rec.t, rec.csi, Baseline.default(rec.name))
     assert out.accepted, out.message
+
+
+def test_calibrating_twice_on_the_same_capture_counts_it_once_and_survives_a_restart(tmp_path):
+    from csi_edge.vitals.baseline import load_baseline, save_baseline
+
+    rec = next(r for r in RECS if r.name.startswith("E00_static_15s_140cm"))
+    b = Baseline.default(rec.name)
+    first = calibrate_node(rec.name, rec.t, rec.csi, b)
+    assert first.accepted and first.still_s > 10
+    save_baseline(b, tmp_path)
+    again = load_baseline(rec.name, tmp_path)  # a restart: read back from disk
+    assert again.still_s == b.still_s
+    second = calibrate_node(rec.name, rec.t, rec.csi, again)
+    assert second.accepted and second.still_s == 0.0 and "counted once" in second.message
+    assert again.still_s == b.still_s and again.runs == b.runs
+    other = next(r for r in RECS if r.name.startswith("E00_static_15s_60cm"))
+    assert calibrate_node(rec.name, other.t, other.csi, again).still_s > 10  # new data adds
+    assert again.still_s > b.still_s

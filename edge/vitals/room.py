@@ -52,6 +52,15 @@ def calibrate_frames(
     return out
 
 
+def data_fingerprint(t: np.ndarray, csi: np.ndarray) -> str:
+    """A short digest of one node's frames: the same capture folded in twice counts once."""
+    import hashlib
+
+    h = hashlib.sha256(np.ascontiguousarray(t, np.float64).tobytes())
+    h.update(np.ascontiguousarray(csi).tobytes())
+    return h.hexdigest()[:24]
+
+
 def calibrate_node(
     key: str, t: np.ndarray, csi: np.ndarray, b: Baseline, config: VitalsConfig | None = None
 ) -> NodeOutcome:
@@ -61,6 +70,18 @@ def calibrate_node(
 
     if len(t) < 2:
         return NodeOutcome(key, False, 0.0, 0, 0.0, 0.0, "too few frames with timestamps")
+    fp = data_fingerprint(t, csi)
+    if fp in b.fingerprints:
+        return NodeOutcome(
+            key,
+            True,
+            0.0,
+            0,
+            0.0,
+            0.0,
+            f"this capture is already in the baseline (counted once); {b.still_s:.0f} of "
+            f"{b.required_s:.0f} s still data",
+        )
     nv = NodeVitals(config or VitalsConfig())
     ticks = np.arange(t[0] + 1.0, t[-1] + 1e-9, 1.0)
     bounds = np.searchsorted(t, ticks, side="right")
@@ -104,6 +125,7 @@ def calibrate_node(
         )
     still = ~(np.asarray(motion) | np.asarray(present))
     b.add(float(still.sum()), levels, snrs, np.asarray(profiles))
+    b.fingerprints = (b.fingerprints + [fp])[-1000:]
     msg = f"{b.still_s:.0f} of {b.required_s:.0f} s still data" + (
         " (complete)" if b.complete else " (run again to add more)"
     )
