@@ -51,7 +51,7 @@ def test_calibrate_udp_address_mistakes_are_clear(tmp_path):
     out = CliRunner().invoke(
         cli, ["baseline", "--udp", "192.0.2.1:5005", "--duration", "0.1", "--dir", str(tmp_path)]
     )
-    assert out.exit_code == 1 and "--udp 192.0.2.1:5005: cannot listen" in out.output
+    assert out.exit_code == 4 and "--udp 192.0.2.1:5005: cannot listen" in out.output
 
 
 def test_calibrate_unwritable_baseline_dir_is_a_clear_message(tmp_path):

@@ -84,9 +84,9 @@ def command(
       csi-edge flash -p /dev/pts/5 -f fw/ --before no-reset --after no-reset   # emulated board
       csi-edge flash -p X -f fw/ --check-only                   # validate files only
     """
+    from csi_edge.errors import file_error
     from csi_edge.firmware import flash as flashmod
     from csi_edge.firmware import images
-    from csi_edge.firmware.esp import EspError
 
     try:
         if check_only:
@@ -117,10 +117,10 @@ def command(
             compress=not no_compress,
             progress=not as_json,
         )
-    except images.FirmwareError as e:
-        raise click.ClickException(str(e)) from None
-    except EspError as e:
-        raise click.ClickException(str(e)) from None
+    except OSError as e:  # a firmware file (bad images and boards raise csi_edge errors)
+        if e.filename is None:
+            raise
+        raise file_error(e.filename, e) from None
     _emit(res.as_dict(), as_json, _summary)
 
 
