@@ -6,30 +6,20 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 from collections.abc import Callable, Iterable
 from typing import Any, TextIO
 
+from csi_edge import sinks as _sinks
 from csi_edge.config import ConfigError, GatewayConfig, parse_hostport
 from csi_edge.gateway import Gateway
 from csi_edge.ingest import Source
 from csi_edge.sinks import Sink
+from csi_edge.sinks.build import rotate_policy
 
 log = logging.getLogger("csi_edge.service")
 
 DEFAULT_POSE = "csi-edge-pose"
 DEFAULT_VITALS = "csi-edge-vitals"
-
-
-def rotate_policy(section: Any) -> Any:
-    from csi_edge.sinks.rotate import RotatePolicy
-
-    return RotatePolicy(
-        max_bytes=int(section.max_mb * 1024 * 1024),
-        max_age_s=section.max_age_h * 3600.0,
-        keep=section.keep,
-        compress=section.compress,
-    )
 
 
 def build_capture(cfg: GatewayConfig) -> Any | None:
@@ -87,54 +77,10 @@ def build_sink_map(
     status: Callable[[], dict] | None = None,
     only: set[str] | None = None,
 ) -> dict[str, Sink]:
-    """The configured sinks by config key (console, jsonl, http, mqtt): a reload rebuilds only
-    the ones whose section changed (``only``)."""
-    want = (lambda k: True) if only is None else (lambda k: k in only)
-    sinks: dict[str, Sink] = {}
-    if cfg.sinks.console and want("console"):
-        from csi_edge.sinks.console import ConsoleSink
-
-        sinks["console"] = ConsoleSink(console_stream, totals=totals)
-    if cfg.sinks.jsonl and want("jsonl"):
-        from csi_edge.sinks.jsonl import JsonlSink
-
-        try:
-            sinks["jsonl"] = JsonlSink(cfg.sinks.jsonl, rotate_policy(cfg.sinks.jsonl_rotate))
-        except OSError as e:
-            raise ConfigError(
-                f"sinks.jsonl {cfg.sinks.jsonl}: cannot open for appending: {e.strerror or e}"
-            ) from None
-    if cfg.sinks.http and want("http"):
-        from csi_edge.sinks.http import HttpSink
-
-        host, port = parse_hostport(cfg.sinks.http, default_host="127.0.0.1", what="sinks.http")
-        try:
-            sink = HttpSink(
-                host, port, status=status, report_interval_s=cfg.report_interval_s
-            )
-        except OSError as e:
-            raise ConfigError(
-                f"sinks.http {cfg.sinks.http}: cannot listen: {e.strerror or e}"
-            ) from None
-        sinks["http"] = sink
-        if status is None:  # `run` prints it in its start-up banner
-            log.warning("live view at %s", sink.url)
-    if cfg.sinks.mqtt.host and want("mqtt"):
-        from csi_edge.sinks.mqtt import MqttSink, config_from
-
-        m = cfg.sinks.mqtt
-        host, port = parse_hostport(
-            m.host if ":" in m.host else f"{m.host}:{m.port}", what="sinks.mqtt.host"
-        )
-        password = os.environ.get(m.password_env) if m.password_env else None
-        if m.username and not password:
-            log.warning(
-                "sinks.mqtt: username %r is set but $%s is empty: connecting without a password",
-                m.username,
-                m.password_env,
-            )
-        sinks["mqtt"] = MqttSink(config_from(cfg, host, port, password))
-    return sinks
+    """The configured sinks by config key, built by the sink registry
+    (:data:`csi_edge.sinks.SINKS`): a reload rebuilds only the ones whose section changed
+    (``only``)."""
+    return _sinks.build_sink_map(cfg, console_stream, totals, status, only)
 
 
 def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:

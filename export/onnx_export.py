@@ -1,6 +1,6 @@
 """torch -> one self-contained ONNX file with a dynamic batch axis, checked against torch.
 
-Facts this module is built around (``shared/spec/toolchain.md``): the dynamo exporter's opset
+Facts this module is built around (``docs/toolchain.md``): the dynamo exporter's opset
 floor is 18, it writes weights to a ``.data`` sidecar unless ``external_data=False``, and it
 needs a batch-2 example to keep the batch axis dynamic. onnxruntime's quantizer can fail shape
 inference on stored ``value_info``, so those entries are stripped (ORT re-infers them).

@@ -38,7 +38,8 @@ def _kp(a: np.ndarray) -> np.ndarray:
 
 
 def pck(pred: np.ndarray, gt: np.ndarray, k: float) -> float:
-    """Fraction of keypoints within k x torso length of ground truth (models-and-vitals §1)."""
+    """Fraction of keypoints within k x torso length of ground truth
+    (``edge/models/MODEL_SPEC.md``, "Keypoints and PCK")."""
     p, g = _kp(pred), _kp(gt)
     torso = np.linalg.norm(g[:, _SHOULDERS].mean(1) - g[:, _HIPS].mean(1), axis=-1)
     torso = np.maximum(torso, 1e-6)[:, None]

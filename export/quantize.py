@@ -9,7 +9,7 @@ ReLU/Reshape/Flatten between them): masked attention scores reach -1e9, which no
 shares with a softmax, and Q/DQ pairs around LayerNorm/GELU cost more than they save.
 
 Dynamic quantization is only offered when it measures faster than fp32 on this machine (it
-is slower on conv layers: ``shared/spec/toolchain.md``).
+is slower on conv layers: ``docs/toolchain.md``).
 """
 
 from __future__ import annotations

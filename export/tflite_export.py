@@ -1,6 +1,6 @@
 """torch -> LiteRT (.tflite) through litert-torch: fp32, or full-int8 from a representative set.
 
-litert-torch needs no TensorFlow (``shared/spec/toolchain.md``). INT8 uses PT2E static
+litert-torch needs no TensorFlow (``docs/toolchain.md``). INT8 uses PT2E static
 quantization (symmetric per-channel weights, activation ranges observed on the representative
 windows); the converted model takes int8 inputs (scale/zero point in the input details, applied
 by the gateway's backend ``csi_edge.inference.backends.LiteRTModel``). LiteRT graphs have a fixed

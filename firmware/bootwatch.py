@@ -1,7 +1,7 @@
 """After provisioning: watch the node boot (serial log) and the first UDP frames, then say in one
 line whether it streams, or why not.
 
-The serial log lines are the RuView node's (spec §3); frames are ADR-018 raw CSI (0xC5110001),
+The serial log lines are the RuView node's (``docs/provisioning.md`` §5); frames are ADR-018 raw CSI (0xC5110001),
 decoded with the gateway's own decoder.
 """
 

@@ -295,7 +295,7 @@ def build_partition_table(partitions: list[Partition], *, md5: bool = True) -> b
 
 
 def ruview_partitions(flash_size: int = 8 << 20) -> list[Partition]:
-    """The RuView CSI node layout (spec §1): 8 MB default, 4 MB variant."""
+    """The RuView CSI node layout (``docs/provisioning.md`` §1): 8 MB default, 4 MB variant."""
     four = flash_size < 8 << 20
     app_size = 0x1D0000 if four else 0x200000
     parts = [

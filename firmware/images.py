@@ -1,6 +1,6 @@
 """Firmware sources for ``csi-edge flash``: find the parts, their offsets, and check them.
 
-Accepted sources (spec §1):
+Accepted sources (``docs/provisioning.md`` §2):
 
 * an ESP-IDF build directory (``flasher_args.json``, in the folder or its ``build/``);
 * an ESP Web Tools ``manifest.json`` (``builds[].chipFamily``, ``parts[{path, offset}]``);

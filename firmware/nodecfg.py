@@ -1,6 +1,6 @@
 """The RuView CSI node's NVS configuration: keys, exact types, defaults and the firmware's limits.
 
-Source: spec esp32-provisioning.md §2 (nvs_config.c of ruvnet/RuView). The firmware reads keys
+Source: ``docs/provisioning.md`` §3 (from nvs_config.c of ruvnet/RuView). The firmware reads keys
 type-strictly (a key stored with another type is ignored), so every value is written with the type
 listed here, and every value is checked against the limits the firmware applies *before* anything
 is written to a board.

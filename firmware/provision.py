@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from csi_edge.errors import DeviceError
+from csi_edge.errors import ConfigError, DeviceError
 from csi_edge.firmware import bootwatch, espimage, nodecfg, nvs
 from csi_edge.firmware.esp import EspError, Session
 
@@ -336,12 +336,12 @@ def load_inventory(path: str | os.PathLike) -> tuple[dict[str, object], list[dic
     try:
         doc = tomllib.loads(p.read_text())
     except FileNotFoundError:
-        raise ProvisionError(f"{p}: inventory file not found") from None
+        raise ConfigError(f"{p}: inventory file not found") from None
     except tomllib.TOMLDecodeError as e:
-        raise ProvisionError(f"{p}: not valid TOML ({e})") from None
+        raise ConfigError(f"{p}: not valid TOML ({e})") from None
     boards = doc.get("boards", doc.get("board", []))
     if not isinstance(boards, list) or not boards:
-        raise ProvisionError(f"{p}: no [[boards]] entries (each needs port or mac, and node_id)")
+        raise ConfigError(f"{p}: no [[boards]] entries (each needs port or mac, and node_id)")
     problems = []
     unknown = sorted(set(doc) - {"defaults", "boards", "board"})
     if unknown:
@@ -385,7 +385,7 @@ def load_inventory(path: str | os.PathLike) -> tuple[dict[str, object], list[dic
                 )
             table[value] = i
     if problems:
-        raise ProvisionError("; ".join(problems) + "; no board was touched")
+        raise ConfigError("; ".join(problems) + "; no board was touched")
     return defaults, boards
 
 
@@ -398,7 +398,7 @@ def board_changes(defaults: dict[str, object], board: dict[str, object]) -> dict
     out: dict[str, object] = {}
     for key, value in merged.items():
         if key not in nodecfg.BY_NAME:
-            raise ProvisionError(
+            raise ConfigError(
                 f"inventory key {key!r} is not a node setting "
                 f"(known: {', '.join(sorted(nodecfg.BY_NAME))}, zone, port, mac, host, ota_port)"
             )

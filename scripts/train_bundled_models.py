@@ -281,8 +281,9 @@ def eval_set(cal_caps, eval_caps, bundle: Path, work: Path, name: str, n_cal: in
     cal = work / f"{name}.cal.npz"
     ev = work / f"{name}.eval.npz"
     csi_edge(
-        "calibration", "build", *cal_caps, "--model", bundle, "-o", cal, "-n", n_cal, "--holdout", 0
-    )
+        "calibration", "build", *cal_caps, "--model", bundle, "-o", cal, "-n", n_cal, "--holdout", 0,
+        "--force",  # a re-run of this script rebuilds its own work files
+    )  # fmt: skip
     csi_edge(
         "calibration",
         "build",
@@ -295,6 +296,7 @@ def eval_set(cal_caps, eval_caps, bundle: Path, work: Path, name: str, n_cal: in
         100000,
         "--holdout",
         0,
+        "--force",
     )
     a, b = np.load(cal), np.load(ev)
     merged = {}

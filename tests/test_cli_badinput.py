@@ -1,5 +1,6 @@
 """The bad-input battery: every ``csi-edge`` subcommand, fed the mistakes users make, must exit
-non-zero with one clear ``Error:`` line (no traceback) and leave nothing half-written behind.
+with the documented code (docs/exit-codes.md) and one clear ``Error:`` line (no traceback), and
+leave nothing half-written behind.
 
 Commands are enumerated from the CLI group itself, so a new command fails
 ``test_every_command_is_in_the_battery`` until it has cases here. Runs through
@@ -16,28 +17,31 @@ import pytest
 from csi_edge.cli import cli, main
 
 # {missing} a path that does not exist, {empty} an empty file, {dir} a folder, {junk} a file that
-# is not a capture / model / config, {existing} an existing output file, {unwritable} a path in a
-# folder that does not exist, {busy} a UDP port already bound, {nohost} a host that never resolves
-BATTERY: dict[str, list[list[str]]] = {
-    "baseline": [["{missing}"], ["{dir}"], ["{empty}"], ["{junk}"], ["--udp", "127.0.0.1:{busy}", "--duration", "1"], ["{junk}", "--duration", "-3"]],
-    "calibrate": [["{missing}"], ["{dir}"], ["{junk}"]],
-    "bench": [["{missing}"], ["{junk}"], ["--threads", "abc"], ["--nodes", "-3"]],
-    "board emulate": [["--bogus"]],
-    "calibration build": [["{missing}", "-o", "{out}"], ["{junk}", "-o", "{out}"], ["{empty}", "-o", "{out}"], ["{junk}", "-o", "{out}", "--windows", "-3"], ["{junk}", "-o", "{out}", "--holdout", "abc"]],
-    "decode": [["{missing}"], ["{dir}"], ["{junk}", "--format", "nope"], ["{junk}", "-o", "{unwritable}"]],
-    "demo": [["--nodes", "-3"], ["--rate", "abc"], ["--port", "80"], ["--layouts", "abc"], ["--duration", "-3"], ["--jsonl", "{dir}", "--duration", "1", "--pose", "none", "--vitals-model", "none"]],
-    "export": [["{missing}", "-o", "{out}"], ["{dir}", "-o", "{out}"], ["{junk}", "--arch", "csi-edge-pose", "-o", "{existing}"], ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window=abc"], ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window=-3"], ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window"]],
-    "flash": [["--port", "{missing}", "--firmware", "{junk}"], ["--port", "{missing}", "--firmware", "{missing}"], ["--port", "{missing}", "--baud", "abc"]],
-    "ota": [["{missing}", "127.0.0.1:9"], ["{dir}", "127.0.0.1:9"], ["{empty}", "127.0.0.1:9"], ["{junk}", "127.0.0.1:9"], ["{junk}"], ["{junk}", "--inventory", "{missing}"]],
-    "provision": [["--port", "{missing}", "--ssid", "x"], ["--port", "{missing}", "--node-id", "-3"], ["--port", "{missing}", "--target-port", "abc"]],
-    "quantize": [["{missing}", "-c", "{junk}"], ["{dir}", "-c", "{junk}"], ["{junk}", "-c", "{junk}"], ["{junk}", "-c", "{missing}"]],
-    "record": [["--udp", "127.0.0.1:{busy}", "-o", "{out}", "--duration", "1"], ["--serial", "{missing}", "-o", "{out}", "--duration", "1"], ["--udp", "127.0.0.1:0", "-o", "{unwritable}"], ["--udp", "127.0.0.1:0", "-o", "{dir}"], ["--udp", "127.0.0.1:0", "-o", "{out}", "--duration", "-3"], ["--udp", "abc", "-o", "{out}"]],
-    "run": [["-c", "{missing}"], ["-c", "{dir}"], ["-c", "{junk}"], ["--udp", "127.0.0.1:{busy}", "--duration", "1", "--pose", "none", "--vitals-model", "none", "--quiet"], ["--duration", "abc"], ["--serial", "/dev/ttyX@abc"]],
-    "simulate": [["-o", "{unwritable}", "--duration", "1"], ["-o", "{dir}", "--duration", "1"], ["-o", "{out}", "--duration", "-3"], ["-o", "{out}", "--rate", "abc"], ["-o", "{out}", "--loss", "2"]],
-    "simulate-nodes": [["--target", "{nohost}:5005", "--duration", "1", "--nodes", "1"], ["--target", "abc"], ["--rate", "-3"], ["--replay", "{missing}"], ["--replay", "{junk}"], ["--replay", "{dir}"], ["--replay", "{empty}"]],
-    "service install": [["--unit-dir", "{existing}", "--config-dir", "{dir}"]],
-    "status": [["-c", "{missing}"], ["-c", "{junk}"], ["--url", "http://{nohost}:8080"]],
-    "vitals": [["{missing}"], ["{dir}"], ["{empty}"], ["{junk}"], ["{junk}", "--every", "-3"]],
+# is not a capture / model / config, {nocsi} a pcap that holds only non-CSI packets, {firmware} a
+# valid firmware set, {existing} an existing output file, {unwritable} a path in a folder that does
+# not exist, {busy} a UDP port already bound, {nohost} a host that never resolves.
+# Each case is (exit code, arguments); the codes are csi_edge.errors.ExitCode (docs/exit-codes.md):
+# 1 bad file/value, 2 usage (click), 3 no usable data, 4 device/port/host unreachable.
+BATTERY: dict[str, list[tuple[int, list[str]]]] = {
+    "baseline": [(2, ["{missing}"]), (2, ["{dir}"]), (1, ["{empty}"]), (1, ["{junk}"]), (3, ["{nocsi}"]), (4, ["--udp", "127.0.0.1:{busy}", "--duration", "1"]), (1, ["{junk}", "--duration", "-3"])],
+    "calibrate": [(2, ["{missing}"]), (2, ["{dir}"]), (1, ["{junk}"]), (3, ["{nocsi}"])],
+    "bench": [(1, ["{missing}"]), (1, ["{junk}"]), (2, ["--threads", "abc"]), (2, ["--nodes", "-3"])],
+    "board emulate": [(2, ["--bogus"])],
+    "calibration build": [(2, ["{missing}", "-m", "{dir}", "-o", "{out}"]), (1, ["{junk}", "-m", "{dir}", "-o", "{out}"]), (2, ["{junk}", "-o", "{out}"]), (2, ["{junk}", "-m", "{dir}", "-o", "{out}", "--windows", "-3"]), (2, ["{junk}", "-m", "{dir}", "-o", "{out}", "--holdout", "abc"])],
+    "decode": [(1, ["{missing}"]), (2, ["{dir}"]), (1, ["{junk}"]), (2, ["{junk}", "--format", "nope"]), (2, ["{junk}", "-o", "{unwritable}"]), (1, ["{nocsi}", "-o", "{unwritable}.jsonl"])],
+    "demo": [(2, ["--nodes", "-3"]), (2, ["--rate", "abc"]), (2, ["--port", "80"]), (2, ["--layouts", "abc"]), (2, ["--duration", "-3"]), (2, ["--jsonl", "{dir}", "--duration", "1", "--pose", "none", "--vitals-model", "none"])],
+    "export": [(2, ["{missing}", "-o", "{out}"]), (2, ["{dir}", "-o", "{out}"]), (1, ["{junk}", "--arch", "csi-edge-pose", "-o", "{existing}"]), (1, ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window=abc"]), (1, ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window=-3"]), (2, ["{junk}", "--arch", "csi-edge-pose", "-o", "{out}", "--config", "window"])],
+    "flash": [(1, ["--port", "{missing}", "--firmware", "{junk}"]), (1, ["--port", "{missing}", "--firmware", "{missing}"]), (4, ["--port", "{missing}", "--firmware", "{firmware}", "--connect-attempts", "1"]), (2, ["--port", "{missing}", "--baud", "abc"])],
+    "ota": [(1, ["{missing}", "127.0.0.1:9"]), (2, ["{dir}", "127.0.0.1:9"]), (1, ["{empty}", "127.0.0.1:9"]), (1, ["{junk}", "127.0.0.1:9"]), (2, ["{junk}"]), (1, ["{junk}", "--inventory", "{missing}"])],
+    "provision": [(4, ["--port", "{missing}", "--ssid", "x", "--connect-attempts", "1"]), (4, ["--port", "{missing}", "--show", "--connect-attempts", "1"]), (1, ["--port", "{missing}", "--node-id", "-3"]), (1, ["--port", "{missing}", "--target-port", "abc"]), (1, ["--inventory", "{junk}"]), (1, ["--inventory", "{missing}"]), (1, ["--inventory", "{junk}/fleet.toml"])],
+    "quantize": [(2, ["{missing}", "-c", "{junk}"]), (1, ["{dir}", "-c", "{junk}"]), (1, ["{junk}", "-c", "{junk}"]), (2, ["{junk}", "-c", "{missing}"])],
+    "record": [(4, ["--udp", "127.0.0.1:{busy}", "-o", "{out}", "--duration", "1"]), (4, ["--serial", "{missing}", "-o", "{out}", "--duration", "1"]), (1, ["--udp", "127.0.0.1:0", "-o", "{unwritable}"]), (2, ["--udp", "127.0.0.1:0", "-o", "{dir}"]), (2, ["--udp", "127.0.0.1:0", "-o", "{out}", "--duration", "-3"]), (2, ["--udp", "abc", "-o", "{out}"]), (1, ["--udp", "127.0.0.1:0", "-o", "{existing}", "--duration", "1"])],
+    "run": [(1, ["-c", "{missing}"]), (2, ["-c", "{dir}"]), (1, ["-c", "{junk}"]), (4, ["--udp", "127.0.0.1:{busy}", "--duration", "1", "--pose", "none", "--vitals-model", "none", "--quiet"]), (2, ["--duration", "abc"]), (2, ["--serial", "/dev/ttyX@abc"])],
+    "simulate": [(1, ["-o", "{unwritable}", "--duration", "1"]), (2, ["-o", "{dir}", "--duration", "1"]), (2, ["-o", "{out}", "--duration", "-3"]), (2, ["-o", "{out}", "--rate", "abc"]), (2, ["-o", "{out}", "--loss", "2"]), (1, ["-o", "{existing}", "--duration", "1"])],
+    "simulate-nodes": [(4, ["--target", "{nohost}:5005", "--duration", "1", "--nodes", "1"]), (2, ["--target", "abc"]), (2, ["--rate", "-3"]), (1, ["--replay", "{missing}"]), (1, ["--replay", "{junk}"]), (2, ["--replay", "{dir}"]), (1, ["--replay", "{empty}"])],
+    "service install": [(1, ["--unit-dir", "{existing}", "--config-dir", "{dir}"])],
+    "status": [(1, ["-c", "{missing}"]), (1, ["-c", "{junk}"]), (4, ["--url", "http://{nohost}:8080"])],
+    "vitals": [(2, ["{missing}"]), (2, ["{dir}"]), (1, ["{empty}"]), (1, ["{junk}"]), (3, ["{nocsi}"]), (2, ["{junk}", "--every", "-3"])],
 }  # fmt: skip
 
 
@@ -59,11 +63,30 @@ def test_every_command_is_in_the_battery() -> None:
     assert not missing, f"add bad-input cases for: {missing}"
 
 
-CASES = [(name, args) for name, cases in BATTERY.items() for args in cases]
+CASES = [(name, code, args) for name, cases in BATTERY.items() for code, args in cases]
 
 
-@pytest.mark.parametrize(("name", "args"), CASES, ids=[f"{n}:{' '.join(a)}" for n, a in CASES])
-def test_bad_input_is_one_clear_line_and_a_nonzero_exit(name, args, tmp_path, capsys) -> None:
+@pytest.fixture(scope="module")
+def inputs_kept(tmp_path_factory) -> dict[str, str]:
+    """Inputs that take a moment to build, shared by the cases (never written by them)."""
+    from csi_edge.codecs.pcap import PcapWriter
+    from csi_edge.codecs.ruview import encode_edge_vitals
+    from csi_edge.firmware import testkit
+
+    root = tmp_path_factory.mktemp("kept")
+    nocsi = root / "vitals-only.pcap"
+    with PcapWriter(nocsi) as w:
+        for i in range(5):
+            w.write(encode_edge_vitals(1, presence=True, breathing_bpm=14.5), 1.0 + i, "10.0.0.9")
+    return {"nocsi": str(nocsi), "firmware": str(testkit.write_release(root / "fw"))}
+
+
+@pytest.mark.parametrize(
+    ("name", "code", "args"), CASES, ids=[f"{n}:{' '.join(a)}" for n, _, a in CASES]
+)
+def test_bad_input_is_one_clear_line_and_its_exit_code(
+    name, code, args, tmp_path, capsys, inputs_kept
+) -> None:
     inputs = tmp_path / "in"
     inputs.mkdir()
     (inputs / "empty.bin").write_bytes(b"")
@@ -84,6 +107,7 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(name, args, tmp_path, ca
         "out": str(out / "result"),
         "busy": str(busy.getsockname()[1]),
         "nohost": "no-such-host.invalid",
+        **inputs_kept,
     }
     argv = [*name.split(), *(a.format(**subst) for a in args)]
     before = sorted(p.name for p in inputs.rglob("*"))
@@ -94,6 +118,7 @@ def test_bad_input_is_one_clear_line_and_a_nonzero_exit(name, args, tmp_path, ca
         busy.close()
     err = capsys.readouterr().err
     assert ex.value.code not in (0, None), f"exit 0 for {argv}: {err}"
+    assert ex.value.code == code, f"exit {ex.value.code}, expected {code} for {argv}:\n{err}"
     assert "Traceback" not in err, err
     lines = [ln for ln in err.splitlines() if ln.strip()]
     if ex.value.code == 2:  # click's usage error: Usage / Try / one Error line

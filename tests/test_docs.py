@@ -183,3 +183,31 @@ def test_nvs_csv_example_is_what_csi_edge_generates() -> None:
     assert nvs.to_csv(owned) == csv
     back = nvs.read_image(nvs.build_image(owned))
     assert back.problems == [] and nodecfg.from_nvs(back.namespaces) == (cfg, [])
+
+
+# a file outside the repository, as code and docs must never name it (tests may read the
+# shared tools folder and skip when it is absent)
+OUTSIDE_RE = re.compile(rb"/work/shared|\.\./shared|shared/spec")
+
+
+def test_nothing_outside_tests_names_files_outside_the_repository() -> None:
+    """Code and docs reference the repository's own docs (docs/, edge/models/MODEL_SPEC.md),
+    never the shared folder the project was started from: a reader of the repository has only
+    the repository."""
+    import shutil
+    import subprocess
+
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout: cannot list the tracked files")
+    tracked = subprocess.run(
+        ["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True
+    ).stdout.split(b"\0")
+    found = []
+    for name in filter(None, tracked):
+        rel = name.decode()
+        if rel.startswith("tests/") or not (ROOT / rel).is_file():
+            continue
+        for n, line in enumerate((ROOT / rel).read_bytes().splitlines(), 1):
+            if OUTSIDE_RE.search(line):
+                found.append(f"{rel}:{n}: {line.decode(errors='replace').strip()[:100]}")
+    assert not found, "names a file outside the repository:\n" + "\n".join(found)

@@ -306,7 +306,7 @@ def test_wait_explains_why_not_streaming(tmp_path, case):
             "--wait-timeout",
             "3",
         )
-        assert r.exit_code == 1
+        assert r.exit_code == 4  # DEVICE: the board did not stream
         last = r.stdout.strip().splitlines()[-1]
         if case == "wrong-password":
             assert last == "not streaming: Wi-Fi failed after 10 retries: check --ssid/--password"
@@ -396,7 +396,7 @@ def test_fleet_provisions_each_board_and_records_results_without_secrets(tmp_pat
             "--baud",
             "921600",
         )
-        assert r.exit_code == 1, r.output
+        assert r.exit_code == 4, r.output  # DEVICE: a board failed
         results_path = tmp_path / "fleet.results.json"
         text = results_path.read_text()
         rows = json.loads(text)["boards"]

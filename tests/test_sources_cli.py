@@ -112,10 +112,10 @@ def test_simulate_nodes_replays_a_capture_to_a_gateway(tmp_path):
     node = summary["nodes"]["127.0.0.1#5"]
     assert node["frames"] == 50 and node["lost"] == 0 and node["subcarriers"] == {"64": 50}
     r = run("simulate-nodes", "--replay", str(tmp_path / "missing.pcap"))
-    assert r.returncode == 2 and "no such file" in r.stderr and "Traceback" not in r.stderr
+    assert r.returncode == 1 and "no such file" in r.stderr and "Traceback" not in r.stderr
     # a capture damaged past its first bytes fails while replaying: still a clear message
     damaged = tmp_path / "damaged.pcap"
     damaged.write_bytes(cap.read_bytes()[:6])
     r = CliRunner().invoke(cli, ["simulate-nodes", "--replay", str(damaged), "--speed", "0"])
-    assert r.exit_code == 2 and isinstance(r.exception, SystemExit), r.exception
+    assert r.exit_code == 1 and isinstance(r.exception, SystemExit), r.exception
     assert "damaged.pcap: pcap global header truncated" in r.output

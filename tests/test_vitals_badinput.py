@@ -126,7 +126,7 @@ def test_file_that_is_not_a_capture_is_a_clear_message(tmp_path, command):
     bad = tmp_path / "notes.txt"
     bad.write_text("garbage, not CSI\n")
     out = CliRunner().invoke(cli, [command, str(bad)])
-    # a ClickException (exit code 1), not an escaped CaptureError
+    # the CaptureError as one line and exit code 1 (a bad file), not a traceback
     assert out.exit_code == 1 and isinstance(out.exception, SystemExit), out.exception
     assert "notes.txt: not a CSI capture" in out.output and "expected a pcap" in out.output
     assert out.output.count("notes.txt") == 1

@@ -19,7 +19,12 @@ def test_calibrate_accumulates_and_refuses(tmp_path, monkeypatch):
     assert not (tmp_path / "state").exists() or not list((tmp_path / "state").rglob("*.json"))
     r1 = json.loads(run.invoke(cli, ["baseline", str(empty), "--json"]).output.splitlines()[0])
     assert r1["accepted"] and not r1["complete"]
-    r2 = json.loads(run.invoke(cli, ["baseline", str(empty), "--json"]).output.splitlines()[0])
+    # the same capture again is counted once: nothing is added
+    again = json.loads(run.invoke(cli, ["baseline", str(empty), "--json"]).output.splitlines()[0])
+    assert again["accepted"] and again["still_s"] == 0 and not again["complete"]
+    assert "counted once" in again["message"]
+    more, _ = write_capture(simulate(preset("empty", 35), seed=2), tmp_path / "empty2.pcap")
+    r2 = json.loads(run.invoke(cli, ["baseline", str(more), "--json"]).output.splitlines()[0])
     assert r2["complete"]
     b = load_baseline("10.0.0.11#1")
     assert b.runs == 2 and b.still_s >= 60 and b.motion_level and b.profile is not None
@@ -51,7 +56,7 @@ def test_calibrate_udp_address_mistakes_are_clear(tmp_path):
     out = CliRunner().invoke(
         cli, ["baseline", "--udp", "192.0.2.1:5005", "--duration", "0.1", "--dir", str(tmp_path)]
     )
-    assert out.exit_code == 1 and "--udp 192.0.2.1:5005: cannot listen" in out.output
+    assert out.exit_code == 4 and "--udp 192.0.2.1:5005: cannot listen" in out.output
 
 
 def test_calibrate_unwritable_baseline_dir_is_a_clear_message(tmp_path):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -20,13 +21,19 @@ from csi_edge.config import GatewayConfig
 
 log = logging.getLogger("csi_edge.service")
 
-#: sink key -> the config fields that make it
-_SINK_FIELDS = {
-    "console": ("console",),
-    "jsonl": ("jsonl", "jsonl_rotate"),
-    "http": ("http",),
-    "mqtt": ("mqtt",),
-}
+
+
+def _sink_fields() -> dict[str, tuple[str, ...]]:
+    """Sink name (:data:`csi_edge.sinks.SINKS`) -> the ``[sinks]`` fields that make it: the
+    field of its name and any ``<name>_*`` (``jsonl`` and ``jsonl_rotate``), so a new sink
+    needs no entry here."""
+    from csi_edge.config import SinksConfig
+    from csi_edge.sinks import SINKS
+
+    names = [f.name for f in dataclasses.fields(SinksConfig)]
+    return {
+        key: tuple(n for n in names if n == key or n.startswith(key + "_")) for key in SINKS
+    }
 
 
 class Reloader:
@@ -69,7 +76,7 @@ class Reloader:
             )
         changed = {
             key
-            for key, fields in _SINK_FIELDS.items()
+            for key, fields in _sink_fields().items()
             if any(getattr(new.sinks, f) != getattr(old.sinks, f) for f in fields)
         }
         sink_map: dict = getattr(g, "sink_map", {})

@@ -1,4 +1,4 @@
-"""RuView ``*.csi.jsonl`` recordings (spec §4): one JSON object per line.
+"""RuView ``*.csi.jsonl`` recordings (``docs/wire-formats.md`` §5): one JSON object per line.
 
 ``{"timestamp": unix s, "node_id": n, "magic": "0xC5110001", "size": 148, "rssi": ..,
 "type": "raw_csi", "iq_hex": "...", "subcarriers": 64}`` for raw frames; ``"type": "vitals"``

@@ -1,6 +1,6 @@
 """RuView "ADR-018" UDP packet family: encoders and a vectorised, stateful decoder.
 
-Wire format: ``/work/shared/spec/esp32-wire-formats.md`` §1 (all little-endian). Classify a
+Wire format: ``docs/wire-formats.md`` §2 (all little-endian). Classify a
 datagram by the u32 magic at offset 0:
 
 ==============  ======================================  =====================================

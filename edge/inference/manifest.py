@@ -51,7 +51,7 @@ its backend comes from the file extensions (``.onnx`` -> onnxruntime, ``.tflite`
 
 Layouts: ``frame-major`` = one feature vector per frame (the streaming models);
 ``frame-major-reshape`` = frames concatenated frame-major then reshaped straight to
-(subcarriers, window) WITHOUT a transpose (RuView pose_v1, models spec section 2);
+(subcarriers, window) WITHOUT a transpose (RuView pose_v1, MODEL_SPEC.md "RuView pose_v1");
 ``channels-time`` = [C, T] with each row one channel's time series (vitals).
 """
 

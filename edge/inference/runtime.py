@@ -497,8 +497,8 @@ class WindowRuntime:
     """Whole-window models: a ring buffer of the last W frames per node, assembled per manifest.
 
     For ``frame-major-reshape`` (RuView pose_v1) the W frames of S values are laid out
-    frame-major (oldest first) and reshaped straight to [S, W], no transpose (models spec
-    section 2). ``hop``: run the model every ``hop`` new frames once the window is full.
+    frame-major (oldest first) and reshaped straight to [S, W], no transpose (MODEL_SPEC.md
+    "RuView pose_v1"). ``hop``: run the model every ``hop`` new frames once the window is full.
     """
 
     def __init__(

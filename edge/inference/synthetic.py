@@ -1,7 +1,7 @@
 """Randomly initialised bundles built with ``onnx.helper``: for tests, and for ``csi-edge bench``
 on a machine without the trained bundled models.
 
-The graphs follow MODEL_SPEC / models spec section 2 exactly (same op sequence as the torch
+The graphs follow edge/models/MODEL_SPEC.md exactly (same op sequence as the torch
 export), only the weights are random. Building them from numpy avoids torch on the gateway.
 Needs the ``onnx`` package (and ``onnxruntime.quantization`` for the INT8 variant).
 """
@@ -116,7 +116,7 @@ def encoder_onnx(w: dict, features: int, embed: int, path: Path) -> None:
 
 
 def ruview_weights(seed: int = 0, channels: int = 56) -> dict[str, np.ndarray]:
-    """Random weights with RuView pose_v1's names and shapes (models spec section 2)."""
+    """Random weights with RuView pose_v1's names and shapes (MODEL_SPEC.md "RuView pose_v1")."""
     rng = np.random.default_rng(seed)
     shapes = {
         "enc.c1": ((64, channels, 3), 64),

@@ -1,7 +1,7 @@
 """COCO-17 keypoints: decoding model outputs and gating them by confidence.
 
 Model outputs are flat ``x0, y0, x1, y1, ...`` in normalized image coordinates [0, 1] (origin
-top-left, y down), plus an optional per-keypoint confidence (models spec section 1, MODEL_SPEC).
+top-left, y down), plus an optional per-keypoint confidence (MODEL_SPEC.md "Keypoints and PCK").
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Per-node pose smoothing and tracking (models spec section 6, after RuView ADR-082), batched
+"""Per-node pose smoothing and tracking (after RuView ADR-082), batched
 over nodes.
 
 * A constant-velocity Kalman filter per keypoint and axis (process noise 0.3, measurement noise

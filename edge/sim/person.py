@@ -2,7 +2,7 @@
 
 Room coordinates in metres: x across the room, y away from the camera, z up. The camera sits at
 ``CAMERA`` looking along +y; keypoints are projected to normalized image coordinates in [0,1]
-(origin top-left, x right, y down), COCO-17 order (models spec section 1).
+(origin top-left, x right, y down), COCO-17 order (MODEL_SPEC.md "Keypoints and PCK").
 """
 
 from __future__ import annotations

@@ -16,8 +16,10 @@ from typing import TextIO
 
 from csi_edge.report import Sink
 from csi_edge.sinks import build
+from csi_edge.sinks.build import SinkContext
 
-# name -> builder(cfg, console_stream, totals) -> Sink | None, in publishing order
+# name (the config key a reload compares) -> builder(cfg, SinkContext) -> Sink | None,
+# in publishing order
 SINKS: dict[str, Callable] = {
     "console": build.console,
     "jsonl": build.jsonl,
@@ -26,16 +28,35 @@ SINKS: dict[str, Callable] = {
 }
 
 
-def build_sinks(
-    cfg, console_stream: TextIO | None = None, totals: Callable[[], str] | None = None
-) -> list[Sink]:
-    """Every configured sink of ``cfg`` (a GatewayConfig), in :data:`SINKS` order."""
-    sinks = []
-    for builder in SINKS.values():
-        sink = builder(cfg, console_stream, totals)
+def build_sink_map(
+    cfg,
+    console_stream: TextIO | None = None,
+    totals: Callable[[], str] | None = None,
+    status: Callable[[], dict] | None = None,
+    only: set[str] | None = None,
+) -> dict[str, Sink]:
+    """Every configured sink of ``cfg`` (a GatewayConfig) by its :data:`SINKS` name, in that
+    order; ``only``: just these names (a reload rebuilds only the sinks whose section changed).
+    The context arguments are :class:`~csi_edge.sinks.build.SinkContext`'s."""
+    ctx = SinkContext(console_stream, totals, status)
+    sinks: dict[str, Sink] = {}
+    for name, builder in SINKS.items():
+        if only is not None and name not in only:
+            continue
+        sink = builder(cfg, ctx)
         if sink is not None:
-            sinks.append(sink)
+            sinks[name] = sink
     return sinks
 
 
-__all__ = ["SINKS", "Sink", "build_sinks"]
+def build_sinks(
+    cfg,
+    console_stream: TextIO | None = None,
+    totals: Callable[[], str] | None = None,
+    status: Callable[[], dict] | None = None,
+) -> list[Sink]:
+    """Every configured sink of ``cfg``, in :data:`SINKS` order (see :func:`build_sink_map`)."""
+    return list(build_sink_map(cfg, console_stream, totals, status).values())
+
+
+__all__ = ["SINKS", "Sink", "SinkContext", "build_sink_map", "build_sinks"]

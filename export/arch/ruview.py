@@ -1,4 +1,5 @@
-"""RuView ``pose_v1``: the published layout, tensor for tensor (models-and-vitals.md §2).
+"""RuView ``pose_v1``: the published layout, tensor for tensor
+(``edge/models/MODEL_SPEC.md``, "RuView pose_v1").
 
 Its published ONNX keeps most weights in a ``.data`` sidecar that was never released; this
 module lets that project's users turn their safetensors checkpoint into one file that loads.

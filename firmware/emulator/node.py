@@ -2,7 +2,7 @@
 
 It checks what a real ESP32-S3 would check (bootloader image at 0x0, partition table at 0x8000,
 otadata, the selected app image), reads its NVS configuration type-strictly, prints ESP-IDF style
-log lines at "115200" (spec §3) and streams ADR-018 raw CSI frames over UDP to the configured
+log lines at "115200" (``docs/provisioning.md`` §5) and streams ADR-018 raw CSI frames over UDP to the configured
 target with the configured node id. Wi-Fi is modelled by a list of known networks: with none given
 every network accepts the node; otherwise the SSID and password must match one of them.
 """

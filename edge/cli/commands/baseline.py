@@ -46,6 +46,7 @@ def command(capture, udp, node, duration, cal_dir, as_json):
 
     import numpy as np
 
+    from csi_edge.errors import InputError, NoDataError, file_error
     from csi_edge.vitals.baseline import baseline_path, load_baseline, save_baseline
     from csi_edge.vitals.room import calibrate_frames
     from csi_edge.vitals.run import frame_times
@@ -56,27 +57,31 @@ def command(capture, udp, node, duration, cal_dir, as_json):
         from csi_edge.capture import read_capture as read_any
 
         try:
-            frames = read_any(capture).frames
-        except (ValueError, OSError) as e:
-            raise click.ClickException(str(e)) from e  # names the file
+            frames = read_any(capture).frames  # CaptureError (1) / NoDataError (3) name the file
+        except OSError as e:
+            raise file_error(capture, e) from None
     else:
         frames = _listen(udp, duration)
     if node:
         keys = frames.node_keys()
         frames = frames[keys == node]
         if len(frames) == 0:
-            raise click.ClickException(f"no frames from node {node!r}")
+            raise NoDataError(f"--node {node}: no frames from that node")
     if len(frames) == 0:
-        raise click.ClickException("no CSI frames received")
+        raise NoDataError(
+            f"{capture}: no CSI frames" if capture else f"--udp {udp}: no CSI frames received"
+        )
     times, src = frame_times(frames)
     if src == "none":
-        raise click.ClickException("frames carry no timestamps; cannot calibrate")
+        raise InputError(
+            f"{capture or '--udp ' + udp}: frames carry no timestamps; cannot calibrate"
+        )
     baselines = {}
     for key in sorted(set(frames.node_keys().tolist())):
         try:
             baselines[key] = load_baseline(key, cal_dir)
-        except ValueError as e:
-            raise click.ClickException(str(e)) from e
+        except ValueError as e:  # a corrupt baseline file, named in the message
+            raise InputError(str(e)) from None
     results = calibrate_frames(frames, baselines, times)
     refused = 0
     for r in results:
@@ -86,7 +91,7 @@ def command(capture, udp, node, duration, cal_dir, as_json):
                 path = str(save_baseline(baselines[r.node], cal_dir))
             except OSError as e:
                 where = baseline_path(r.node, cal_dir)
-                raise click.ClickException(f"{where}: cannot save the baseline: {e}") from None
+                raise file_error(where, e, "cannot save the baseline") from None
         else:
             refused += 1
         if as_json:
@@ -103,7 +108,9 @@ def command(capture, udp, node, duration, cal_dir, as_json):
                 + (f" -> {path}" if path else "")
             )
     if refused == len(results):
-        raise click.ClickException("calibration refused for every node (see above)")
+        raise NoDataError(
+            "no still, empty-room data: calibration refused for every node (see above)"
+        )
 
 
 def _listen(hostport: str, duration: float):
@@ -125,7 +132,9 @@ def _listen(hostport: str, duration: float):
     try:
         sock = open_udp_socket(host, port)
     except OSError as e:
-        raise click.ClickException(f"--udp {hostport}: cannot listen: {e}") from e
+        from csi_edge.errors import DeviceError
+
+        raise DeviceError(f"--udp {hostport}: cannot listen: {e.strerror or e}") from None
     dec = RuViewDecoder()
     batches, end = [], time.monotonic() + duration
     dgs, ts, srcs = [], [], []

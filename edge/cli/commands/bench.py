@@ -73,8 +73,6 @@ def command(
     from csi_edge.inference import limit_blas_threads
 
     limit_blas_threads(threads)  # as the gateway runs (open_runtime); see its docstring
-    from csi_edge.inference.backends import ModelFileError
-    from csi_edge.inference.manifest import ManifestError
 
     try:
         wins = tuple(int(w) for w in windows.split(",") if w.strip())
@@ -96,10 +94,7 @@ def command(
                     "no bundled models installed: measured random-weight bundles of the same "
                     "shapes (speed and memory are representative, outputs are not)"
                 )
-        try:
-            targets = [t for p in paths for t in bm.targets_for(p, synthetic)]
-        except (ManifestError, ModelFileError) as e:
-            raise click.ClickException(str(e)) from None
+        targets = [t for p in paths for t in bm.targets_for(p, synthetic)]  # InputError names it
         bundles = [p for p in paths if bm.is_bundle(p) or not Path(p).suffix]
         pose = _pose_bundle(bundles)
         capacity = pose is not None and not no_capacity
@@ -110,10 +105,7 @@ def command(
                   disable=None) as bar:  # fmt: skip
             for t in targets:
                 bar.set_postfix_str(f"{t.name}:{t.role} {t.variant or t.backend}")
-                try:
-                    result["models"] += bm.bench_target(t, nodes, threads, quick)
-                except (ManifestError, ModelFileError) as e:
-                    raise click.ClickException(str(e)) from None
+                result["models"] += bm.bench_target(t, nodes, threads, quick)
                 bar.update()
             cfg, full_graph, encoder, encoders, step_graphs = _temporal_of(pose, threads)
             for w in wins:

@@ -6,6 +6,8 @@ import json
 
 import click
 
+from csi_edge.cli.outputs import force_option, refuse_existing
+
 
 @click.group()
 def command():
@@ -48,7 +50,8 @@ def command():
 )
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def build_cmd(captures, model, output, windows, holdout, hop, seed, as_json):
+@force_option
+def build_cmd(captures, model, output, windows, holdout, hop, seed, as_json, force):
     """Sample model input windows from CAPTURES, balanced, through the runtime's input builder.
 
     Reads any capture csi-edge decodes (pcap, .csi.jsonl, serial logs, recordings; simulated
@@ -66,6 +69,8 @@ def build_cmd(captures, model, output, windows, holdout, hop, seed, as_json):
         raise click.BadParameter(f"{holdout}: must be in [0, 1)", param_hint="--holdout")
     if windows < 1:
         raise click.BadParameter(f"{windows}: must be >= 1", param_hint="--windows")
+    npz = output if output.endswith(".npz") else output + ".npz"  # what numpy writes
+    refuse_existing(npz, force=force)
     from tqdm import tqdm
 
     from csi_edge.calibration.build import build, report_table, save

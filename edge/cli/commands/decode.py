@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from csi_edge.cli.outputs import force_option, refuse_existing
+
 
 def _format_choices() -> list[str]:
     """``--format`` names come from the one registry of capture formats (never a copy)."""
@@ -46,8 +48,16 @@ def _format_choices() -> list[str]:
     is_flag=True,
     help="Print the summary as one JSON object (implies --summary).",
 )
+@force_option
 def command(
-    capture: Path, fmt, iq_order: str, output: Path | None, port, summary: bool, as_json: bool
+    capture: Path,
+    fmt,
+    iq_order: str,
+    output: Path | None,
+    port,
+    summary: bool,
+    as_json: bool,
+    force: bool,
 ) -> None:
     """Decode a capture: pcap/pcapng of RuView UDP, RuView .csi.jsonl, esp-csi or
     ESP32-CSI-Tool serial logs and CSVs (any column order, extra columns, UTF-8 or UTF-16),
@@ -91,6 +101,8 @@ def command(
         raise click.BadParameter(
             f"{output}: expected a file name ending in .jsonl or .npz", param_hint="-o/--output"
         )
+    if output is not None:
+        refuse_existing(output, force=force)
     summary = summary or as_json or output is None
     table = NodeTable()
     keep = output is not None

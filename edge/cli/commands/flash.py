@@ -94,9 +94,9 @@ def command(
       csi-edge flash -p X -f fw/ --check-only                   # validate files only
       csi-edge flash -p X -f release_bins/ --use partition-table-4mb.bin --use esp32-csi-node-4mb.bin
     """
+    from csi_edge.errors import file_error
     from csi_edge.firmware import flash as flashmod
     from csi_edge.firmware import images
-    from csi_edge.firmware.esp import EspError
 
     try:
         if check_only:
@@ -131,10 +131,10 @@ def command(
             progress=not as_json,
             use=tuple(use),
         )
-    except images.FirmwareError as e:
-        raise click.ClickException(str(e)) from None
-    except EspError as e:
-        raise click.ClickException(str(e)) from None
+    except OSError as e:  # a firmware file (bad images and boards raise csi_edge errors)
+        if e.filename is None:
+            raise
+        raise file_error(e.filename, e) from None
     _emit(res.as_dict(), as_json, _summary)
 
 

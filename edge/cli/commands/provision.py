@@ -144,9 +144,9 @@ def command(
       node_id = 1
       zone = "kitchen"
     """
+    from csi_edge.errors import ConfigError, ExitCode, file_error
     from csi_edge.firmware import nodecfg
     from csi_edge.firmware import provision as prov
-    from csi_edge.firmware.esp import EspError
 
     session = dict(
         baud=baud, before=before, after=after, no_stub=no_stub, connect_attempts=connect_attempts
@@ -173,7 +173,7 @@ def command(
                 if v is not None
             ]
             if clash:
-                raise prov.ProvisionError(
+                raise ConfigError(
                     f"{', '.join(clash)} cannot be used with --inventory (each board's value "
                     "comes from its [[boards]] entry); no board was touched"
                 )
@@ -188,7 +188,7 @@ def command(
                 force_defaults,
                 as_json,
             )
-            ctx.exit(0 if ok else 1)
+            ctx.exit(0 if ok else int(ExitCode.DEVICE))  # each board's outcome is printed
         if not port:
             raise click.UsageError("give --port (or --inventory)")
         _auto_psk(changes)
@@ -206,8 +206,10 @@ def command(
             default_target_ip=default_ip,
             **session,
         )
-    except (nodecfg.ConfigError, prov.ProvisionError, EspError) as e:
-        raise click.ClickException(str(e)) from None
+    except OSError as e:  # a file on the command line; boards and ports raise DeviceError (4)
+        if e.filename is None:
+            raise
+        raise file_error(e.filename, e) from None
     _keep_psk(res, changes)
     if as_json:
         click.echo(json.dumps(res.as_dict()))
@@ -222,7 +224,7 @@ def command(
         if res.watch:
             click.echo(res.watch["line"])
     if res.watch and not res.watch["streaming"]:
-        ctx.exit(1)
+        ctx.exit(int(ExitCode.DEVICE))  # the line above says why
 
 
 def _auto_psk(changes: dict) -> None:
@@ -297,7 +299,7 @@ def _fleet(
         try:
             nodecfg.validate(c)
         except nodecfg.ConfigError as e:
-            raise prov.ProvisionError(
+            raise nodecfg.ConfigError(
                 f"{inventory}: boards[{i}]: {e}; no board was touched"
             ) from None
     out_path = Path(results) if results else Path(inventory).with_suffix(".results.json")

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import click
 
+from csi_edge.cli.outputs import force_option, refuse_existing
+
 
 @click.command()
 @click.option(
@@ -37,7 +39,8 @@ import click
     "--duration", type=click.FloatRange(min=0, min_open=True), help="Stop after S seconds."
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the final summary as one JSON object.")
-def command(udp, serial_port, baud, output, duration, as_json) -> None:
+@force_option
+def command(udp, serial_port, baud, output, duration, as_json, force) -> None:
     """Record every datagram (UDP) or every line (serial) with its receive time, losslessly.
 
     UDP is written as a classic pcap (IPv4/UDP headers with the nodes' real source addresses
@@ -64,6 +67,7 @@ def command(udp, serial_port, baud, output, duration, as_json) -> None:
     if serial_port and serial_port.startswith("/") and not Path(serial_port).exists():
         # checked before the output is created: the serial source would retry forever
         raise DeviceError(f"--serial {serial_port}: no such serial port (is the board plugged in?)")
+    refuse_existing(output, force=force)
     started: list[bool] = []
     try:
         fh = open(output, "wb")  # noqa: SIM115 - closed in _record's finally

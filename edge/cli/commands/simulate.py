@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from csi_edge.cli.outputs import force_option, refuse_existing
+
 _PRESETS = ("still", "standing", "empty", "enter", "motion", "walk", "activities")
 
 
@@ -34,6 +36,7 @@ _PRESETS = ("still", "standing", "empty", "enter", "motion", "walk", "activities
 )
 @click.option("--reboot-at", type=float, default=None, help="A node reboot at this second.")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary.")
+@force_option
 def command(
     output,
     scenario,
@@ -49,6 +52,7 @@ def command(
     layout,
     reboot_at,
     as_json,
+    force,
 ):
     """Simulate ESP32 nodes watching a room; write CAPTURE + CAPTURE.truth.npz.
 
@@ -68,12 +72,13 @@ def command(
     import json
 
     from csi_edge.errors import file_error
-    from csi_edge.sim import preset, simulate, write_capture
+    from csi_edge.sim import preset, simulate, truth_path, write_capture
 
     if duration <= 0 or rate <= 0 or nodes < 1:
         raise click.BadParameter("--duration, --rate and --nodes must be positive")
     if not 0 <= loss < 1:
         raise click.BadParameter("--loss must be in [0, 1)", param_hint="--loss")
+    refuse_existing(output, truth_path(output), force=force)
     sc = preset(
         scenario, duration, rate_hz=rate, n_nodes=nodes, breathing_bpm=breathing, heart_bpm=heart,
         snr_db=snr, loss=loss, jitter=jitter, layout=layout if layout == "mixed" else int(layout),

@@ -237,14 +237,11 @@ def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json:
     import asyncio
     import json
 
-    from csi_edge.capture import CaptureError, detect_format
+    from csi_edge.capture import detect_format
     from csi_edge.ingest import Ingest
     from csi_edge.sources.replay import ReplaySource
 
-    try:
-        detect_format(path)
-    except CaptureError as e:
-        raise click.BadParameter(str(e), param_hint="--replay") from None
+    detect_format(path)  # CaptureError (exit 1) names the file before anything is sent
     source = ReplaySource(path, speed=speed or None, resend=target)
     ingest = Ingest([source])
 
@@ -256,8 +253,6 @@ def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json:
 
     try:
         asyncio.run(main())
-    except CaptureError as e:  # damage past the first bytes (a truncated header, ...)
-        raise click.BadParameter(str(e), param_hint="--replay") from None
     except OSError as e:
         raise DeviceError(f"cannot send to {target[0]}:{target[1]}: {e.strerror or e}") from None
     doc = {"replayed": path, "sent": source.sent, "send_errors": source.send_errors}

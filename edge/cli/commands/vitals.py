@@ -53,14 +53,15 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
     import numpy as np
 
     from csi_edge.capture import read_capture as read_any
+    from csi_edge.errors import InputError, NoDataError, file_error
     from csi_edge.vitals import edge_vitals_report, frame_times, run_frames
     from csi_edge.vitals.baseline import load_baseline
     from csi_edge.vitals.estimate import yes_no
 
     try:
-        res = read_any(capture)
-    except (ValueError, OSError) as e:
-        raise click.ClickException(str(e)) from e  # names the file
+        res = read_any(capture)  # CaptureError (1) / NoDataError (3) name the file
+    except OSError as e:
+        raise file_error(capture, e) from None
     frames = res.frames
     edge_reports: dict[str, list[dict]] = {}
     for p in res.packets:
@@ -68,10 +69,11 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
         if r:
             edge_reports.setdefault(r[0], []).append(r[1])
     if len(frames) == 0:
-        raise click.ClickException(f"{capture}: no CSI frames ({res.summary_counts()})")
+        held = ", ".join(f"{k} {v}" for k, v in sorted(res.packet_counts.items()) if v)
+        raise NoDataError(f"{capture}: no CSI frames, only non-CSI packets ({held or 'none'})")
     times, source = frame_times(frames, assume_rate)
     if source == "none":
-        raise click.ClickException(
+        raise InputError(
             f"{capture}: frames carry no receive time and no node clock (local_us); "
             "pass --assume-rate HZ to assume a fixed rate"
         )
@@ -127,7 +129,9 @@ def _plot(rows: list[dict], out: str) -> None:
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
     except ImportError as e:
-        raise click.ClickException("--plot needs matplotlib (pip install matplotlib)") from e
+        from csi_edge.errors import InputError
+
+        raise InputError("--plot needs matplotlib (pip install matplotlib)") from e
     fig, ax = plt.subplots(2, 1, sharex=True, figsize=(10, 5))
     for node in sorted({r["node"] for r in rows}):
         rr = [r for r in rows if r["node"] == node]
