@@ -415,17 +415,28 @@ def board_changes(defaults: dict[str, object], board: dict[str, object]) -> dict
     return out
 
 
-def find_port_by_mac(mac: str, **session_kw) -> str:  # pragma: no cover - needs USB boards
-    from serial.tools import list_ports
+def find_port_by_mac(
+    mac: str, ports: list[str] | None = None, after: str = "hard-reset", **session_kw
+) -> str:
+    """The serial port whose board has ``mac``; every board probed on the way is reset back
+    into its firmware (``after``), so a search leaves no board sitting in the flasher stub.
+    ``ports``: the candidates (default: every serial port of this machine)."""
+    if ports is None:
+        from serial.tools import list_ports
 
-    for info in list_ports.comports():
+        ports = [info.device for info in list_ports.comports()]
+    found = None
+    for port in ports:
         try:
-            with Session(info.device, progress=False, connect_attempts=1, **session_kw) as s:
+            with Session(port, progress=False, connect_attempts=1, **session_kw) as s:
                 if s.mac() == mac.lower():
-                    return info.device
+                    found = port
+                s.reset(after)
         except EspError:
             continue
-    raise ProvisionError(f"no connected board has MAC {mac}")
+        if found:
+            return found
+    raise ProvisionError(f"no connected board has MAC {mac} (probed {len(ports)} port(s))")
 
 
 def write_results(path: str | os.PathLike, rows: list[dict[str, object]]) -> None:

@@ -497,3 +497,27 @@ def test_fleet_command_line_beats_defaults(tmp_path):
         assert r.exit_code == 0, r.output
         ns = nvs.read_image(a.flash.read(0x9000, 0x6000)).namespaces
     assert ns["csi_cfg"]["ssid"].value == "CliNet" and ns["csi_cfg"]["node_id"].value == 4
+
+
+def test_finding_a_board_by_mac_resets_every_probed_board_back_into_its_firmware(tmp_path):
+    from csi_edge.firmware import provision as prov
+
+    with (
+        Board(flash_file=tmp_path / "a.bin", mac=bytes.fromhex("f412fa0000aa")) as a,
+        Board(flash_file=tmp_path / "b.bin", mac=bytes.fromhex("f412fa0000bb")) as b,
+    ):
+        install(a)
+        install(b)
+        port = prov.find_port_by_mac(
+            "F4:12:FA:00:00:BB", ports=[a.port, b.port], before="no-reset", baud=115200
+        )
+        assert port == b.port
+        for board in (a, b):  # neither is left in the flasher: both boot their firmware again
+            for _ in range(100):
+                st = board.status()
+                if st["mode"] == "app" and st["node_state"] != "booting":
+                    break
+                time.sleep(0.05)
+            assert st["mode"] == "app" and st["boots"] >= 1, st
+        with pytest.raises(prov.ProvisionError, match="no connected board has MAC .* 2 port"):
+            prov.find_port_by_mac("f4:12:fa:00:00:cc", ports=[a.port, b.port], before="no-reset")
