@@ -185,6 +185,27 @@ def test_show_masks_secrets_unless_revealed(board):
     assert shown["config"]["password"] == SECRET
 
 
+def test_the_wifi_password_comes_from_stdin_or_a_file_not_the_command_line(board, tmp_path):
+    install(board)
+    r = CliRunner().invoke(
+        cli,
+        ["provision", *conn(board), "--json", "--ssid", "HomeNet", "--password", "-",
+         "--target-ip", "127.0.0.1"],
+        input=SECRET + "\n",
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    assert SECRET not in r.output
+    assert provision_json(board, "--show", "--reveal")["config"]["password"] == SECRET
+    secret_file = tmp_path / "wifi.pw"
+    secret_file.write_text("an0ther-secret\n")
+    provision_json(board, "--password-file", str(secret_file))
+    assert provision_json(board, "--show", "--reveal")["config"]["password"] == "an0ther-secret"
+    r = run("provision", *conn(board), "--password", "x", "--password-file", str(secret_file))
+    assert r.exit_code == 2 and "not both" in r.output
+    r = run("provision", *conn(board), "--password-file", str(tmp_path / "none"))
+    assert r.exit_code == 1 and "none: cannot open" in r.output and "Traceback" not in r.output
+
+
 @pytest.mark.parametrize(
     "args, message",
     [

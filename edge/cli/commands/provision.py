@@ -11,7 +11,11 @@ from csi_edge.cli.commands.flash import connection_options
 # Kept in step with csi_edge.firmware.nodecfg.KEYS (a test checks it); listed here so --help stays instant.
 _KEY_OPTIONS = [
     ("ssid", "Wi-Fi network name (≤ 32 bytes)."),
-    ("password", "Wi-Fi password, 8–63 chars, empty = open [env CSI_EDGE_WIFI_PASSWORD]."),
+    (
+        "password",
+        "Wi-Fi password, 8–63 chars, empty = open; '-' reads it from stdin (keeps it out of the "
+        "shell history and `ps`) [env CSI_EDGE_WIFI_PASSWORD].",
+    ),
     ("target_ip", "Gateway IPv4 the node streams to (default: this gateway's LAN address)."),
     ("target_port", "Gateway UDP port (firmware default 5005)."),
     ("node_id", "Node id 0–255 carried in every frame."),
@@ -101,11 +105,18 @@ def _key_options(f):
     help="Replace an unreadable NVS partition (its settings are lost).",
 )
 @connection_options
+@click.option(
+    "--password-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Read the Wi-Fi password from this file (its first line), e.g. a systemd credential.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 @click.pass_context
 def command(
     ctx,
     port,
+    password_file,
     inventory,
     results,
     show,
@@ -158,6 +169,7 @@ def command(
             out = prov.show(port, reveal=reveal, progress=not as_json, **session)
             click.echo(json.dumps(out) if as_json else _show_text(out))
             return
+        keys["password"] = _password(keys.get("password"), password_file)
         changes = {}
         for name, text in keys.items():
             if text is not None:
@@ -225,6 +237,30 @@ def command(
             click.echo(res.watch["line"])
     if res.watch and not res.watch["streaming"]:
         ctx.exit(int(ExitCode.DEVICE))  # the line above says why
+
+
+def _password(given: str | None, path: str | None) -> str | None:
+    """The Wi-Fi password from --password (``-`` = one line of stdin) or --password-file."""
+    import sys
+
+    from csi_edge.errors import ConfigError, file_error
+
+    if path is not None:
+        if given is not None:
+            raise click.UsageError("give --password or --password-file, not both")
+        try:
+            with open(path, encoding="utf-8") as f:
+                return f.readline().rstrip("\r\n")
+        except OSError as e:
+            raise file_error(path, e) from None
+        except UnicodeDecodeError:
+            raise ConfigError(f"{path}: --password-file is not a UTF-8 text file") from None
+    if given == "-":
+        line = sys.stdin.readline()
+        if not line:
+            raise ConfigError("--password -: nothing on stdin (pipe the password in)")
+        return line.rstrip("\r\n")
+    return given
 
 
 def _auto_psk(changes: dict) -> None:
