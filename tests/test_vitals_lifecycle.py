@@ -128,3 +128,22 @@ def test_the_simulator_adds_a_random_timing_slope_and_agc_jitter_per_frame():
     assert np.std(slope) > 0.08  # per-frame timing offset, rad per subcarrier
     level = 20 * np.log10(np.abs(csi[:, 1:26]).mean(axis=1))
     assert 0.3 < np.std(np.diff(level)) / np.sqrt(2) < 1.0  # ~0.5 dB per-frame gain jitter
+
+
+def test_the_room_drift_impairment_is_slow_coherent_change_and_off_by_default():
+    quiet = lltf_frames(simulate(preset("empty", 30, rate_hz=20, snr_db=45), 1).frames)
+    drift = lltf_frames(simulate(preset("empty", 30, rate_hz=20, snr_db=45, env_drift=0.1), 1).frames)
+    # per-frame-normalised log amplitude (AGC steps cancel), as the estimator sees it
+    la_q, la_d = (np.log(np.abs(c[:, 1:26]) + 1e-3) for c in (quiet, drift))
+    la_q, la_d = (x - x.mean(axis=1, keepdims=True) for x in (la_q, la_d))
+
+    def seconds(x):  # 1-s means: the frame noise averages out, slow change stays
+        n = len(x) // 20
+        return x[: n * 20].reshape(n, 20, -1).mean(axis=1)
+
+    slow_q, slow_d = (np.std(seconds(x), axis=0).mean() for x in (la_q, la_d))
+    assert slow_d > 3 * slow_q  # wanders over the recording, the static room does not
+    # one path moving: the subcarriers change together (first component dominates)
+    dev = seconds(la_d)
+    sv = np.linalg.svd(dev - dev.mean(0), compute_uv=False)
+    assert sv[0] ** 2 / np.sum(sv**2) > 0.5

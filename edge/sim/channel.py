@@ -84,6 +84,28 @@ class NodeChannel:
         ph = np.exp(-2j * np.pi * np.outer(self.freqs, self.static_len) / C)
         return ph @ self.static_gain
 
+    def environment(self, t: np.ndarray, level: float, seed: int) -> np.ndarray:
+        """[T, 64] a reflector of the room itself wandering slowly (a curtain, a door ajar, a
+        fan, warming walls): one extra path whose complex gain drifts without rhythm (30
+        sinusoids 0.005-0.5 Hz, amplitude ~1/sqrt(f)) at ``level`` x the static channel's RMS.
+
+        Why: real empty ESP32 rooms carry slow change that is coherent across subcarriers (one
+        path moving changes them all together); a detector that combines subcarriers
+        coherently finds a "rhythm" in it that white noise alone never shows."""
+        if level <= 0:
+            return np.zeros((len(t), 64), np.complex128)
+        rng = np.random.default_rng([seed, 0xE7])
+        f = np.exp(rng.uniform(np.log(0.005), np.log(0.5), 30))
+        amp = 1.0 / np.sqrt(f)
+        amp /= np.sqrt(np.sum(amp**2) / 2)
+        ph = rng.uniform(0, 2 * np.pi, (2, 30))
+        arg = 2 * np.pi * np.asarray(t)[:, None] * f
+        g = (np.sin(arg + ph[0]) * amp).sum(1) + 1j * (np.sin(arg + ph[1]) * amp).sum(1)
+        length = float(self.static_len[0]) + rng.uniform(1.0, 8.0)
+        path = np.exp(-2j * np.pi * self.freqs * length / C)
+        rms = float(np.sqrt(np.mean(np.abs(self.static()) ** 2)))
+        return level * rms * g[:, None] * path[None, :]
+
     def csi(
         self, joints: np.ndarray | None, present: np.ndarray, chest_disp: np.ndarray
     ) -> np.ndarray:

@@ -50,6 +50,9 @@ class Scenario:
     # per-frame timing offset: the random phase slope across subcarriers, rad per subcarrier
     # (1 sigma); ESP32 captures show slopes of several tenths of a radian per subcarrier
     timing_slope: float = 0.15
+    # the room's own slow, coherent change (csi_edge.sim.channel.NodeChannel.environment), as
+    # a fraction of the static channel's RMS; 0 = a perfectly static room
+    env_drift: float = 0.0
     n_nodes: int = 1
     channel: int = 6
     truth_rate_hz: float = 10.0
@@ -175,6 +178,7 @@ class World:
 
     def __init__(self, scenario: Scenario, seed: int) -> None:
         self.scenario = scenario
+        self.seed = seed
         rng = np.random.default_rng([seed, 0x5151])
         self.person = Person(
             [Segment(a, d) for a, d in scenario.segments], seed_phase=rng.uniform(0, 6.28)
@@ -205,6 +209,8 @@ class World:
             tt = t[a : a + _CHUNK]
             joints, present, _, disp = self.state(tt)
             out[a : a + _CHUNK] = self.nodes[node].csi(joints, present, disp)
+        if self.scenario.env_drift > 0:
+            out += self.nodes[node].environment(t, self.scenario.env_drift, self.seed + node)
         return out
 
     def truth(self, rate_hz: float) -> Truth:
