@@ -91,3 +91,28 @@ def test_state_dir_is_found_from_any_folder(tmp_path, monkeypatch):
     assert state_dir().as_posix() == "/var/lib/csi-edge"
     monkeypatch.setenv("CSI_EDGE_STATE_DIR", str(tmp_path / "mine"))
     assert baselines_dir() == tmp_path / "mine" / "baselines"
+
+
+def test_baseline_over_udp_says_what_it_heard(tmp_path):
+    import asyncio
+    import socket
+    import threading
+    import time
+
+    from csi_edge.sources.simnode import SimFleet
+    from tests.conftest import free_port
+
+    port = free_port(socket.SOCK_DGRAM)
+    fleet = SimFleet.uniform(1, rate_hz=50, target=("127.0.0.1", port), jitter=0.0)
+    def send() -> None:
+        time.sleep(0.5)  # the command binds first
+        asyncio.run(fleet.run(2.0))
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    args = ["--udp", f"127.0.0.1:{port}", "--duration", "3", "--json", "--dir", str(tmp_path)]
+    out = CliRunner().invoke(cli, ["baseline", *args])
+    sender.join()
+    assert f"listened 3 s on 127.0.0.1:{port}: {fleet.sent} datagram(s) from 1 sender(s)" in out.output
+    rows = [json.loads(x) for x in out.output.splitlines() if x.startswith("{")]
+    assert [r["node"] for r in rows] == ["127.0.0.1#1"]

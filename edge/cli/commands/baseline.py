@@ -116,6 +116,7 @@ def command(capture, udp, node, duration, cal_dir, as_json):
 def _listen(hostport: str, duration: float):
     """Frames received on ``hostport`` for ``duration`` seconds (a plain blocking loop: the
     command does nothing else meanwhile)."""
+    import sys
     import time
 
     import numpy as np
@@ -135,12 +136,21 @@ def _listen(hostport: str, duration: float):
         from csi_edge.errors import DeviceError
 
         raise DeviceError(f"--udp {hostport}: cannot listen: {e.strerror or e}") from None
+    from tqdm import tqdm
+
     dec = RuViewDecoder()
-    batches, end = [], time.monotonic() + duration
+    start = time.monotonic()
+    batches, end = [], start + duration
     dgs, ts, srcs = [], [], []
-    with sock:
+    senders: set[str] = set()
+    n = 0
+    # seconds listened, datagrams and senders so far (on a terminal; silent in a pipe)
+    bar = tqdm(total=round(duration), desc="listening (keep the room empty and still)",
+               unit="s", file=sys.stderr, disable=None, leave=False)  # fmt: skip
+    with sock, bar:
         sock.settimeout(0.2)
-        while time.monotonic() < end:
+        while (now := time.monotonic()) < end:
+            bar.update(min(round(now - start), bar.total) - bar.n)
             try:
                 d, addr = sock.recvfrom(RECV_SIZE)
             except TimeoutError:
@@ -148,9 +158,18 @@ def _listen(hostport: str, duration: float):
             dgs.append(d)
             ts.append(time.time())
             srcs.append(addr[0])
+            n += 1
+            if addr[0] not in senders:
+                senders.add(addr[0])
+                bar.set_postfix_str(f"{n} datagrams from {len(senders)} sender(s)")
             if len(dgs) >= 256:
                 batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
                 dgs, ts, srcs = [], [], []
+                bar.set_postfix_str(f"{n} datagrams from {len(senders)} sender(s)")
     if dgs:
         batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
+    click.echo(
+        f"listened {duration:.0f} s on {hostport}: {n} datagram(s) from {len(senders)} sender(s)",
+        err=True,
+    )
     return FrameBatch.concat(batches)
