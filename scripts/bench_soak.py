@@ -252,6 +252,7 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
         return fleet.sent
 
     sent = asyncio.run(send())
+    t_send_end = time.time()  # reports after this see no new frames: their age is the pause
     time.sleep(1.0)  # datagrams in flight, a last report
     cpu1 = ps.cpu_times()
     elapsed = time.monotonic() - t0
@@ -265,7 +266,9 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     summary = json.loads(out.strip().splitlines()[-1])
     drops = sum(int(s.get("kernel_drops") or 0) for s in summary["sources"].values())
     rows = [tuple(map(float, ln.split())) for ln in timing.read_text().splitlines() if ln.strip()]
-    rows = [r for r in rows if r[2] >= nodes]  # reports once every node is known
+    # reports once every node is known, while the nodes were sending (the last tick before
+    # SIGTERM and the shutdown report come after the fleet stopped: ages up to ~1 s)
+    rows = [r for r in rows if r[2] >= nodes and r[0] <= t_send_end]
     t_pub = np.array([r[0] for r in rows])
     ages = [r[0] - r[1] for r in rows if np.isfinite(r[1])]
     build = [r[3] - r[0] for r in rows]
@@ -282,6 +285,7 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
         "reports": len(rows),
         "frame_age_ms_p50": round(pct(ages, 50) * 1000, 2) if ages else None,
         "frame_age_ms_p99": round(pct(ages, 99) * 1000, 2) if ages else None,
+        "frame_age_ms_top5": [round(a * 1000, 1) for a in sorted(ages)[-5:]],
         "report_build_ms_p50": round(pct(build, 50) * 1000, 2) if build else None,
         "report_build_ms_p99": round(pct(build, 99) * 1000, 2) if build else None,
         "report_period_s_p50": round(pct(periods, 50), 4) if len(periods) else None,
