@@ -72,12 +72,72 @@ def child(config: str, timing_log: str) -> None:
             out.flush()
 
     gw.sinks.append(TimingSink())
+    if os.environ.get("CSI_EDGE_SOAK_TRACE"):
+        start_trace(gw, os.environ["CSI_EDGE_SOAK_TRACE"])
+    if os.environ.get("CSI_EDGE_SOAK_TRIMTEST"):
+        start_trimtest(os.environ["CSI_EDGE_SOAK_TRIMTEST"])
     asyncio.run(Daemon(gw, status=gw.status, out=open(os.devnull, "w")).run())  # noqa: SIM115
     s = gw.summary()
     print(
         json.dumps({"frames": s["frames"], "sources": s["sources"], "reports": s["reports"]}),
         flush=True,
     )
+
+
+def start_trace(gw, path: str, every_s: float = 30.0) -> None:
+    """``--trace``: every 30 s, the gateway process's allocation growth by line since the first
+    snapshot (tracemalloc) and its most numerous object types, to find what grows."""
+    import collections
+    import gc
+    import tracemalloc
+
+    tracemalloc.start(4)
+
+    def run():
+        time.sleep(20.0)  # past start-up: nodes known, first reports out
+        first = tracemalloc.take_snapshot()
+        types0 = collections.Counter(type(o).__name__ for o in gc.get_objects())
+        with open(path, "w", buffering=1) as f:
+            while True:
+                time.sleep(every_s)
+                snap = tracemalloc.take_snapshot()
+                types = collections.Counter(type(o).__name__ for o in gc.get_objects())
+                f.write(f"=== {time.time():.0f} traced {tracemalloc.get_traced_memory()}\n")
+                for st in snap.compare_to(first, "traceback")[:8]:
+                    f.write(f"{st.size_diff / 1024:.0f} KiB {st.count_diff:+d}\n")
+                    f.write("\n".join("    " + ln for ln in st.traceback.format()) + "\n")
+                grown = {k: v - types0.get(k, 0) for k, v in types.items()}
+                top = sorted(grown.items(), key=lambda kv: -kv[1])[:10]
+                f.write(f"types grown: {top}\n")
+
+    threading.Thread(target=run, daemon=True).start()
+
+
+def start_trimtest(path: str, every_s: float = 30.0) -> None:
+    """Diagnosis: RSS before/after glibc's malloc_trim(0) and the anonymous mappings, every 30 s
+    (freed-but-kept heap vs live memory)."""
+    import ctypes
+
+    import psutil
+
+    libc = ctypes.CDLL("libc.so.6")
+    me = psutil.Process()
+
+    def run():
+        with open(path, "w", buffering=1) as f:
+            while True:
+                time.sleep(every_s)
+                before = me.memory_info().rss
+                libc.malloc_trim(0)
+                after = me.memory_info().rss
+                maps = [m for m in me.memory_maps(grouped=False) if not m.path or m.path[0] == "["]
+                big = sorted((m.rss for m in maps), reverse=True)[:6]
+                f.write(
+                    f"{time.time():.0f} rss {before / 2**20:.1f} -> trimmed {after / 2**20:.1f} MB;"
+                    f" anon maps {len(maps)}, largest rss MB {[round(b / 2**20, 1) for b in big]}\n"
+                )
+
+    threading.Thread(target=run, daemon=True).start()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,9 +234,12 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     st.start()
     time.sleep(1.0)
     rss_start = ps.memory_info().rss
+    kids = ps.children(recursive=True)  # the estimator process
+    kid_start = sum(k.memory_info().rss for k in kids)
     cpu0 = ps.cpu_times()
     t0 = time.monotonic()
-    rss_samples = []
+    rss_samples: list[int] = []
+    kid_samples: list[int] = []
 
     async def send():
         fleet = SimFleet.uniform(nodes, rate_hz=rate, target=("127.0.0.1", udp), jitter=0.2)
@@ -184,14 +247,17 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
         while not task.done():
             await asyncio.sleep(5.0)
             rss_samples.append(ps.memory_info().rss)
+            kid_samples.append(sum(k.memory_info().rss for k in kids if k.is_running()))
         await task
         return fleet.sent
 
     sent = asyncio.run(send())
+    t_send_end = time.time()  # reports after this see no new frames: their age is the pause
     time.sleep(1.0)  # datagrams in flight, a last report
     cpu1 = ps.cpu_times()
     elapsed = time.monotonic() - t0
     rss_end = ps.memory_info().rss
+    kid_end = sum(k.memory_info().rss for k in kids if k.is_running())
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     stop_stream.set()
@@ -200,7 +266,9 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     summary = json.loads(out.strip().splitlines()[-1])
     drops = sum(int(s.get("kernel_drops") or 0) for s in summary["sources"].values())
     rows = [tuple(map(float, ln.split())) for ln in timing.read_text().splitlines() if ln.strip()]
-    rows = [r for r in rows if r[2] >= nodes]  # reports once every node is known
+    # reports once every node is known, while the nodes were sending (the last tick before
+    # SIGTERM and the shutdown report come after the fleet stopped: ages up to ~1 s)
+    rows = [r for r in rows if r[2] >= nodes and r[0] <= t_send_end]
     t_pub = np.array([r[0] for r in rows])
     ages = [r[0] - r[1] for r in rows if np.isfinite(r[1])]
     build = [r[3] - r[0] for r in rows]
@@ -217,6 +285,7 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
         "reports": len(rows),
         "frame_age_ms_p50": round(pct(ages, 50) * 1000, 2) if ages else None,
         "frame_age_ms_p99": round(pct(ages, 99) * 1000, 2) if ages else None,
+        "frame_age_ms_top5": [round(a * 1000, 1) for a in sorted(ages)[-5:]],
         "report_build_ms_p50": round(pct(build, 50) * 1000, 2) if build else None,
         "report_build_ms_p99": round(pct(build, 99) * 1000, 2) if build else None,
         "report_period_s_p50": round(pct(periods, 50), 4) if len(periods) else None,
@@ -230,6 +299,10 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
         "rss_mb_start": round(rss_start / 2**20, 1),
         "rss_mb_end": round(rss_end / 2**20, 1),
         "rss_mb_max": round(max(rss_samples + [rss_end]) / 2**20, 1),
+        "rss_mb_samples": [round(r / 2**20, 1) for r in rss_samples[::6]],  # every 30 s
+        "estimator_rss_mb_start": round(kid_start / 2**20, 1),
+        "estimator_rss_mb_end": round(kid_end / 2**20, 1),
+        "estimator_rss_mb_samples": [round(r / 2**20, 1) for r in kid_samples[::6]],
         "tracebacks": err.count("Traceback"),
     }
 
@@ -251,8 +324,13 @@ def main() -> None:
     ap.add_argument("--sweep-seconds", type=float, default=30.0)
     ap.add_argument("--sweep-nodes", default="32,48,64,96,128")
     ap.add_argument("--json", action="store_true")
+    ap.add_argument(
+        "--trace", metavar="FILE", help="write the gateway's allocation growth (tracemalloc) here"
+    )
     ap.add_argument("--child", nargs=2, metavar=("CONFIG", "TIMING_LOG"), help=argparse.SUPPRESS)
     args = ap.parse_args()
+    if args.trace:
+        os.environ["CSI_EDGE_SOAK_TRACE"] = str(Path(args.trace).resolve())
     if args.child:
         child(*args.child)
         return

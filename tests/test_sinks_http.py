@@ -333,3 +333,20 @@ def test_1100_idle_connections_do_not_lock_out_the_page_or_the_stream():
         for s in idle:
             s.close()
         sink.close()
+
+
+def test_forgotten_nodes_leave_state_and_history_so_churn_stays_bounded(sink):
+    """A day of node churn (every node reboots under a new key, the old key is forgotten): the
+    sink keeps only the live nodes' state and history, not every key it has ever seen."""
+    live: list[str] = []
+    for gen in range(50):  # 50 generations x 4 nodes x 30 reports
+        keys = [f"10.0.{gen}.{i}#1" for i in range(4)]
+        for _ in range(30):
+            sink.publish([_report(node=k) for k in keys])
+        sink.forget(live)
+        live = keys
+    want = set(live)
+    assert _wait(lambda: set(sink.snapshot()["nodes"]) == want)
+    hist = json.loads(_get(sink.url + "api/history")[2])["nodes"]
+    assert set(hist) == want and all(len(v) == 30 for v in hist.values())
+    assert len(sink._history) == 4  # retained size: the live nodes only

@@ -350,6 +350,13 @@ class HttpSink:
             else:
                 q.put_nowait(data)
 
+    def _drop(self, keys: list[str]) -> None:
+        """Runs on the HTTP loop: a forgotten node leaves the page, the state and the history
+        (each kept 600 points: a node that reboots under a new key, forever, grew it unbounded)."""
+        for key in keys:
+            self._latest.pop(key, None)
+            self._history.pop(key, None)
+
     def health(self) -> dict:
         """The gateway's health as served on ``/health`` (see :func:`~csi_edge.sinks.health.evaluate`)."""
         return evaluate(self._status, self._status_t, time.time(), self.report_interval_s)
@@ -373,6 +380,11 @@ class HttpSink:
                 log.warning("gateway status failed: %r", exc)
         with contextlib.suppress(RuntimeError):  # loop already closed (shutdown)
             self._loop.call_soon_threadsafe(self._apply, data, status, time.time())
+
+    def forget(self, keys: list[str]) -> None:
+        """Called on the gateway's loop when ingest forgot silent nodes (``Gateway._forget``)."""
+        with contextlib.suppress(RuntimeError):  # loop already closed (shutdown)
+            self._loop.call_soon_threadsafe(self._drop, list(keys))
 
     def close(self) -> None:
         if self._thread.is_alive():
