@@ -30,8 +30,6 @@ class VitalsConfig:
     motion_profile_ref_s: float = 10.0  # reference: up to this many seconds of 1-s means ...
     motion_profile_min_ref_s: int = 6  # ... and at least this many
     motion_profile_hold_s: float = 10.0  # moved: motion until the profile is back, at most this
-    motion_sustain_s: float = 2.0  # pooled test over this many seconds of blocks ...
-    motion_sustain_noise: float = 1.6  # ... on nodes whose quiet level is this close to noise
     motion_release_s: float = 1.0  # still window starts this long after the last motion
     quiet_memory_s: float = 120.0
     quiet_percentile: float = 50.0

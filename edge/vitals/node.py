@@ -27,7 +27,7 @@ from csi_edge.vitals.baseline import Baseline
 from csi_edge.vitals.change import bands, change_ratio
 from csi_edge.vitals.config import VitalsConfig
 from csi_edge.vitals.estimate import VitalsEstimate
-from csi_edge.vitals.motion import block_stats, chi2_median_ratio
+from csi_edge.vitals.motion import block_stats
 from csi_edge.vitals.spectral import (
     RateResult,
     detrend,
@@ -136,8 +136,8 @@ class NodeVitals:
         self._rate = float("nan")
         # presence lifecycle: None (unknown) until decided, then held (see estimate)
         self.presence: bool | None = None
-        self._prev_present_ev = False
         self._motion_run = 0  # consecutive estimates with the motion flag up
+        self._checked_until = -np.inf  # the block test's last decision time (motion_blocks)
         self._quiet_run = 0  # consecutive estimates with neither motion nor breathing evidence
         self.last_change: tuple[float, float] | None = None  # (ratio, level) of the last window
 
@@ -408,32 +408,6 @@ class NodeVitals:
         ref = self.baseline.change_level
         return q if ref is None else min(q, 2.0 * ref)
 
-    def _sustained_motion(self, now: float) -> bool:
-        """Weak but sustained motion on a noisy node: the pooled variance of the last
-        ``motion_sustain_s`` of blocks against the quiet level (chi-square test at ~1e-4).
-
-        Only where the quiet level is explained by noise (within ``motion_sustain_noise`` of
-        the level the per-subcarrier noise predicts): elsewhere still blocks carry breathing
-        residuals that are not chi-square distributed, and the per-block test is sensitive
-        enough anyway."""
-        cfg = self.cfg
-        q, _ = self._quiet(now)
-        if not np.isfinite(q) or len(self._noise) < 3:
-            return False
-        if q > cfg.motion_sustain_noise * float(np.median(self._noise)):
-            return False
-        ts, vs, ds = self._motion_series(now - cfg.motion_sustain_s, with_dof=True)
-        if len(ts) < 2:
-            return False
-        dof = float(ds.sum())
-        pooled = np.sqrt(float((vs**2 * chi2_median_ratio(ds) * ds).sum()) / dof)
-        c = 2.0 / (9.0 * dof)
-        factor = np.sqrt((1.0 - c + 3.72 * np.sqrt(c)) ** 3)
-        if pooled > max(q * factor, cfg.motion_floor):
-            self.last_motion_t = max(self.last_motion_t, float(ts[-1]))
-            return True
-        return False
-
     def _profile_moved(self, now: float) -> bool:
         """Has the body moved into a new pose? The last second's mean amplitude profile against
         the 1-s means of the still window before it (one second left out between them).
@@ -553,14 +527,13 @@ class NodeVitals:
         if now - last > cfg.max_gap_s:
             # A node that stopped sending: nothing is known about the room any more.
             self.presence = None
-            self._prev_present_ev = False
             return out(None, None, "no-data")
         moving, mscore = self._change_motion(now)
         if cfg.motion_blocks:
             # The common-mode block test against this node's learned quiet level: it sees fast
             # limb motion the change ratio cannot (see csi_edge.vitals.change); it may decide
             # only once its quiet level is learned (quiet_min_blocks), never from a cold start.
-            since = getattr(self, "_checked_until", -np.inf)
+            since = self._checked_until
             self._checked_until = now
             hot, bscore = self._update_motion(now, min(since, now - 1.0))
             if hot:
