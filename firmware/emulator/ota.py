@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from csi_edge.firmware.emulator.node import NodeRuntime
 
 OTA_MAX_SIZE = 900 * 1024  #: the firmware's OTA_MAX_SIZE
-FAULTS = ("crash", "silent", "dark")
 
 
 class OtaServer:
