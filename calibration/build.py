@@ -24,7 +24,6 @@ from csi_edge.calibration.inputs import raw_bins, windows_for
 from csi_edge.errors import InputError
 from csi_edge.skips import SkipCounter
 
-ACTIVITY_CLASSES = ("still", "moving", "empty")
 MOTION_FACTOR = 2.0  # a window is "moving" when its motion statistic is > 2x the capture median
 
 

@@ -106,12 +106,6 @@ class Ingest:
         self.started_at: float | None = None
         self._started: set[int] = set()
 
-    def add_source(self, source: Source) -> None:
-        self.sources.append(source)
-
-    def add_consumer(self, consumer: Consumer) -> None:
-        self.consumers.append(consumer)
-
     # -- the hot path ---------------------------------------------------------------------------
     def emit(self, result: DecodeResult) -> None:
         """Account one decoded batch and pass it to every consumer (sources call this)."""

@@ -209,13 +209,6 @@ def sections(
     return lay.sections if lay else ()
 
 
-def canonical_grid(section: str = "lltf", bandwidth: int = 20) -> tuple[np.ndarray, np.ndarray]:
-    """(subcarrier indices, valid mask) of the canonical grid of ``section``."""
-    if section == "lltf":
-        return GRIDS["lltf"]
-    return GRIDS["ht40" if bandwidth == 40 else "ht20"]
-
-
 def to_canonical(
     frames: FrameBatch,
     section: str = "lltf",

@@ -26,8 +26,6 @@ from csi_edge.export.quantize import (
     quantize_static_onnx,
 )
 
-QUANTIZABLE = ("encoder", "window", "full")
-
 
 @dataclass
 class Target:

@@ -14,11 +14,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 RX_BANNER = re.compile(r"CSI Node \(ADR-018\).*?v(\S+).*?Node ID:\s*(\d+)")
-RX_RETRY = re.compile(r"Retrying WiFi connection \((\d+)/(\d+)\)")
 RX_GOT_IP = re.compile(r"Got IP:\s*([\d.]+)")
 RX_WIFI_FAIL = re.compile(r"Failed to connect to WiFi after (\d+) retries")
 RX_STREAMING = re.compile(r"CSI streaming active\s*\S*\s*([\d.]+):(\d+)")
-RX_NO_CFG = re.compile(r"No NVS config found")
 RX_CRASH = re.compile(
     r"Guru Meditation Error|LoadProhibited|stack overflow in task|abort\(\) was called"
 )

@@ -25,8 +25,6 @@ from csi_edge.errors import DeviceError
 log = logging.getLogger("csi_edge.esp")
 ROM_BAUD = 115200
 EXPECTED_CHIP = "ESP32-S3"
-RESET_MODES = ("default-reset", "usb-reset", "no-reset", "no-reset-no-sync")
-AFTER_MODES = ("hard-reset", "soft-reset", "no-reset", "no-reset-stub", "watchdog-reset")
 
 
 class EspError(DeviceError):

@@ -33,7 +33,6 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 POSE_CFG = {"window": 64}  # MODEL_SPEC defaults otherwise: F 104, conv 64/128/128, D 64, Hq 4
-RATE_HZ = 20.0
 # Training windows overlap little: the conv encoder costs ~2.6 M MACs per frame, so every frame
 # is encoded ~1.3x per epoch instead of the ~5x that 64-frame windows at hop 12 cost; small
 # batches keep the number of optimizer steps up.

@@ -7,6 +7,7 @@ import socket
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from csi_edge.cli import cli
@@ -56,6 +57,7 @@ def test_calibration_build_refuses_an_existing_set(tmp_path) -> None:
     _refused(["calibration", "build", str(junk), "-m", str(tmp_path), "-o", str(tmp_path / "cal")], out)
 
 
+@pytest.mark.slow
 def test_record_refuses_an_existing_file_and_force_records_over_it(tmp_path) -> None:
     out = tmp_path / "session.pcap"
     out.write_bytes(b"keep me")

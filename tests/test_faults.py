@@ -80,6 +80,7 @@ def _run(cfg: GatewayConfig, scenario, timeout: float = 60.0):
     return gw
 
 
+@pytest.mark.slow
 def test_node_reboot_and_a_10x_burst_lose_nothing():
     async def scenario(gw, port):
         fleet = SimFleet(
@@ -107,6 +108,7 @@ def _garbage(rng) -> list[bytes]:
     return out
 
 
+@pytest.mark.slow
 def test_a_garbage_node_beside_a_good_one():
     async def scenario(gw, port):
         rng = np.random.default_rng(1)
@@ -142,6 +144,7 @@ def _has_loopback2() -> bool:
         return False
 
 
+@pytest.mark.slow
 def test_serial_unplugged_and_back(tmp_path):
     from tests.test_sources_serial import csi_line, new_pty
 
@@ -184,6 +187,7 @@ def test_serial_unplugged_and_back(tmp_path):
                 os.close(fd)
 
 
+@pytest.mark.slow
 def test_broker_down_and_back(mosquitto, tmp_path):
     """A 3 s outage stands in for the issue's minute: paho retries with a back-off capped at 30 s
     either way, and what is checked (down is seen, reconnect, publishing resumes) is the same."""
@@ -232,6 +236,7 @@ def test_broker_down_and_back(mosquitto, tmp_path):
     _run(cfg, scenario, timeout=120)
 
 
+@pytest.mark.slow
 def test_sigterm_mid_stream_every_received_frame_is_in_the_recording(tmp_path):
     from csi_edge.capture import read_capture
 
@@ -294,6 +299,7 @@ def small_fs(tmp_path):
     subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_full_then_read_only_output_folder_keeps_the_other_sinks(small_fs, caplog):
     import logging
 

@@ -302,6 +302,7 @@ def test_wait_reads_the_boot_log_that_lags_behind_the_first_frame():
     assert res.log == log[:4]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["wrong-password", "firewall", "no-ip"])
 def test_wait_explains_why_not_streaming(tmp_path, case):
     opts = NodeOptions(

@@ -10,6 +10,8 @@ import threading
 import time
 import urllib.request
 
+import pytest
+
 from tests.conftest import free_port
 
 CLI = [sys.executable, "-m", "csi_edge"]
@@ -24,6 +26,7 @@ def _wait(pred, timeout=15.0):
     return False
 
 
+@pytest.mark.slow
 def test_gateway_serves_every_sink_and_stops_cleanly_on_sigterm(tmp_path, mosquitto):
     import paho.mqtt.client as mqtt
 
@@ -318,6 +321,7 @@ def test_a_failing_report_does_not_end_the_report_loop():
     assert gw.skipped.as_dict().get("vitals-error") == 1
 
 
+@pytest.mark.slow
 def test_json_stdout_is_only_the_summary_when_the_console_view_is_on():
     """`csi-edge run --json` without --quiet: the console view goes to stderr, so stdout parses."""
     udp = free_port()

@@ -18,6 +18,8 @@ import subprocess
 import sys
 import time
 
+import pytest
+
 from csi_edge.sources.simnode import SimFleet
 from tests.conftest import free_port
 
@@ -35,6 +37,7 @@ def _bound(port: int) -> bool:
     return False
 
 
+@pytest.mark.slow
 def test_no_frame_lost_and_no_long_loop_pause_at_16_nodes_with_a_pi_sized_buffer(tmp_path):
     port = free_port(socket.SOCK_DGRAM)
     cfg = tmp_path / "gateway.toml"

@@ -121,6 +121,7 @@ def _killed_gateway(host: str, port: int, gw: str, nodes: list[str]) -> None:
         proc.wait(10)
 
 
+@pytest.mark.slow
 def test_node_that_died_while_the_gateway_was_down_stays_offline_after_restart(mosquitto):
     host, port = mosquitto
     gw = "gw-a"
@@ -246,6 +247,7 @@ def test_unknown_presence_is_published_as_unknown_not_clear(mosquitto):
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("heart", [False, True])
 def test_heart_rate_is_announced_only_when_enabled(mosquitto, heart):
     host, port = mosquitto
@@ -277,6 +279,7 @@ def test_heart_rate_is_announced_only_when_enabled(mosquitto, heart):
     assert rssi["state_class"] == "measurement"
 
 
+@pytest.mark.slow
 def test_a_real_gateway_restart_does_not_resurrect_a_dead_node(tmp_path, mosquitto):
     """End to end: `csi-edge run` with two simulated nodes, SIGKILL, node 2 dies meanwhile, the
     gateway restarts with only node 1 sending."""

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import time
 
+import pytest
+
 from csi_edge.sinks.mqtt import MqttConfig, MqttSink
 from tests.test_mqtt_availability import Broker, _report, _wait, retained
 
 
+@pytest.mark.slow
 def test_home_assistant_birth_re_announces_after_a_short_random_delay(mosquitto):
     host, port = mosquitto
     gw = "gw-b"

@@ -83,6 +83,7 @@ def _run_two(host: str, port: int, a: MqttConfig, b: MqttConfig, seconds: float)
     return watch, stats
 
 
+@pytest.mark.slow
 def test_two_gateways_on_one_broker_do_not_flap(mosquitto):
     host, port = mosquitto
     watch, stats = _run_two(
@@ -112,6 +113,7 @@ def test_two_gateways_on_one_broker_do_not_flap(mosquitto):
     ]
 
 
+@pytest.mark.slow
 def test_the_flapping_this_prevents_is_real(mosquitto, caplog):
     """Control: the same two gateways forced onto one client id knock each other off (what a
     fixed id did on main), so the test above would see it."""

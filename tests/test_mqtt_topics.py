@@ -14,6 +14,7 @@ from tests.test_mqtt_availability import Broker, _report, _wait, retained
 POSE = {"keypoints": [[0.5, 0.5]] * 17, "confidence": [0.9] * 17, "track": 1}
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("pose", [False, True])
 def test_pose_keypoints_are_off_the_state_topic(mosquitto, pose):
     host, port = mosquitto
@@ -37,6 +38,7 @@ def test_pose_keypoints_are_off_the_state_topic(mosquitto, pose):
         watch.close()
 
 
+@pytest.mark.slow
 def test_configs_of_the_layout_before_gateway_ids_are_removed(mosquitto):
     host, port = mosquitto
     old = "homeassistant/binary_sensor/csi_edge_n_1/presence/config"

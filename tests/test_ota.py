@@ -198,6 +198,7 @@ def test_dropped_connection_is_a_failure_and_node_stays_on_old_version(fleet_fac
     assert running_version(fleet.boards[1]) == ("0.8.0", "ota_0")
 
 
+@pytest.mark.slow
 def test_node_that_never_streams_again_stops_the_rollout(fleet_factory, new_image):
     """The failing canary: it installs and reports the new version but sends no CSI."""
     fleet = fleet_factory(faults={1: "silent"})
@@ -212,6 +213,7 @@ def test_node_that_never_streams_again_stops_the_rollout(fleet_factory, new_imag
     assert all(fleet.boards[i].ota.uploads == 0 for i in (2, 3))
 
 
+@pytest.mark.slow
 def test_node_that_does_not_come_back(fleet_factory, new_image):
     fleet = fleet_factory(n=2, faults={1: "dark"})
     remember_psks(fleet)

@@ -171,6 +171,7 @@ def test_watchdog_is_withheld_once_reports_stop():
     assert not d.progressing()
 
 
+@pytest.mark.slow
 def test_no_frames_warning_names_the_likely_causes(monkeypatch, caplog):
     import logging
 
@@ -217,6 +218,7 @@ def _accounted(base: str) -> int:
     return h["frames"] + (h["kernel_drops"] or 0)
 
 
+@pytest.mark.slow
 def test_sighup_reload_keeps_sources_and_node_state_and_rejects_a_bad_config(tmp_path):
     udp, http = free_port(socket.SOCK_DGRAM), free_port()
     cfg = tmp_path / "gateway.toml"

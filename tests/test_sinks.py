@@ -134,6 +134,7 @@ def test_mqtt_password_is_not_in_the_config_repr():
     assert "hunter2" not in repr(MqttConfig(username="u", password="hunter2"))
 
 
+@pytest.mark.slow
 def test_mqtt_unreachable_broker_is_logged_once(caplog):
     """paho retries a down broker silently; the sink says so once, not every retry."""
     import logging

@@ -309,6 +309,7 @@ def test_200_concurrent_clients_all_get_answers(sink):
     assert len(codes) == 200 and set(codes) == {200}
 
 
+@pytest.mark.slow
 def test_1100_idle_connections_do_not_lock_out_the_page_or_the_stream():
     import resource
 

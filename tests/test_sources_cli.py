@@ -7,6 +7,7 @@ import json
 import subprocess
 import sys
 
+import pytest
 from click.testing import CliRunner
 
 from csi_edge.cli import cli
@@ -19,6 +20,7 @@ def run(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run(CLI + list(args), capture_output=True, text=True, timeout=timeout)
 
 
+@pytest.mark.slow
 def test_demo_json_every_simulated_frame_reaches_the_gateway():
     r = run(
         "demo", "--nodes", "3", "--rate", "40", "--duration", "2", "--layouts", "64,128", "--json"
@@ -50,6 +52,7 @@ def test_demo_plain_view_and_same_id_nodes_told_apart_by_address():
         assert col in header
 
 
+@pytest.mark.slow
 def test_simulate_nodes_against_a_gateway():
     async def main():
         async with running_gateway() as ingest:

@@ -1,6 +1,7 @@
 """Vitals against simulator ground truth: accuracy, rate independence, gating, latency."""
 
 import numpy as np
+import pytest
 
 from csi_edge.sim import preset, simulate
 from csi_edge.vitals import run_frames
@@ -86,6 +87,7 @@ def test_motion_flag_set_during_bursts_and_rates_withheld():
         assert not flag[(t > 5) & (t < 34)].any()  # still sitting before the first burst
 
 
+@pytest.mark.slow
 def test_raised_arm_below_the_noise_still_withholds_rates():
     # 10 dB: waving changes each frame less than the noise, and the simulated limb decorrelates
     # the channel from frame to frame (the default change-ratio test cannot see that: see

@@ -91,6 +91,7 @@ def test_a_node_that_stops_sending_becomes_unknown_not_clear():
     assert gone.presence is None and gone.motion is None and gone.reason == "no-data"
 
 
+@pytest.mark.slow
 def test_no_breathing_rate_is_reported_over_a_body_swaying_without_rhythm():
     seconds = reported = wrong = 0
     for seed in (1, 2, 3):

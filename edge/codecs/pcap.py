@@ -62,14 +62,6 @@ LINKTYPE_IPV4 = 228
 LINKTYPE_IPV6 = 229
 LINKTYPE_LINUX_SLL2 = 276
 _RAW_TYPES = (LINKTYPE_RAW, 12, 14, LINKTYPE_IPV4, LINKTYPE_IPV6)
-SUPPORTED_LINKTYPES = (
-    LINKTYPE_NULL,
-    LINKTYPE_ETHERNET,
-    LINKTYPE_LOOP,
-    LINKTYPE_LINUX_SLL,
-    LINKTYPE_LINUX_SLL2,
-    *_RAW_TYPES,
-)
 
 #: Largest record we believe; larger means the file is corrupt (can't find the next record).
 MAX_RECORD = 1 << 20

@@ -63,7 +63,6 @@ STANDARD_HEADERS: dict[str, str] = {
     "aggregation,stbc,fec_coding,sgi,noise_floor,ampdu_cnt,channel,secondary_channel,"
     "local_timestamp,ant,sig_len,rx_state,real_time_set,real_timestamp,len,CSI_DATA",
 }
-LAYOUT_NAMES = tuple(STANDARD_HEADERS)
 
 #: header name (lower case) -> the frame field it fills
 FIELD_OF = {
@@ -285,17 +284,6 @@ class _Row:
     def __init__(self, i, layout: Layout, meta, mac, t_line, extra):
         self.i, self.layout, self.tool, self.meta, self.mac = i, layout.name, layout.tool, meta, mac
         self.t_line, self.extra = t_line, extra
-
-
-def parse_csi_line(line: str, header: Layout | None = None, notes: Counter | None = None):
-    """Parse one ``CSI_DATA`` line: ``(layout, meta, mac, values, t_line, host, extra)`` or a
-    skip reason (see the module docstring). :class:`TextLineDecoder` does the same for many
-    lines at once, parsing all their values in one call."""
-    out = parse_fields(line, header)
-    if isinstance(out, str):
-        return out
-    data = out[3]
-    return finish(out, parse_values(data) if isinstance(data, str) else data, notes)
 
 
 def finish(parsed: tuple, values, notes: Counter | None):

@@ -111,12 +111,6 @@ class StreamingGrid:
         self._open_t = 0.0
         self._open_x = np.zeros(n_features, np.float64)
 
-    @property
-    def last_time(self) -> float | None:
-        if self._open_bin is not None:
-            return self._open_t / self._open_n
-        return float(self.pt[(self.w - 1) % self.capacity]) if self.n else None
-
     def _store(self, t: np.ndarray, x: np.ndarray) -> None:
         k = len(t)
         if k >= self.capacity:
@@ -178,12 +172,6 @@ class StreamingGrid:
             xp = np.concatenate([xp, (self._open_x / self._open_n)[None].astype(np.float32)])
         keep = tp >= since
         return tp[keep], xp[keep]
-
-    def last_points(self, m: int) -> tuple[np.ndarray, np.ndarray]:
-        """The newest ``m`` closed bin points (fewer if not stored), oldest first."""
-        m = min(m, self.n)
-        idx = (self.w - m + np.arange(m)) % self.capacity
-        return self.pt[idx], self.px[idx]
 
     def window(self, t_end: float, duration_s: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Grid times in ``(t_end - duration, t_end]`` with interpolated rows and validity."""

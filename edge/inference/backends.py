@@ -14,7 +14,6 @@ scale and zero point, so callers always pass and get float32.
 
 from __future__ import annotations
 
-import os
 import platform
 import re
 from collections.abc import Mapping, Sequence
@@ -298,11 +297,3 @@ class LiteRTModel(Model):
                 v = (v.astype(np.float32) - t.zero) * np.float32(t.scale)
             out[name] = v
         return out
-
-
-def default_threads() -> int:
-    """1 unless ``CSI_EDGE_THREADS`` says otherwise: these models are too small to split."""
-    try:
-        return max(1, int(os.environ.get("CSI_EDGE_THREADS", "1")))
-    except ValueError:
-        return 1

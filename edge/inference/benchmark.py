@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -449,19 +449,6 @@ def bench_startup(bundles: list[str | Path], threads: int) -> dict[str, Any]:
     if base.returncode == 0:
         out["interpreter_baseline_s"] = round(float(base.stdout), 4)
     return out
-
-
-@dataclass
-class Plan:
-    """What one ``csi-edge bench`` run measures."""
-
-    paths: list[Path]
-    synthetic: bool = False
-    nodes: int = 4
-    threads: int = 1
-    quick: bool = False
-    windows: tuple[int, ...] = WINDOWS
-    notes: list[str] = field(default_factory=list)
 
 
 def default_paths(tmp: Path) -> tuple[list[Path], bool]:

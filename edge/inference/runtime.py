@@ -50,9 +50,6 @@ class FeatureBuilder:
                 f"{manifest.source}: field 'input.subcarriers' must be 52 for lltf-ht20"
             )
 
-    def min_bins(self) -> int:
-        return 64 if self.grid in ("lltf-ht20", "raw-64") else self.sub
-
     def __call__(self, csi: np.ndarray) -> np.ndarray:
         csi = np.atleast_2d(csi)
         if self.grid == "lltf-ht20":

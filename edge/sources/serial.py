@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("csi_edge.serial")
 
-BAUD_RATES = (115200, 230400, 460800, 921600, 1000000, 1500000, 2000000)
 MAX_LINE = 64 * 1024  # a CSI line is < 8 KiB; longer means a lost newline
 #: Where a new CSI line can start. A torn line contains one of these after its own start.
 LINE_STARTS: tuple[bytes, ...] = (b"CSI_DATA,",)

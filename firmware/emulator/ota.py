@@ -35,7 +35,6 @@ if TYPE_CHECKING:
     from csi_edge.firmware.emulator.node import NodeRuntime
 
 OTA_MAX_SIZE = 900 * 1024  #: the firmware's OTA_MAX_SIZE
-FAULTS = ("crash", "silent", "dark")
 
 
 class OtaServer:
@@ -103,6 +102,16 @@ class OtaServer:
         self._loop.close()
 
     # ---------- handlers ----------
+    def _admit(self, request):  # noqa: ANN001, ANN202 - aiohttp types
+        """The running node and None, or (node, the refusal to send): 503 while the board is not
+        running its firmware, then the PSK check every OTA endpoint shares."""
+        from aiohttp import web
+
+        node = self._node
+        if node is None or node.running is None:
+            raise web.HTTPServiceUnavailable()
+        return node, self._auth(request, node)
+
     def _auth(self, request, node: NodeRuntime):  # noqa: ANN001, ANN202 - aiohttp types
         from aiohttp import web
 
@@ -117,10 +126,7 @@ class OtaServer:
     async def _status(self, request):  # noqa: ANN001, ANN202
         from aiohttp import web
 
-        node = self._node
-        if node is None or node.running is None:
-            raise web.HTTPServiceUnavailable()
-        denied = self._auth(request, node)
+        node, denied = self._admit(request)
         if denied is not None:
             return denied
         part, info = node.running
@@ -139,10 +145,7 @@ class OtaServer:
     async def _upload(self, request):  # noqa: ANN001, ANN202
         from aiohttp import web
 
-        node = self._node
-        if node is None or node.running is None:
-            raise web.HTTPServiceUnavailable()
-        denied = self._auth(request, node)
+        node, denied = self._admit(request)
         if denied is not None:
             return denied
         length = request.content_length
