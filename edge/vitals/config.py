@@ -95,4 +95,3 @@ class VitalsConfig:
     heart_split_tol_bpm: float = 4.0  # both window halves must agree within this (or a cell)
     heart_persist: int = 3  # ... and this many consecutive estimates (s) pass and agree
     smooth_s: float = 5.0  # reported rate = median of the raw estimates of the last smooth_s
-    hampel_half_window: int = 3

@@ -292,12 +292,6 @@ class NodeVitals:
         return out
 
     # -- estimate --------------------------------------------------------------------------------
-    def quiet_level(self, now: float) -> float:
-        """The motion statistic of this node when nothing moves (adaptive, capped by the
-        calibrated baseline): the median of the recent block statistics."""
-        q, _ = self._quiet(now)
-        return q
-
     def _quiet(self, now: float) -> tuple[float, float]:
         """(quiet level, tail level): a middle and a high percentile of recent blocks (both
         robust to the minority of blocks in which someone moves)."""
