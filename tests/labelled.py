@@ -48,11 +48,10 @@ MENDELAS_ACTION_S = 10.0
 
 
 def _mendelas(path: Path) -> Recording:
-    rec = _csv(path, "esp32", "x")
+    kind = {"E00": "empty", "E01": "static", "E02": "motion"}[path.stem[:3]]
+    rec = _csv(path, "esp32", kind)
     rel = rec.t - rec.t[0]
     after = rel >= MENDELAS_ACTION_S
-    kind = {"E00": "empty", "E01": "static", "E02": "motion"}[path.stem[:3]]
-    rec.kind = kind
     rec.motion = after if kind == "motion" else np.zeros(len(rel), bool)
     # E01: the hand moves into the link at ~10 s and is then held still: neither quiet nor
     # movement by label, so those seconds are not scored.

@@ -578,7 +578,6 @@ class NodeVitals:
                 elif not steady_power(
                     highpass(xb[:, br.channels], cfg.grid_hz, cfg.breath_highpass_hz),
                     cfg.grid_hz,
-                    None,
                     cfg.rhythm_segment_s,
                     cfg.rhythm_power_jump,
                 ):

@@ -289,10 +289,8 @@ def stable_rhythm(
     return True
 
 
-def steady_power(
-    x: np.ndarray, rate_hz: float, channels, seg_s: float = 4.0, k: float = 3.0
-) -> bool:
-    """Is the band signal as strong at the end of the window as through it?
+def steady_power(x: np.ndarray, rate_hz: float, seg_s: float = 4.0, k: float = 3.0) -> bool:
+    """Is the band signal ``x`` [T, C] as strong at the end of the window as through it?
 
     Why: when someone starts swaying or fidgeting, the breathing window still holds mostly the
     still data before it, so its rhythm passes :func:`stable_rhythm` for seconds while the
@@ -301,7 +299,7 @@ def steady_power(
     segments means the newest data is something else: no rate until the window is steady.
     """
     n = int(round(seg_s * rate_hz))
-    xs = np.asarray(x)[:, channels] if channels is not None else np.asarray(x)
+    xs = np.asarray(x)
     if n < 4 or len(xs) < 3 * n:
         return True
     m = len(xs) // n
