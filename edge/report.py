@@ -16,7 +16,13 @@ class NodeReport:
     """The gateway's view of one node at time ``t`` (unix seconds)."""
 
     t: float
+    #: the node's stable key: its inventory identity (MAC or provisioned node id), else the wire
+    #: key "<address>#<node id>"
     node: str
+    #: display name and area from the node inventory (edge/inventory.py); "" when not configured,
+    #: and sinks then show an automatic name
+    name: str = ""
+    area: str = ""
     presence: bool | None = None
     motion: bool | None = None
     breathing_bpm: float | None = None
