@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from csi_edge.cli.commands.simulate_nodes import build_fleet, fleet_summary, node_options
+from csi_edge.cli.commands.simulate_nodes import fleet_spec, node_options
 from csi_edge.cli.gateway_options import apply_gateway_options, gateway_options
 
 
@@ -55,19 +55,18 @@ def command(
       csi-edge demo --loss 0.05 --reboot-every 20     # watch lost frames and reboots
       csi-edge demo --duration 20 --json | jq .latest
     """
-    import asyncio
     import json
     import sys
 
+    from csi_edge.app.demo import run_demo
     from csi_edge.config import GatewayConfig
-    from csi_edge.errors import DeviceError
     from csi_edge.report import jsonable
     from csi_edge.sinks.console import reports_text
     from csi_edge.sinks.nodeview import final_text
 
     if port != 0 and port < 1024:
         raise click.BadParameter("use port 0 or 1024..65535", param_hint="--port")
-    fleet_opts = dict(
+    spec = fleet_spec(
         nodes=nodes,
         rate=rate,
         jitter=jitter,
@@ -79,8 +78,8 @@ def command(
         scenario=scenario or "still",
     )
     cfg = GatewayConfig()
-    cfg.ingest.udp = []  # the demo's own loopback source, below
-    cfg.sinks.console = False  # the demo's console view, with ingest totals, below
+    cfg.ingest.udp = []  # the demo's own loopback source
+    cfg.sinks.console = False  # the demo's console view, with ingest totals
     apply_gateway_options(
         cfg,
         http=http,
@@ -91,10 +90,9 @@ def command(
         precision=precision,
     )
     stream = sys.stderr if as_json else sys.stdout
-    try:
-        gateway, summary = asyncio.run(_run(cfg, fleet_opts, port, duration, stream))
-    except OSError as e:
-        raise DeviceError(f"cannot listen on UDP 127.0.0.1:{port}: {e.strerror or e}") from None
+    gateway, summary = run_demo(
+        cfg, spec, port, duration, stream, say=lambda line: click.echo(line, err=True)
+    )
     if as_json:
         click.echo(json.dumps(jsonable(summary), default=str))
         return
@@ -104,60 +102,3 @@ def command(
     )
     click.echo(final_text(summary))
     click.echo("\n" + reports_text(gateway.last_reports))
-
-
-async def _run(cfg, fleet_opts, port, duration, stream):
-    import asyncio
-
-    from csi_edge.app.signals import stop_on_signals
-    from csi_edge.app.status import StatusBuilder
-    from csi_edge.gateway import Gateway
-    from csi_edge.service import build_sinks, load_pose_runtime, load_vitals_model
-    from csi_edge.sinks.console import ConsoleSink
-    from csi_edge.sources.udp import UdpSource
-
-    source = UdpSource("127.0.0.1", port)
-    gateway = Gateway(cfg, [source], [], load_pose_runtime(cfg), load_vitals_model(cfg))
-    gateway.sinks = build_sinks(cfg, status=StatusBuilder(gateway))  # status: /health, /metrics
-    for sink in gateway.sinks:
-        if hasattr(sink, "url"):
-            click.echo(f"live view at {sink.url}", err=True)
-    gateway.sinks.insert(
-        0,
-        ConsoleSink(
-            stream,
-            every_s=1.0,
-            totals=gateway.totals_line,
-            title="csi-edge demo",
-        ),
-    )
-    await gateway.ingest.start()
-    host, bound = source.address
-    fleet = build_fleet((host, bound), **fleet_opts)
-    model = (
-        "no pose model"
-        if gateway.pose is None
-        else f"pose model {cfg.models.pose} ({cfg.models.precision})"
-    )
-    click.echo(
-        f"gateway on udp://{host}:{bound} with {model}; {fleet_opts['nodes']} simulated node(s) at "
-        f"{fleet_opts['rate']:g} Hz, scenario {fleet_opts['scenario']!r} (Ctrl-C stops)",
-        err=True,
-    )
-    with stop_on_signals(gateway.stop):
-        sender = asyncio.create_task(fleet.run())
-        runner = asyncio.create_task(gateway.run())
-        try:
-            done, _ = await asyncio.wait(
-                {sender, runner}, timeout=duration, return_when=asyncio.FIRST_COMPLETED
-            )
-        finally:
-            # stop the senders first and let their last datagrams land, so sent == received
-            fleet.stop()
-            await sender
-            await asyncio.sleep(0.1)
-            gateway.stop()
-            await runner
-    summary = gateway.summary()
-    summary["simulated"] = fleet_summary(fleet)
-    return gateway, summary

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import click
 
-from csi_edge.app.signals import stop_on_signals
-from csi_edge.errors import DeviceError
-
 
 def parse_layouts(text: str) -> tuple[int, ...]:
     try:
@@ -75,56 +72,21 @@ def node_options(f):
     return f
 
 
-def content_factory(scenario: str | None, pairs: tuple[int, ...], seed: int):
-    """``i -> csi_fn`` for node i: synthetic CSI, or the channel simulator's ``scenario``."""
-    from csi_edge.sources.simnode import synthetic_csi
+def fleet_spec(*, nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed, scenario):  # noqa: ANN001, ANN201 - click's values
+    """The :class:`~csi_edge.sim.fleet.FleetSpec` that :func:`node_options` describe."""
+    from csi_edge.sim.fleet import FleetSpec
 
-    if not scenario:
-        return lambda i: synthetic_csi(pairs, seed=seed + i)
-    from csi_edge.sim import NodeContent, preset
-
-    try:
-        world = preset(scenario, 24 * 3600.0)
-    except (ValueError, TypeError) as e:
-        raise click.BadParameter(str(e), param_hint="--scenario") from None
-
-    def make(i: int):
-        per_layout = [NodeContent(world, node_index=i, seed=seed, n_pairs=p) for p in pairs]
-        if len(per_layout) == 1:
-            return per_layout[0]
-        return lambda t, seq: per_layout[seq % len(per_layout)](t, seq)
-
-    return make
-
-
-def build_fleet(
-    target, *, nodes, rate, jitter, loss, reboot_every, layouts, same_id, seed, scenario
-):
-    """The SimFleet the options describe (imports numpy: call inside a command)."""
-    from csi_edge.sources.simnode import SimFleet, SimNodeSpec
-
-    pairs = parse_layouts(layouts)
-    content = content_factory(scenario, pairs, seed)
-    loopback = target[0].startswith("127.") or target[0] == "localhost"
-    if same_id and not loopback:
-        raise click.BadParameter(
-            "--same-id needs a loopback --target (127.x.x.x)", param_hint="--same-id"
-        )
-    specs = [
-        SimNodeSpec(
-            node_id=1 if same_id else i + 1,
-            rate_hz=rate,
-            jitter=jitter,
-            loss=loss,
-            reboot_every_s=reboot_every,
-            rssi=-40 - 4 * (i % 8),
-            vitals_every_s=1.0,
-            bind_host=f"127.0.0.{i + 1}" if same_id else "",
-            csi_fn=content(i),
-        )
-        for i in range(nodes)
-    ]
-    return SimFleet(specs, target, seed=seed)
+    return FleetSpec(
+        nodes=nodes,
+        rate=rate,
+        jitter=jitter,
+        loss=loss,
+        reboot_every=reboot_every,
+        pairs=parse_layouts(layouts),
+        same_id=same_id,
+        seed=seed,
+        scenario=scenario,
+    )
 
 
 @click.command()
@@ -172,9 +134,9 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
       csi-edge simulate-nodes --scenario still         # a person breathing in the room
       csi-edge simulate-nodes --replay session.pcap --target 192.168.1.10:5005
     """
-    import asyncio
     import json
 
+    from csi_edge.app.simulate import resend_capture, send_fleet
     from csi_edge.config import parse_hostport
 
     try:
@@ -183,93 +145,22 @@ def command(target, duration, replay, speed, as_json, **fleet_opts):
         raise click.BadParameter(str(e), param_hint="--target") from None
     if port == 0:
         raise click.BadParameter("the target port must not be 0", param_hint="--target")
-    _resolve(host, port)
+    say = lambda line: click.echo(line, err=True)  # noqa: E731
     if replay:
-        _replay(replay, (host, port), speed, duration, as_json)
-        return
-    fleet = build_fleet((host, port), **fleet_opts)
-    nodes, rate = fleet_opts["nodes"], fleet_opts["rate"]
-
-    async def main():
-        click.echo(
-            f"{nodes} simulated node(s) -> udp://{host}:{port} at {rate:g} Hz each (Ctrl-C stops)",
-            err=True,
-        )
-        with stop_on_signals(fleet.stop):
-            await fleet.run(duration)
-
-    try:
-        asyncio.run(main())
-    except OSError as e:
-        raise DeviceError(f"cannot send to {target}: {e.strerror or e}") from None
-    doc = fleet_summary(fleet)
-    errors = sum(s["send_errors"] for s in doc["nodes"].values())
-    if doc["sent"] == 0 and errors:
-        raise DeviceError(f"cannot send to {target}: all {errors} datagrams failed")
-    if as_json:
-        click.echo(json.dumps(doc))
-    else:
-        for nid, s in doc["nodes"].items():
+        doc = resend_capture(replay, (host, port), speed, duration, say)
+        if as_json:
+            click.echo(json.dumps(doc))
+        else:
             click.echo(
-                f"{nid}: sent {s['sent']}, lost (simulated) {s['lost']}, reboots {s['reboots']}, "
-                f"packets {s['packets']}, send errors {s['send_errors']}"
+                f"re-sent {doc['sent']} frames from {replay} ({doc['send_errors']} send errors)"
             )
-
-
-def fleet_summary(fleet) -> dict:
-    nodes = {}
-    for n in fleet.nodes:
-        key = f"{n.spec.bind_host or 'node'}#{n.spec.node_id}"
-        s = n.stats
-        nodes[key] = {
-            "node_id": n.spec.node_id,
-            "sent": s.sent,
-            "lost": s.lost,
-            "reboots": s.reboots,
-            "packets": s.packets,
-            "send_errors": s.send_errors,
-        }
-    return {"sent": sum(v["sent"] for v in nodes.values()), "nodes": nodes}
-
-
-def _replay(path: str, target: tuple[str, int], speed: float, duration, as_json: bool) -> None:
-    """Re-send a capture's frames to ``target`` (ReplaySource in resend mode)."""
-    import asyncio
-    import json
-
-    from csi_edge.capture import detect_format
-    from csi_edge.ingest import Ingest
-    from csi_edge.sources.replay import ReplaySource
-
-    detect_format(path)  # CaptureError (exit 1) names the file before anything is sent
-    source = ReplaySource(path, speed=speed or None, resend=target)
-    ingest = Ingest([source])
-
-    async def main():
-        pace = "as fast as possible" if not speed else f"at {speed:g}x the recorded pace"
-        click.echo(f"replaying {path} -> udp://{target[0]}:{target[1]} {pace}", err=True)
-        with stop_on_signals(ingest.stop):
-            await ingest.run(duration)
-
-    try:
-        asyncio.run(main())
-    except OSError as e:
-        raise DeviceError(f"cannot send to {target[0]}:{target[1]}: {e.strerror or e}") from None
-    doc = {"replayed": path, "sent": source.sent, "send_errors": source.send_errors}
+        return
+    doc = send_fleet((host, port), fleet_spec(**fleet_opts), duration, say)
     if as_json:
         click.echo(json.dumps(doc))
-    else:
-        click.echo(f"re-sent {source.sent} frames from {path} ({source.send_errors} send errors)")
-
-
-def _resolve(host: str, port: int) -> None:
-    """Fail before sending when ``host`` does not resolve: otherwise every datagram fails and
-    the run only counts send errors without saying why."""
-    import socket
-
-    try:
-        socket.getaddrinfo(host, port, type=socket.SOCK_DGRAM)
-    except socket.gaierror as e:
-        raise DeviceError(
-            f"--target {host}:{port}: cannot resolve {host!r}: {e.strerror}"
-        ) from None
+        return
+    for nid, s in doc["nodes"].items():
+        click.echo(
+            f"{nid}: sent {s['sent']}, lost (simulated) {s['lost']}, reboots {s['reboots']}, "
+            f"packets {s['packets']}, send errors {s['send_errors']}"
+        )
