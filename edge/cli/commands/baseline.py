@@ -46,10 +46,8 @@ def command(capture, udp, node, duration, cal_dir, as_json):
 
     import numpy as np
 
-    from csi_edge.errors import InputError, NoDataError, file_error
-    from csi_edge.vitals.baseline import baseline_path, load_baseline, save_baseline
-    from csi_edge.vitals.room import calibrate_frames
-    from csi_edge.vitals.run import frame_times
+    from csi_edge.app.baseline import calibrate_and_save, listen_frames
+    from csi_edge.errors import NoDataError, file_error
 
     if (capture is None) == (udp is None):
         raise click.UsageError("give either CAPTURE or --udp HOST:PORT")
@@ -61,42 +59,18 @@ def command(capture, udp, node, duration, cal_dir, as_json):
         except OSError as e:
             raise file_error(capture, e) from None
     else:
-        frames = _listen(udp, duration)
-    if node:
-        keys = frames.node_keys()
-        frames = frames[keys == node]
-        if len(frames) == 0:
-            raise NoDataError(f"--node {node}: no frames from that node")
-    if len(frames) == 0:
-        raise NoDataError(
-            f"{capture}: no CSI frames" if capture else f"--udp {udp}: no CSI frames received"
-        )
-    times, src = frame_times(frames)
-    if src == "none":
-        raise InputError(
-            f"{capture or '--udp ' + udp}: frames carry no timestamps; cannot calibrate"
-        )
-    baselines = {}
-    for key in sorted(set(frames.node_keys().tolist())):
+        from csi_edge.config import parse_hostport
+
         try:
-            baselines[key] = load_baseline(key, cal_dir)
-        except ValueError as e:  # a corrupt baseline file, named in the message
-            raise InputError(str(e)) from None
-    results = calibrate_frames(frames, baselines, times)
-    refused = 0
-    for r in results:
-        path = None
-        if r.accepted:
-            try:
-                path = str(save_baseline(baselines[r.node], cal_dir))
-            except OSError as e:
-                where = baseline_path(r.node, cal_dir)
-                raise file_error(where, e, "cannot save the baseline") from None
-        else:
-            refused += 1
+            host, port = parse_hostport(udp, what="--udp")
+        except ValueError as e:
+            raise click.BadParameter(str(e), param_hint="--udp") from e
+        frames = listen_frames(host, port, duration, say=lambda line: click.echo(line, err=True))
+    outcomes = calibrate_and_save(frames, cal_dir, capture or f"--udp {udp}", node)
+    for o in outcomes:
+        r = o.result
         if as_json:
-            d = dict(r.__dict__, path=path or str(baseline_path(r.node, cal_dir)))
-            d["complete"] = bool(r.accepted and baselines[r.node].complete)
+            d = dict(r.__dict__, path=str(o.path), complete=o.complete)
             click.echo(
                 json.dumps(
                     {k: (float(v) if isinstance(v, np.floating) else v) for k, v in d.items()}
@@ -105,71 +79,9 @@ def command(capture, udp, node, duration, cal_dir, as_json):
         else:
             click.echo(
                 f"{r.node}: {'ok' if r.accepted else 'REFUSED'}: {r.message}"
-                + (f" -> {path}" if path else "")
+                + (f" -> {o.path}" if o.saved else "")
             )
-    if refused == len(results):
+    if not any(o.saved for o in outcomes):
         raise NoDataError(
             "no still, empty-room data: calibration refused for every node (see above)"
         )
-
-
-def _listen(hostport: str, duration: float):
-    """Frames received on ``hostport`` for ``duration`` seconds (a plain blocking loop: the
-    command does nothing else meanwhile)."""
-    import sys
-    import time
-
-    import numpy as np
-
-    from csi_edge.codecs.ruview import RuViewDecoder
-    from csi_edge.config import parse_hostport
-    from csi_edge.frames import FrameBatch
-    from csi_edge.sources.udp import RECV_SIZE, open_udp_socket
-
-    try:
-        host, port = parse_hostport(hostport, what="--udp")
-    except ValueError as e:
-        raise click.BadParameter(str(e), param_hint="--udp") from e
-    try:
-        sock = open_udp_socket(host, port)
-    except OSError as e:
-        from csi_edge.errors import DeviceError
-
-        raise DeviceError(f"--udp {hostport}: cannot listen: {e.strerror or e}") from None
-    from tqdm import tqdm
-
-    dec = RuViewDecoder()
-    start = time.monotonic()
-    batches, end = [], start + duration
-    dgs, ts, srcs = [], [], []
-    senders: set[str] = set()
-    n = 0
-    # seconds listened, datagrams and senders so far (on a terminal; silent in a pipe)
-    bar = tqdm(total=round(duration), desc="listening (keep the room empty and still)",
-               unit="s", file=sys.stderr, disable=None, leave=False)  # fmt: skip
-    with sock, bar:
-        sock.settimeout(0.2)
-        while (now := time.monotonic()) < end:
-            bar.update(min(round(now - start), bar.total) - bar.n)
-            try:
-                d, addr = sock.recvfrom(RECV_SIZE)
-            except TimeoutError:
-                continue
-            dgs.append(d)
-            ts.append(time.time())
-            srcs.append(addr[0])
-            n += 1
-            if addr[0] not in senders:
-                senders.add(addr[0])
-                bar.set_postfix_str(f"{n} datagrams from {len(senders)} sender(s)")
-            if len(dgs) >= 256:
-                batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
-                dgs, ts, srcs = [], [], []
-                bar.set_postfix_str(f"{n} datagrams from {len(senders)} sender(s)")
-    if dgs:
-        batches.append(dec.decode(dgs, np.asarray(ts), srcs).frames)
-    click.echo(
-        f"listened {duration:.0f} s on {hostport}: {n} datagram(s) from {len(senders)} sender(s)",
-        err=True,
-    )
-    return FrameBatch.concat(batches)

@@ -64,7 +64,7 @@ def command(
     """
     import json
 
-    from csi_edge.inference.bench_plan import BenchPlan, run_bench
+    from csi_edge.app.bench import BenchPlan, run_bench
 
     try:
         wins = tuple(int(w) for w in windows.split(",") if w.strip())

@@ -156,8 +156,11 @@ def command(
       zone = "kitchen"
     """
     from csi_edge.errors import ConfigError, ExitCode, file_error
-    from csi_edge.firmware import nodecfg
+    from csi_edge.firmware import fleet, nodecfg
     from csi_edge.firmware import provision as prov
+
+    def note(line: str) -> None:
+        click.echo(f"note: {line}", err=True)
 
     session = dict(
         baud=baud, before=before, after=after, no_stub=no_stub, connect_attempts=connect_attempts
@@ -189,22 +192,30 @@ def command(
                     f"{', '.join(clash)} cannot be used with --inventory (each board's value "
                     "comes from its [[boards]] entry); no board was touched"
                 )
-            ok = _fleet(
+            out_path, rows, ok = fleet.provision_fleet(
                 inventory,
-                results,
                 changes,
                 session,
-                wait,
-                wait_timeout,
-                frame_timeout,
-                force_defaults,
-                as_json,
+                results=results,
+                wait=wait,
+                wait_timeout=wait_timeout,
+                frame_timeout=frame_timeout,
+                force_defaults=force_defaults,
+                progress=not as_json,
+                note=None if as_json else note,
+                on_board=None
+                if as_json
+                else (lambda r: click.echo(f"{r['port']} node {r['node_id']}: {r['status']}")),
             )
+            if as_json:
+                click.echo(json.dumps({"results": str(out_path), "boards": rows}))
+            else:
+                click.echo(f"results: {out_path}")
             ctx.exit(0 if ok else int(ExitCode.DEVICE))  # each board's outcome is printed
         if not port:
             raise click.UsageError("give --port (or --inventory)")
-        _auto_psk(changes)
-        default_ip = _default_target(changes, as_json)
+        fleet.auto_psk(changes)
+        default_ip = fleet.default_target(changes, None if as_json else note)
         on_line = None if as_json else (lambda line: click.echo(f"  | {line}", err=True))
         res = prov.provision(
             port,
@@ -222,7 +233,7 @@ def command(
         if e.filename is None:
             raise
         raise file_error(e.filename, e) from None
-    _keep_psk(res, changes)
+    fleet.keep_psk(res, changes)
     if as_json:
         click.echo(json.dumps(res.as_dict()))
     else:
@@ -263,40 +274,6 @@ def _password(given: str | None, path: str | None) -> str | None:
     return given
 
 
-def _auto_psk(changes: dict) -> None:
-    """``--ota-psk auto``: a fresh random PSK for this board (never printed)."""
-    from csi_edge.firmware import otapsk
-
-    if changes.get("ota_psk") == otapsk.AUTO:
-        changes["ota_psk"] = otapsk.generate()
-
-
-def _keep_psk(res, changes: dict) -> None:  # noqa: ANN001 - a ProvisionResult
-    """After a verified write, store the board's PSK where ``csi-edge ota`` reads it."""
-    from csi_edge.firmware import otapsk
-
-    psk = changes.get("ota_psk")
-    if psk and res.verified:
-        where = otapsk.remember(res.mac, res.node_id, str(psk))
-        res.notes.append(f"OTA PSK stored in {where} (mode 0600) for csi-edge ota")
-
-
-def _default_target(changes: dict, quiet: bool) -> str | None:
-    """This gateway's LAN address, the default target_ip for boards that have none yet."""
-    if "target_ip" in changes:
-        return None
-    from csi_edge.firmware.provision import lan_address
-
-    lan = lan_address()
-    if lan is None and not quiet:
-        click.echo(
-            "note: could not find this gateway's LAN address (no default route); boards "
-            "without a target_ip keep the firmware default (pass --target-ip)",
-            err=True,
-        )
-    return lan
-
-
 def _show_text(out: dict) -> str:
     lines = [
         f"{out['port']}  MAC {out['mac']}  firmware {out['firmware_version'] or '?'}  "
@@ -311,75 +288,3 @@ def _show_text(out: dict) -> str:
         lines.append(f"  [{ns}] {', '.join(keys)} (kept)")
     lines += [f"note: {n}" for n in out["notes"]]
     return "\n".join(lines)
-
-
-def _fleet(
-    inventory, results, changes, session, wait, wait_timeout, frame_timeout, force_defaults, as_json
-) -> bool:
-    from pathlib import Path
-
-    from csi_edge.firmware import provision as prov
-    from csi_edge.firmware.esp import EspError
-
-    defaults, boards = prov.load_inventory(inventory)
-    per_board = [prov.board_changes(defaults, b) for b in boards]  # all checked before any board
-    default_ip = None
-    if "target_ip" not in changes and not any("target_ip" in c for c in per_board):
-        default_ip = _default_target(changes, as_json)
-    plan = [{**c, **changes} for c in per_board]  # command line > [[boards]] > [defaults]
-    for c in plan:
-        _auto_psk(c)  # one PSK per board, never shared
-    from csi_edge.firmware import nodecfg
-
-    for i, c in enumerate(plan):
-        try:
-            nodecfg.validate(c)
-        except nodecfg.ConfigError as e:
-            raise nodecfg.ConfigError(
-                f"{inventory}: boards[{i}]: {e}; no board was touched"
-            ) from None
-    out_path = Path(results) if results else Path(inventory).with_suffix(".results.json")
-    rows = []
-    all_ok = True
-    for board, c in zip(boards, plan, strict=True):
-        row = {
-            "port": board.get("port"),
-            "mac": board.get("mac"),
-            "node_id": c["node_id"],
-            "zone": c.get("zone_name"),
-            "firmware_version": None,
-            "status": "pending",
-        }
-        try:
-            port = board.get("port") or prov.find_port_by_mac(str(board["mac"]))
-            row["port"] = port
-            res = prov.provision(
-                port,
-                c,
-                force_defaults=force_defaults,
-                wait=wait,
-                wait_timeout=wait_timeout,
-                frame_timeout=frame_timeout,
-                expected_mac=board.get("mac"),
-                progress=not as_json,
-                default_target_ip=default_ip,
-                **session,
-            )
-            _keep_psk(res, c)
-            row.update(mac=res.mac, firmware_version=res.firmware_version, status="ok")
-            if res.watch:
-                row["streaming"] = res.watch["streaming"]
-                row["status"] = res.watch["line"]
-                all_ok &= bool(res.watch["streaming"])
-        except (prov.ProvisionError, EspError) as e:
-            row["status"] = f"error: {e}"
-            all_ok = False
-        rows.append(row)
-        prov.write_results(out_path, rows)
-        if not as_json:
-            click.echo(f"{row['port']} node {row['node_id']}: {row['status']}")
-    if as_json:
-        click.echo(json.dumps({"results": str(out_path), "boards": rows}))
-    else:
-        click.echo(f"results: {out_path}")
-    return all_ok
