@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from csi_edge.app.signals import stop_on_signals
 from csi_edge.errors import DeviceError
@@ -33,18 +33,11 @@ def send_fleet(target: tuple[str, int], spec: FleetSpec, duration: float | None,
     check_resolves(host, port)
     fleet = build_fleet(target, spec)
 
-    async def main() -> None:
-        say(
-            f"{spec.nodes} simulated node(s) -> udp://{host}:{port} at {spec.rate:g} Hz each "
-            "(Ctrl-C stops)"
-        )
-        with stop_on_signals(fleet.stop):
-            await fleet.run(duration)
-
-    try:
-        asyncio.run(main())
-    except OSError as e:
-        raise DeviceError(f"cannot send to {host}:{port}: {e.strerror or e}") from None
+    say(
+        f"{spec.nodes} simulated node(s) -> udp://{host}:{port} at {spec.rate:g} Hz each "
+        "(Ctrl-C stops)"
+    )
+    _send(lambda: fleet.run(duration), fleet.stop, target)
     doc = fleet_summary(fleet)
     errors = sum(s["send_errors"] for s in doc["nodes"].values())
     if doc["sent"] == 0 and errors:
@@ -67,14 +60,21 @@ def resend_capture(
     source = ReplaySource(path, speed=speed or None, resend=target)
     ingest = Ingest([source])
 
+    pace = "as fast as possible" if not speed else f"at {speed:g}x the recorded pace"
+    say(f"replaying {path} -> udp://{host}:{port} {pace}")
+    _send(lambda: ingest.run(duration), ingest.stop, target)
+    return {"replayed": path, "sent": source.sent, "send_errors": source.send_errors}
+
+
+def _send(run: Callable[[], Awaitable[object]], stop: Callable[[], None], target) -> None:  # noqa: ANN001
+    """Run the senders until they end or SIGINT/SIGTERM calls ``stop``; a socket error is a
+    DeviceError naming the target."""
+
     async def main() -> None:
-        pace = "as fast as possible" if not speed else f"at {speed:g}x the recorded pace"
-        say(f"replaying {path} -> udp://{host}:{port} {pace}")
-        with stop_on_signals(ingest.stop):
-            await ingest.run(duration)
+        with stop_on_signals(stop):
+            await run()
 
     try:
         asyncio.run(main())
     except OSError as e:
-        raise DeviceError(f"cannot send to {host}:{port}: {e.strerror or e}") from None
-    return {"replayed": path, "sent": source.sent, "send_errors": source.send_errors}
+        raise DeviceError(f"cannot send to {target[0]}:{target[1]}: {e.strerror or e}") from None
