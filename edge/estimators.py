@@ -14,9 +14,11 @@ a process with them by up to 350 ms (measured with ``scripts/bench_gateway_load.
   picklable callable), and does its imports and a first estimate at start-up (a warm-up), so
   the first real estimate costs what the later ones do.
 
-A job is ``(now, keys, frames, forget)``: the report time, the nodes to estimate, the frames per
-node (``[(t_rx [k], csi [k, 53])...]``) and the nodes to forget first. A result is
-``({key: (VitalsEstimate, model vitals dict | None)}, {skip reason: count})``.
+A job is ``(now, keys, frames, forget[, commands])``: the report time, the nodes to estimate, the
+frames per node (``[(t_rx [k], csi [k, 53])...]``), the nodes to forget first, and node commands
+(:mod:`csi_edge.nodecommands`: recalibrate, motion ratio) to apply before the frames. A result is
+``({key: (VitalsEstimate, model vitals dict | None)}, {skip reason: count}, {key: calibration
+status})``.
 """
 
 from __future__ import annotations
@@ -39,8 +41,8 @@ log = logging.getLogger("csi_edge.estimators")
 
 NICE = 5  # the estimator process's niceness, relative to the gateway
 
-Job = tuple[float, list[str], dict[str, list[tuple[np.ndarray, np.ndarray]]], list[str]]
-Result = tuple[dict[str, tuple[Any, dict | None]], dict[str, int]]
+Job = tuple  # (now, keys, frames, forget[, commands]): see the module docstring
+Result = tuple[dict[str, tuple[Any, dict | None]], dict[str, int], dict[str, dict]]
 
 
 def compact(frames: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> dict:
@@ -71,6 +73,18 @@ class Estimators:
         self.config = config  # VitalsConfig of the [vitals] section (None: the defaults)
         self.vitals: dict[str, Any] = {}
         self.skipped = SkipCounter()
+        self.ratios: dict[str, float] = {}  # per-node motion ratio (nodecommands.SetMotionRatio)
+        self.calibrating: dict[str, Any] = {}  # key -> nodecommands.LiveCalibration
+        self.calibration: dict[str, dict] = {}  # key -> the last recalibration status
+
+    def _config(self, key: str):
+        from dataclasses import replace
+
+        from csi_edge.vitals.config import VitalsConfig
+
+        cfg = self.config or VitalsConfig()
+        ratio = self.ratios.get(key)
+        return cfg if ratio is None else replace(cfg, motion_ratio=ratio)
 
     def node(self, key: str):
         est = self.vitals.get(key)
@@ -79,19 +93,50 @@ class Estimators:
             from csi_edge.vitals.node import NodeVitals
 
             est = self.vitals[key] = NodeVitals(
-                self.config, baseline=load_baseline(key, self.baselines_dir)
+                self._config(key), baseline=load_baseline(key, self.baselines_dir)
             )
         return est
 
+    def command(self, cmd: Any, now: float) -> None:
+        """Apply one :mod:`csi_edge.nodecommands` command (see there)."""
+        from csi_edge.nodecommands import LiveCalibration, Recalibrate, SetMotionRatio
+
+        if isinstance(cmd, SetMotionRatio):
+            self.ratios[cmd.key] = cmd.ratio
+            if cmd.key in self.vitals:
+                self.vitals[cmd.key].cfg = self._config(cmd.key)
+        elif isinstance(cmd, Recalibrate):
+            self.calibrating[cmd.key] = cal = LiveCalibration(cmd, now)
+            self.calibration[cmd.key] = cal.status(now)
+
+    def _calibrate(self, now: float) -> None:
+        """Finish the recalibrations whose time is up; refresh the others' status."""
+        for key, cal in list(self.calibrating.items()):
+            if now < cal.until:
+                self.calibration[key] = cal.status(now)
+                continue
+            del self.calibrating[key]
+            self.calibration[key] = cal.finish(self.node(key).baseline, self.baselines_dir,
+                                               self._config(key))  # fmt: skip
+
     def estimate(self, job: Job) -> Result:
-        now, keys, frames, forget = job
+        now, keys, frames, forget = job[:4]
         frames = compact(frames)  # the same pushes as in the estimator process
         for key in forget:
             self.vitals.pop(key, None)
+            self.calibrating.pop(key, None)
+            self.calibration.pop(key, None)
+        for cmd in job[4] if len(job) > 4 else ():
+            self.command(cmd, now)
         for key, chunks in frames.items():
             est = self.node(key)
+            cal = self.calibrating.get(key)
             for t, csi in chunks:
                 est.push(t, csi)
+                if cal is not None:
+                    cal.feed(t, csi)
+        if self.calibrating:
+            self._calibrate(now)
         out = {}
         for key in keys:
             est = self.vitals.get(key)
@@ -101,7 +146,7 @@ class Estimators:
             out[key] = (v, self.model_vitals(est, now) if self.vitals_model is not None else None)
         skipped = self.skipped.as_dict()
         self.skipped.clear()
-        return out, skipped
+        return out, skipped, dict(self.calibration)
 
     def model_vitals(self, est: Any, now: float) -> dict | None:
         """The vitals model on the node's last 32 s (None until it has them)."""
@@ -245,8 +290,7 @@ class ProcessEstimators:
             return self.warm_up_s or 0.0
 
     def estimate(self, job: Job) -> Result:
-        now, keys, frames, forget = job
-        job = (now, keys, compact(frames), forget)
+        job = (job[0], job[1], compact(job[2]), *job[3:])
         with self._lock:
             self._ready()
             try:

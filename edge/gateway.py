@@ -33,6 +33,7 @@ import asyncio
 import gc
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Iterable
@@ -47,6 +48,7 @@ from csi_edge.config import GatewayConfig
 from csi_edge.estimators import Estimators
 from csi_edge.ingest import Ingest, Source
 from csi_edge.layout import LLTF_RAW_BINS, lltf_canonical
+from csi_edge.paths import state_dir
 from csi_edge.report import NodeReport, Sink
 from csi_edge.skips import SkipCounter
 from csi_edge.vitals.edge_packets import edge_vitals_report
@@ -66,6 +68,7 @@ class _Snapshot:
     links: dict[str, dict]
     frames: dict[str, list[tuple[np.ndarray, np.ndarray]]]
     forget: list[str] = field(default_factory=list)
+    commands: list = field(default_factory=list)  # csi_edge.nodecommands, for the estimators
 
 
 class Gateway:
@@ -108,6 +111,16 @@ class Gateway:
         )
         self._queued: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # loop thread only
         self._to_forget: list[str] = []
+        # node commands (Recalibrate, SetMotionRatio) from any thread (an MQTT client's too);
+        # they travel to the estimators with the next job
+        self._commands_lock = threading.Lock()
+        self._commands: list = []
+        self.calibration: dict[str, dict] = {}  # key -> recalibration status (from the worker)
+        from csi_edge.nodecommands import SetMotionRatio, load_settings
+
+        self._settings_dir = state_dir()
+        self.node_settings = load_settings(self._settings_dir)
+        self._commands += [SetMotionRatio(k, v["motion_ratio"]) for k, v in self.node_settings.items()]
         self._worker_skips: list[dict[str, int]] = []  # appended by the worker, read on the loop
         self._inflight: asyncio.Future | None = None  # the estimate on the worker, if any
         self._last_estimates: tuple[float, dict] = (-math.inf, {})  # (snapshot time, estimates)
@@ -218,19 +231,63 @@ class Gateway:
             "track": st.track_id,
         }
 
+    # -- node commands (Home Assistant's buttons and numbers, or any caller; any thread) ------
+    def recalibrate(self, key: str, seconds: float = 60.0, delay_s: float = 10.0) -> None:
+        """Collect a new room baseline for node ``key``: after ``delay_s`` (time to leave the
+        room), ``seconds`` of its frames; the status is in its reports (``calibration``)."""
+        from csi_edge.nodecommands import recalibrate
+
+        self._known(key)
+        cmd = recalibrate(key, seconds, delay_s)
+        with self._commands_lock:
+            self._commands.append(cmd)
+        log.info("node %s: recalibration requested (%g s after %g s)", key, seconds, delay_s)
+
+    def set_motion_ratio(self, key: str, ratio: float) -> None:
+        """Node ``key``'s motion threshold (lower: more sensitive), kept across restarts."""
+        from csi_edge.nodecommands import motion_ratio, save_settings
+
+        self._known(key)
+        cmd = motion_ratio(key, ratio)
+        with self._commands_lock:
+            self._commands.append(cmd)
+            self.node_settings[key] = {"motion_ratio": cmd.ratio}
+            settings = {k: dict(v) for k, v in self.node_settings.items()}
+        try:
+            save_settings(self._settings_dir, settings)
+        except OSError as e:
+            log.warning("node %s: motion ratio %g applied but not saved: %s", key, cmd.ratio, e)
+        log.info("node %s: motion ratio set to %g", key, cmd.ratio)
+
+    def motion_ratio(self, key: str) -> float:
+        """The motion ratio node ``key`` runs with (its own, else ``[vitals] motion_ratio``)."""
+        own = self.node_settings.get(key)
+        if own is not None:
+            return own["motion_ratio"]
+        section = getattr(self.config, "vitals", None)
+        return float(getattr(section, "motion_ratio", 2.0))
+
+    def _known(self, key: str) -> None:
+        from csi_edge.errors import InputError
+
+        if key not in self.ingest.nodes:
+            raise InputError(f"no node {key!r} on this gateway")
+
     # -- per report ---------------------------------------------------------------------------
     def _snapshot(self, now: float) -> _Snapshot:
         """On the loop: link statistics and the frames queued since the last report."""
         frames, self._queued = self._queued, {}
         forget, self._to_forget = self._to_forget, []
-        return _Snapshot(now, self.ingest.nodes.summary(), frames, forget)
+        with self._commands_lock:
+            commands, self._commands = self._commands, []
+        return _Snapshot(now, self.ingest.nodes.summary(), frames, forget, commands)
 
     def _estimate(self, snap: _Snapshot) -> dict[str, tuple[Any, dict | None]]:
         """Off the loop (worker thread, which may hand it to the estimator process): push the
         queued frames, estimate every node -> ``{key: (VitalsEstimate, model vitals)}``."""
         t0 = time.perf_counter()
-        estimates, skipped = self.estimators.estimate(
-            (snap.now, list(snap.links), snap.frames, snap.forget)
+        estimates, skipped, self.calibration = self.estimators.estimate(
+            (snap.now, list(snap.links), snap.frames, snap.forget, snap.commands)
         )
         self.compute_s.append(time.perf_counter() - t0)  # deque.append: safe across threads
         if skipped:
@@ -249,6 +306,8 @@ class Gateway:
             for key, chunks in snap.frames.items():
                 self._queued[key] = chunks + self._queued.get(key, [])
             self._to_forget[:0] = snap.forget
+            with self._commands_lock:
+                self._commands[:0] = snap.commands
             self.skipped.skip("vitals-busy", "the last estimate is still running")
             self._estimates_t = -math.inf
             return {}
@@ -302,6 +361,8 @@ class Gateway:
             if rep.presence:  # not while unknown either
                 rep.pose = self._pose_report(key, now)
             rep.node_vitals = self.node_vitals.get(key)
+            rep.calibration = self.calibration.get(key)
+            rep.motion_ratio = self.motion_ratio(key)
             out.append(rep)
         return out
 

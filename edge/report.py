@@ -39,6 +39,11 @@ class NodeReport:
     model_vitals: dict | None = None
     #: link statistics: frames, rate_hz, lost, duplicates, reboots, rssi, online
     link: dict = field(default_factory=dict)
+    #: the last or running room recalibration: {"state": waiting|collecting|accepted|refused,
+    #: "message", ...}; None when none was asked for since start
+    calibration: dict | None = None
+    #: the change ratio above which this node flags motion (its own setting, else [vitals])
+    motion_ratio: float | None = None
 
     def to_json(self) -> dict:
         """A JSON-safe dict (see :func:`jsonable`)."""

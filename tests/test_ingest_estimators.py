@@ -40,8 +40,8 @@ def test_the_child_process_estimates_what_the_thread_would():
     there = ProcessEstimators()
     try:
         for job in _jobs():
-            a, _ = here.estimate(job)
-            b, _ = there.estimate(job)
+            a, *_ = here.estimate(job)
+            b, *_ = there.estimate(job)
             assert a.keys() == b.keys()
             for key in a:
                 assert a[key][0] == b[key][0]  # VitalsEstimate dataclasses, field by field
@@ -69,7 +69,7 @@ def test_a_dead_child_is_an_error_for_that_report_and_restarted_for_the_next():
         pe._proc.join(5)
         with pytest.raises(WorkerError, match="died"):
             pe.estimate(jobs[1])
-        got, _ = pe.estimate(jobs[2])  # a fresh child (its state starts over)
+        got, *_ = pe.estimate(jobs[2])  # a fresh child (its state starts over)
         assert set(got) == set(jobs[2][1]) and pe.restarts == 1
     finally:
         pe.close()
