@@ -84,18 +84,43 @@ def _har(x_path: Path) -> Recording:
     return Recording(x_path.name[:-6], "esp32-s2", "labelled", t, csi, moving, True)
 
 
-def recordings() -> list[Recording]:
-    """Every labelled recording in tests/data/labelled, in a fixed order."""
+def _load(tristsou: list[Path], mendelas: list[Path], har: list[Path]) -> list[Recording]:
     out = []
-    for p in sorted((DATA / "tristsou").glob("*.csv")):
+    for p in tristsou:
         out.append(
             _csv(p, "esp32-s3", "empty" if p.stem.startswith(("empty", "foil")) else "static")
         )
-    for p in sorted((DATA / "mendelas").glob("*.csv")):
-        out.append(_mendelas(p))
-    for p in sorted((DATA / "esp32s2-har").glob("*-x.npy")):
-        out.append(_har(p))
+    out += [_mendelas(p) for p in mendelas]
+    out += [_har(p) for p in har]
     return out
+
+
+def recordings() -> list[Recording]:
+    """Every labelled recording in tests/data/labelled, in a fixed order."""
+    return _load(
+        sorted((DATA / "tristsou").glob("*.csv")),
+        sorted((DATA / "mendelas").glob("*.csv")),
+        sorted((DATA / "esp32s2-har").glob("*-x.npy")),
+    )
+
+
+def heldout_recordings(root: Path) -> list[Recording]:
+    """The recordings of the same three sources under ``root`` (a folder holding the original
+    ``esp32-csi-tool-labelled/{tristsou,mendelas}`` and ``esp32s2-har-amplitude`` folders) that
+    are NOT in tests/data: never used to choose a default, so they check that none was tuned to
+    the test files. Empty when ``root`` holds none of them."""
+    root = Path(root)
+    kept = {p.name for p in DATA.glob("*/*")}
+
+    def new(folder: Path, pattern: str) -> list[Path]:
+        return sorted(p for p in folder.glob(pattern) if p.name not in kept)
+
+    lab = root / "esp32-csi-tool-labelled"
+    return _load(
+        new(lab / "tristsou", "*.csv"),
+        new(lab / "mendelas", "*.csv"),
+        new(root / "esp32s2-har-amplitude", "*-x.npy"),
+    )
 
 
 #: The motion detector decides each second from its last 2 s of frames
