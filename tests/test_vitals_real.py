@@ -61,8 +61,9 @@ def test_movement_is_flagged_on_real_recordings(runs):
         hit += int((mot & mov).sum())
         total += int(mov.sum())
     assert total >= 50
-    # the 60 cm hand-waving recording stays weak (see docs/vitals.md): overall >= 85 %
-    assert hit / total >= 0.85, (hit, total)
+    # the 60 cm hand-waving recording stays weak, and its last seconds look still in every
+    # statistic (see docs/vitals.md): 46 of 51 today, >= 90 % overall
+    assert hit / total >= 0.90, (hit, total)
 
 
 def test_motion_is_flagged_within_3_s_of_its_start(runs):
