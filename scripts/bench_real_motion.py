@@ -35,7 +35,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from labelled import LABEL_WINDOW_S, heldout_recordings, recordings, second_labels  # noqa: E402
+from labelled import (  # noqa: E402
+    CLOCKS,
+    LABEL_WINDOW_S,
+    heldout_recordings,
+    recordings,
+    second_labels,
+)
 
 from csi_edge.vitals.baseline import Baseline  # noqa: E402
 from csi_edge.vitals.config import VitalsConfig  # noqa: E402
@@ -104,9 +110,9 @@ def score(
     )
 
 
-def real_rows(recs=None):
+def real_rows(recs):
     rows = []
-    for rec in recordings() if recs is None else recs:
+    for rec in recs:
         present = {"empty": False, "labelled": True}.get(rec.kind)
         rows.append(
             score(
@@ -222,6 +228,12 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer simulator rows")
     ap.add_argument("--no-sim", action="store_true", help="real recordings only")
     ap.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="rx",
+        help="ESP32-CSI-Tool frame times: as decoded (rx, default) or the node's local_timestamp",
+    )
+    ap.add_argument(
         "--heldout",
         metavar="DIR",
         help="also score the labelled recordings under DIR that are not in tests/data",
@@ -240,14 +252,16 @@ def main():
             ap.error(f"--set {item}: VitalsConfig has no field {key!r}")
         kind = type(getattr(CONFIG, key))
         setattr(CONFIG, key, kind(value) if kind is not bool else value.lower() in ("1", "true"))
-    real = real_rows()
+    real = real_rows(recordings(a.clock))
     setting = "config: " + " ".join(a.set) if a.set else "default config"
+    if a.clock != "rx":
+        setting += f", {a.clock} clock"
     table(real, f"real ESP32 recordings (tests/data/labelled), cold start, {setting}")
     tot = {"real": totals(real)}
     for chip in sorted({r["chip"] for r in real}):
         tot[f"real:{chip}"] = totals([r for r in real if r["chip"] == chip])
     if a.heldout:
-        held = heldout_recordings(Path(a.heldout))
+        held = heldout_recordings(Path(a.heldout), a.clock)
         if not held:
             print(f"\nheld-out: no labelled recordings under {a.heldout}: skipped")
         else:
