@@ -8,7 +8,9 @@ default configuration, no baseline: a cold start). Per file and in total:
 - ``fp``: motion flagged in quiet seconds (every second, warm-up included: a node that just
   rebooted must not read as motion while it learns)
 - ``recall``: motion flagged in movement seconds after the first ``WARMUP_S`` seconds
-- ``onset``: the worst delay from a labelled movement onset (quiet -> movement) to the flag
+- ``onset``: the worst delay from a labelled movement onset (quiet -> movement) to the flag;
+  the totals give the median and 90th percentile over all onsets (a missed onset counts as
+  infinite)
 - ``first``: seconds until presence is first decided (not unknown)
 - ``pres``: presence in the decided seconds (empty recordings: should be ~0; seated: ~1)
 - ``flips/h``: presence changes per hour of decided seconds
@@ -16,6 +18,9 @@ default configuration, no baseline: a cold start). Per file and in total:
 
 Then the same figures on a small simulator grid (still person, empty room, bursts of motion,
 10-100 Hz). Prints a table and one JSON line. ``--quick``: fewer simulator rows.
+``--heldout DIR``: also the same figures on the labelled recordings under DIR that are not in
+tests/data (DIR: a folder with the original ``esp32-csi-tool-labelled`` and
+``esp32s2-har-amplitude`` folders); skipped with a message when DIR holds none.
 """
 
 from __future__ import annotations
@@ -30,7 +35,13 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
-from labelled import LABEL_WINDOW_S, recordings, second_labels  # noqa: E402
+from labelled import (  # noqa: E402
+    CLOCKS,
+    LABEL_WINDOW_S,
+    heldout_recordings,
+    recordings,
+    second_labels,
+)
 
 from csi_edge.vitals.baseline import Baseline  # noqa: E402
 from csi_edge.vitals.config import VitalsConfig  # noqa: E402
@@ -66,13 +77,13 @@ def score(
     hours = max(decided.sum(), 1) / 3600.0
     # onsets: quiet -> movement in the labels, after warm-up
     onsets = np.flatnonzero(np.diff(moving_frames.astype(int)) == 1) + 1
-    lat = []
+    lat, lat_all = [], []
     for k in onsets:
         t_on = t[k]
-        if t_on - t[0] < WARMUP_S:
-            continue
         hit = np.flatnonzero((ticks > t_on) & mot)
-        lat.append(float(ticks[hit[0]] - t_on) if len(hit) else np.inf)
+        lat_all.append(float(ticks[hit[0]] - t_on) if len(hit) else np.inf)
+        if t_on - t[0] >= WARMUP_S:
+            lat.append(lat_all[-1])
     calib = None
     if kind in ("empty", "static") and scored_all:
         out = calibrate_node(name, t, csi, Baseline.default(name), CONFIG)
@@ -88,6 +99,8 @@ def score(
         motion_s=int(mov.sum()),
         hit_n=int((mot & mov).sum()),
         onset=max(lat) if lat else None,
+        onsets=lat,
+        onsets_all=lat_all,  # also the onsets in the first WARMUP_S (most ESP32-S2 ones)
         first=first,
         decided_s=int(decided.sum()),
         pres_n=int(np.nansum(dv)),
@@ -97,9 +110,9 @@ def score(
     )
 
 
-def real_rows():
+def real_rows(recs):
     rows = []
-    for rec in recordings():
+    for rec in recs:
         present = {"empty": False, "labelled": True}.get(rec.kind)
         rows.append(
             score(
@@ -182,12 +195,26 @@ def totals(rows):
     ep = sum(r["pres_n"] for r in emp)
     cal = [r for r in rows if r["calib"] is not None]
     on = [r["onset"] for r in rows if r["onset"] is not None]
+    lat = np.array([x for r in rows for x in r["onsets"]])
+    lat_all = np.array([x for r in rows for x in r["onsets_all"]])
+
+    def pct(v, q):
+        # a missed onset counts as infinite: "inf" when more than (100 - q) % are missed
+        return float(np.percentile(v, q, method="higher")) if len(v) else None
+
+    p50, p90 = pct(lat, 50), pct(lat, 90)
     return dict(
         quiet_s=q,
         fp=fp / q if q else None,
         motion_s=m,
         recall=hit / m if m else None,
         onset_max=max(on) if on else None,
+        onset_n=len(lat),
+        onset_p50=p50,
+        onset_p90=p90,
+        onset_all_n=len(lat_all),
+        onset_all_p50=pct(lat_all, 50),
+        onset_all_p90=pct(lat_all, 90),
         empty_presence=ep / ed if ed else None,
         empty_decided_s=ed,
         calib_ok=sum(r["calib"] == "ok" for r in cal),
@@ -200,6 +227,17 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer simulator rows")
     ap.add_argument("--no-sim", action="store_true", help="real recordings only")
+    ap.add_argument(
+        "--clock",
+        choices=CLOCKS,
+        default="rx",
+        help="ESP32-CSI-Tool frame times: as decoded (rx, default) or the node's local_timestamp",
+    )
+    ap.add_argument(
+        "--heldout",
+        metavar="DIR",
+        help="also score the labelled recordings under DIR that are not in tests/data",
+    )
     ap.add_argument(
         "--set",
         action="append",
@@ -214,12 +252,24 @@ def main():
             ap.error(f"--set {item}: VitalsConfig has no field {key!r}")
         kind = type(getattr(CONFIG, key))
         setattr(CONFIG, key, kind(value) if kind is not bool else value.lower() in ("1", "true"))
-    real = real_rows()
+    real = real_rows(recordings(a.clock))
     setting = "config: " + " ".join(a.set) if a.set else "default config"
+    if a.clock != "rx":
+        setting += f", {a.clock} clock"
     table(real, f"real ESP32 recordings (tests/data/labelled), cold start, {setting}")
     tot = {"real": totals(real)}
     for chip in sorted({r["chip"] for r in real}):
         tot[f"real:{chip}"] = totals([r for r in real if r["chip"] == chip])
+    if a.heldout:
+        held = heldout_recordings(Path(a.heldout), a.clock)
+        if not held:
+            print(f"\nheld-out: no labelled recordings under {a.heldout}: skipped")
+        else:
+            hrows = real_rows(held)
+            table(hrows, f"held-out recordings under {a.heldout} (not in tests/data), {setting}")
+            tot["heldout"] = totals(hrows)
+            for chip in sorted({r["chip"] for r in hrows}):
+                tot[f"heldout:{chip}"] = totals([r for r in hrows if r["chip"] == chip])
     if not a.no_sim:
         sim = sim_rows(a.quick)
         table(sim, "simulator (25 dB, 5 % loss, 90 s)")
@@ -227,9 +277,12 @@ def main():
     print("\ntotals")
     for k, v in tot.items():
         f = lambda x: "-" if x is None else f"{100 * x:.1f} %"  # noqa: E731
+        g = lambda x: "-" if x is None else f"{x:.1f}"  # noqa: E731
         print(
             f"  {k:16} fp {f(v['fp'])} of {v['quiet_s']} s | recall {f(v['recall'])} of "
-            f"{v['motion_s']} s | onset max {v['onset_max']} s | empty presence "
+            f"{v['motion_s']} s | onset p50/p90/max {g(v['onset_p50'])}/{g(v['onset_p90'])}/"
+            f"{g(v['onset_max'])} s of {v['onset_n']} (all onsets, first 5 s too: "
+            f"{g(v['onset_all_p50'])}/{g(v['onset_all_p90'])} s of {v['onset_all_n']}) | empty presence "
             f"{f(v['empty_presence'])} of {v['empty_decided_s']} s | calib {v['calib_ok']}/"
             f"{v['calib_n']} | first decision max {v['first_max']} s"
         )

@@ -59,3 +59,39 @@ def test_push_only_queues_and_estimate_conditions_everything():
     e = nv.estimate(t[-1])
     assert nv.frames == 100 and nv.grid is not None
     assert e.reason in ("no-presence", "warming-up")
+
+
+def test_one_glitched_frame_does_not_raise_the_change_level_but_motion_does():
+    # Real ESP32 still links carry single corrupted frames (held-out mendelas captures: the
+    # plain level rose 10-fold in a still window, so the level test called motion). One bad
+    # frame makes exactly two large frame-to-frame differences: the trimmed level drops them.
+    from csi_edge.vitals.change import change_ratio
+
+    rng = np.random.default_rng(3)
+    t = np.arange(200) / 100.0
+    still = rng.normal(0, 0.05, (200, 13))
+    glitch = still.copy()
+    glitch[90] += 2.0  # one frame 40 sigma off on every band
+    _, quiet = change_ratio(t, still, trim=2)
+    _, plain = change_ratio(t, glitch, trim=0)
+    _, trimmed = change_ratio(t, glitch, trim=2)
+    assert plain > 5 * quiet  # the plain mean reads a glitch as a big change
+    assert trimmed < 1.1 * quiet  # the trimmed one does not
+    # a limb moving faster than the frames raises every difference: still seen when trimmed
+    fast = still + rng.normal(0, 0.1, (200, 13))
+    _, moving = change_ratio(t, fast, trim=2)
+    assert moving > 4 * quiet
+
+
+def test_heldout_recordings_are_only_the_files_not_in_tests_data(tmp_path):
+    from tests.labelled import DATA, heldout_recordings
+
+    assert heldout_recordings(tmp_path) == []  # nothing there: the benchmark skips it
+    src = DATA / "mendelas" / "E00_static_15s_60cm_trial01.csv"
+    folder = tmp_path / "esp32-csi-tool-labelled" / "mendelas"
+    folder.mkdir(parents=True)
+    (folder / src.name).write_bytes(src.read_bytes())  # in tests/data: left out
+    (folder / "E00_static_15s_60cm_trial09.csv").write_bytes(src.read_bytes())
+    held = heldout_recordings(tmp_path)
+    assert [r.name for r in held] == ["E00_static_15s_60cm_trial09"]
+    assert held[0].kind == "empty"

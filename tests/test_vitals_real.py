@@ -61,8 +61,9 @@ def test_movement_is_flagged_on_real_recordings(runs):
         hit += int((mot & mov).sum())
         total += int(mov.sum())
     assert total >= 50
-    # the 60 cm hand-waving recording stays weak (see docs/vitals.md): overall >= 85 %
-    assert hit / total >= 0.85, (hit, total)
+    # the 60 cm hand-waving recording stays weak, and its last seconds look still in every
+    # statistic (see docs/vitals.md): 46 of 51 today, >= 90 % overall
+    assert hit / total >= 0.90, (hit, total)
 
 
 def test_motion_is_flagged_within_3_s_of_its_start(runs):
@@ -112,3 +113,21 @@ def test_calibrating_twice_on_the_same_capture_counts_it_once_and_survives_a_res
     other = next(r for r in RECS if r.name.startswith("E00_static_15s_60cm"))
     assert calibrate_node(rec.name, other.t, other.csi, again).still_s > 10  # new data adds
     assert again.still_s > b.still_s
+
+
+def test_with_the_nodes_own_clock_motion_is_flagged_within_2_s():
+    # The decoder reads these files' real_timestamp fraction as unpadded microseconds, which
+    # crowds each second's frames into ~1 ms (docs/vitals.md, "Frame times"). With the node's
+    # local_timestamp every onset after the warm-up is flagged within 2 s.
+    checked = 0
+    for rec in recordings("node"):
+        rel = rec.t - rec.t[0]
+        assert np.median(np.diff(rec.t)) > 0.5 / rec.rate_hz, rec.name  # frames spread out
+        est = list(run_node(rec.t, rec.csi))
+        for k in np.flatnonzero(np.diff(rec.motion.astype(int)) == 1) + 1:
+            if rel[k] < 5.0:
+                continue
+            hits = [e.t - rec.t[k] for e in est if e.motion and e.t > rec.t[k]]
+            assert hits and hits[0] <= 2.0 + 1e-6, (rec.name, rel[k])
+            checked += 1
+    assert checked >= 3  # both hand-waving recordings and an ESP32-S2 stand-up

@@ -43,12 +43,16 @@ def bands(x: np.ndarray, width: int) -> np.ndarray:
 
 
 def change_ratio(
-    t: np.ndarray, x: np.ndarray, min_frames: int = 8, slow_hz: float = 0.67
+    t: np.ndarray, x: np.ndarray, min_frames: int = 8, slow_hz: float = 0.67, trim: int = 0
 ) -> tuple[float, float]:
     """(R, level) for one window: sorted times [k] and features [k, C] (per-frame-normalised
     log-amplitude). ``level`` is half the mean squared successive difference per subcarrier
     (the frame-to-frame change power: noise when still, more when something moves faster than
-    the frames can follow). NaN for both when the window holds fewer than ``min_frames``."""
+    the frames can follow), without the ``trim`` largest frame-to-frame changes: one corrupted
+    frame makes exactly two huge differences, and on real ESP32 captures such single-frame
+    glitches in still links raised the level 10-fold (scripts/bench_real_motion.py); motion
+    raises every difference, so dropping two barely changes it. NaN for both when the window
+    holds fewer than ``min_frames``."""
     n = len(t)
     span = float(t[-1] - t[0]) if n > 1 else 0.0
     # Polynomial degree enough to absorb everything up to slow_hz in this span (a polynomial
@@ -64,7 +68,10 @@ def change_ratio(
     res = x - basis @ coef
     var = float((res * res).sum()) / (n - deg - 1)
     d = np.diff(x, axis=0)
-    half_mssd = float((d * d).sum()) / (2.0 * (n - 1))
+    e = (d * d).sum(axis=1)  # change power from each frame to the next
+    half_mssd = float(e.sum()) / (2.0 * (n - 1))
     if half_mssd <= 0.0:
         return float("nan"), float("nan")
-    return var / half_mssd, half_mssd / x.shape[1]
+    k = min(max(trim, 0), n - 2)
+    kept = np.partition(e, n - 1 - k)[: n - 1 - k] if k else e
+    return var / half_mssd, float(kept.mean()) / (2.0 * x.shape[1])

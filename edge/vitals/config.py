@@ -65,9 +65,12 @@ class VitalsConfig:
     motion_ratio_min_frames: int = 8
     motion_ratio_slow_hz: float = 0.67  # slower change than this is not motion (40 BPM)
     motion_ratio_band: int = 4  # adjacent subcarriers averaged first (csi_edge.vitals.change.bands)
-    motion_level_k: float = 3.0  # change power above this many quiet levels: motion ...
+    motion_level_k: float = 2.5  # change power above this many quiet levels: motion ...
     motion_level_percentile: float = 25.0  # ... the quiet level: this percentile ...
     motion_level_min_windows: int = 4  # ... of at least this many windows (the warm-up)
+    # the level leaves out this many of a window's largest frame-to-frame changes: one glitched
+    # frame makes two (csi_edge.vitals.change.change_ratio); 0 = the plain mean
+    motion_level_trim: int = 2
     motion_profile: bool = False
     # the older common-mode block test against a learned quiet level: off, it flagged 33 % of
     # real quiet ESP32 seconds (scripts/bench_real_motion.py); it catches fast limb motion in

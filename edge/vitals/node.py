@@ -375,6 +375,7 @@ class NodeVitals:
             bands(x, cfg.motion_ratio_band),
             cfg.motion_ratio_min_frames,
             cfg.motion_ratio_slow_hz,
+            cfg.motion_level_trim,
         )
         if not np.isfinite(r):
             return False, 0.0
