@@ -352,3 +352,14 @@ def test_sighup_reload_renames_a_node_in_reports_and_home_assistant(tmp_path, mo
         assert device["name"] == "Master bedroom" and device["suggested_area"] == "First floor"
     finally:
         broker.close()
+
+
+def test_the_service_config_template_documents_a_working_nodes_table(tmp_path):
+    from csi_edge.app.unit import CONFIG
+
+    text = CONFIG.format(env="/etc/csi-edge/env")
+    block = text[text.index("# [nodes.bedroom]") :].splitlines()
+    p = tmp_path / "gateway.toml"
+    p.write_text(text + "\n".join(line[2:] for line in block if line.startswith("# ")) + "\n")
+    cfg = load_config(p)
+    assert cfg.nodes["bedroom"].table() == {"name": "Bedroom", "area": "Bedroom", "node_id": 3}
