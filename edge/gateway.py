@@ -91,7 +91,7 @@ class Gateway:
         # is keyed by the board's identity, so an IP change keeps it; None: wire keys
         self.inventory = inventory
         self.identities: dict[str, Any] = {}  # key -> NodeIdentity (loop thread only)
-        #: key -> display name (the inventory's, else automatic); /health reads it
+        #: key -> the inventory's name, for named nodes only (/health: null = unnamed)
         self.names: dict[str, str] = {}
         nodes = NodeTable(
             offline_after_s=ing.offline_after_s,
@@ -147,7 +147,8 @@ class Gateway:
         """The node table's key for a new (address, node id): the inventory's identity."""
         ident = self.inventory.resolve(address, node_id)
         self.identities[ident.key] = ident
-        self.names[ident.key] = ident.name
+        if ident.configured:
+            self.names[ident.key] = ident.name
         return ident.key
 
     def rename(self, inventory: Any) -> list[str]:
@@ -162,7 +163,10 @@ class Gateway:
                 stuck.append(st.key)
                 continue
             self.identities[ident.key] = ident
-            self.names[ident.key] = ident.name
+            if ident.configured:
+                self.names[ident.key] = ident.name
+            else:
+                self.names.pop(ident.key, None)
         return stuck
 
     # -- forgetting -----------------------------------------------------------------------------

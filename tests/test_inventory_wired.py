@@ -194,6 +194,13 @@ def test_named_node_keeps_key_baseline_and_topics_across_an_ip_change(tmp_path, 
             await _send(port, [(1, "127.0.0.2")])
             await asyncio.sleep(0.8)
             seen["health"] = await asyncio.to_thread(_get, f"http://127.0.0.1:{http}/health")
+            seen["status"] = await asyncio.to_thread(
+                subprocess.run,
+                CLI + ["status", "--url", f"http://127.0.0.1:{http}/"],
+                capture_output=True,
+                text=True,
+                timeout=30,
+            )
         finally:
             gw.stop()
             await task
@@ -216,10 +223,12 @@ def test_named_node_keeps_key_baseline_and_topics_across_an_ip_change(tmp_path, 
         # the unnamed node's one-time hint says how to name it
         hints = [r.getMessage() for r in caplog.records if "not in the inventory" in r.getMessage()]
         assert len(hints) == 1 and "127.0.0.1#2" in hints[0] and "[nodes.<id>]" in hints[0]
-        # /health names both, the same key before and after the IP change
+        # /health names the named node, under the same key before and after the IP change
         assert seen["health_before"]["nodes"][key]["name"] == "Bedroom"
         assert seen["health"]["nodes"][key]["name"] == "Bedroom"
-        assert seen["health"]["nodes"]["127.0.0.1#2"]["name"] == "Node 2 (127.0.0.1)"
+        assert seen["health"]["nodes"]["127.0.0.1#2"]["name"] is None  # unnamed
+        status = seen["status"].stdout
+        assert f"node Bedroom ({key}): online" in status and "node 127.0.0.1#2: " in status
         # JSONL: name and area fields
         rows = [json.loads(x) for x in (tmp_path / "reports.jsonl").read_text().splitlines()]
         named = [r for r in rows if r["node"] == key]
