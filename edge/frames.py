@@ -185,11 +185,11 @@ class FrameBatch:
                 order[bounds[j] : bounds[j + 1]],
             )
 
-    def node_keys(self) -> np.ndarray:
-        """Per-frame node key strings (object array); see :func:`node_key`."""
+    def node_keys(self, key: Callable[[str, int], str] | None = None) -> np.ndarray:
+        """Per-frame node key strings (object array); see :meth:`node_groups`."""
         out = np.empty(len(self), dtype=object)
-        for key, idx in self.node_groups():
-            out[idx] = key
+        for key_, idx in self.node_groups(key):
+            out[idx] = key_
         return out
 
     def by_length(

@@ -372,3 +372,35 @@ def test_the_service_config_template_documents_a_working_nodes_table(tmp_path):
     p.write_text(text + "\n".join(line[2:] for line in block if line.startswith("# ")) + "\n")
     cfg = load_config(p)
     assert cfg.nodes["bedroom"].table() == {"name": "Bedroom", "area": "Bedroom", "node_id": 3}
+
+
+def test_baseline_with_the_gateway_config_stores_a_named_node_under_its_identity(tmp_path):
+    """`csi-edge baseline --config gateway.toml` keys a named node the way the gateway does, so
+    the gateway finds the baseline (and keeps it across an IP change)."""
+    from csi_edge.sim import preset, simulate, write_capture
+    from csi_edge.vitals.baseline import load_baseline
+
+    empty, _ = write_capture(simulate(preset("empty", 35), seed=1), tmp_path / "empty.pcap")
+    cfg = tmp_path / "gateway.toml"
+    cfg.write_text(
+        f'gateway_id = "gw1"\nbaselines_dir = "{tmp_path / "b"}"\n'
+        '[nodes.bed]\nnode_id = 1\nname = "Bed"\n'  # the capture's node: 10.0.0.11#1
+    )
+    r = subprocess.run(
+        CLI + ["baseline", str(empty), "--config", str(cfg), "--json"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 0, r.stderr
+    out = json.loads(r.stdout.splitlines()[0])
+    assert out["node"] == "id_gw1_1" and out["accepted"]
+    assert out["path"] == str(tmp_path / "b" / "id_gw1_1.json")
+    assert load_baseline("id_gw1_1", tmp_path / "b").runs == 1
+    cfg.write_text("[nodes.bed]\nnode_id = 1000\n")
+    r = subprocess.run(
+        CLI + ["baseline", str(empty), "--config", str(cfg)], capture_output=True, text=True
+    )
+    assert r.returncode == 1 and r.stderr.strip() == (
+        f"Error: {cfg}: nodes.bed.node_id must be an integer 0-255, got 1000"
+    )
