@@ -124,10 +124,6 @@ class Inventory:
         """True when any node is named: the gateway may then accept known nodes only."""
         return bool(self.entries)
 
-    def keys(self) -> list[str]:
-        """The identity key of every configured board (known before any of them sends)."""
-        return [self._identity(e).key for e in self.entries]
-
     def _identity(self, e: _Entry) -> NodeIdentity:
         if e.mac:
             key = slug = "mac_" + e.mac.replace(":", "")
