@@ -188,7 +188,9 @@ def test_named_node_keeps_key_baseline_and_topics_across_an_ip_change(tmp_path, 
             # the named board (node 1) and an unnamed one (node 2), both from 127.0.0.1
             await _send(port, [(1, "127.0.0.1"), (2, "127.0.0.1")])
             await asyncio.sleep(0.8)
-            seen["before"] = json.loads(broker.get(f"csi-edge/gw1/nodes/{key}/state"))
+            state = f"csi-edge/gw1/nodes/{key}/state"
+            await asyncio.to_thread(_wait, lambda: broker.get(state))
+            seen["before"] = json.loads(broker.get(state))
             seen["health_before"] = await asyncio.to_thread(_get, f"http://127.0.0.1:{http}/health")
             # DHCP gave the named board a new address: 127.0.0.2, same node id
             await _send(port, [(1, "127.0.0.2")])
