@@ -5,8 +5,8 @@ sender writes, so nothing a datagram says is trusted by itself (see docs/securit
 
 * **allowlist** (``[ingest] allow = ["192.168.10.0/24"]``, ``--udp-allow``): datagrams from
   other addresses are counted under ``sender-not-allowed`` before they are decoded;
-* **known nodes only** when an inventory is configured: a (address, node id) the inventory does
-  not know is counted under ``unknown-node``;
+* **known nodes only** with an inventory (the gateway passes it when ``[inventory] known_only``
+  is set): a (address, node id) the inventory does not know is counted under ``unknown-node``;
 * **caps**: at most ``max_nodes`` nodes at once (``node-cap``) and ``max_new_nodes_per_min`` new
   ones per minute (``new-node-rate``): 256 valid-looking frames with random node ids once made
   256 nodes and 1,285 retained Home Assistant topics.

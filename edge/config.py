@@ -120,6 +120,36 @@ class VitalsSection:
 
 
 @dataclass
+class NodeEntry:
+    """One ``[nodes.<id>]`` table: a board's name and area, matched by ``mac`` (through a
+    provision results file, which gives its node id), ``node_id`` and/or ``address``
+    (csi_edge.inventory has the matching rules)."""
+
+    name: str = ""
+    area: str = ""
+    mac: str = ""
+    #: -1 = not set (the node id comes from the results file by MAC, or the address decides)
+    node_id: int = -1
+    address: str = ""
+
+    def table(self) -> dict:
+        """The keys that are set, as the inventory takes them."""
+        return {k: v for k, v in dataclasses.asdict(self).items() if v not in ("", -1)}
+
+
+@dataclass
+class InventorySection:
+    """Where boards are named besides ``[nodes.<id>]``."""
+
+    #: ``csi-edge provision --inventory`` results files (MAC, node id, zone); a relative path is
+    #: relative to the config file
+    results: list[str] = field(default_factory=list)
+    #: true: frames of a node the inventory does not know are refused (``unknown-node``);
+    #: false: it still works, with an automatic name
+    known_only: bool = False
+
+
+@dataclass
 class GatewayConfig:
     ingest: IngestConfig = field(default_factory=IngestConfig)
     models: ModelsConfig = field(default_factory=ModelsConfig)
@@ -132,6 +162,9 @@ class GatewayConfig:
     #: this gateway on a shared MQTT broker (client id, topic tree, device ids); "" = derived
     #: from the host name once and kept in <state dir>/gateway_id (csi_edge.gatewayid)
     gateway_id: str = ""
+    inventory: InventorySection = field(default_factory=InventorySection)
+    #: ``[nodes.<id>]`` tables: names and areas of boards (csi_edge.inventory)
+    nodes: dict[str, NodeEntry] = field(default_factory=dict)
 
 
 _CHOICES = {
@@ -172,6 +205,8 @@ def _build(cls: type, data: dict[str, Any], where: str, path: str) -> Any:
         default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
         if dataclasses.is_dataclass(default):
             kwargs[name] = _build(type(default), value, key, path)
+        elif cls is GatewayConfig and name == "nodes":
+            kwargs[name] = _nodes(value, path)
         elif name == "serial":
             if not isinstance(value, list):
                 raise ConfigError(
@@ -200,6 +235,27 @@ def _build(cls: type, data: dict[str, Any], where: str, path: str) -> Any:
     return cls(**kwargs)
 
 
+def _nodes(data: Any, path: str) -> dict[str, NodeEntry]:
+    """``[nodes.<id>]`` tables -> NodeEntry per id (types here; matching rules in the
+    inventory, checked by :func:`load_config`)."""
+    if not isinstance(data, dict):
+        raise ConfigError(f'{path}: nodes must be tables like [nodes.bedroom] name = "Bedroom"')
+    out = {}
+    for eid, table in data.items():
+        if not isinstance(table, dict):
+            raise ConfigError(
+                f'{path}: nodes.{eid} must be a table like [nodes.{eid}] name = "...", '
+                f"got {table!r}"
+            )
+        entry = _build(NodeEntry, table, f"nodes.{eid}", path)
+        if "node_id" in table and not 0 <= entry.node_id <= 255:
+            raise ConfigError(
+                f"{path}: nodes.{eid}.node_id must be an integer 0-255, got {entry.node_id!r}"
+            )
+        out[str(eid)] = entry
+    return out
+
+
 def load_config(path: str | Path | None) -> GatewayConfig:
     """Read a gateway config file; ``None`` gives the defaults."""
     if path is None:
@@ -225,6 +281,15 @@ def load_config(path: str | Path | None) -> GatewayConfig:
         raise ConfigError(
             f"{p}: sinks.mqtt.expire_after_s must be >= 0 (0 = off), got {cfg.sinks.mqtt.expire_after_s}"
         )
+    # results files are relative to the config file, wherever the gateway runs from
+    cfg.inventory.results = [
+        str(r if r.is_absolute() else p.parent / r)
+        for r in (Path(x).expanduser() for x in cfg.inventory.results)
+    ]
+    if cfg.nodes or cfg.inventory.results:
+        from csi_edge.inventory import inventory_from_config
+
+        inventory_from_config(cfg, "gateway", str(p))  # every matching mistake, at load time
     return cfg
 
 
@@ -296,6 +361,10 @@ def dump_config(cfg: GatewayConfig) -> str:
         for k in nested:
             table(f"{name}.{k}", getattr(obj, k))
 
-    for name in ("ingest", "models", "sinks", "vitals"):
+    for name in ("ingest", "models", "sinks", "vitals", "inventory"):
         table(name, getattr(cfg, name))
+    for eid, entry in cfg.nodes.items():
+        bare = eid.replace("_", "").replace("-", "").isalnum() and eid.isascii()
+        lines.append(f"\n[nodes.{eid if bare else value(eid)}]")
+        lines += [f"{k} = {value(v)}" for k, v in entry.table().items()]
     return "\n".join(lines) + "\n"

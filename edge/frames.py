@@ -19,7 +19,7 @@ Frames keep the raw int8 buffer because lengths vary frame to frame on one node 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -165,8 +165,13 @@ class FrameBatch:
         """Frame ``i`` as complex64 in the node's raw subcarrier order."""
         return pairs_to_complex(self.raw(i).reshape(-1, 2), iq_order)
 
-    def node_groups(self) -> Iterator[tuple[str, np.ndarray]]:
-        """Yield ``(node key, frame indices)`` per node, found with numpy rather than per frame."""
+    def node_groups(
+        self, key: Callable[[str, int], str] | None = None
+    ) -> Iterator[tuple[str, np.ndarray]]:
+        """Yield ``(node key, frame indices)`` per node, found with numpy rather than per frame;
+        ``key(source, node_id)`` names each node (default :func:`node_key`; the gateway passes
+        its node table's, which knows the inventory's identities)."""
+        key = key or node_key
         pair = self.meta["src"].astype(np.int64) << 16 | (
             self.meta["node_id"].astype(np.int64) & 0xFFFF
         )
@@ -176,15 +181,15 @@ class FrameBatch:
         for j, p in enumerate(uniq.tolist()):
             src, nid = p >> 16, (p & 0xFFFF) - ((p & 0x8000) << 1)  # back to signed int16
             yield (
-                node_key(self.sources[src] if self.sources else "?", nid),
+                key(self.sources[src] if self.sources else "?", nid),
                 order[bounds[j] : bounds[j + 1]],
             )
 
-    def node_keys(self) -> np.ndarray:
-        """Per-frame node key strings (object array); see :func:`node_key`."""
+    def node_keys(self, key: Callable[[str, int], str] | None = None) -> np.ndarray:
+        """Per-frame node key strings (object array); see :meth:`node_groups`."""
         out = np.empty(len(self), dtype=object)
-        for key, idx in self.node_groups():
-            out[idx] = key
+        for key_, idx in self.node_groups(key):
+            out[idx] = key_
         return out
 
     def by_length(

@@ -89,12 +89,24 @@ class Gateway:
 
         self.config = config
         ing = config.ingest
-        nodes = NodeTable(offline_after_s=ing.offline_after_s, clock=time.time)
+        # the node inventory (csi_edge.inventory) names each new (address, node id) once, in
+        # the node table: everything downstream (estimators, baselines, pose, reports, sinks)
+        # is keyed by the board's identity, so an IP change keeps it; None: wire keys
+        self.inventory = inventory
+        self.identities: dict[str, Any] = {}  # key -> NodeIdentity (loop thread only)
+        #: key -> the inventory's name, for named nodes only (/health: null = unnamed)
+        self.names: dict[str, str] = {}
+        nodes = NodeTable(
+            offline_after_s=ing.offline_after_s,
+            clock=time.time,
+            key=None if inventory is None else self._identify,
+        )
+        known_only = bool(getattr(getattr(config, "inventory", None), "known_only", False))
         self.ingest = Ingest(
             sources,
             nodes=nodes,
             consumers=[self.on_result],
-            inventory=inventory,
+            inventory=inventory if known_only else None,
             max_nodes=ing.max_nodes,
             max_new_nodes_per_min=ing.max_new_nodes_per_min,
             forget_after_s=ing.forget_after_s,
@@ -143,12 +155,41 @@ class Gateway:
         self._worker: ThreadPoolExecutor | None = None
         self._warm: Any = None
 
+    # -- identity -------------------------------------------------------------------------------
+    def _identify(self, address: str, node_id: int) -> str:
+        """The node table's key for a new (address, node id): the inventory's identity."""
+        ident = self.inventory.resolve(address, node_id)
+        self.identities[ident.key] = ident
+        if ident.configured:
+            self.names[ident.key] = ident.name
+        return ident.key
+
+    def rename(self, inventory: Any) -> list[str]:
+        """A re-read inventory (SIGHUP): names and areas of known nodes change at once (their
+        next report); a node the new inventory would key differently keeps its key until a
+        restart. Returns those keys."""
+        self.inventory = inventory
+        stuck = []
+        for st in list(self.ingest.nodes.nodes.values()):
+            ident = inventory.resolve(st.source, st.node_id, tell=False)
+            if ident.key != st.key:
+                stuck.append(st.key)
+                continue
+            self.identities[ident.key] = ident
+            if ident.configured:
+                self.names[ident.key] = ident.name
+            else:
+                self.names.pop(ident.key, None)
+        return stuck
+
     # -- forgetting -----------------------------------------------------------------------------
     def _forget(self, keys: list[str]) -> None:
         """Ingest forgot silent nodes: drop their state and tell the sinks (``sink.forget``)."""
         for key in keys:
             self._queued.pop(key, None)
             self.node_vitals.pop(key, None)
+            self.identities.pop(key, None)
+            self.names.pop(key, None)
         self._to_forget.extend(keys)  # the estimators go on the worker, with the next report
         self.forgotten.extend(keys)
         del self.forgotten[:-TIMING_KEEP]
@@ -177,7 +218,7 @@ class Gateway:
         if len(frames):
             csi = lltf_canonical(frames, self.config.ingest.iq_order)
             t = frames.meta["t_rx"]
-            groups = list(frames.node_groups())
+            groups = list(frames.node_groups(self.ingest.nodes.key_of))
             queued = self._queued
             for key, idx in groups:
                 q = queued.get(key)
@@ -193,7 +234,8 @@ class Gateway:
         for packet in result.packets:
             rep = edge_vitals_report(packet)
             if rep is not None:
-                self.node_vitals[rep[0]] = rep[1]
+                key = self.ingest.nodes.key_of(packet.source, packet.node_id)
+                self.node_vitals[key] = rep[1]
 
     def _run_pose(
         self, keys: list[str], node_idx: np.ndarray, t: np.ndarray, raw: np.ndarray
@@ -346,6 +388,9 @@ class Gateway:
             if key not in nodes:
                 continue  # forgotten since the snapshot: sinks were told to remove it
             rep = NodeReport(t=now, node=key, link=_link(link))
+            ident = self.identities.get(key)
+            if ident is not None and ident.configured:  # "": sinks show an automatic name
+                rep.name, rep.area = ident.name, ident.area
             got = estimates.get(key)
             if got is not None:
                 v, mv = got

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from csi_edge.errors import ConfigError
+from csi_edge.report import auto_name
 
 log = logging.getLogger("csi_edge.inventory")
 
@@ -115,6 +116,7 @@ class Inventory:
         for mac, (nid, zone) in mac_to_id.items():
             if mac not in named and nid is not None:
                 self.entries.append(_Entry(mac, zone or f"Node {nid}", zone, mac, nid, ""))
+        _check_unambiguous(self.entries)
         self._told: set[str] = set()
 
     @property
@@ -147,15 +149,16 @@ class Inventory:
                 best = e
         return None if best is None else self._identity(best)
 
-    def resolve(self, address: str, node_id: int) -> NodeIdentity:
-        """:meth:`match`, else an automatic identity (logged once, saying how to name it)."""
+    def resolve(self, address: str, node_id: int, tell: bool = True) -> NodeIdentity:
+        """:meth:`match`, else an automatic identity (logged once, saying how to name it,
+        unless ``tell`` is False)."""
         found = self.match(address, node_id)
         if found is not None:
             return found
         from csi_edge.frames import node_key
 
         wire = node_key(address, node_id)
-        if wire not in self._told:
+        if tell and wire not in self._told:
             self._told.add(wire)
             log.warning(
                 "node %s is not in the inventory; name it with a [nodes.<id>] table in "
@@ -163,9 +166,56 @@ class Inventory:
                 wire,
                 node_id,
             )
-        return NodeIdentity(
-            wire, address_slug(wire), f"Node {node_id} ({address})", node_id=node_id
+        return NodeIdentity(wire, address_slug(wire), auto_name(wire), node_id=node_id)
+
+
+def inventory_from_config(cfg: Any, gateway_id: str, where: str = "config") -> Inventory:
+    """The inventory of a GatewayConfig (``[nodes.<id>]`` tables, ``[inventory] results``);
+    every mistake is one ConfigError naming ``where`` (the config file) and the key."""
+    for f in cfg.inventory.results:
+        try:
+            _read_results(Path(f))
+        except ConfigError as e:
+            raise ConfigError(f"{where}: inventory.results: {e}") from None
+    try:
+        return Inventory(
+            {eid: entry.table() for eid, entry in cfg.nodes.items()},
+            cfg.inventory.results,
+            gateway_id,
         )
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from None
+
+
+def _check_unambiguous(entries: list[_Entry]) -> None:
+    """Two entries that would match the same frames (same node id and address, or the same
+    MAC) are a mistake: which one a node is would depend on the order of the file."""
+    seen: dict[tuple, _Entry] = {}
+    for e in entries:
+        for sig in (("mac", e.mac) if e.mac else None, ("at", e.node_id, e.address)):
+            if sig is None:
+                continue
+            other = seen.get(sig)
+            if other is not None:
+                a, b = _label(other), _label(e)
+                raise ConfigError(
+                    f"{b} matches the same node as {a} ({_what(e)}); give one of them a "
+                    "different node_id or an address, or remove one"
+                )
+            seen[sig] = e
+
+
+def _label(e: _Entry) -> str:
+    return f"nodes.{e.id}" if e.id != e.mac else f"board {e.mac} of a provision results file"
+
+
+def _what(e: _Entry) -> str:
+    parts = [f"mac {e.mac}"] if e.mac else []
+    if e.node_id is not None:
+        parts.append(f"node_id {e.node_id}")
+    if e.address:
+        parts.append(f"address {e.address}")
+    return ", ".join(parts)
 
 
 def _read_results(path: Path) -> list[tuple[str, int | None, str]]:

@@ -146,6 +146,12 @@ class NodeTable:
     ``clock`` gives "now" for the online/offline decision: pass ``time.time`` live; leave it
     ``None`` offline, and "now" is the latest receive time in the table (so a capture recorded
     yesterday does not show every node offline).
+
+    ``key(source, node_id)`` names a new (source, node id) pair, once, when its first frame
+    arrives (default :func:`~csi_edge.frames.node_key`, the wire key). The gateway passes the
+    node inventory's identity key (``mac_...``, ``id_<gateway>_<n>``): a board heard from a new
+    address then continues its own state (counters, rate, and downstream its baseline), and
+    :attr:`NodeState.source` follows it to the new address.
     """
 
     def __init__(
@@ -159,7 +165,9 @@ class NodeTable:
         jump_slack: int = 1024,
         jump_rate_hz: float = 1000.0,
         clock: Callable[[], float] | None = None,
+        key: Callable[[str, int], str] | None = None,
     ) -> None:
+        self.key = key or node_key
         self.offline_after_s = offline_after_s
         self.reorder_window = reorder_window
         self.reboot_gap_s = reboot_gap_s
@@ -188,12 +196,20 @@ class NodeTable:
     def _state(self, source: str, node_id: int) -> NodeState:
         st = self._by_src_node.get((source, node_id))
         if st is None:
-            key = node_key(source, node_id)
+            key = self.key(source, node_id)
             st = self.nodes.get(key)
             if st is None:
                 st = self.nodes[key] = NodeState(key=key, source=source, node_id=node_id)
+            st.source = source  # the same board from a new address: it lives there now
             self._by_src_node[(source, node_id)] = st
+        elif st.source != source:
+            st.source = source  # back at an address it had before
         return st
+
+    def key_of(self, source: str, node_id: int) -> str:
+        """The key frames of (source, node id) are kept under (see ``key``)."""
+        st = self._by_src_node.get((source, node_id))
+        return st.key if st is not None else self.key(source, node_id)
 
     def known(self, source: str, node_id: int) -> bool:
         """Whether (source, node id) is a node already (admission checks only new ones)."""

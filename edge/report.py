@@ -45,9 +45,21 @@ class NodeReport:
     #: the change ratio above which this node flags motion (its own setting, else [vitals])
     motion_ratio: float | None = None
 
+    @property
+    def display_name(self) -> str:
+        """What a sink shows: the inventory's name, else the automatic one."""
+        return self.name or auto_name(self.node)
+
     def to_json(self) -> dict:
         """A JSON-safe dict (see :func:`jsonable`)."""
         return jsonable(asdict(self))
+
+
+def auto_name(node: str) -> str:
+    """The name of a node the inventory does not name: ``"Node 1 (192.168.1.20)"`` for the wire
+    key ``"192.168.1.20#1"`` (any other key is its own name)."""
+    address, sep, node_id = node.rpartition("#")
+    return f"Node {node_id} ({address})" if sep and node_id.isdigit() else node
 
 
 def jsonable(v: Any) -> Any:

@@ -155,6 +155,15 @@ def load_vitals_model(cfg: GatewayConfig) -> Any | None:
     return _load_optional(cfg.models.vitals, DEFAULT_VITALS, cfg, "vitals")
 
 
+def build_inventory(cfg: GatewayConfig, where: str = "config") -> Any:
+    """The node inventory of ``cfg`` (``[nodes.<id>]``, ``[inventory] results``), for this
+    gateway's id (``id_<gateway_id>_<n>`` keys)."""
+    from csi_edge.gatewayid import resolve_gateway_id
+    from csi_edge.inventory import inventory_from_config
+
+    return inventory_from_config(cfg, resolve_gateway_id(cfg.gateway_id), where)
+
+
 def build_gateway(
     cfg: GatewayConfig,
     extra_sources: Iterable[Source] = (),
@@ -170,6 +179,7 @@ def build_gateway(
         raise ConfigError("no sources: set ingest.udp or ingest.serial (or pass --udp / --serial)")
     from csi_edge.estimators import ProcessEstimators
 
+    inventory = build_inventory(cfg)
     pose, vitals = load_pose_runtime(cfg), load_vitals_model(cfg)  # bad bundles fail here
     # the estimates run in their own process, off the ingest loop (csi_edge.estimators)
     estimators = ProcessEstimators(
@@ -183,10 +193,12 @@ def build_gateway(
         [],
         None if pose is None else TimedModel(pose, "pose"),
         None if vitals is None else TimedModel(vitals, "vitals"),
+        inventory=inventory,
         estimators=estimators,
     )
     gateway.capture = capture
     gateway.status = StatusBuilder(gateway)
+    gateway.status.names = gateway.names  # the inventory's names in /health
     gateway.console_stream = console_stream
     gateway.sink_map = (
         build_sink_map(cfg, console_stream, gateway.totals_line, gateway.status)

@@ -79,16 +79,22 @@ def listen_frames(
 
 
 def calibrate_and_save(
-    frames: FrameBatch, cal_dir: str | Path | None, what: str, node: str | None = None
+    frames: FrameBatch,
+    cal_dir: str | Path | None,
+    what: str,
+    node: str | None = None,
+    key_of: Callable[[str, int], str] | None = None,
 ) -> list[BaselineOutcome]:
     """Extend and save each node's baseline from ``frames`` (``what`` names the input in
-    errors; ``node`` keeps one node key); refused nodes keep what they had."""
+    errors; ``node`` keeps one node key; ``key_of(address, node_id)`` is the gateway's node
+    identity, so a named node's baseline lands where the gateway looks); refused nodes keep
+    what they had."""
     from csi_edge.vitals.baseline import baseline_path, load_baseline, save_baseline
     from csi_edge.vitals.room import calibrate_frames
     from csi_edge.vitals.run import frame_times
 
     if node:
-        frames = frames[frames.node_keys() == node]
+        frames = frames[frames.node_keys(key_of) == node]
         if len(frames) == 0:
             raise NoDataError(f"--node {node}: no frames from that node")
     if len(frames) == 0:
@@ -97,13 +103,14 @@ def calibrate_and_save(
     if src == "none":
         raise InputError(f"{what}: frames carry no timestamps; cannot calibrate")
     baselines = {}
-    for key in sorted(set(frames.node_keys().tolist())):
+    keys = frames.node_keys(key_of)
+    for key in sorted(set(keys.tolist())):
         try:
             baselines[key] = load_baseline(key, cal_dir)
         except ValueError as e:  # a corrupt baseline file, named in the message
             raise InputError(str(e)) from None
     out = []
-    for r in calibrate_frames(frames, baselines, times):
+    for r in calibrate_frames(frames, baselines, times, keys):
         path = baseline_path(r.node, cal_dir)
         if r.accepted:
             try:

@@ -2,7 +2,9 @@
 
 What changes live: sinks (only those whose section changed are rebuilt: the new one is built
 before the old one is closed, so a bad new address keeps the old sink), models (loaded on a worker
-thread, then swapped in; the pose model's streaming window starts over), ``offline_after_s``.
+thread, then swapped in; the pose model's streaming window starts over), ``offline_after_s``,
+node names and areas (``[nodes.<id>]``, ``[inventory]``: from the next report on). A node the new
+inventory would key differently (newly matched, or no longer) keeps its key until a restart.
 What needs a restart, and is said so in the log: sources (``ingest.*``), the capture ring,
 ``report_interval_s``, ``gateway_id``. An invalid config raises (the daemon logs one line naming file and key)
 and the running configuration stays.
@@ -68,6 +70,11 @@ class Reloader:
             restart.append("gateway_id")
             applied.gateway_id = old.gateway_id
 
+        inventory = None
+        if (new.nodes, new.inventory) != (old.nodes, old.inventory):
+            from csi_edge.service import build_inventory
+
+            inventory = build_inventory(applied)  # ConfigError: nothing changed yet
         pose = vitals = None
         if new.models != old.models:
             loop = asyncio.get_running_loop()
@@ -104,6 +111,12 @@ class Reloader:
             g.vitals_model = None if vitals is None else TimedModel(vitals, "vitals")
             g.latest_pose.clear()
             done.append("models reloaded")
+        if inventory is not None:
+            stuck = g.rename(inventory)
+            g.ingest.admission.inventory = inventory if new.inventory.known_only else None
+            done.append("node names")
+            if stuck:
+                restart.append(f"the identity of node(s) {', '.join(stuck)}")
         if new.ingest.offline_after_s != old.ingest.offline_after_s:
             g.ingest.nodes.offline_after_s = new.ingest.offline_after_s
             done.append(f"offline_after_s {new.ingest.offline_after_s:g}")

@@ -80,6 +80,20 @@ http = "127.0.0.1:8080"
 # topics are csi-edge/<gateway_id>/...: set gateway_id (top of this file) when several
 # gateways share a broker and you want names of your own; default: the host name, kept in
 # /var/lib/csi-edge/gateway_id
+
+# Names and rooms of the nodes (the console, the live page, /health, JSONL, and Home Assistant's
+# device names and areas). A board is matched by its MAC (through the results file that
+# `csi-edge provision --inventory` writes), its node id, or its address; a named board keeps its
+# key, room baseline and Home Assistant devices when its IP changes. Unnamed nodes still work,
+# with an automatic name; the log says once how to name each.
+# [inventory]
+# results = ["fleet.results.json"]  # relative to this file; each board's zone is its name and area
+# known_only = false                # true: refuse frames of nodes not named here or there
+#
+# [nodes.bedroom]
+# name = "Bedroom"
+# area = "Bedroom"                  # Home Assistant's suggested area
+# node_id = 3                       # or mac = "f4:12:fa:00:00:03", or address = "192.168.1.23"
 """
 
 ENV = """\

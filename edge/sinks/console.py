@@ -29,7 +29,7 @@ def report_cells(r: NodeReport) -> list[str]:
     node_br = nv.get("breathing_bpm")
     model_br = (r.model_vitals or {}).get("breathing_bpm")
     return [
-        r.node,
+        r.name or r.node,  # the inventory's name; an unnamed node shows its key
         f"{_fmt(link.get('rate_hz'), 1)} Hz",
         str(link.get("lost", 0)),
         yes_no(r.presence),

@@ -104,6 +104,7 @@ class MqttSink:
         self.status_topic = self.topics.status
         self._lock = threading.Lock()
         self._announced: set[str] = set()  # node keys whose discovery is on this connection
+        self._names: dict[str, tuple[str, str]] = {}  # node key -> (name, area) of its reports
         self._legacy_cleared: set[str] = set()  # node keys whose pre-gateway-id configs are gone
         self._avail: dict[str, str] = {}  # node slug -> availability last published
         self._conn_sent: set[str] = set()  # node slugs whose availability went on this connection
@@ -260,11 +261,14 @@ class MqttSink:
 
     def _announce(self, node: str) -> None:
         """Discovery for one node (under the lock, while connected)."""
+        name, area = self._names.get(node, ("", ""))
         for topic, payload in discovery_messages(
             self.topics,
             node,
             heart_rate=self.config.heart_rate,
             expire_after_s=self.config.expire_after_s,
+            name=name,
+            area=area,
         ):
             body = "" if payload is None else json.dumps(payload)
             self.client.publish(topic, body, qos=1, retain=True)
@@ -283,6 +287,9 @@ class MqttSink:
             # online = it sent frames since this start and recently (ingest's link.online)
             avail = ONLINE if r.link.get("online") else OFFLINE
             with self._lock:
+                if self._names.get(r.node, ("", "")) != (r.name, r.area):  # named, renamed
+                    self._names[r.node] = (r.name, r.area)
+                    self._announced.discard(r.node)
                 if r.node not in self._announced and self.client.is_connected():
                     self._announce(r.node)
                 self._last[s] = (r.node, state)

@@ -148,18 +148,27 @@ class Topics:
 
 
 def discovery_messages(
-    topics: Topics, node: str, *, heart_rate: bool = False, expire_after_s: int = 0
+    topics: Topics,
+    node: str,
+    *,
+    heart_rate: bool = False,
+    expire_after_s: int = 0,
+    name: str = "",
+    area: str = "",
 ) -> list[tuple[str, dict | None]]:
     """(topic, payload) per entity of one node; payload None = remove that entity (an empty
-    retained config), for entities that cannot have a value (heart rate when disabled)."""
+    retained config), for entities that cannot have a value (heart rate when disabled).
+    ``name`` / ``area``: the node inventory's (NodeReport.name / .area), "" = not configured."""
     dev_id = topics.device_id(node)
     device = {
         "identifiers": [dev_id],
-        "name": f"CSI node {node}",
+        "name": name or f"CSI node {node}",
         "manufacturer": "Espressif (CSI via csi-edge)",
         "model": "ESP32-S3 CSI node",
         "sw_version": f"csi-edge {__version__}",
     }
+    if area:
+        device["suggested_area"] = area
     availability = [{"topic": topics.status}, {"topic": topics.availability(node)}]
     out: list[tuple[str, dict | None]] = []
     for e in ENTITIES:

@@ -33,15 +33,20 @@ class NodeOutcome:
 
 
 def calibrate_frames(
-    frames: FrameBatch, baselines: dict[str, Baseline], times: np.ndarray | None = None
+    frames: FrameBatch,
+    baselines: dict[str, Baseline],
+    times: np.ndarray | None = None,
+    keys: np.ndarray | None = None,
 ) -> list[NodeOutcome]:
-    """Update ``baselines`` (node key -> Baseline, created when missing) from ``frames``."""
+    """Update ``baselines`` (node key -> Baseline, created when missing) from ``frames``;
+    ``keys``: each frame's node key (default the wire key; the inventory's identity keys
+    make the baselines the gateway finds for named nodes)."""
     from csi_edge.vitals.run import frame_times, lltf_frames
 
     if times is None:
         times, _ = frame_times(frames)
     csi = lltf_frames(frames)
-    keys = frames.node_keys()
+    keys = frames.node_keys() if keys is None else keys
     out = []
     for key in sorted(set(keys.tolist())):
         idx = np.flatnonzero(keys == key)
