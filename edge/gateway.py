@@ -257,6 +257,14 @@ class Gateway:
         self._pose_conf = _grown(self._pose_conf, tb.rows, 0.0)
         self._pose_t[tb.rows], self._pose_conf[tb.rows] = last.t, last.confidence
 
+    def reset_pose_tracks(self) -> None:
+        """Forget every pose track (a new pose model was loaded: its streams start empty)."""
+        from csi_edge.pose.tracking import NodeTracker
+
+        self.tracker = NodeTracker()
+        self._pose_t = np.zeros(0)
+        self._pose_conf = np.zeros((0, 17), np.float32)
+
     def _pose_report(self, key: str, now: float) -> dict | None:
         """The node's tracked pose when its track is confirmed and under 2 s old."""
         from csi_edge.pose.tracking import CONFIRMED

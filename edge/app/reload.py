@@ -70,16 +70,22 @@ class Reloader:
             restart.append("gateway_id")
             applied.gateway_id = old.gateway_id
 
+        if new.models.vitals != old.models.vitals and hasattr(g.estimators, "model_loader"):
+            # the vitals model runs inside the estimator process with every node's state
+            restart.append("models.vitals (it runs in the estimator process)")
+            applied.models.vitals = old.models.vitals
+
         inventory = None
         if (new.nodes, new.inventory) != (old.nodes, old.inventory):
             from csi_edge.service import build_inventory
 
             inventory = build_inventory(applied)  # ConfigError: nothing changed yet
         pose = vitals = None
-        if new.models != old.models:
+        models_changed = applied.models != old.models
+        if models_changed:
             loop = asyncio.get_running_loop()
             pose, vitals = await loop.run_in_executor(
-                None, lambda: (load_pose_runtime(new), load_vitals_model(new))
+                None, lambda: (load_pose_runtime(applied), load_vitals_model(applied))
             )
         changed = {
             key
@@ -106,10 +112,12 @@ class Reloader:
         heartbeat = [s for s in g.sinks if type(s).__name__ == "Heartbeat"]
         g.sink_map = sink_map
         g.sinks = heartbeat + list(sink_map.values())
-        if new.models != old.models:
+        if models_changed:
             g.pose = None if pose is None else TimedModel(pose, "pose")
             g.vitals_model = None if vitals is None else TimedModel(vitals, "vitals")
-            g.latest_pose.clear()
+            if hasattr(g.estimators, "vitals_model"):  # in-process estimators (a worker thread)
+                g.estimators.vitals_model = g.vitals_model
+            g.reset_pose_tracks()  # the new model's streams start empty; so do the tracks
             done.append("models reloaded")
         if inventory is not None:
             stuck = g.rename(inventory)
