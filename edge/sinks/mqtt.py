@@ -178,6 +178,8 @@ class MqttSink:
         self.transport.down()
         if not reason_code.is_failure:
             return  # our own disconnect()
+        if self.transport.log_tls_failure():
+            return  # refused by TLS (a client certificate), not another client
         now = time.monotonic()
         self._drops = [t for t in self._drops if now - t < TAKEOVER_WINDOW_S] + [now]
         if len(self._drops) >= TAKEOVER_DISCONNECTS and not self._takeover_warned:
@@ -195,7 +197,7 @@ class MqttSink:
     def _on_connect_fail(self, client, userdata) -> None:  # noqa: ARG002
         """A wrong host name or a broker that is down is retried silently by paho: say so, once
         per outage, or the user sees nothing at all (a TLS handshake failure: its reason)."""
-        if self.transport.log_connect_fail():
+        if self.transport.log_tls_failure():
             return
         if not self._fail_logged:
             self._fail_logged = True

@@ -38,6 +38,8 @@ log = logging.getLogger("csi_edge.mqtt")
 
 PLAIN_PORT, TLS_PORT = 1883, 8883
 USERNAME_ENV = "CSI_EDGE_MQTT_USERNAME"
+#: QoS 1 messages paho may hold unacknowledged (every node's discovery at once fits)
+PAHO_MAX_QUEUED = 4096
 
 
 @dataclass
@@ -121,7 +123,8 @@ def credentials(section: Any) -> tuple[str | None, str | None]:
 
 # -- TLS ----------------------------------------------------------------------------------------
 class _RecordingSocket(ssl.SSLSocket):
-    """Keeps the last handshake error on its context: paho swallows it and only retries."""
+    """Keeps the last TLS error on its context: paho swallows it and only retries. With TLS 1.3
+    a refused client certificate arrives after the handshake, as an alert on the first read."""
 
     def do_handshake(self, *args, **kwargs):
         try:
@@ -131,6 +134,15 @@ class _RecordingSocket(ssl.SSLSocket):
             raise
         self.context.last_error = None  # type: ignore[attr-defined]
         return out
+
+    def recv(self, *args, **kwargs):
+        try:
+            return super().recv(*args, **kwargs)
+        except (ssl.SSLWantReadError, ssl.SSLWantWriteError):
+            raise
+        except ssl.SSLError as e:
+            self.context.last_error = e  # type: ignore[attr-defined]
+            raise
 
 
 def _readable(path: str, key: str) -> str:
@@ -244,8 +256,9 @@ class Transport:
                 why,
                 self.broker,
             )
-        # paho's own queue (QoS 1 in flight or waiting for a reconnect) is bounded too
-        client.max_queued_messages_set(cfg.queue_max)
+        # paho's own queue (QoS 1 awaiting the broker's ack) is bounded too; it only fills while
+        # connected (nothing is handed over while down), so it must fit a discovery burst
+        client.max_queued_messages_set(max(cfg.queue_max, PAHO_MAX_QUEUED))
 
     # -- connection state -----------------------------------------------------------------------
     def go_live(self) -> None:
@@ -269,11 +282,12 @@ class Transport:
         e = getattr(self.context, "last_error", None)
         return None if e is None else describe_tls_error(e)
 
-    def log_connect_fail(self) -> bool:
-        """Log a TLS handshake failure once per distinct error; False when there was none."""
+    def log_tls_failure(self) -> bool:
+        """Log a TLS failure once per distinct error; False when there was none."""
         msg = self.handshake_error()
         if msg is None:
             return False
+        self.context.last_error = None  # type: ignore[union-attr]  # consumed: one per attempt
         if msg != self._tls_logged:
             self._tls_logged = msg
             log.warning(
