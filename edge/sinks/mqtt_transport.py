@@ -113,8 +113,8 @@ def credentials(section: Any) -> tuple[str | None, str | None]:
         )
     if username and not password:
         log.warning(
-            "sinks.mqtt: username %r is set but neither $%s nor sinks.mqtt.password_file gives "
-            "a password: connecting without one",
+            "sinks.mqtt: username %r is set but $%s is empty and no sinks.mqtt.password_file "
+            "is set: connecting without a password",
             username,
             section.password_env or "CSI_EDGE_MQTT_PASSWORD",
         )
