@@ -312,6 +312,57 @@ def test_client_certificate_auth(brokers, pki, caplog):
     assert "client certificate" in line or "certificate required" in line, line
 
 
+def test_tls_and_plaintext_mixed_up_say_so_not_another_client(brokers, pki, caplog):
+    tls_port = brokers.start(tls_lines(pki))
+    plain_port = brokers.start(["allow_anonymous true"])
+    with caplog.at_level(logging.WARNING, logger="csi_edge.mqtt"):
+        plain = _sink(tls_port, "mix1")  # plaintext to the TLS listener
+        tls = _sink(plain_port, "mix2", tls=True, ca_file=str(pki["ca_cert"]))
+        try:
+            assert _wait(lambda: _messages(caplog, "before accepting it"))
+            assert _wait(lambda: _messages(caplog, "TLS handshake failed"))
+            time.sleep(4.0)  # several retries: still one line each, and no takeover warning
+        finally:
+            plain.close()
+            tls.close()
+    (line,) = _messages(caplog, "before accepting it")
+    assert f"127.0.0.1:{tls_port}" in line and "tls = true" in line
+    (line,) = _messages(caplog, "TLS handshake failed")
+    assert f"127.0.0.1:{plain_port}" in line and "is this port a TLS listener?" in line
+    assert not _messages(caplog, "another client")
+
+
+def test_the_transport_keys_in_gateway_toml_and_on_the_command_line(tmp_path):
+    from csi_edge.config import load_config
+
+    p = tmp_path / "gateway.toml"
+    p.write_text(
+        '[sinks.mqtt]\nhost = "b"\ntls = true\nca_file = "/etc/ca.pem"\ninsecure = false\n'
+        'password_file = "mqtt-password"\nqueue_max = 50\n'
+    )
+    m = load_config(p).sinks.mqtt
+    assert (m.tls, m.ca_file, m.password_file, m.queue_max) == (True, "/etc/ca.pem", "mqtt-password", 50)
+    for bad, msg in [
+        ("queue_max = 0", "sinks.mqtt.queue_max must be > 0, got 0"),
+        ('tls = "yes"', "sinks.mqtt.tls must be bool, got 'yes'"),
+        ("password = 'x'", "unknown key 'sinks.mqtt.password'"),
+    ]:
+        p.write_text(f"[sinks.mqtt]\n{bad}\n")
+        with pytest.raises(ConfigError, match=msg):
+            load_config(p)
+    r = subprocess.run(
+        CLI + ["run", "--mqtt", "b", "--mqtt-ca-file", "/etc/ca.pem", "--mqtt-cert-file", "/c.pem",
+               "--mqtt-key-file", "/k.pem", "--mqtt-insecure", "--print-config"],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    for line in ('tls = true', 'ca_file = "/etc/ca.pem"', 'cert_file = "/c.pem"',
+                 'key_file = "/k.pem"', "insecure = true"):  # fmt: skip
+        assert line in r.stdout.splitlines()
+    r = subprocess.run(CLI + ["run", "--mqtt-password", "x"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and "No such option '--mqtt-password'" in r.stderr
+
+
 @pytest.mark.parametrize(
     "key, expected",
     [

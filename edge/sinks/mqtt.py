@@ -153,6 +153,7 @@ class MqttSink:
             self.topics.base,
         )
         self._fail_logged = False
+        self.transport.accepted()
         self.reconnects += 1
         with self._lock:
             self._announced.clear()  # re-announce in case the broker lost its retained configs
@@ -178,8 +179,8 @@ class MqttSink:
         self.transport.down()
         if not reason_code.is_failure:
             return  # our own disconnect()
-        if self.transport.log_tls_failure():
-            return  # refused by TLS (a client certificate), not another client
+        if self.transport.explain_drop():
+            return  # refused by TLS or before the CONNACK: not another client
         now = time.monotonic()
         self._drops = [t for t in self._drops if now - t < TAKEOVER_WINDOW_S] + [now]
         if len(self._drops) >= TAKEOVER_DISCONNECTS and not self._takeover_warned:

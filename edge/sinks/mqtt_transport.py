@@ -203,7 +203,12 @@ def describe_tls_error(e: BaseException) -> str:
 def tls_hint(message: str) -> str:
     if "verify failed" in message:
         return "check sinks.mqtt.ca_file (or insecure = true for a self-signed broker)"
-    if "wrong version number" in message or "record layer" in message:
+    if (
+        "wrong version number" in message
+        or "record layer" in message
+        or "reset by peer" in message
+        or "eof" in message
+    ):
         return "is this port a TLS listener? (1883 is usually plaintext, 8883 TLS)"
     if "certificate required" in message or "handshake failure" in message:
         return "the broker may require a client certificate: sinks.mqtt.cert_file / key_file"
@@ -236,6 +241,8 @@ class Transport:
         self.dropped = 0  # messages lost: the queue was full (oldest first) or paho refused one
         self.coalesced = 0  # retained messages replaced by a newer one for the same topic
         self._tls_logged = ""
+        self._accepted = False  # this connection got its CONNACK
+        self._early_logged = False
         self.context: ssl.SSLContext | None = None
         if username:
             client.username_pw_set(username, password)
@@ -272,10 +279,38 @@ class Transport:
         if pending:
             log.info("MQTT: sent %d messages queued while the broker was away", len(pending))
 
+    def accepted(self) -> None:
+        """The broker accepted this connection (CONNACK)."""
+        self._accepted = True
+
     def down(self) -> None:
         """The connection is gone: queue from now on."""
         with self._lock:
             self._live = False
+
+    def explain_drop(self) -> bool:
+        """An unexpected disconnect (after :meth:`down`): True when it is a TLS failure or the
+        broker closed the connection before accepting it, logged here (once per reason) so the
+        sink does not take it for another client with its client id."""
+        was_accepted, self._accepted = self._accepted, False
+        if self.log_tls_failure():
+            return True
+        if was_accepted:
+            return False
+        if not self._early_logged:
+            self._early_logged = True
+            hint = (
+                "check sinks.mqtt.cert_file / key_file and the broker's log"
+                if self.cfg.tls
+                else "a TLS listener? set [sinks.mqtt] tls = true (8883 is usually TLS)"
+            )
+            log.warning(
+                "MQTT broker %s closed the connection before accepting it; %s (retrying in "
+                "the background)",
+                self.broker,
+                hint,
+            )
+        return True
 
     def handshake_error(self) -> str | None:
         """The last TLS handshake error in words, or None (no TLS, or the last one worked)."""
