@@ -60,10 +60,24 @@ class ModelsConfig:
 @dataclass
 class MqttSection:
     host: str = ""
-    port: int = 1883
+    #: 0 = 1883, or 8883 with tls (a port in host wins)
+    port: int = 0
+    #: "" = $CSI_EDGE_MQTT_USERNAME
     username: str = ""
     #: the password is read from this environment variable, never from the file
     password_env: str = "CSI_EDGE_MQTT_PASSWORD"
+    #: or from this file (wins over the environment); a bare name is looked up in systemd's
+    #: $CREDENTIALS_DIRECTORY (LoadCredential=)
+    password_file: str = ""
+    #: TLS to the broker: ca_file "" = the system's CAs; cert_file/key_file: a client certificate
+    tls: bool = False
+    ca_file: str = ""
+    cert_file: str = ""
+    key_file: str = ""
+    #: skip verifying the broker's certificate and host name (self-signed); logs a warning
+    insecure: bool = False
+    #: most messages held while the broker is away (latest state per node); oldest dropped first
+    queue_max: int = 1000
     prefix: str = "csi-edge"
     discovery_prefix: str = "homeassistant"
     #: Home Assistant marks a node's entities unavailable when no state came for this long
@@ -182,6 +196,7 @@ _POSITIVE = {
     ("vitals", "presence_hold_s"),
     ("vitals", "presence_decide_s"),
     ("vitals", "motion_ratio"),
+    ("sinks", "mqtt", "queue_max"),
 } | {
     ("sinks", f, k) for f in ("jsonl_rotate", "capture_rotate") for k in ("max_mb", "max_age_h", "keep")
 }

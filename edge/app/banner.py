@@ -55,7 +55,8 @@ def banner_lines(gateway: Any) -> list[str]:
         elif key == "mqtt":
             m = sink.config
             sinks.append(
-                f"mqtt {m.host}:{m.port} (topics {sink.topics.base}/, client id {m.client_id}, "
+                f"mqtt {m.host}:{m.port} ({'TLS' if m.transport.tls else 'plaintext'}, "
+                f"topics {sink.topics.base}/, client id {m.client_id}, "
                 f"discovery {m.discovery_prefix})"
             )
         else:

@@ -74,7 +74,10 @@ def format_health(h: dict, url: str) -> str:
         lines.append(f"  source {name}: {extra}")
     mqtt = h.get("mqtt")
     if mqtt:
-        lines.append(f"  mqtt {mqtt.get('broker', '')}: {'connected' if mqtt.get('connected') else 'not connected'}")
+        line = f"  mqtt {mqtt.get('broker', '')}: {'connected' if mqtt.get('connected') else 'not connected'}"
+        if mqtt.get("queued") or mqtt.get("dropped"):  # the broker was away (mqtt_transport)
+            line += f", {mqtt.get('queued', 0)} queued, {mqtt.get('dropped', 0)} dropped"
+        lines.append(line)
     for key, n in sorted((h.get("nodes") or {}).items()):
         name = f"{n['name']} ({key})" if n.get("name") else key
         if n.get("online"):

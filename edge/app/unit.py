@@ -77,6 +77,8 @@ http = "127.0.0.1:8080"
 [sinks.mqtt]
 # host = "homeassistant.local"
 # username = "csi-edge"   # the password goes into {env} as CSI_EDGE_MQTT_PASSWORD=...
+# password_file = "mqtt-password"   # or: LoadCredential=mqtt-password:/etc/csi-edge/mqtt-password
+# tls = true               # port 8883; ca_file = "/etc/csi-edge/ca.pem" (docs/home-assistant.md)
 # topics are csi-edge/<gateway_id>/...: set gateway_id (top of this file) when several
 # gateways share a broker and you want names of your own; default: the host name, kept in
 # /var/lib/csi-edge/gateway_id

@@ -9,7 +9,6 @@ gateway lends its sinks (where the console view goes, the ingest-totals line, th
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
@@ -87,15 +86,11 @@ def mqtt(cfg: GatewayConfig, ctx: SinkContext) -> Sink | None:
     if not m.host:
         return None
     from csi_edge.sinks.mqtt import MqttSink, config_from
+    from csi_edge.sinks.mqtt_transport import credentials, default_port
 
+    port = m.port or default_port(m.tls)
     host, port = parse_hostport(
-        m.host if ":" in m.host else f"{m.host}:{m.port}", what="sinks.mqtt.host"
+        m.host if ":" in m.host else f"{m.host}:{port}", what="sinks.mqtt.host"
     )
-    password = os.environ.get(m.password_env) if m.password_env else None
-    if m.username and not password:
-        log.warning(
-            "sinks.mqtt: username %r is set but $%s is empty: connecting without a password",
-            m.username,
-            m.password_env,
-        )
-    return MqttSink(config_from(cfg, host, port, password))
+    username, password = credentials(m)
+    return MqttSink(config_from(cfg, host, port, password, username))

@@ -78,6 +78,13 @@ class StatusCollector:
                 c = CounterMetricFamily("csi_edge_mqtt_reconnects", "Connections to the broker after the first.")
                 c.add_metric([], mqtt["reconnects"])
                 yield c
+            if mqtt.get("dropped") is not None:
+                c = CounterMetricFamily(
+                    "csi_edge_mqtt_dropped_messages",
+                    "Messages dropped while the broker was away (the queue was full; oldest first).",
+                )
+                c.add_metric([], mqtt["dropped"])
+                yield c
             if mqtt.get("queued") is not None:
                 g = GaugeMetricFamily("csi_edge_mqtt_queued_messages", "Messages waiting to be sent.")
                 g.add_metric([], mqtt["queued"])

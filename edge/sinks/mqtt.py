@@ -20,7 +20,9 @@ answer at once), so a restarted HA or a deleted device recovers without a gatewa
 
 paho-mqtt runs its network loop in its own thread and reconnects by itself, so a broker that is
 down is not fatal. Callbacks run on that thread and ``publish`` on the gateway loop, so the
-per-node availability state is under one lock.
+per-node availability state is under one lock. TLS, credentials and the bounded queue that holds
+messages while the broker is away are :mod:`csi_edge.sinks.mqtt_transport`; the queue is sent
+once the start-up read-back is over, before the gateway is announced ``online``.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ from csi_edge.errors import ConfigError
 from csi_edge.frames import slug
 from csi_edge.report import NodeReport
 from csi_edge.sinks.mqtt_discovery import Topics, discovery_messages
+from csi_edge.sinks.mqtt_transport import Transport, TransportConfig
 
 log = logging.getLogger("csi_edge.mqtt")
 
@@ -74,6 +77,8 @@ class MqttConfig:
     #: pose keypoints (~1.5 KB a report) on their own non-retained topic; off: not sent at all
     #: (Home Assistant renders every template of a state topic per message)
     pose: bool = False
+    #: TLS, the bounded queue (csi_edge.sinks.mqtt_transport)
+    transport: TransportConfig = field(default_factory=TransportConfig)
 
     def __post_init__(self) -> None:
         from csi_edge.gatewayid import resolve_gateway_id
@@ -115,8 +120,9 @@ class MqttSink:
         self.marked_offline = 0  # stale nodes set offline at start-up (read back or inventory)
         self.reconnects = -1
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=config.client_id)
-        if config.username:
-            self.client.username_pw_set(config.username, config.password)
+        self.transport = Transport(
+            self.client, config.transport, config.host, config.port, config.username, config.password
+        )
         self.client.will_set(self.status_topic, OFFLINE, qos=1, retain=True)
         self.client.on_connect = self._on_connect
         self.client.on_connect_fail = self._on_connect_fail
@@ -148,6 +154,7 @@ class MqttSink:
             self.topics.base,
         )
         self._fail_logged = False
+        self.transport.accepted()
         self.reconnects += 1
         with self._lock:
             self._announced.clear()  # re-announce in case the broker lost its retained configs
@@ -170,8 +177,11 @@ class MqttSink:
         """Dropped again and again right after connecting: a broker does that when a second
         client connects with the same client id (two gateways with one gateway id, e.g. two
         boards both called ``raspberrypi``). paho reconnects silently, so say it, once."""
+        self.transport.down()
         if not reason_code.is_failure:
             return  # our own disconnect()
+        if self.transport.explain_drop():
+            return  # refused by TLS or before the CONNACK: not another client
         now = time.monotonic()
         self._drops = [t for t in self._drops if now - t < TAKEOVER_WINDOW_S] + [now]
         if len(self._drops) >= TAKEOVER_DISCONNECTS and not self._takeover_warned:
@@ -188,7 +198,9 @@ class MqttSink:
 
     def _on_connect_fail(self, client, userdata) -> None:  # noqa: ARG002
         """A wrong host name or a broker that is down is retried silently by paho: say so, once
-        per outage, or the user sees nothing at all."""
+        per outage, or the user sees nothing at all (a TLS handshake failure: its reason)."""
+        if self.transport.log_tls_failure():
+            return
         if not self._fail_logged:
             self._fail_logged = True
             log.warning(
@@ -238,6 +250,7 @@ class MqttSink:
                 return  # an old connection's echo or timer
             self._sync_token = ""
             timer = self._sync_timer
+            self.transport.go_live()  # what waited while the broker was away, in order
             for key in self.config.known_nodes:
                 s = slug(key)
                 if s not in self._avail:
@@ -247,7 +260,7 @@ class MqttSink:
                 s = slug(key)
                 if s not in self._conn_sent:
                     self._set_avail(s, self.topics.availability(key), self._avail[s])
-            self.client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+            self.transport.publish(self.status_topic, ONLINE, qos=1, retain=True)
         if timer is not None:
             timer.cancel()
 
@@ -255,7 +268,7 @@ class MqttSink:
     def _set_avail(self, node_slug: str, topic: str, value: str) -> None:
         """Publish one node's availability (under the lock; retained, QoS 1)."""
         self._avail[node_slug] = value
-        self.client.publish(topic, value, qos=1, retain=True)
+        self.transport.publish(topic, value, qos=1, retain=True)
         if self.client.is_connected():
             self._conn_sent.add(node_slug)
 
@@ -271,11 +284,11 @@ class MqttSink:
             area=area,
         ):
             body = "" if payload is None else json.dumps(payload)
-            self.client.publish(topic, body, qos=1, retain=True)
+            self.transport.publish(topic, body, qos=1, retain=True)
         if node not in self._legacy_cleared:
             self._legacy_cleared.add(node)
             for topic in self.topics.legacy_configs(node):
-                self.client.publish(topic, "", qos=1, retain=True)
+                self.transport.publish(topic, "", qos=1, retain=True)
         self._announced.add(node)
 
     def publish(self, reports: list[NodeReport]) -> None:
@@ -294,9 +307,9 @@ class MqttSink:
                     self._announce(r.node)
                 self._last[s] = (r.node, state)
                 # state before availability: HA must never show the previous run's values as live
-                self.client.publish(self.topics.state(r.node), state, qos=0, retain=True)
+                self.transport.publish(self.topics.state(r.node), state, qos=0, retain=True)
                 if self.config.pose and pose is not None:
-                    self.client.publish(self.topics.pose(r.node), json.dumps(pose), qos=0)
+                    self.transport.publish(self.topics.pose(r.node), json.dumps(pose), qos=0)
                 if self._avail.get(s) != avail:
                     self._set_avail(s, self.topics.availability(r.node), avail)
 
@@ -316,7 +329,7 @@ class MqttSink:
         with self._lock:
             for key, state in self._last.values():
                 self._announce(key)
-                self.client.publish(self.topics.state(key), state, qos=0, retain=True)
+                self.transport.publish(self.topics.state(key), state, qos=0, retain=True)
                 self._set_avail(slug(key), self.topics.availability(key), self._avail[slug(key)])
 
     def stats(self) -> dict:
@@ -326,6 +339,7 @@ class MqttSink:
             "broker": f"{self.config.host}:{self.config.port}",
             "gateway_id": self.config.gateway_id,
             "reconnects": max(self.reconnects, 0),
+            **self.transport.stats(),
         }
 
     def close(self) -> None:
@@ -334,30 +348,36 @@ class MqttSink:
             if t is not None:
                 t.cancel()
         if self.client.is_connected():
+            self.transport.go_live()  # a stop during the start-up read-back
             infos = []
             with self._lock:
                 # a clean stop: every node is unavailable too (not only via the gateway status)
                 for key, _state in self._last.values():
                     infos.append(
-                        self.client.publish(
+                        self.transport.publish(
                             self.topics.availability(key), OFFLINE, qos=1, retain=True
                         )
                     )
-                infos.append(self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True))
+                infos.append(
+                    self.transport.publish(self.status_topic, OFFLINE, qos=1, retain=True)
+                )
             for info in infos:
-                info.wait_for_publish(2)
+                if info is not None:
+                    info.wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
 
 
-def config_from(cfg, host: str, port: int, password: str | None) -> MqttConfig:
+def config_from(
+    cfg, host: str, port: int, password: str | None, username: str | None = None
+) -> MqttConfig:
     """The sink's config from a GatewayConfig's [sinks.mqtt] (one place for both builders)."""
     m = cfg.sinks.mqtt
     vitals = getattr(cfg, "vitals", None)  # the [vitals] section, where the config has one
     return MqttConfig(
         host=host,
         port=port,
-        username=m.username or None,
+        username=username or m.username or None,
         password=password,
         prefix=m.prefix,
         discovery_prefix=m.discovery_prefix,
@@ -365,4 +385,12 @@ def config_from(cfg, host: str, port: int, password: str | None) -> MqttConfig:
         pose=bool(m.pose),
         heart_rate=bool(getattr(vitals, "heart_enabled", False)),
         expire_after_s=int(m.expire_after_s),
+        transport=TransportConfig(
+            tls=m.tls,
+            ca_file=m.ca_file,
+            cert_file=m.cert_file,
+            key_file=m.key_file,
+            insecure=m.insecure,
+            queue_max=m.queue_max,
+        ),
     )

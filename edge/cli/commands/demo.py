@@ -37,6 +37,7 @@ def command(
     mqtt,
     jsonl,
     as_json,
+    **mqtt_transport,
 ):
     """Run the full gateway against simulated ESP32 nodes on this machine.
 
@@ -88,6 +89,7 @@ def command(
         pose=pose,
         vitals_model=vitals_model,
         precision=precision,
+        **mqtt_transport,
     )
     stream = sys.stderr if as_json else sys.stdout
     gateway, summary = run_demo(

@@ -57,6 +57,7 @@ def command(
     quiet,
     as_json,
     print_config,
+    **mqtt_transport,
 ):
     """Run the gateway: ingest CSI from nodes, estimate presence, vitals and pose, publish.
 
@@ -117,6 +118,7 @@ def command(
             pose=pose,
             vitals_model=vitals_model,
             precision=precision,
+            **mqtt_transport,
         )
         if quiet:
             cfg.sinks.console = False
