@@ -468,7 +468,7 @@ def _tristate(v: Any) -> bool | None:
 
 
 def _link(s: dict) -> dict:
-    keep = ("frames", "rate_hz", "lost", "duplicates", "reboots", "rssi", "online")
+    keep = ("frames", "rate_hz", "lost", "duplicates", "reboots", "rssi", "online", "last_seen")
     d = {k: s[k] for k in keep if k in s}
     rate = d.get("rate_hz")
     if isinstance(rate, float) and math.isnan(rate):

@@ -3,8 +3,16 @@
 Every topic is under ``<prefix>/<gateway_id>/`` so gateways sharing a broker never touch each
 other's: ``status`` (the gateway: ``online``/``offline``, the last will), and per node
 ``nodes/<node>/state`` (one JSON report about once a second) and ``nodes/<node>/availability``
-(retained ``online``/``offline``). HA discovery configs go under
-``<discovery>/<component>/<device id>/<what>/config`` (:mod:`csi_edge.sinks.mqtt_discovery`).
+(retained ``online``/``offline``), and ``gateway/state`` (the gateway's diagnostics, every 10 s).
+HA discovery is one device config per node and one for the gateway,
+``<discovery>/device/<device id>/config`` (:mod:`csi_edge.sinks.mqtt_discovery`).
+
+Upgrading from per-entity configs (``<discovery>/<component>/<device id>/<what>/config``): the
+start-up read-back also collects those that are still retained; when a node is first announced,
+each of its own is sent HA's ``{"migrate_discovery": true}`` (the entity keeps its entity id,
+history and settings) and then cleared, before the device config goes out. Only topics that
+exist are touched: any message on one while the device config owns the entity makes HA log a
+conflict warning.
 
 Availability tells the truth: a retained state outlives the gateway, so after a restart a node
 that died meanwhile would show its last values as current. At every connection the sink reads its
@@ -27,16 +35,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import random
+import socket
 import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 
+from csi_edge import __version__
 from csi_edge.errors import ConfigError
 from csi_edge.frames import slug
 from csi_edge.report import NodeReport
-from csi_edge.sinks.mqtt_discovery import Topics, discovery_messages
+from csi_edge.sinks.mqtt_discovery import Topics, gateway_device, node_device
 
 log = logging.getLogger("csi_edge.mqtt")
 
@@ -46,6 +58,10 @@ TAKEOVER_DISCONNECTS, TAKEOVER_WINDOW_S = 3, 60.0
 #: no echo of the sync message within this long (a broker ACL refusing the subscription):
 #: announce the gateway online anyway
 SYNC_TIMEOUT_S = 3.0
+#: how often the gateway device's state (uptime, frames/s, ...) is published
+GATEWAY_STATE_EVERY_S = 10.0
+#: HA's request to move an entity from its per-entity config to a device config
+MIGRATE = json.dumps({"migrate_discovery": True})
 
 
 @dataclass
@@ -104,7 +120,12 @@ class MqttSink:
         self.status_topic = self.topics.status
         self._lock = threading.Lock()
         self._announced: set[str] = set()  # node keys whose discovery is on this connection
-        self._legacy_cleared: set[str] = set()  # node keys whose pre-gateway-id configs are gone
+        self._meta: dict[str, tuple] = {}  # node key -> (name, area, rssi) last announced
+        self._old: set[str] = set()  # per-entity discovery topics still retained (read back)
+        self._ready = False  # the read-back of this connection is over: announce
+        self._nodes_now: dict[str, tuple[bool, float]] = {}  # node slug -> (online, rate_hz)
+        self._started = time.monotonic()
+        self._stop = threading.Event()
         self._avail: dict[str, str] = {}  # node slug -> availability last published
         self._conn_sent: set[str] = set()  # node slugs whose availability went on this connection
         self._last: dict[str, tuple[str, str]] = {}  # node slug -> (node key, state JSON)
@@ -128,6 +149,8 @@ class MqttSink:
         # connect_async + loop_start: a broker that is down at start-up is retried, not fatal.
         self.client.connect_async(config.host, config.port, keepalive=30)
         self.client.loop_start()
+        self._ticker = threading.Thread(target=self._tick, name="mqtt-gateway-state", daemon=True)
+        self._ticker.start()
 
     # -- connection -------------------------------------------------------------------------
     def _on_connect(self, client, userdata, flags, reason_code, properties) -> None:  # noqa: ARG002
@@ -151,6 +174,7 @@ class MqttSink:
         with self._lock:
             self._announced.clear()  # re-announce in case the broker lost its retained configs
             self._conn_sent.clear()
+            self._ready = False
             self._sync_token = uuid.uuid4().hex
             token = self._sync_token
         # Retained availability first, then the echo of our sync message: when it comes back,
@@ -160,6 +184,7 @@ class MqttSink:
                 (self.topics.availability_filter, 1),
                 (self.topics.sync, 1),
                 (self.topics.ha_status, 1),
+                *((f, 1) for f in self.topics.legacy_filters),
             ]
         )
         client.publish(self.topics.sync, token, qos=1, retain=False)
@@ -214,6 +239,10 @@ class MqttSink:
                 delay = random.uniform(0.0, self.config.birth_delay_s)
                 log.info("Home Assistant is online: re-announcing in %.1f s", delay)
                 self._restart_timer("_birth_timer", delay, self.reannounce)
+        elif msg.topic.startswith(f"{self.config.discovery_prefix}/"):
+            if "/csi_edge_" in msg.topic and msg.topic.endswith("/config"):
+                with self._lock:  # an old per-entity config (or its removal)
+                    (self._old.add if payload else self._old.discard)(msg.topic)
         else:
             node = self.topics.node_of_availability(msg.topic)
             if node is not None and payload == ONLINE:
@@ -246,7 +275,14 @@ class MqttSink:
                 s = slug(key)
                 if s not in self._conn_sent:
                     self._set_avail(s, self.topics.availability(key), self._avail[s])
+            self._ready = True
+            self._announce_gateway()
+            for key, _state in self._last.values():  # reported during the read-back
+                if key not in self._announced:
+                    self._announce(key)
             self.client.publish(self.status_topic, ONLINE, qos=1, retain=True)
+        # the per-entity configs are known now (each arrived once, retained): stop listening
+        self.client.unsubscribe(self.topics.legacy_filters)
         if timer is not None:
             timer.cancel()
 
@@ -259,31 +295,75 @@ class MqttSink:
             self._conn_sent.add(node_slug)
 
     def _announce(self, node: str) -> None:
-        """Discovery for one node (under the lock, while connected)."""
-        for topic, payload in discovery_messages(
+        """The device config of one node (under the lock, while connected), after migrating and
+        clearing the per-entity configs an older gateway left for it (module docstring)."""
+        name, area, rssi = self._meta.get(node, ("", "", True))
+        for topic, migrate in self.topics.legacy_configs(node).items():
+            if topic in self._old:
+                self._old.discard(topic)
+                if migrate:
+                    self.client.publish(topic, MIGRATE, qos=1, retain=False)
+                self.client.publish(topic, "", qos=1, retain=True)
+        topic, payload = node_device(
             self.topics,
             node,
+            name=name,
+            area=area,
             heart_rate=self.config.heart_rate,
+            rssi=rssi,
             expire_after_s=self.config.expire_after_s,
-        ):
-            body = "" if payload is None else json.dumps(payload)
-            self.client.publish(topic, body, qos=1, retain=True)
-        if node not in self._legacy_cleared:
-            self._legacy_cleared.add(node)
-            for topic in self.topics.legacy_configs(node):
-                self.client.publish(topic, "", qos=1, retain=True)
+        )
+        self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
         self._announced.add(node)
+
+    def _announce_gateway(self) -> None:
+        """The gateway's own device config and a first state (under the lock)."""
+        topic, payload = gateway_device(
+            self.topics, host=socket.gethostname(), expire_after_s=self.config.expire_after_s
+        )
+        self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        self._publish_gateway_state()
+
+    def gateway_state(self) -> dict:
+        """The gateway device's state: version, uptime, frames/s, MQTT reconnects, nodes online."""
+        nodes = list(self._nodes_now.values())
+        return {
+            "version": __version__,
+            "uptime_s": int(time.monotonic() - self._started),
+            "frames_per_s": round(sum(r for on, r in nodes if on), 1),
+            "mqtt_reconnects": max(self.reconnects, 0),
+            "nodes_online": sum(1 for on, _ in nodes if on),
+        }
+
+    def _publish_gateway_state(self) -> None:
+        self.client.publish(
+            self.topics.gateway_state, json.dumps(self.gateway_state()), qos=0, retain=True
+        )
+
+    def _tick(self) -> None:
+        """The gateway state every GATEWAY_STATE_EVERY_S, whether or not nodes send."""
+        while not self._stop.wait(GATEWAY_STATE_EVERY_S):
+            with self._lock:
+                if self._ready and self.client.is_connected():
+                    self._publish_gateway_state()
 
     def publish(self, reports: list[NodeReport]) -> None:
         for r in reports:
             s = slug(r.node)
             doc = r.to_json()
             pose = doc.pop("pose", None)
+            doc["diag"] = diagnostics(r.link)
             state = json.dumps(doc)
+            meta = (r.name, r.area, r.link.get("rssi") is not None)
             # online = it sent frames since this start and recently (ingest's link.online)
             avail = ONLINE if r.link.get("online") else OFFLINE
             with self._lock:
-                if r.node not in self._announced and self.client.is_connected():
+                if self._meta.get(r.node) != meta:
+                    # a first RSSI, or a name/area changed by a reload: announce again
+                    self._meta[r.node] = meta
+                    self._announced.discard(r.node)
+                self._nodes_now[s] = (bool(r.link.get("online")), r.link.get("rate_hz") or 0.0)
+                if r.node not in self._announced and self._ready and self.client.is_connected():
                     self._announce(r.node)
                 self._last[s] = (r.node, state)
                 # state before availability: HA must never show the previous run's values as live
@@ -300,6 +380,7 @@ class MqttSink:
             for key in keys:
                 s = slug(key)
                 self._last.pop(s, None)
+                self._nodes_now.pop(s, None)
                 self._set_avail(s, self.topics.availability(key), OFFLINE)
 
     def reannounce(self) -> None:
@@ -307,6 +388,8 @@ class MqttSink:
         if not self.client.is_connected():
             return
         with self._lock:
+            if self._ready:
+                self._announce_gateway()
             for key, state in self._last.values():
                 self._announce(key)
                 self.client.publish(self.topics.state(key), state, qos=0, retain=True)
@@ -322,6 +405,7 @@ class MqttSink:
         }
 
     def close(self) -> None:
+        self._stop.set()
         for attr in ("_sync_timer", "_birth_timer"):
             t = getattr(self, attr)
             if t is not None:
@@ -341,6 +425,22 @@ class MqttSink:
                 info.wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def diagnostics(link: dict) -> dict:
+    """The per-node diagnostic values HA's entities read (``diag`` in the state): frame rate,
+    loss since the gateway started (%), last frame (ISO 8601 UTC, for a timestamp sensor).
+    Null when not known, so HA shows unknown rather than a made-up 0."""
+    frames, lost = link.get("frames") or 0, link.get("lost") or 0
+    seen = link.get("last_seen")
+    last = None
+    if isinstance(seen, (int, float)) and math.isfinite(seen) and seen > 0:
+        last = datetime.fromtimestamp(seen, timezone.utc).isoformat(timespec="seconds")
+    return {
+        "rate_hz": link.get("rate_hz"),
+        "loss_pct": round(100.0 * lost / (frames + lost), 2) if frames + lost > 0 else None,
+        "last_frame": last,
+    }
 
 
 def config_from(cfg, host: str, port: int, password: str | None) -> MqttConfig:
