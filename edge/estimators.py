@@ -14,9 +14,13 @@ a process with them by up to 350 ms (measured with ``scripts/bench_gateway_load.
   picklable callable), and does its imports and a first estimate at start-up (a warm-up), so
   the first real estimate costs what the later ones do.
 
-A job is ``(now, keys, frames, forget)``: the report time, the nodes to estimate, the frames per
-node (``[(t_rx [k], csi [k, 53])...]``) and the nodes to forget first. A result is
-``({key: (VitalsEstimate, model vitals dict | None)}, {skip reason: count})``.
+A job is ``(now, keys, frames, forget[, commands])``: the report time, the nodes to estimate,
+the frames per node (``[(t_rx [k], csi [k, 53])...]``), the nodes to forget first, and commands
+from Home Assistant (``(node key, what, value)``: ``motion_ratio`` sets that node's motion
+threshold, ``recalibrate`` records the next RECALIBRATE_S of its frames and rebuilds its room
+baseline from them, as ``csi-edge baseline`` would). A result is
+``({key: (VitalsEstimate, model vitals dict | None)}, {skip reason: count}[, [event]])``;
+the events (what a command did) are logged by the gateway, since the child's log goes nowhere.
 """
 
 from __future__ import annotations
@@ -39,8 +43,12 @@ log = logging.getLogger("csi_edge.estimators")
 
 NICE = 5  # the estimator process's niceness, relative to the gateway
 
-Job = tuple[float, list[str], dict[str, list[tuple[np.ndarray, np.ndarray]]], list[str]]
-Result = tuple[dict[str, tuple[Any, dict | None]], dict[str, int]]
+Job = tuple  # (now, keys, frames, forget[, commands]): see the module docstring
+Result = tuple  # (estimates, skipped[, events])
+#: seconds of frames one Recalibrate press records (a complete baseline needs 60 s still)
+RECALIBRATE_S = 75.0
+#: the motion thresholds a command may set (VitalsConfig.motion_ratio: 2.0 by default)
+MOTION_RATIO_RANGE = (1.1, 10.0)
 
 
 def compact(frames: dict[str, list[tuple[np.ndarray, np.ndarray]]]) -> dict:
@@ -71,6 +79,8 @@ class Estimators:
         self.config = config  # VitalsConfig of the [vitals] section (None: the defaults)
         self.vitals: dict[str, Any] = {}
         self.skipped = SkipCounter()
+        self.motion_ratio: dict[str, float] = {}  # node key -> its threshold (a command)
+        self._recording: dict[str, tuple[float, list]] = {}  # node key -> (until, chunks)
 
     def node(self, key: str):
         est = self.vitals.get(key)
@@ -81,17 +91,77 @@ class Estimators:
             est = self.vitals[key] = NodeVitals(
                 self.config, baseline=load_baseline(key, self.baselines_dir)
             )
+            if key in self.motion_ratio:
+                self._set_ratio(est, self.motion_ratio[key])
         return est
 
+    @staticmethod
+    def _set_ratio(est: Any, ratio: float) -> None:
+        from dataclasses import replace
+
+        est.cfg = replace(est.cfg, motion_ratio=ratio)  # read at each estimate, never cached
+
+    def command(self, now: float, key: str, what: str, value: Any) -> str:
+        """Apply one command (module docstring); returns what it did, for the log."""
+        if what == "motion_ratio":
+            lo, hi = MOTION_RATIO_RANGE
+            ratio = min(max(float(value), lo), hi)
+            self.motion_ratio[key] = ratio
+            if key in self.vitals:
+                self._set_ratio(self.vitals[key], ratio)
+            return f"node {key}: motion threshold {ratio:g}"
+        if what == "recalibrate":
+            secs = float(value or RECALIBRATE_S)
+            self._recording[key] = (now + secs, [])
+            return (
+                f"node {key}: recalibrating: recording {secs:.0f} s for its room baseline; "
+                "leave the room empty and still"
+            )
+        return f"node {key}: unknown command {what!r} ignored"
+
+    def _finish_recordings(self, now: float) -> list[str]:
+        """Recordings that are over become the node's new room baseline (when the room was
+        empty and still; refused otherwise, and the old baseline stays)."""
+        from csi_edge.vitals.baseline import Baseline, save_baseline
+        from csi_edge.vitals.room import calibrate_node
+
+        events = []
+        for key in [k for k, (until, _) in self._recording.items() if now >= until]:
+            _, chunks = self._recording.pop(key)
+            widths = {c[1].shape[1:] for c in chunks}
+            if not chunks or len(widths) > 1:
+                events.append(f"node {key}: recalibration failed: no frames, or mixed widths")
+                continue
+            t = np.concatenate([c[0] for c in chunks])
+            csi = np.concatenate([c[1] for c in chunks])
+            order = np.argsort(t, kind="stable")
+            b = Baseline.default(key)  # a press means "this is the empty room now": start over
+            out = calibrate_node(key, t[order], csi[order], b, self.config)
+            if not out.accepted:
+                events.append(f"node {key}: recalibration refused: {out.message}")
+                continue
+            path = save_baseline(b, self.baselines_dir)
+            if key in self.vitals:
+                self.vitals[key].baseline = b
+            events.append(f"node {key}: recalibrated ({out.message}); saved {path}")
+        return events
+
     def estimate(self, job: Job) -> Result:
-        now, keys, frames, forget = job
+        now, keys, frames, forget, *rest = job
         frames = compact(frames)  # the same pushes as in the estimator process
         for key in forget:
             self.vitals.pop(key, None)
+            self._recording.pop(key, None)
+        events = [self.command(now, *cmd) for cmd in (rest[0] if rest else ())]
         for key, chunks in frames.items():
             est = self.node(key)
+            rec = self._recording.get(key)
             for t, csi in chunks:
                 est.push(t, csi)
+                if rec is not None:
+                    rec[1].append((t, csi))
+        if self._recording:
+            events += self._finish_recordings(now)
         out = {}
         for key in keys:
             est = self.vitals.get(key)
@@ -101,7 +171,8 @@ class Estimators:
             out[key] = (v, self.model_vitals(est, now) if self.vitals_model is not None else None)
         skipped = self.skipped.as_dict()
         self.skipped.clear()
-        return out, skipped
+        # (two items without events: what callers written before commands unpack)
+        return (out, skipped, events) if events else (out, skipped)
 
     def model_vitals(self, est: Any, now: float) -> dict | None:
         """The vitals model on the node's last 32 s (None until it has them)."""
@@ -245,8 +316,8 @@ class ProcessEstimators:
             return self.warm_up_s or 0.0
 
     def estimate(self, job: Job) -> Result:
-        now, keys, frames, forget = job
-        job = (now, keys, compact(frames), forget)
+        now, keys, frames, forget, *rest = job
+        job = (now, keys, compact(frames), forget, *rest)
         with self._lock:
             self._ready()
             try:

@@ -66,6 +66,8 @@ class _Snapshot:
     links: dict[str, dict]
     frames: dict[str, list[tuple[np.ndarray, np.ndarray]]]
     forget: list[str] = field(default_factory=list)
+    #: (node key, what, value) from sinks (Home Assistant's buttons and numbers)
+    commands: list[tuple] = field(default_factory=list)
 
 
 class Gateway:
@@ -108,6 +110,7 @@ class Gateway:
         )
         self._queued: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}  # loop thread only
         self._to_forget: list[str] = []
+        self._commands: list[tuple] = []  # loop thread only: taken from sinks, not yet sent
         self._worker_skips: list[dict[str, int]] = []  # appended by the worker, read on the loop
         self._inflight: asyncio.Future | None = None  # the estimate on the worker, if any
         self._last_estimates: tuple[float, dict] = (-math.inf, {})  # (snapshot time, estimates)
@@ -223,15 +226,33 @@ class Gateway:
         """On the loop: link statistics and the frames queued since the last report."""
         frames, self._queued = self._queued, {}
         forget, self._to_forget = self._to_forget, []
-        return _Snapshot(now, self.ingest.nodes.summary(), frames, forget)
+        commands, self._commands = self._commands + self._take_commands(), []
+        return _Snapshot(now, self.ingest.nodes.summary(), frames, forget, commands)
+
+    def _take_commands(self) -> list[tuple]:
+        """Commands a sink received (``take_commands()``, optional: the MQTT sink's buttons and
+        numbers), pulled once per report, so a reloaded sink needs no wiring."""
+        out: list[tuple] = []
+        for sink in self.sinks:
+            take = getattr(sink, "take_commands", None)
+            if take is None:
+                continue
+            try:
+                out.extend(take())
+            except Exception as exc:  # noqa: BLE001 - like a failing publish: counted
+                self.skipped.skip(f"sink-error:{type(sink).__name__}", repr(exc))
+        return out
 
     def _estimate(self, snap: _Snapshot) -> dict[str, tuple[Any, dict | None]]:
         """Off the loop (worker thread, which may hand it to the estimator process): push the
         queued frames, estimate every node -> ``{key: (VitalsEstimate, model vitals)}``."""
         t0 = time.perf_counter()
-        estimates, skipped = self.estimators.estimate(
-            (snap.now, list(snap.links), snap.frames, snap.forget)
-        )
+        job = (snap.now, list(snap.links), snap.frames, snap.forget)
+        res = self.estimators.estimate(job + (snap.commands,) if snap.commands else job)
+        estimates, skipped = res[0], res[1]
+        for event in res[2] if len(res) > 2 else ():
+            # what a command did (a recalibration's outcome comes ~75 s after the press)
+            (log.warning if " refused" in event or " failed" in event else log.info)(event)
         self.compute_s.append(time.perf_counter() - t0)  # deque.append: safe across threads
         if skipped:
             self._worker_skips.append(skipped)  # counted on the loop, in _build
@@ -249,6 +270,7 @@ class Gateway:
             for key, chunks in snap.frames.items():
                 self._queued[key] = chunks + self._queued.get(key, [])
             self._to_forget[:0] = snap.forget
+            self._commands[:0] = snap.commands
             self.skipped.skip("vitals-busy", "the last estimate is still running")
             self._estimates_t = -math.inf
             return {}

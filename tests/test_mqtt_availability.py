@@ -220,13 +220,16 @@ def test_unknown_presence_is_published_as_unknown_not_clear(mosquitto):
         assert _wait(sink.client.is_connected)
         sink.publish([_report("n#1", presence=None, motion=None, breathing_bpm=None)])
         topic = f"csi-edge/{gw}/nodes/n_1/state"
+        device_topic = f"homeassistant/device/csi_edge_{gw}_n_1/config"
         got: dict[str, str] = {}
-        assert _wait(lambda: got.update(retained(host, port, "#", 0.3)) or topic in got)
+        assert _wait(
+            lambda: got.update(retained(host, port, "#", 0.3)) or {topic, device_topic} <= set(got)
+        )
     finally:
         sink.close()
     state = json.loads(got[topic])
     assert state["presence"] is None and state["motion"] is None
-    device = json.loads(got[f"homeassistant/device/csi_edge_{gw}_n_1/config"])
+    device = json.loads(got[device_topic])
     disc = device["cmps"]
     # HA's MQTT binary_sensor and sensor: a rendered "None" is the unknown state
     assert _render(disc["presence"]["value_template"], state) == "None"

@@ -54,6 +54,8 @@ def test_node_device_config_names_places_and_links_the_node(mosquitto):
     cmps = bedroom["cmps"]
     # heart rate is off by default: it can never have a value, so it is not there
     assert set(cmps) == {
+        "recalibrate",  # a button and a number that act on the gateway (test_mqtt_controls)
+        "motion_ratio",
         "presence",
         "motion",
         "breathing",
@@ -183,7 +185,12 @@ def test_ha_forget_removes_the_device_and_the_nodes_retained_topics(mosquitto, t
     dev = f"homeassistant/device/csi_edge_{gw}_10_0_0_7_1/config"
     base = f"csi-edge/{gw}/nodes/10_0_0_7_1"
     assert res["node"] == "10_0_0_7_1" and res["name"] == "Bedroom" and not res["was_online"]
-    assert set(res["cleared"]) == {dev, f"{base}/state", f"{base}/availability"}
+    assert set(res["cleared"]) == {
+        dev,
+        f"{base}/state",
+        f"{base}/availability",
+        f"{base}/motion_ratio",
+    }
     left = retained(host, port, "#", 0.5)
     assert dev not in left and f"{base}/state" not in left and f"{base}/availability" not in left
     # the other node is untouched

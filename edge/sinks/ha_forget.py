@@ -160,6 +160,7 @@ def forget_node(
             f"{discovery_prefix}/device/+/config",
             topics.availability_filter,
             f"{topics.base}/nodes/+/state",
+            topics.ratio_filter,
             f"{prefix}/+/status",
             *topics.legacy_filters,
         ]
@@ -179,6 +180,7 @@ def forget_node(
             *topics.legacy_configs(hit.slug),
             topics.state(hit.slug),
             topics.availability(hit.slug),
+            topics.ratio_state(hit.slug),
         ]
         cleared = [t for t in dict.fromkeys(wanted) if t in rb.got]
         infos = [client.publish(t, "", qos=1, retain=True) for t in cleared]

@@ -48,7 +48,13 @@ from csi_edge import __version__
 from csi_edge.errors import ConfigError
 from csi_edge.frames import slug
 from csi_edge.report import NodeReport
-from csi_edge.sinks.mqtt_discovery import Topics, gateway_device, node_device
+from csi_edge.sinks.mqtt_discovery import (
+    RATIO_MAX,
+    RATIO_MIN,
+    Topics,
+    gateway_device,
+    node_device,
+)
 
 log = logging.getLogger("csi_edge.mqtt")
 
@@ -90,6 +96,8 @@ class MqttConfig:
     #: pose keypoints (~1.5 KB a report) on their own non-retained topic; off: not sent at all
     #: (Home Assistant renders every template of a state topic per message)
     pose: bool = False
+    #: the motion threshold a node has until HA's number sets another ([vitals] motion_ratio)
+    motion_ratio: float = 2.0
 
     def __post_init__(self) -> None:
         from csi_edge.gatewayid import resolve_gateway_id
@@ -126,6 +134,8 @@ class MqttSink:
         self._nodes_now: dict[str, tuple[bool, float]] = {}  # node slug -> (online, rate_hz)
         self._started = time.monotonic()
         self._stop = threading.Event()
+        self._ratio: dict[str, float] = {}  # node slug -> motion threshold set from HA
+        self._commands: list[tuple[str, str, object]] = []  # (node slug, what, value) to hand on
         self._avail: dict[str, str] = {}  # node slug -> availability last published
         self._conn_sent: set[str] = set()  # node slugs whose availability went on this connection
         self._last: dict[str, tuple[str, str]] = {}  # node slug -> (node key, state JSON)
@@ -185,6 +195,8 @@ class MqttSink:
                 (self.topics.sync, 1),
                 (self.topics.ha_status, 1),
                 *((f, 1) for f in self.topics.legacy_filters),
+                (self.topics.command_filter, 1),
+                (self.topics.ratio_filter, 1),  # read back: applied again after a restart
             ]
         )
         client.publish(self.topics.sync, token, qos=1, retain=False)
@@ -239,6 +251,14 @@ class MqttSink:
                 delay = random.uniform(0.0, self.config.birth_delay_s)
                 log.info("Home Assistant is online: re-announcing in %.1f s", delay)
                 self._restart_timer("_birth_timer", delay, self.reannounce)
+        elif msg.topic.endswith("/set"):
+            self._on_command(msg.topic, payload, bool(msg.retain))
+        elif (node := self.topics.node_of(msg.topic, "/motion_ratio")) is not None:
+            ratio = _ratio(payload)
+            with self._lock:
+                if ratio is not None and self._ratio.get(node) != ratio:
+                    self._ratio[node] = ratio  # a retained value from before this start
+                    self._commands.append((node, "motion_ratio", ratio))
         elif msg.topic.startswith(f"{self.config.discovery_prefix}/"):
             if "/csi_edge_" in msg.topic and msg.topic.endswith("/config"):
                 with self._lock:  # an old per-entity config (or its removal)
@@ -247,6 +267,51 @@ class MqttSink:
             node = self.topics.node_of_availability(msg.topic)
             if node is not None and payload == ONLINE:
                 self._stale_online(node, msg.topic)
+
+    def _on_command(self, topic: str, payload: str, retained: bool) -> None:
+        """HA's Recalibrate button or motion threshold number for one node (handed to the
+        gateway by take_commands)."""
+        node = self.topics.node_of(topic, "/recalibrate/set")
+        if node is not None:
+            if retained or payload != "PRESS":
+                return  # a press someone left retained must not recalibrate at every start
+            with self._lock:
+                self._commands.append((node, "recalibrate", None))
+            log.info("MQTT: Recalibrate pressed for node %s", node)
+            return
+        node = self.topics.node_of(topic, "/motion_ratio/set")
+        if node is None:
+            return
+        ratio = _ratio(payload)
+        if ratio is None:
+            log.warning(
+                "MQTT %s: %r is not a motion threshold (expected a number %g..%g); ignored",
+                topic,
+                payload[:40],
+                RATIO_MIN,
+                RATIO_MAX,
+            )
+            return
+        with self._lock:
+            self._ratio[node] = ratio
+            self._commands.append((node, "motion_ratio", ratio))
+            self.client.publish(self.topics.ratio_state(node), f"{ratio:g}", qos=1, retain=True)
+
+    def take_commands(self) -> list[tuple[str, str, object]]:
+        """Commands for nodes the gateway reports, as (node key, what, value); called by the
+        gateway once per report. A restored threshold waits until its node reports."""
+        with self._lock:
+            keys = {s: key for s, (key, _state) in self._last.items()}
+            out, keep = [], []
+            for node, what, value in self._commands:
+                if node in keys:
+                    out.append((keys[node], what, value))
+                elif what == "motion_ratio":
+                    keep.append((node, what, value))
+                else:
+                    log.warning("MQTT: %s for node %s, which is not reporting: ignored", what, node)
+            self._commands = keep
+        return out
 
     def _stale_online(self, node: str, topic: str) -> None:
         """A retained ``online`` for a node that has not said so since this start: a node that
@@ -314,6 +379,12 @@ class MqttSink:
             expire_after_s=self.config.expire_after_s,
         )
         self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+        s = slug(node)
+        if s not in self._ratio:  # the number shows the threshold in use, not "unknown"
+            self._ratio[s] = self.config.motion_ratio
+            self.client.publish(
+                self.topics.ratio_state(node), f"{self.config.motion_ratio:g}", qos=1, retain=True
+            )
         self._announced.add(node)
 
     def _announce_gateway(self) -> None:
@@ -427,6 +498,15 @@ class MqttSink:
         self.client.loop_stop()
 
 
+def _ratio(payload: str) -> float | None:
+    """A motion threshold from HA's number (clamped to its range), None if not a number."""
+    try:
+        v = float(payload)
+    except ValueError:
+        return None
+    return min(max(v, RATIO_MIN), RATIO_MAX) if math.isfinite(v) else None
+
+
 def diagnostics(link: dict) -> dict:
     """The per-node diagnostic values HA's entities read (``diag`` in the state): frame rate,
     loss since the gateway started (%), last frame (ISO 8601 UTC, for a timestamp sensor).
@@ -458,4 +538,5 @@ def config_from(cfg, host: str, port: int, password: str | None) -> MqttConfig:
         pose=bool(m.pose),
         heart_rate=bool(getattr(vitals, "heart_enabled", False)),
         expire_after_s=int(m.expire_after_s),
+        motion_ratio=float(getattr(vitals, "motion_ratio", 2.0)),
     )

@@ -225,6 +225,31 @@ class Topics:
     def availability(self, node: str) -> str:
         return f"{self.base}/nodes/{slug(node)}/availability"
 
+    def command(self, node: str, what: str) -> str:
+        """Where HA sends a button press or a number (``recalibrate``, ``motion_ratio``)."""
+        return f"{self.base}/nodes/{slug(node)}/{what}/set"
+
+    @property
+    def command_filter(self) -> str:
+        return f"{self.base}/nodes/+/+/set"
+
+    def ratio_state(self, node: str) -> str:
+        """The node's motion threshold (retained): HA's number shows it, and a restarted
+        gateway reads it back and applies it again."""
+        return f"{self.base}/nodes/{slug(node)}/motion_ratio"
+
+    @property
+    def ratio_filter(self) -> str:
+        return f"{self.base}/nodes/+/motion_ratio"
+
+    def node_of(self, topic: str, tail: str) -> str | None:
+        """The node slug of ``<base>/nodes/<slug><tail>``, else None."""
+        head = f"{self.base}/nodes/"
+        if topic.startswith(head) and topic.endswith(tail):
+            node = topic[len(head) : len(topic) - len(tail)]
+            return node if node and "/" not in node else None
+        return None
+
     def node_of_availability(self, topic: str) -> str | None:
         """The node slug of an availability topic of this gateway, else None."""
         head, tail = f"{self.base}/nodes/", "/availability"
@@ -292,6 +317,7 @@ def node_device(
     heart_rate: bool = False,
     rssi: bool = True,
     expire_after_s: int = 0,
+    controls: bool = True,
 ) -> tuple[str, dict]:
     """(topic, payload) of one node's device config. ``name``/``area`` come from the inventory
     (NodeReport.name/area; "" = an automatic name, no suggested area); entities that cannot have
@@ -315,6 +341,8 @@ def node_device(
         for e in ENTITIES
         if e.what not in skip
     }
+    if controls:
+        cmps.update(_controls(topics, node, dev_id))
     payload = {
         "dev": device,
         "o": ORIGIN,
@@ -325,6 +353,40 @@ def node_device(
         "qos": 0,
     }
     return topics.device_config(node), payload
+
+
+#: the motion threshold HA's number may set (csi_edge.estimators.MOTION_RATIO_RANGE)
+RATIO_MIN, RATIO_MAX, RATIO_STEP = 1.1, 10.0, 0.1
+
+
+def _controls(topics: Topics, node: str, dev_id: str) -> dict:
+    """The node's Recalibrate button and motion threshold number: they act on the gateway."""
+    return {
+        "recalibrate": {
+            "p": "button",
+            "name": "Recalibrate",
+            "unique_id": f"{dev_id}_recalibrate",
+            "object_id": slug(f"{dev_id}_recalibrate"),
+            "command_topic": topics.command(node, "recalibrate"),
+            "payload_press": "PRESS",
+            "entity_category": "config",
+            "icon": "mdi:tune-vertical",
+        },
+        "motion_ratio": {
+            "p": "number",
+            "name": "Motion threshold",
+            "unique_id": f"{dev_id}_motion_ratio",
+            "object_id": slug(f"{dev_id}_motion_ratio"),
+            "command_topic": topics.command(node, "motion_ratio"),
+            "state_topic": topics.ratio_state(node),  # its own, not the node's JSON state
+            "min": RATIO_MIN,
+            "max": RATIO_MAX,
+            "step": RATIO_STEP,
+            "mode": "box",
+            "entity_category": "config",
+            "icon": "mdi:motion-sensor",
+        },
+    }
 
 
 def gateway_device(topics: Topics, *, host: str = "", expire_after_s: int = 0) -> tuple[str, dict]:
