@@ -54,7 +54,9 @@ from csi_edge.sinks.mqtt_discovery import (
     Topics,
     gateway_device,
     node_device,
+    room_device,
 )
+from csi_edge.sinks.rooms import NodeView, room_state
 
 log = logging.getLogger("csi_edge.mqtt")
 
@@ -135,6 +137,9 @@ class MqttSink:
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._ratio: dict[str, float] = {}  # node slug -> motion threshold set from HA
+        self._views: dict[str, tuple[str, NodeView]] = {}  # node slug -> (area, latest view)
+        self._room_avail: dict[str, str] = {}  # area slug -> room availability published
+        self._rooms_announced: set[str] = set()  # areas whose room config is on this connection
         self._commands: list[tuple[str, str, object]] = []  # (node slug, what, value) to hand on
         self._avail: dict[str, str] = {}  # node slug -> availability last published
         self._conn_sent: set[str] = set()  # node slugs whose availability went on this connection
@@ -183,6 +188,7 @@ class MqttSink:
         self.reconnects += 1
         with self._lock:
             self._announced.clear()  # re-announce in case the broker lost its retained configs
+            self._rooms_announced.clear()
             self._conn_sent.clear()
             self._ready = False
             self._sync_token = uuid.uuid4().hex
@@ -197,6 +203,7 @@ class MqttSink:
                 *((f, 1) for f in self.topics.legacy_filters),
                 (self.topics.command_filter, 1),
                 (self.topics.ratio_filter, 1),  # read back: applied again after a restart
+                (self.topics.room_availability_filter, 1),
             ]
         )
         client.publish(self.topics.sync, token, qos=1, retain=False)
@@ -259,6 +266,12 @@ class MqttSink:
                 if ratio is not None and self._ratio.get(node) != ratio:
                     self._ratio[node] = ratio  # a retained value from before this start
                     self._commands.append((node, "motion_ratio", ratio))
+        elif (room := self._room_of_availability(msg.topic)) is not None:
+            if payload == ONLINE:
+                with self._lock:  # a room left online by a gateway that died: not current
+                    if self._room_avail.get(room) != ONLINE:
+                        self._room_avail[room] = OFFLINE
+                        self.client.publish(msg.topic, OFFLINE, qos=1, retain=True)
         elif msg.topic.startswith(f"{self.config.discovery_prefix}/"):
             if "/csi_edge_" in msg.topic and msg.topic.endswith("/config"):
                 with self._lock:  # an old per-entity config (or its removal)
@@ -267,6 +280,32 @@ class MqttSink:
             node = self.topics.node_of_availability(msg.topic)
             if node is not None and payload == ONLINE:
                 self._stale_online(node, msg.topic)
+
+    def _room_of_availability(self, topic: str) -> str | None:
+        head, tail = f"{self.topics.base}/rooms/", "/availability"
+        if topic.startswith(head) and topic.endswith(tail):
+            room = topic[len(head) : -len(tail)]
+            return room if room and "/" not in room else None
+        return None
+
+    def _publish_rooms(self, areas: set[str]) -> None:
+        """The room of each area (under the lock): its config once per connection, its state,
+        and its availability on change (online while any of its nodes is)."""
+        for area in sorted(areas):
+            nodes = [v for a, v in self._views.values() if a == area]
+            s = slug(area)
+            avail = ONLINE if any(v.online for v in nodes) else OFFLINE
+            if self._ready and self.client.is_connected() and s not in self._rooms_announced:
+                topic, payload = room_device(
+                    self.topics, area, expire_after_s=self.config.expire_after_s
+                )
+                self.client.publish(topic, json.dumps(payload), qos=1, retain=True)
+                self._rooms_announced.add(s)
+            state = json.dumps(room_state(nodes))
+            self.client.publish(self.topics.room_state(area), state, qos=0, retain=True)
+            if self._room_avail.get(s) != avail:
+                self._room_avail[s] = avail
+                self.client.publish(self.topics.room_availability(area), avail, qos=1, retain=True)
 
     def _on_command(self, topic: str, payload: str, retained: bool) -> None:
         """HA's Recalibrate button or motion threshold number for one node (handed to the
@@ -419,6 +458,7 @@ class MqttSink:
                     self._publish_gateway_state()
 
     def publish(self, reports: list[NodeReport]) -> None:
+        areas: set[str] = set()
         for r in reports:
             s = slug(r.node)
             doc = r.to_json()
@@ -434,6 +474,10 @@ class MqttSink:
                     self._meta[r.node] = meta
                     self._announced.discard(r.node)
                 self._nodes_now[s] = (bool(r.link.get("online")), r.link.get("rate_hz") or 0.0)
+                old_area = self._views.get(s, ("", None))[0]
+                if r.area or old_area:
+                    areas.update(a for a in (r.area, old_area) if a)
+                    self._views[s] = (r.area, _view(r))
                 if r.node not in self._announced and self._ready and self.client.is_connected():
                     self._announce(r.node)
                 self._last[s] = (r.node, state)
@@ -443,6 +487,9 @@ class MqttSink:
                     self.client.publish(self.topics.pose(r.node), json.dumps(pose), qos=0)
                 if self._avail.get(s) != avail:
                     self._set_avail(s, self.topics.availability(r.node), avail)
+        if areas:
+            with self._lock:
+                self._publish_rooms(areas)
 
     def forget(self, keys: list[str]) -> None:
         """Ingest forgot silent nodes: unavailable in HA (their devices stay, with their history;
@@ -452,6 +499,9 @@ class MqttSink:
                 s = slug(key)
                 self._last.pop(s, None)
                 self._nodes_now.pop(s, None)
+                area = self._views.pop(s, ("", None))[0]
+                if area:
+                    self._publish_rooms({area})
                 self._set_avail(s, self.topics.availability(key), OFFLINE)
 
     def reannounce(self) -> None:
@@ -461,6 +511,8 @@ class MqttSink:
         with self._lock:
             if self._ready:
                 self._announce_gateway()
+            self._rooms_announced.clear()
+            self._publish_rooms({a for a, _ in self._views.values() if a})
             for key, state in self._last.values():
                 self._announce(key)
                 self.client.publish(self.topics.state(key), state, qos=0, retain=True)
@@ -491,11 +543,29 @@ class MqttSink:
                             self.topics.availability(key), OFFLINE, qos=1, retain=True
                         )
                     )
+                for area in {a for a, _ in self._views.values() if a}:
+                    infos.append(
+                        self.client.publish(
+                            self.topics.room_availability(area), OFFLINE, qos=1, retain=True
+                        )
+                    )
                 infos.append(self.client.publish(self.status_topic, OFFLINE, qos=1, retain=True))
             for info in infos:
                 info.wait_for_publish(2)
         self.client.disconnect()
         self.client.loop_stop()
+
+
+def _view(r: NodeReport) -> NodeView:
+    return NodeView(
+        key=r.node,
+        name=r.name,
+        online=bool(r.link.get("online")),
+        presence=r.presence,
+        motion=r.motion,
+        breathing_bpm=r.breathing_bpm,
+        breathing_conf=float(r.breathing_conf or 0.0),
+    )
 
 
 def _ratio(payload: str) -> float | None:

@@ -265,6 +265,22 @@ class Topics:
         s = slug(node)
         return f"csi_edge_{s}" if s.startswith("mac_") else f"csi_edge_{self.gateway_id}_{s}"
 
+    def room_state(self, area: str) -> str:
+        return f"{self.base}/rooms/{slug(area)}/state"
+
+    def room_availability(self, area: str) -> str:
+        return f"{self.base}/rooms/{slug(area)}/availability"
+
+    @property
+    def room_availability_filter(self) -> str:
+        return f"{self.base}/rooms/+/availability"
+
+    def room_device_id(self, area: str) -> str:
+        return f"csi_edge_{self.gateway_id}_room_{slug(area)}"
+
+    def room_config(self, area: str) -> str:
+        return f"{self.discovery_prefix}/device/{self.room_device_id(area)}/config"
+
     @property
     def gateway_device_id(self) -> str:
         return f"csi_edge_gateway_{self.gateway_id}"
@@ -387,6 +403,46 @@ def _controls(topics: Topics, node: str, dev_id: str) -> dict:
             "icon": "mdi:motion-sensor",
         },
     }
+
+
+ROOM_ENTITIES: tuple[Entity, ...] = (
+    ENTITIES[0],  # presence: occupied if any node decided so, unknown while none has
+    ENTITIES[1],  # motion
+    ENTITIES[2],  # breathing: the most confident node's
+    Entity(
+        "sensor",
+        "breathing_node",
+        "Breathing from",
+        _VALUE.format("breathing_node"),
+        {"icon": "mdi:access-point", **_DIAG},
+    ),
+)
+
+
+def room_device(topics: Topics, area: str, *, expire_after_s: int = 0) -> tuple[str, dict]:
+    """(topic, payload) of the room device of one ``area`` (csi_edge.sinks.rooms): available
+    while the gateway is online and any node of the room is."""
+    dev_id = topics.room_device_id(area)
+    device = {
+        "identifiers": [dev_id],
+        "name": area,
+        "suggested_area": area,
+        "manufacturer": "csi-edge",
+        "model": "CSI room (its nodes combined)",
+        "sw_version": f"csi-edge {__version__}",
+        "via_device": topics.gateway_device_id,
+    }
+    cmps = {e.what: _component(e, f"{dev_id}_{e.what}", expire_after_s) for e in ROOM_ENTITIES}
+    payload = {
+        "dev": device,
+        "o": ORIGIN,
+        "cmps": cmps,
+        "state_topic": topics.room_state(area),
+        "availability": [{"topic": topics.status}, {"topic": topics.room_availability(area)}],
+        "availability_mode": "all",
+        "qos": 0,
+    }
+    return topics.room_config(area), payload
 
 
 def gateway_device(topics: Topics, *, host: str = "", expire_after_s: int = 0) -> tuple[str, dict]:
