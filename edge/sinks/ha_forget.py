@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from dataclasses import dataclass, field
 
@@ -122,6 +123,7 @@ def forget_node(
     username: str | None = None,
     password: str | None = None,
     timeout_s: float = TIMEOUT_S,
+    settle_s: float = 1.0,
 ) -> ForgetResult:
     """Clear one node's retained device config, per-entity configs, state and availability.
 
@@ -183,9 +185,15 @@ def forget_node(
             topics.ratio_state(hit.slug),
         ]
         cleared = [t for t in dict.fromkeys(wanted) if t in rb.got]
-        infos = [client.publish(t, "", qos=1, retain=True) for t in cleared]
-        for info in infos:
-            info.wait_for_publish(timeout_s)
+        configs = [t for t in cleared if t.startswith(f"{discovery_prefix}/")]
+        for group in (configs, [t for t in cleared if t not in configs]):
+            infos = [client.publish(t, "", qos=1, retain=True) for t in group]
+            for info in infos:
+                info.wait_for_publish(timeout_s)
+            if group is configs and configs and len(cleared) > len(configs):
+                # HA removes the entities first: an empty state on a topic a live entity still
+                # reads would make it log a template warning
+                time.sleep(settle_s)
         return ForgetResult(
             node=hit.slug,
             name=hit.name,
