@@ -384,6 +384,7 @@ class MqttSink:
             for key, _state in self._last.values():  # reported during the read-back
                 if key not in self._announced:
                     self._announce(key)
+            self._publish_rooms({a for a, _ in self._views.values() if a})
             self.client.publish(self.status_topic, ONLINE, qos=1, retain=True)
         # the per-entity configs are known now (each arrived once, retained): stop listening
         self.client.unsubscribe(self.topics.legacy_filters)
