@@ -116,8 +116,9 @@ class Estimators:
                 self.calibration[key] = cal.status(now)
                 continue
             del self.calibrating[key]
-            self.calibration[key] = cal.finish(self.node(key).baseline, self.baselines_dir,
-                                               self._config(key))  # fmt: skip
+            self.calibration[key], fresh = cal.finish(self.baselines_dir, self._config(key))
+            if fresh is not None:
+                self.node(key).baseline = fresh
 
     def estimate(self, job: Job) -> Result:
         now, keys, frames, forget = job[:4]

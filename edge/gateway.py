@@ -282,7 +282,7 @@ class Gateway:
         }
 
     # -- node commands (Home Assistant's buttons and numbers, or any caller; any thread) ------
-    def recalibrate(self, key: str, seconds: float = 60.0, delay_s: float = 10.0) -> None:
+    def recalibrate(self, key: str, seconds: float = 75.0, delay_s: float = 10.0) -> None:
         """Collect a new room baseline for node ``key``: after ``delay_s`` (time to leave the
         room), ``seconds`` of its frames; the status is in its reports (``calibration``)."""
         from csi_edge.nodecommands import recalibrate
@@ -317,6 +317,15 @@ class Gateway:
         section = getattr(self.config, "vitals", None)
         return float(getattr(section, "motion_ratio", 2.0))
 
+    def _log_calibration(self, new: dict[str, dict]) -> None:
+        """Log each recalibration's outcome once (the estimator process's own log goes nowhere)."""
+        for key, st in new.items():
+            old = self.calibration.get(key)
+            if st.get("state") in ("accepted", "refused") and old != st:
+                (log.info if st["state"] == "accepted" else log.warning)(
+                    "node %s: recalibration %s: %s", key, st["state"], st.get("message", "")
+                )
+
     def _known(self, key: str) -> None:
         from csi_edge.errors import InputError
 
@@ -328,17 +337,48 @@ class Gateway:
         """On the loop: link statistics and the frames queued since the last report."""
         frames, self._queued = self._queued, {}
         forget, self._to_forget = self._to_forget, []
+        self._take_sink_commands()
         with self._commands_lock:
             commands, self._commands = self._commands, []
         return _Snapshot(now, self.ingest.nodes.summary(), frames, forget, commands)
+
+    def _take_sink_commands(self) -> None:
+        """Commands a sink received (``take_commands()``, optional: the MQTT sink's Recalibrate
+        button and motion threshold number) as ``(node key, what, value)``, pulled once per
+        report so a reloaded sink needs no wiring; each goes through :meth:`recalibrate` /
+        :meth:`set_motion_ratio`, whose checks hold for every caller."""
+        from csi_edge.errors import InputError
+
+        for sink in self.sinks:
+            take = getattr(sink, "take_commands", None)
+            if take is None:
+                continue
+            try:
+                commands = take()
+            except Exception as exc:  # noqa: BLE001 - like a failing publish: counted
+                self.skipped.skip(f"sink-error:{type(sink).__name__}", repr(exc))
+                continue
+            for key, what, value in commands:
+                try:
+                    if what == "recalibrate":
+                        self.recalibrate(key)
+                    elif what == "motion_ratio":
+                        self.set_motion_ratio(key, value)
+                    else:
+                        log.warning("node %s: unknown command %r from %s", key, what,
+                                    type(sink).__name__)  # fmt: skip
+                except InputError as e:
+                    log.warning("%s (from %s): ignored", e, type(sink).__name__)
 
     def _estimate(self, snap: _Snapshot) -> dict[str, tuple[Any, dict | None]]:
         """Off the loop (worker thread, which may hand it to the estimator process): push the
         queued frames, estimate every node -> ``{key: (VitalsEstimate, model vitals)}``."""
         t0 = time.perf_counter()
-        estimates, skipped, self.calibration = self.estimators.estimate(
+        estimates, skipped, calibration = self.estimators.estimate(
             (snap.now, list(snap.links), snap.frames, snap.forget, snap.commands)
         )
+        self._log_calibration(calibration)
+        self.calibration = calibration
         self.compute_s.append(time.perf_counter() - t0)  # deque.append: safe across threads
         if skipped:
             self._worker_skips.append(skipped)  # counted on the loop, in _build
@@ -582,7 +622,7 @@ def _tristate(v: Any) -> bool | None:
 
 
 def _link(s: dict) -> dict:
-    keep = ("frames", "rate_hz", "lost", "duplicates", "reboots", "rssi", "online")
+    keep = ("frames", "rate_hz", "lost", "duplicates", "reboots", "rssi", "online", "last_seen")
     d = {k: s[k] for k in keep if k in s}
     rate = d.get("rate_hz")
     if isinstance(rate, float) and math.isnan(rate):

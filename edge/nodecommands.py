@@ -5,9 +5,11 @@ The per-node state they act on lives with the estimators (on their worker thread
 child process), so a command travels with the next estimate job and acts there:
 
 * **recalibrate**: after ``delay_s`` (time to leave the room) the node's frames are collected
-  for ``seconds``; then they are folded into its baseline exactly as ``csi-edge baseline`` would
-  (refused, and nothing changed, if they show motion or a breathing-like signal), the baseline
-  is saved and the running estimator uses it at once. The status (waiting, collecting, accepted,
+  for ``seconds`` (75 by default: a complete baseline needs 60 s of a still room); they become a
+  NEW baseline (a press means "this is the empty room now": furniture moved, the old one is
+  stale), checked exactly as ``csi-edge baseline`` checks (refused, and the old baseline kept,
+  if they show motion or a breathing-like signal); it is saved and the running estimator uses
+  it at once. The status (waiting, collecting, accepted,
   refused, with the reason) is reported per node.
 * **motion ratio**: the change ratio above which this node flags motion (default 2.0 from
   ``[vitals] motion_ratio``; lower is more sensitive). Kept in the state directory
@@ -29,15 +31,16 @@ from csi_edge.errors import InputError
 
 log = logging.getLogger("csi_edge.nodecommands")
 
-MOTION_RATIO_RANGE = (1.2, 10.0)  #: below 1.2 noise alone flags motion (docs/vitals.md)
+MOTION_RATIO_RANGE = (1.1, 10.0)  #: 1.0 is what noise alone gives (docs/vitals.md)
 RECALIBRATE_SECONDS = (20.0, 600.0)  #: a baseline needs >= 20 s of a still, empty room
+RECALIBRATE_S = 75.0  #: the default: enough for a complete baseline (60 s still)
 SETTINGS_FILE = "node-settings.json"
 
 
 @dataclass(frozen=True)
 class Recalibrate:
     key: str
-    seconds: float = 60.0
+    seconds: float = RECALIBRATE_S
     delay_s: float = 10.0
 
 
@@ -50,7 +53,7 @@ class SetMotionRatio:
 Command = Recalibrate | SetMotionRatio
 
 
-def recalibrate(key: str, seconds: float = 60.0, delay_s: float = 10.0) -> Recalibrate:
+def recalibrate(key: str, seconds: float = RECALIBRATE_S, delay_s: float = 10.0) -> Recalibrate:
     """A checked :class:`Recalibrate` (InputError naming the value when out of range)."""
     lo, hi = RECALIBRATE_SECONDS
     if not lo <= float(seconds) <= hi:
@@ -133,22 +136,24 @@ class LiveCalibration:
         return {"state": "collecting", "message": f"{self.until - now:.0f} s left: keep the room empty",
                 "until": self.until}  # fmt: skip
 
-    def finish(self, baseline, baselines_dir, config) -> dict:  # noqa: ANN001
-        """Fold the frames into ``baseline`` (saved when accepted); the final status."""
-        from csi_edge.vitals.baseline import save_baseline
+    def finish(self, baselines_dir, config):  # noqa: ANN001, ANN201
+        """(final status, the new baseline or None when refused); an accepted one is saved."""
+        from csi_edge.vitals.baseline import Baseline, save_baseline
         from csi_edge.vitals.room import calibrate_node
 
         if not self._t:
-            return {"state": "refused", "message": "no frames arrived while collecting"}
+            return {"state": "refused", "message": "no frames arrived while collecting"}, None
+        if len({x.shape[1:] for x in self._x}) > 1:
+            return {"state": "refused", "message": "the node changed its CSI width"}, None
+        baseline = Baseline.default(self.key)
         t = np.concatenate(self._t)
         x = np.concatenate(self._x)
         order = np.argsort(t, kind="stable")
         out = calibrate_node(self.key, t[order], x[order], baseline, config)
         if not out.accepted:
-            return {"state": "refused", "message": out.message}
+            return {"state": "refused", "message": out.message}, None
         try:
             where = save_baseline(baseline, baselines_dir)
         except OSError as e:
-            return {"state": "refused", "message": f"cannot save the baseline: {e}"}
-        log.info("node %s: new room baseline saved to %s (%s)", self.key, where, out.message)
-        return {"state": "accepted", "message": out.message}
+            return {"state": "refused", "message": f"cannot save the baseline: {e}"}, None
+        return {"state": "accepted", "message": f"{out.message}; saved {where}"}, baseline

@@ -6,7 +6,7 @@ functions count too, because they are dependencies all the same):
 0 core        errors, paths, gatewayid, radio, frames, layout, skips, codecs, capture, registry
 1 ingest      nodes, ingest, sources
 2 processing  dsp, vitals, inference, temporal, pose, sim
-3 gateway     gateway, estimators, config, report, inventory, rooms, nodecommands
+3 gateway     gateway, estimators, config, report, inventory, nodecommands
 4 sinks       sinks
 5 app         service, app, capacity (assembly of a gateway, demo, record, signals; load)
 6 cli         cli, __main__
@@ -30,7 +30,7 @@ LAYERS = {
     0: "errors paths gatewayid radio frames layout skips loglimit codecs capture registry __init__",
     1: "nodes admission ingest sources",
     2: "dsp vitals inference temporal pose sim models",
-    3: "gateway estimators config report inventory rooms nodecommands",
+    3: "gateway estimators config report inventory nodecommands",
     4: "sinks",
     5: "service app capacity",
     6: "cli __main__",

@@ -39,6 +39,7 @@ BATTERY: dict[str, list[tuple[int, list[str]]]] = {
     "run": [(1, ["-c", "{missing}"]), (2, ["-c", "{dir}"]), (1, ["-c", "{junk}"]), (4, ["--udp", "127.0.0.1:{busy}", "--duration", "1", "--pose", "none", "--vitals-model", "none", "--quiet"]), (2, ["--duration", "abc"]), (2, ["--serial", "/dev/ttyX@abc"])],
     "simulate": [(1, ["-o", "{unwritable}", "--duration", "1"]), (2, ["-o", "{dir}", "--duration", "1"]), (2, ["-o", "{out}", "--duration", "-3"]), (2, ["-o", "{out}", "--rate", "abc"]), (2, ["-o", "{out}", "--loss", "2"]), (1, ["-o", "{existing}", "--duration", "1"])],
     "simulate-nodes": [(4, ["--target", "{nohost}:5005", "--duration", "1", "--nodes", "1"]), (2, ["--target", "abc"]), (2, ["--rate", "-3"]), (1, ["--replay", "{missing}"]), (1, ["--replay", "{junk}"]), (2, ["--replay", "{dir}"]), (1, ["--replay", "{empty}"])],
+    "ha forget": [(2, []), (1, ["x", "-c", "{missing}"]), (1, ["x", "-c", "{junk}"]), (1, ["x", "--broker", "h:abc"]), (1, ["x", "--gateway-id", "a/b", "--broker", "127.0.0.1:9"]), (4, ["x", "--broker", "127.0.0.1:9"]), (4, ["x", "--broker", "{nohost}"])],
     "service install": [(1, ["--unit-dir", "{existing}", "--config-dir", "{dir}"])],
     "status": [(1, ["-c", "{missing}"]), (1, ["-c", "{junk}"]), (4, ["--url", "http://{nohost}:8080"])],
     "vitals": [(2, ["{missing}"]), (2, ["{dir}"]), (1, ["{empty}"]), (1, ["{junk}"]), (3, ["{nocsi}"]), (2, ["{junk}", "--every", "-3"])],

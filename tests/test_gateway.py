@@ -101,8 +101,7 @@ def test_gateway_serves_every_sink_and_stops_cleanly_on_sigterm(tmp_path, mosqui
         assert _wait(
             lambda: (
                 f"csi-edge/{gid}/nodes/127_0_0_1_2/state" in got
-                and f"homeassistant/binary_sensor/csi_edge_{gid}_127_0_0_1_1/presence/config"
-                in got
+                and f"homeassistant/device/csi_edge_{gid}_127_0_0_1_1/config" in got
             )
         )
         sim.wait(timeout=20)

@@ -156,7 +156,8 @@ def _get(url: str) -> dict:
 
 
 def _discovery(broker: Broker, device: str) -> dict:
-    return json.loads(broker.get(f"homeassistant/binary_sensor/{device}/presence/config"))
+    """The node's device discovery config (``dev``: the device, ``cmps``: its entities)."""
+    return json.loads(broker.get(f"homeassistant/device/{device}/config"))
 
 
 def test_named_node_keeps_key_baseline_and_topics_across_an_ip_change(tmp_path, mosquitto, caplog):
@@ -242,12 +243,12 @@ def test_named_node_keeps_key_baseline_and_topics_across_an_ip_change(tmp_path, 
         assert "Bedroom: " in out and "127.0.0.1#2: " in out and "id_gw1_1" not in out
         # Home Assistant: the name and area, and the same device/topics after the IP change
         assert _wait(lambda: broker.get(f"csi-edge/gw1/nodes/{key}/availability") == "offline")
-        dev = _discovery(broker, f"csi_edge_gw1_{key}")["device"]
+        dev = _discovery(broker, f"csi_edge_gw1_{key}")["dev"]
         assert dev["name"] == "Bedroom" and dev["suggested_area"] == "Upstairs"
         assert dev["identifiers"] == [f"csi_edge_gw1_{key}"]
-        other = _discovery(broker, "csi_edge_gw1_127_0_0_1_2")["device"]
+        other = _discovery(broker, "csi_edge_gw1_127_0_0_1_2")["dev"]
         assert other["name"] == "CSI node 127.0.0.1#2" and "suggested_area" not in other
-        state_topics = {t for t, _, _ in broker.log if t.endswith("/state")}
+        state_topics = {t for t, _, _ in broker.log if "/nodes/" in t and t.endswith("/state")}
         assert state_topics == {
             f"csi-edge/gw1/nodes/{key}/state",
             "csi-edge/gw1/nodes/127_0_0_1_2/state",
@@ -335,7 +336,7 @@ def test_sighup_reload_renames_a_node_in_reports_and_home_assistant(tmp_path, mo
         try:
             sender = asyncio.create_task(_send(port, [(1, "127.0.0.1"), (2, "127.0.0.1")], 3.0))
             await asyncio.sleep(1.2)
-            assert _discovery(broker, dev)["device"]["name"] == "Bed"
+            assert _discovery(broker, dev)["dev"]["name"] == "Bed"
             # node 2 gets a name too: it is keyed by its wire key until a restart
             _write_config(
                 cfg_path,
@@ -359,7 +360,7 @@ def test_sighup_reload_renames_a_node_in_reports_and_home_assistant(tmp_path, mo
             "First floor",
         )
         assert reports["127.0.0.1#2"].name == ""
-        device = _discovery(broker, dev)["device"]
+        device = _discovery(broker, dev)["dev"]
         assert device["name"] == "Master bedroom" and device["suggested_area"] == "First floor"
     finally:
         broker.close()

@@ -220,28 +220,26 @@ def test_unknown_presence_is_published_as_unknown_not_clear(mosquitto):
         assert _wait(sink.client.is_connected)
         sink.publish([_report("n#1", presence=None, motion=None, breathing_bpm=None)])
         topic = f"csi-edge/{gw}/nodes/n_1/state"
+        device_topic = f"homeassistant/device/csi_edge_{gw}_n_1/config"
         got: dict[str, str] = {}
-        assert _wait(lambda: got.update(retained(host, port, "#", 0.3)) or topic in got)
+        assert _wait(
+            lambda: got.update(retained(host, port, "#", 0.3)) or {topic, device_topic} <= set(got)
+        )
     finally:
         sink.close()
     state = json.loads(got[topic])
     assert state["presence"] is None and state["motion"] is None
-    disc = {
-        what: json.loads(got[f"homeassistant/{c}/csi_edge_{gw}_n_1/{what}/config"])
-        for c, what in (
-            ("binary_sensor", "presence"),
-            ("binary_sensor", "motion"),
-            ("sensor", "breathing"),
-        )
-    }
+    device = json.loads(got[device_topic])
+    disc = device["cmps"]
     # HA's MQTT binary_sensor and sensor: a rendered "None" is the unknown state
     assert _render(disc["presence"]["value_template"], state) == "None"
     assert _render(disc["motion"]["value_template"], state) == "None"
     assert _render(disc["breathing"]["value_template"], state) == "None"
     assert _render(disc["presence"]["value_template"], {**state, "presence": False}) == "OFF"
     assert _render(disc["presence"]["value_template"], {**state, "presence": True}) == "ON"
-    assert disc["presence"]["availability_mode"] == "all"
-    assert [a["topic"] for a in disc["presence"]["availability"]] == [
+    # shared by every component of the device config
+    assert device["availability_mode"] == "all"
+    assert [a["topic"] for a in device["availability"]] == [
         f"csi-edge/{gw}/status",
         _avail(gw, "n_1"),
     ]
@@ -261,22 +259,24 @@ def test_heart_rate_is_announced_only_when_enabled(mosquitto, heart):
     try:
         assert _wait(sink.client.is_connected)
         sink.publish([_report("n#1")])
-        breath = f"homeassistant/sensor/csi_edge_{gw}_n_1/breathing/config"
+        device = f"homeassistant/device/csi_edge_{gw}_n_1/config"
         got: dict[str, str] = {}
         assert _wait(
-            lambda: got.update(retained(host, port, "homeassistant/#", 0.3)) or breath in got
+            lambda: got.update(retained(host, port, "homeassistant/#", 0.3)) or device in got
         )
         time.sleep(0.3)
         got = retained(host, port, "homeassistant/#", 0.5)
     finally:
         sink.close()
-    assert (heart_topic in got) is heart
+    assert heart_topic not in got  # the old per-entity config is gone either way
+    cmps = json.loads(got[device])["cmps"]
+    assert ("heart_rate" in cmps) is heart
     if heart:
-        assert json.loads(got[heart_topic])["unit_of_measurement"] == "bpm"
-    sensors = [json.loads(v) for k, v in got.items() if "/sensor/" in k]
-    assert all(s["expire_after"] == 30 for s in sensors)
-    rssi = json.loads(got[f"homeassistant/sensor/csi_edge_{gw}_n_1/rssi/config"])
-    assert rssi["state_class"] == "measurement"
+        assert cmps["heart_rate"]["unit_of_measurement"] == "bpm"
+    sensors = {w: c for w, c in cmps.items() if c["p"] == "sensor" and w != "last_frame"}
+    assert sensors and all(c["expire_after"] == 30 for c in sensors.values())
+    assert "expire_after" not in cmps["last_frame"]  # it must still read when the node is quiet
+    assert cmps["rssi"]["state_class"] == "measurement"
 
 
 @pytest.mark.slow

@@ -16,7 +16,7 @@ from tests.test_mqtt_availability import Broker, _report, _wait, retained
 def test_home_assistant_birth_re_announces_after_a_short_random_delay(mosquitto):
     host, port = mosquitto
     gw = "gw-b"
-    config = f"homeassistant/binary_sensor/csi_edge_{gw}_n_1/presence/config"
+    config = f"homeassistant/device/csi_edge_{gw}_n_1/config"
     state = f"csi-edge/{gw}/nodes/n_1/state"
     avail = f"csi-edge/{gw}/nodes/n_1/availability"
     watch = Broker(host, port, ("homeassistant/#", f"csi-edge/{gw}/#"))
@@ -31,12 +31,13 @@ def test_home_assistant_birth_re_announces_after_a_short_random_delay(mosquitto)
         assert _wait(lambda: config not in retained(host, port, "homeassistant/#", 0.3))
         t0 = time.monotonic()
         watch.publish("homeassistant/status", "online")  # HA (re)started
-        assert _wait(lambda: len(watch.seq(config)) >= n_config + 2, 5)
+        assert _wait(lambda: len(watch.seq(config)) >= n_config + 2, 5)  # the clear + again
         took = time.monotonic() - t0
         assert _wait(lambda: len(watch.seq(state)) > n_state and len(watch.seq(avail)) > n_avail)
         assert took <= 1.0 + 0.5, took  # the random delay is at most birth_delay_s
         back = retained(host, port, "homeassistant/#")
-        assert json.loads(back[config])["unique_id"] == f"csi_edge_{gw}_n_1_presence"
+        presence = json.loads(back[config])["cmps"]["presence"]
+        assert presence["unique_id"] == f"csi_edge_{gw}_n_1_presence"
         assert json.loads(watch.seq(state)[-1])["presence"] is None  # the current state
         assert watch.seq(avail)[-1] == "online"
         # HA going offline is not a reason to publish anything

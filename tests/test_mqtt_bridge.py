@@ -70,10 +70,8 @@ def test_site_broker_bridged_to_central_carries_both_gateways(tmp_path):
                 assert _wait(lambda gw=gw: ha.get(f"csi-edge/{gw}/status") == "online"), gw
                 assert _wait(lambda node=node: ha.get(f"{node}/availability") == "online"), gw
                 assert json.loads(ha.get(f"{node}/state"))["presence"] is True
-                assert ha.get(
-                    f"homeassistant/binary_sensor/csi_edge_{gw}_10_0_0_7_1/presence/config"
-                )
-            config = "homeassistant/binary_sensor/csi_edge_north_10_0_0_7_1/presence/config"
+                assert ha.get(f"homeassistant/device/csi_edge_{gw}_10_0_0_7_1/config")
+            config = "homeassistant/device/csi_edge_north_10_0_0_7_1/config"
             n = len(ha.seq(config))
             ha.publish("homeassistant/status", "online")  # HA starts, on the central broker
             assert _wait(lambda: len(ha.seq(config)) > n), "birth did not cross the bridge"

@@ -99,11 +99,12 @@ def test_two_gateways_on_one_broker_do_not_flap(mosquitto):
         assert watch.seq(f"csi-edge/{gw}/status") == ["online", "offline"]
         for node in ("192_168_4_2_1", f"node_of_{gw}"):
             assert watch.seq(f"csi-edge/{gw}/nodes/{node}/availability") == ["online", "offline"]
-        presence = f"homeassistant/binary_sensor/csi_edge_{gw}_192_168_4_2_1/presence/config"
-        assert len(watch.seq(presence)) == 1  # discovery once, not re-sent by a reconnect loop
-        disc = json.loads(watch.seq(presence)[0])
-        assert disc["unique_id"] == f"csi_edge_{gw}_192_168_4_2_1_presence"
-        assert disc["device"]["identifiers"] == [f"csi_edge_{gw}_192_168_4_2_1"]
+        device = f"homeassistant/device/csi_edge_{gw}_192_168_4_2_1/config"
+        assert len(watch.seq(device)) == 1  # discovery once, not re-sent by a reconnect loop
+        disc = json.loads(watch.seq(device)[0])
+        assert disc["cmps"]["presence"]["unique_id"] == f"csi_edge_{gw}_192_168_4_2_1_presence"
+        assert disc["dev"]["identifiers"] == [f"csi_edge_{gw}_192_168_4_2_1"]
+        assert disc["dev"]["via_device"] == f"csi_edge_gateway_{gw}"
         assert disc["availability"][0]["topic"] == f"csi-edge/{gw}/status"
     with watch.lock:
         topics = {t for t, _, _ in watch.log}

@@ -39,20 +39,48 @@ def test_pose_keypoints_are_off_the_state_topic(mosquitto, pose):
 
 
 @pytest.mark.slow
-def test_configs_of_the_layout_before_gateway_ids_are_removed(mosquitto):
+def test_an_upgrade_migrates_per_entity_configs_to_the_device_config_once(mosquitto):
+    """Configs of both older layouts: before gateway ids (other unique ids: only removed) and
+    per-entity with gateway ids (same discovery ids: HA's migrate_discovery, then removed),
+    both before the device config. A restart touches none of them again: a message on an old
+    topic while the device config owns the entity makes HA log a conflict."""
     host, port = mosquitto
-    old = "homeassistant/binary_sensor/csi_edge_n_1/presence/config"
+    gw = "gw-l"
+    before_ids = "homeassistant/binary_sensor/csi_edge_n_1/presence/config"
+    per_entity = f"homeassistant/sensor/csi_edge_{gw}_n_1/breathing/config"
+    other = f"homeassistant/sensor/csi_edge_{gw}_n_2/breathing/config"  # not reported: kept
+    device = f"homeassistant/device/csi_edge_{gw}_n_1/config"
     pre = Broker(host, port, ("x/none",), client_id="pre")
-    pre.publish(old, json.dumps({"name": "Presence", "state_topic": "csi-edge/n_1/state"}), True)
+    for t in (before_ids, per_entity, other):
+        pre.publish(t, json.dumps({"name": "x", "state_topic": "csi-edge/n_1/state"}), True)
     pre.close()
-    assert old in retained(host, port, "homeassistant/#", 0.3)
-    sink = MqttSink(MqttConfig(host=host, port=port, gateway_id="gw-l"))
-    try:
-        assert _wait(sink.client.is_connected)
-        sink.publish([_report("n#1")])
-        new = "homeassistant/binary_sensor/csi_edge_gw-l_n_1/presence/config"
-        got: dict[str, str] = {}
-        assert _wait(lambda: got.update(retained(host, port, "homeassistant/#", 0.3)) or new in got)
-        assert old not in retained(host, port, "homeassistant/#", 0.3)
-    finally:
-        sink.close()
+    watch = Broker(host, port, ("homeassistant/#",))
+    for _restart in range(2):
+        sink = MqttSink(MqttConfig(host=host, port=port, gateway_id=gw))
+        try:
+            assert _wait(sink.client.is_connected)
+            sink.publish([_report("n#1")])
+            assert _wait(lambda: watch.get(device) is not None)
+            time.sleep(0.5)
+        finally:
+            sink.close()
+    with watch.lock:
+        log = [(t, p) for t, p, _ in watch.log if t in (before_ids, per_entity, device)]
+    sent = [e for e in log if e[1] != "x" and '"name": "x"' not in e[1]]
+    # the first run: migrate + clear per-entity, clear the pre-gateway-id one, then the device;
+    # the second run: the device config only
+    assert sent[:3] == [
+        (before_ids, ""),
+        (per_entity, '{"migrate_discovery": true}'),
+        (per_entity, ""),
+    ] or sent[:3] == [
+        (per_entity, '{"migrate_discovery": true}'),
+        (per_entity, ""),
+        (before_ids, ""),
+    ], sent
+    assert [t for t, _ in sent[3:]] == [device, device], sent
+    left = retained(host, port, "homeassistant/#", 0.3)
+    assert before_ids not in left and per_entity not in left and other in left
+    assert (
+        json.loads(left[device])["cmps"]["breathing"]["unique_id"] == f"csi_edge_{gw}_n_1_breathing"
+    )

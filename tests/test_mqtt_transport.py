@@ -214,7 +214,12 @@ class Watch:
 
     def states(self) -> dict[str, dict]:
         with self.lock:
-            return {t: json.loads(p) for t, p in self.last.items() if t.endswith("/state") and p}
+            # the nodes' states (the gateway device has a state topic of its own)
+            return {
+                t: json.loads(p)
+                for t, p in self.last.items()
+                if "/nodes/" in t and t.endswith("/state") and p
+            }
 
     def close(self) -> None:
         self.client.loop_stop()

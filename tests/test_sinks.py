@@ -63,7 +63,7 @@ def test_mqtt_publishes_state_and_home_assistant_discovery(mosquitto):
         assert _wait(
             lambda: (
                 state_topic in got
-                and "homeassistant/sensor/csi_edge_gw1_10_0_0_7_3/breathing/config" in got
+                and "homeassistant/device/csi_edge_gw1_10_0_0_7_3/config" in got
             )
         )
         state = json.loads(got[state_topic])
@@ -72,11 +72,9 @@ def test_mqtt_publishes_state_and_home_assistant_discovery(mosquitto):
             and state["heart_bpm"] is None
             and state["presence"] is True
         )
-        disc = json.loads(
-            got["homeassistant/binary_sensor/csi_edge_gw1_10_0_0_7_3/presence/config"]
-        )
-        assert disc["state_topic"] == state_topic
-        assert disc["device_class"] == "occupancy"
+        disc = json.loads(got["homeassistant/device/csi_edge_gw1_10_0_0_7_3/config"])
+        assert disc["state_topic"] == state_topic  # shared by every component
+        assert disc["cmps"]["presence"]["device_class"] == "occupancy"
         avail = [a["topic"] for a in disc["availability"]]
         assert disc["availability_mode"] == "all"
         assert avail == ["csi-edge/gw1/status", "csi-edge/gw1/nodes/10_0_0_7_3/availability"]
