@@ -472,11 +472,11 @@ class TextLineDecoder:
         for r in rows:
             if r.t_line is not None:
                 continue
-            r.t_line, clock, quirk = self._clock(r.mac).time(r.stamp, r.meta.get("local_us", -1))
+            r.t_line, clock, quirks = self._clock(r.mac).time(r.stamp, r.meta.get("local_us", -1))
             if np.isnan(t[r.i]) and clock != "none":
                 notes[f"time-from-{clock}"] += 1
-                if quirk:
-                    notes[quirk] += 1
+                for q in quirks:
+                    notes[q] += 1
 
     def _clock(self, mac: str | None) -> NodeClock:
         clock = self._clocks.get(mac)

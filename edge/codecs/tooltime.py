@@ -15,9 +15,12 @@ only once it has shown a line no 6-significant-digit print can make: 6 fraction 
 than 6 significant digits (``15.140763``). Until then, and for every stream that never shows one
 (the fraction then has 0-5 digits, often 3: it cannot be microseconds), it is decimal seconds.
 
-Where the stamp is coarser than :data:`FINEST_S` (a 6-digit print after 1000 s of uptime,
-exponent forms), the node's ``local_timestamp`` (u32 us at reception, wrapping every ~71.6 min,
-unwrapped here) times the frame instead, continuing from the last stamped frame.
+Which clock times a frame: the node's ``local_timestamp`` (``rx_ctrl.timestamp``: the radio's
+reception time, u32 us, wrapping every ~71.6 min, unwrapped here) whenever the line has one,
+placed on the stamp's timeline by the node's first stamp. The stamp itself is read in the CSI
+callback after the previous line was printed, so on a busy serial link it lags reception by up
+to 0.16-1 s and bunches (measured on the real captures, docs/text-captures.md §5). Without a
+``local_timestamp`` the stamp times the frame, flagged when coarser than :data:`FINEST_S`.
 """
 
 from __future__ import annotations
@@ -90,6 +93,7 @@ class NodeClock:
     anchored: bool = False  # offset set from a stamp
     last_local: int | None = None  # last local_timestamp (raw us) and wrap-arounds seen
     wraps: int = 0
+    last_t: float | None = None  # the last frame's time (s)
 
     def observe(self, stamp: Stamp | None) -> None:
         """Learn from a stamp before timing frames (a whole chunk is observed first)."""
@@ -105,45 +109,59 @@ class NodeClock:
             return min(stamp.resolution, 10.0 ** (stamp.int_digits - 6))
         return stamp.resolution
 
-    def local_seconds(self, local_us: int) -> float | None:
-        """``local_timestamp`` (u32 us) unwrapped to seconds; None without one (-1)."""
+    def local_seconds(self, local_us: int) -> tuple[float | None, str | None]:
+        """``local_timestamp`` (u32 us) unwrapped to seconds (None without one: -1), and a
+        quirk: ``local-timestamp-wrap`` (it passed 2^32 us) or ``local-timestamp-reset``
+        (it went back: a reboot or a glitch; the timeline continues from the last frame)."""
         if local_us < 0:
-            return None
-        if self.last_local is not None and local_us < self.last_local - (_U32 >> 1):
-            self.wraps += 1
+            return None, None
+        quirk = None
+        last = self.last_local
+        if last is not None and local_us < last:
+            if local_us < last - (_U32 >> 1):
+                self.wraps, quirk = self.wraps + 1, "local-timestamp-wrap"
+            else:
+                quirk = "local-timestamp-reset"
         self.last_local = local_us
-        return (local_us + self.wraps * _U32) * 1e-6
+        s = (local_us + self.wraps * _U32) * 1e-6
+        if quirk == "local-timestamp-reset" and self.last_t is not None:
+            self.offset = self.last_t - s
+        return s, quirk
 
-    def stamp_seconds(self, stamp: Stamp) -> float | None:
-        """The stamp read as this node's producer prints it; None when too coarse."""
+    def stamp_seconds(self, stamp: Stamp) -> tuple[float, bool]:
+        """The stamp read as this node's producer prints it, and whether it is fine enough
+        (<= :data:`FINEST_S`) to time frames by itself."""
         if self.usec_fraction and stamp.usec is not None:
-            return stamp.usec
-        return stamp.decimal if self.resolution(stamp) <= FINEST_S * (1 + 1e-9) else None
+            return stamp.usec, True
+        return stamp.decimal, self.resolution(stamp) <= FINEST_S * (1 + 1e-9)
 
-    def time(self, stamp: Stamp | None, local_us: int) -> tuple[float, str, str | None]:
-        """``(seconds, clock, quirk)`` of one frame, called in line order. ``clock`` is
-        ``real-timestamp``, ``local-timestamp`` or ``none``; ``quirk`` names how
-        (``real-timestamp-unpadded-usec``, ``real-timestamp-too-coarse``) or is None.
+    def time(self, stamp: Stamp | None, local_us: int) -> tuple[float, str, list[str]]:
+        """``(seconds, clock, quirks)`` of one frame, called in line order.
 
-        A coarse stamp still anchors the timeline (``offset``) the first time; the node's
-        ``local_timestamp`` then spaces the frames, so their times stay on the stamp's clock
-        (boot or wall) with microsecond spacing."""
-        local_s = self.local_seconds(local_us)
-        t = self.stamp_seconds(stamp) if stamp is not None else None
-        if t is not None:
-            if local_s is not None:
-                self.offset, self.anchored = t - local_s, True
-            quirk = (
-                "real-timestamp-unpadded-usec"
-                if self.usec_fraction and stamp.readings_differ
-                else None
-            )
-            return t, "real-timestamp", quirk
-        quirk = "real-timestamp-too-coarse" if stamp is not None else None
-        if local_s is None:
-            if stamp is not None:  # coarse, but the only clock there is
-                return stamp.decimal, "real-timestamp", quirk
-            return -1e-6, "none", None
-        if stamp is not None and not self.anchored:
-            self.offset, self.anchored = stamp.decimal - local_s, True
-        return local_s + self.offset, "local-timestamp", quirk
+        ``clock`` is ``local-timestamp`` whenever the line has one: the radio's reception
+        time in us, while ``real_timestamp`` is read later in the CSI callback, delayed by
+        the previous line's print (``docs/text-captures.md`` §5). The first stamp anchors it
+        (``offset``), so times stay on the stamp's clock (boot or wall) with the radio's
+        spacing. Without a local_timestamp the stamp times the frame (``real-timestamp``;
+        quirk ``real-timestamp-too-coarse`` when it is coarser than 1 ms); ``none``: neither.
+        """
+        local_s, lq = self.local_seconds(local_us)
+        quirks = [lq] if lq else []
+        value = fine = None
+        if stamp is not None:
+            value, fine = self.stamp_seconds(stamp)
+        used = False  # the stamp was read for this frame (its time or the anchor)
+        if local_s is not None:
+            if value is not None and not self.anchored:
+                self.offset, self.anchored, used = value - local_s, True, True
+            t, clock = local_s + self.offset, "local-timestamp"
+        elif value is not None:
+            t, clock, used = value, "real-timestamp", True
+            if not fine:
+                quirks.append("real-timestamp-too-coarse")
+        else:
+            return -1e-6, "none", []
+        if used and self.usec_fraction and stamp is not None and stamp.readings_differ:
+            quirks.append("real-timestamp-unpadded-usec")
+        self.last_t = t
+        return t, clock, quirks
