@@ -74,13 +74,11 @@ def parse_stamp(text: str) -> Stamp | None:
         return None
     digits = (whole + frac).lstrip("0")
     e = int(exp) if exp is not None else 0
-    if abs(e) > 300:
-        return None
     usec = None
     if exp is None and frac and len(frac) <= 6:
         usec = int(whole or "0") + int(frac) * 1e-6
     n_int = len(whole.lstrip("0")) if exp is None else -1
-    return Stamp(value, usec, len(frac), len(digits), 10.0 ** (e - len(frac)), n_int)
+    return Stamp(value, usec, len(frac), len(digits), 10.0 ** max(e - len(frac), -300), n_int)
 
 
 @dataclass
