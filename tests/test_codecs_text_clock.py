@@ -173,3 +173,23 @@ def test_six_significant_digit_prints_decode_within_their_resolution(x):
     assert t == float(text)
     assert abs(t - x) <= 0.5 * clock.resolution(stamp) * (1 + 1e-9) + 1e-12
     assert (x >= 999.9995) == ("real-timestamp-too-coarse" in quirks)
+
+
+@given(
+    st.lists(st.integers(0, (1 << 32) - 1), min_size=1, max_size=40),
+    st.integers(1, 5),
+    st.sampled_from(["447.786", "15.140763", "1.00002e+06", None]),
+)
+@settings(max_examples=200, deadline=None)
+def test_a_chunk_in_one_pass_times_frames_as_frame_by_frame(local, n_chunks, first):
+    # the decoder's vectorised path (every frame has a local_timestamp) against time()
+    stamps = [parse_stamp(first) if first else None] + [None] * (len(local) - 1)
+    one, many = NodeClock(), NodeClock()
+    want = [one.time(s, u)[0] for s, u in zip(stamps, local, strict=True)]
+    got = []
+    for part in np.array_split(np.arange(len(local)), n_chunks):
+        if len(part):
+            t, *_ = many.local_times(np.array(local)[part], [stamps[i] for i in part])
+            got += t.tolist()
+    assert got == pytest.approx(want, abs=1e-6)
+    assert (many.wraps, many.last_local) == (one.wraps, one.last_local)

@@ -466,17 +466,36 @@ class TextLineDecoder:
         """Each row's own time from its node's clock (``docs/text-captures.md`` §5): the
         whole chunk's stamps are seen first, so a node's stamp format is known before its
         first frame is timed. Notes name the clock of frames without a receive time."""
+        by_node: dict[str | None, list[_Row]] = {}
         for r in rows:
-            if r.t_line is None and r.stamp is not None:
-                self._clock(r.mac).observe(r.stamp)
-        for r in rows:
-            if r.t_line is not None:
+            if r.t_line is None:
+                by_node.setdefault(r.mac, []).append(r)
+        for mac, node_rows in by_node.items():
+            clock = self._clock(mac)
+            local = np.fromiter((r.meta.get("local_us", -1) for r in node_rows), np.int64)
+            stamps = [r.stamp for r in node_rows]
+            no_rx = np.isnan(t[[r.i for r in node_rows]])
+            if (local >= 0).all() and (clock.anchored or stamps[0] is not None or not any(stamps)):
+                times, wrap, reset, used = clock.local_times(local, stamps)
+                for r, v in zip(node_rows, times.tolist(), strict=True):
+                    r.t_line = v
+                n = int(no_rx.sum())
+                notes["time-from-local-timestamp"] += n
+                notes["local-timestamp-wrap"] += int((wrap & no_rx).sum())
+                notes["local-timestamp-reset"] += int((reset & no_rx).sum())
+                if used and no_rx[0] and clock.usec_fraction and stamps[0].readings_differ:
+                    notes["real-timestamp-unpadded-usec"] += 1
                 continue
-            r.t_line, clock, quirks = self._clock(r.mac).time(r.stamp, r.meta.get("local_us", -1))
-            if np.isnan(t[r.i]) and clock != "none":
-                notes[f"time-from-{clock}"] += 1
-                for q in quirks:
-                    notes[q] += 1
+            for st in stamps:  # the general case, frame by frame
+                clock.observe(st)
+            for r, lus, nr in zip(node_rows, local.tolist(), no_rx.tolist(), strict=True):
+                r.t_line, name, quirks = clock.time(r.stamp, lus)
+                if nr and name != "none":
+                    notes[f"time-from-{name}"] += 1
+                    for q in quirks:
+                        notes[q] += 1
+        for k in [k for k, v in notes.items() if not v]:
+            del notes[k]
 
     def _clock(self, mac: str | None) -> NodeClock:
         clock = self._clocks.get(mac)

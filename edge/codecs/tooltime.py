@@ -27,17 +27,20 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
 
 #: a stamp coarser than this cannot time frames 10 ms apart: use the node's local_timestamp
 FINEST_S = 1e-3
 #: ``real_time_set`` 1 with a value from here on is a wall clock (unix seconds)
 UNIX_MIN_S = 1e9
 _U32 = 1 << 32
+_RES = tuple(10.0**-k for k in range(16))
 _STAMP = re.compile(r"^(\d*)(?:\.(\d*))?(?:[eE]([+-]?\d+))?$")
 
 
-@dataclass(frozen=True, slots=True)
-class Stamp:
+class Stamp(NamedTuple):
     """One printed ``real_timestamp``: its decimal value and what the print says about its
     producer."""
 
@@ -62,6 +65,19 @@ def parse_stamp(text: str) -> Stamp | None:
     """A ``real_timestamp`` cell as a :class:`Stamp`; None when it is not a non-negative
     number (``-1``, ``nan``, ``inf``, ``1.2.3``, text)."""
     s = text.strip().strip('"')
+    whole, _, frac = s.partition(".")
+    if s.isascii() and whole.isdigit() and (frac.isdigit() or not frac) and len(s) < 300:
+        # the common form (digits.digits), without the pattern: one call per text line
+        n_frac = len(frac)
+        usec = int(whole) + int(frac) * 1e-6 if 0 < n_frac <= 6 else None
+        return Stamp(
+            float(s),
+            usec,
+            n_frac,
+            len((whole + frac).lstrip("0")),
+            _RES[n_frac] if n_frac < len(_RES) else 10.0 ** -min(n_frac, 300),
+            len(whole.lstrip("0")),
+        )
     m = _STAMP.match(s)
     if not m or not (m[1] or m[2]):
         return None
@@ -132,6 +148,30 @@ class NodeClock:
         if self.usec_fraction and stamp.usec is not None:
             return stamp.usec, True
         return stamp.decimal, self.resolution(stamp) <= FINEST_S * (1 + 1e-9)
+
+    def local_times(self, local_us: np.ndarray, stamps: list[Stamp | None]):
+        """:meth:`time` for a run of frames that all carry a ``local_timestamp`` (>= 0), in
+        one pass: ``(seconds [n], wrapped [n] bool, reset [n] bool, stamp read)``. Only the
+        first frame's stamp can matter (the anchor), and only when none was set before."""
+        loc = local_us.astype(np.int64)
+        prev = np.empty_like(loc)
+        prev[0] = loc[0] if self.last_local is None else self.last_local
+        prev[1:] = loc[:-1]
+        d = loc - prev
+        wrap = d < -(_U32 >> 1)
+        reset = (d < 0) & ~wrap
+        u = loc + (self.wraps + np.cumsum(wrap)) * _U32 + np.cumsum(np.where(reset, -d, 0))
+        used = False
+        if not self.anchored and stamps[0] is not None:
+            if not self.usec_fraction:
+                self.usec_fraction = any(st is not None and st.proves_usec for st in stamps)
+            self.offset = self.stamp_seconds(stamps[0])[0] - float(u[0]) * 1e-6
+            self.anchored = used = True
+        t = self.offset + u * 1e-6
+        self.offset += float(u[-1] - loc[-1] - (self.wraps + int(wrap.sum())) * _U32) * 1e-6
+        self.wraps += int(wrap.sum())
+        self.last_local, self.last_t = int(loc[-1]), float(t[-1])
+        return t, wrap, reset, used
 
     def time(self, stamp: Stamp | None, local_us: int) -> tuple[float, str, list[str]]:
         """``(seconds, clock, quirks)`` of one frame, called in line order.
