@@ -15,10 +15,11 @@ How a line is read:
    Without a header (or when the line does not fit it) the number of fields before the data
    tells the standard layout: 24 esp-csi, 14 esp-csi C5/C6, 29 esp-radar console_test, 25
    ESP32-CSI-Tool; fields after the data are kept as extras.
-3. **Times**: a receive time given by the caller wins; else ESP32-CSI-Tool's ``real_timestamp``
-   when ``real_time_set`` is 1 (a wall clock), else a host wall-clock column (unix seconds or ms,
-   ISO date-time, or ``HH:MM:SS.mmm`` = seconds of the day, rolling over midnight), else
-   ``real_timestamp`` (boot clock), else ``local_timestamp`` (µs since boot). A negative
+3. **Times**: a receive time given by the caller wins; else a host wall-clock column (unix
+   seconds or ms, ISO date-time, or ``HH:MM:SS.mmm`` = seconds of the day, rolling over
+   midnight) unless ESP32-CSI-Tool's ``real_timestamp`` is a wall clock; else the node's clock
+   (:mod:`csi_edge.codecs.tooltime`): ``local_timestamp`` (the radio's µs, unwrapped) on the
+   timeline of the node's first ``real_timestamp``, the stamp alone without one. A negative
    ``local_timestamp`` (an int32 print of the u32) is read as the u32 it is.
 4. **Nodes**: a line with a MAC belongs to the node ``<source>#<mac>``: each transmitter of a
    passive capture is its own node (its own source entry), so neighbours never mix.
