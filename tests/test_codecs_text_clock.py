@@ -193,3 +193,20 @@ def test_a_chunk_in_one_pass_times_frames_as_frame_by_frame(local, n_chunks, fir
             got += t.tolist()
     assert got == pytest.approx(want, abs=1e-6)
     assert (many.wraps, many.last_local) == (one.wraps, one.last_local)
+
+
+def test_real_time_set_with_a_boot_clock_stamp_leaves_the_host_column_in_charge():
+    # today's firmware prints its steady (boot) clock whatever real_time_set says
+    res = _decode([tool(7_313, "447.786", 1) + ",1727141290.5"])
+    assert _times(res) == [1727141290.5] and res.notes["time-from-host-column"] == 1
+
+
+@given(st.text(alphabet="0123456789.-+eE naif", max_size=14), st.integers(-(1 << 31), 1 << 32))
+@settings(max_examples=300, deadline=None)
+def test_any_stamp_and_local_timestamp_give_a_frame_or_a_named_skip(stamp, local):
+    res = _decode([tool(local, stamp)])
+    assert len(res.frames) + sum(res.skipped.values()) == 1
+    if len(res.frames):
+        assert np.isfinite(res.frames.meta["t_rx"]).all()
+    else:
+        assert set(res.skipped) <= {"bad-value", "bad-field-count"}
