@@ -210,3 +210,9 @@ def test_any_stamp_and_local_timestamp_give_a_frame_or_a_named_skip(stamp, local
         assert np.isfinite(res.frames.meta["t_rx"]).all()
     else:
         assert set(res.skipped) <= {"bad-value", "bad-field-count"}
+
+
+def test_a_local_timestamp_that_never_moves_leaves_the_stamps_in_charge():
+    res = _decode([tool(0, "447.786"), tool(0, "447.792"), tool(0, "447.8")])
+    assert _times(res) == pytest.approx([447.786, 447.792, 447.8], abs=1e-9)
+    assert res.notes["local-timestamp-stuck"] == 3 and res.notes["time-from-real-timestamp"] == 3

@@ -476,6 +476,9 @@ class TextLineDecoder:
             local = np.fromiter((r.meta.get("local_us", -1) for r in node_rows), np.int64)
             stamps = [r.stamp for r in node_rows]
             no_rx = np.isnan(t[[r.i for r in node_rows]])
+            if len(local) > 1 and local.min() == local.max() and any(stamps):
+                local[:] = -1  # a local_timestamp that never moves (a fork printing 0) is none
+                notes["local-timestamp-stuck"] += int(no_rx.sum())
             if (local >= 0).all() and (clock.anchored or stamps[0] is not None or not any(stamps)):
                 times, wrap, reset, used = clock.local_times(local, stamps)
                 for r, v in zip(node_rows, times.tolist(), strict=True):
