@@ -36,7 +36,6 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 
 from labelled import (  # noqa: E402
-    CLOCKS,
     LABEL_WINDOW_S,
     heldout_recordings,
     recordings,
@@ -228,12 +227,6 @@ def main():
     ap.add_argument("--quick", action="store_true", help="fewer simulator rows")
     ap.add_argument("--no-sim", action="store_true", help="real recordings only")
     ap.add_argument(
-        "--clock",
-        choices=CLOCKS,
-        default="rx",
-        help="ESP32-CSI-Tool frame times: as decoded (rx, default) or the node's local_timestamp",
-    )
-    ap.add_argument(
         "--heldout",
         metavar="DIR",
         help="also score the labelled recordings under DIR that are not in tests/data",
@@ -252,16 +245,14 @@ def main():
             ap.error(f"--set {item}: VitalsConfig has no field {key!r}")
         kind = type(getattr(CONFIG, key))
         setattr(CONFIG, key, kind(value) if kind is not bool else value.lower() in ("1", "true"))
-    real = real_rows(recordings(a.clock))
+    real = real_rows(recordings())
     setting = "config: " + " ".join(a.set) if a.set else "default config"
-    if a.clock != "rx":
-        setting += f", {a.clock} clock"
     table(real, f"real ESP32 recordings (tests/data/labelled), cold start, {setting}")
     tot = {"real": totals(real)}
     for chip in sorted({r["chip"] for r in real}):
         tot[f"real:{chip}"] = totals([r for r in real if r["chip"] == chip])
     if a.heldout:
-        held = heldout_recordings(Path(a.heldout), a.clock)
+        held = heldout_recordings(Path(a.heldout))
         if not held:
             print(f"\nheld-out: no labelled recordings under {a.heldout}: skipped")
         else:

@@ -47,9 +47,9 @@ class Recording:
 MENDELAS_ACTION_S = 10.0
 
 
-def _mendelas(path: Path, clock: str = "rx") -> Recording:
+def _mendelas(path: Path) -> Recording:
     kind = {"E00": "empty", "E01": "static", "E02": "motion"}[path.stem[:3]]
-    rec = _csv(path, "esp32", kind, clock)
+    rec = _csv(path, "esp32", kind)
     rel = rec.t - rec.t[0]
     after = rel >= MENDELAS_ACTION_S
     rec.motion = after if kind == "motion" else np.zeros(len(rel), bool)
@@ -59,23 +59,14 @@ def _mendelas(path: Path, clock: str = "rx") -> Recording:
     return rec
 
 
-#: Which clock gives the frame times: "rx" = what the decoder makes of the file (what
-#: ``csi-edge vitals`` sees today), "node" = the node's own ``local_timestamp`` (µs at reception
-#: on the chip). They differ: the decoder reads ESP32-CSI-Tool's ``real_timestamp`` fraction as
-#: unpadded microseconds, which puts every frame of a second of these files within ~1 ms (see
-#: docs/vitals.md, "Frame times"); ``scripts/bench_real_motion.py --clock node`` compares.
-CLOCKS = ("rx", "node")
-
-
-def _csv(path: Path, chip: str, kind: str, clock: str = "rx") -> Recording:
+def _csv(path: Path, chip: str, kind: str) -> Recording:
+    """Frame times as the decoder gives them (``csi-edge vitals`` sees the same): the node's
+    ``local_timestamp`` on its ``real_timestamp`` timeline (docs/text-captures.md §5)."""
     from csi_edge.capture import read_capture
     from csi_edge.vitals.run import frame_times, lltf_frames
 
     frames = read_capture(path).frames
-    if clock == "node":
-        t = frames.meta["local_us"].astype(np.float64) / 1e6
-    else:
-        t, _ = frame_times(frames)
+    t, _ = frame_times(frames)
     order = np.argsort(t, kind="stable")
     csi = lltf_frames(frames)[order]
     t = t[order]
@@ -95,31 +86,26 @@ def _har(x_path: Path) -> Recording:
     return Recording(x_path.name[:-6], "esp32-s2", "labelled", t, csi, moving, True)
 
 
-def _load(
-    tristsou: list[Path], mendelas: list[Path], har: list[Path], clock: str = "rx"
-) -> list[Recording]:
-    if clock not in CLOCKS:
-        raise ValueError(f"clock: expected one of {CLOCKS}, got {clock!r}")
+def _load(tristsou: list[Path], mendelas: list[Path], har: list[Path]) -> list[Recording]:
     out = []
     for p in tristsou:
         kind = "empty" if p.stem.startswith(("empty", "foil")) else "static"
-        out.append(_csv(p, "esp32-s3", kind, clock))
-    out += [_mendelas(p, clock) for p in mendelas]
+        out.append(_csv(p, "esp32-s3", kind))
+    out += [_mendelas(p) for p in mendelas]
     out += [_har(p) for p in har]
     return out
 
 
-def recordings(clock: str = "rx") -> list[Recording]:
+def recordings() -> list[Recording]:
     """Every labelled recording in tests/data/labelled, in a fixed order."""
     return _load(
         sorted((DATA / "tristsou").glob("*.csv")),
         sorted((DATA / "mendelas").glob("*.csv")),
         sorted((DATA / "esp32s2-har").glob("*-x.npy")),
-        clock,
     )
 
 
-def heldout_recordings(root: Path, clock: str = "rx") -> list[Recording]:
+def heldout_recordings(root: Path) -> list[Recording]:
     """The recordings of the same three sources under ``root`` (a folder holding the original
     ``esp32-csi-tool-labelled/{tristsou,mendelas}`` and ``esp32s2-har-amplitude`` folders) that
     are NOT in tests/data: never used to choose a default, so they check that none was tuned to
@@ -135,7 +121,6 @@ def heldout_recordings(root: Path, clock: str = "rx") -> list[Recording]:
         new(lab / "tristsou", "*.csv"),
         new(lab / "mendelas", "*.csv"),
         new(root / "esp32s2-har-amplitude", "*-x.npy"),
-        clock,
     )
 
 
@@ -146,7 +131,9 @@ def heldout_recordings(root: Path, clock: str = "rx") -> list[Recording]:
 LABEL_WINDOW_S = 2.0
 
 
-def second_labels(rec: Recording, ticks: np.ndarray, window_s: float = LABEL_WINDOW_S) -> np.ndarray:
+def second_labels(
+    rec: Recording, ticks: np.ndarray, window_s: float = LABEL_WINDOW_S
+) -> np.ndarray:
     """Per estimate tick (covering (tick-window_s, tick]): 1 motion, 0 quiet, -1 mixed/none (not
     scored: a window in which the label changes)."""
     lo = np.searchsorted(rec.t, ticks - window_s, side="right")

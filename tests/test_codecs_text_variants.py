@@ -114,7 +114,9 @@ def test_tool_quoted_space_array_crlf_no_header(tmp_path):
 def test_tool_lltf_only_print_is_counted_and_real_clock_wins():
     _, res = decode([tool_line(quoted(VALUES, " "), n=384, real_set=1, real_ts="1727141290.5")
                      + ",1700000000.0"])  # fmt: skip
-    assert len(res.frames) == 1 and res.notes == {"lltf-only-print": 1}
+    # the stamp anchors the node's wall clock; its local_timestamp spaces the frames
+    assert len(res.frames) == 1
+    assert res.notes == {"lltf-only-print": 1, "time-from-local-timestamp": 1}
     assert res.frames.meta["t_rx"][0] == pytest.approx(1727141290.5)  # node's wall clock wins
 
 

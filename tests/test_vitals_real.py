@@ -66,15 +66,22 @@ def test_movement_is_flagged_on_real_recordings(runs):
     assert hit / total >= 0.90, (hit, total)
 
 
-def test_motion_is_flagged_within_3_s_of_its_start(runs):
+def test_motion_is_flagged_within_2_s_of_its_start(runs):
+    # 3 s on the decoder that crowded each second's ESP32-CSI-Tool frames into ~1 ms (it read
+    # real_timestamp's decimal fraction as microseconds); with the radio's frame spacing every
+    # onset after the warm-up is flagged within 2 s (docs/vitals.md, "Frame times")
+    checked = 0
     for rec, est, _ticks, _ in runs.values():
+        assert np.median(np.diff(rec.t)) > 0.5 / rec.rate_hz, rec.name  # frames spread out
         on = np.flatnonzero(np.diff(rec.motion.astype(int)) == 1) + 1
         for k in on:
             t_on = rec.t[k]
             if t_on - rec.t[0] < 5.0:
                 continue
             hits = [e.t - t_on for e in est if e.motion and e.t > t_on]
-            assert hits and hits[0] <= 3.0 + 1e-6, (rec.name, t_on - rec.t[0])
+            assert hits and hits[0] <= 2.0 + 1e-6, (rec.name, t_on - rec.t[0])
+            checked += 1
+    assert checked >= 3  # both hand-waving recordings and an ESP32-S2 stand-up
 
 
 def test_presence_is_unknown_until_decided_and_never_occupied_in_an_empty_room(runs):
@@ -83,7 +90,9 @@ def test_presence_is_unknown_until_decided_and_never_occupied_in_an_empty_room(r
         if rec.kind == "empty":
             assert not any(e.presence for e in est), rec.name
     # a 20 s empty recording is decided "nobody" before it ends
-    long_empty = [v for v in runs.values() if v[0].kind == "empty" and v[0].t[-1] - v[0].t[0] >= 19.5]
+    long_empty = [
+        v for v in runs.values() if v[0].kind == "empty" and v[0].t[-1] - v[0].t[0] >= 19.5
+    ]
     assert long_empty and all(v[1][-1].presence is False for v in long_empty)
 
 
@@ -113,21 +122,3 @@ def test_calibrating_twice_on_the_same_capture_counts_it_once_and_survives_a_res
     other = next(r for r in RECS if r.name.startswith("E00_static_15s_60cm"))
     assert calibrate_node(rec.name, other.t, other.csi, again).still_s > 10  # new data adds
     assert again.still_s > b.still_s
-
-
-def test_with_the_nodes_own_clock_motion_is_flagged_within_2_s():
-    # The decoder reads these files' real_timestamp fraction as unpadded microseconds, which
-    # crowds each second's frames into ~1 ms (docs/vitals.md, "Frame times"). With the node's
-    # local_timestamp every onset after the warm-up is flagged within 2 s.
-    checked = 0
-    for rec in recordings("node"):
-        rel = rec.t - rec.t[0]
-        assert np.median(np.diff(rec.t)) > 0.5 / rec.rate_hz, rec.name  # frames spread out
-        est = list(run_node(rec.t, rec.csi))
-        for k in np.flatnonzero(np.diff(rec.motion.astype(int)) == 1) + 1:
-            if rel[k] < 5.0:
-                continue
-            hits = [e.t - rec.t[k] for e in est if e.motion and e.t > rec.t[k]]
-            assert hits and hits[0] <= 2.0 + 1e-6, (rec.name, rel[k])
-            checked += 1
-    assert checked >= 3  # both hand-waving recordings and an ESP32-S2 stand-up

@@ -15,10 +15,11 @@ How a line is read:
    Without a header (or when the line does not fit it) the number of fields before the data
    tells the standard layout: 24 esp-csi, 14 esp-csi C5/C6, 29 esp-radar console_test, 25
    ESP32-CSI-Tool; fields after the data are kept as extras.
-3. **Times**: a receive time given by the caller wins; else ESP32-CSI-Tool's ``real_timestamp``
-   when ``real_time_set`` is 1 (a wall clock), else a host wall-clock column (unix seconds or ms,
-   ISO date-time, or ``HH:MM:SS.mmm`` = seconds of the day, rolling over midnight), else
-   ``real_timestamp`` (boot clock), else ``local_timestamp`` (µs since boot). A negative
+3. **Times**: a receive time given by the caller wins; else a host wall-clock column (unix
+   seconds or ms, ISO date-time, or ``HH:MM:SS.mmm`` = seconds of the day, rolling over
+   midnight) unless ESP32-CSI-Tool's ``real_timestamp`` is a wall clock; else the node's clock
+   (:mod:`csi_edge.codecs.tooltime`): ``local_timestamp`` (the radio's µs, unwrapped) on the
+   timeline of the node's first ``real_timestamp``, the stamp alone without one. A negative
    ``local_timestamp`` (an int32 print of the u32) is read as the u32 it is.
 4. **Nodes**: a line with a MAC belongs to the node ``<source>#<mac>``: each transmitter of a
    passive capture is its own node (its own source entry), so neighbours never mix.
@@ -36,7 +37,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import math
 import re
 from collections import Counter
 from collections.abc import Sequence
@@ -46,6 +46,7 @@ from datetime import datetime, timezone
 import numpy as np
 
 from csi_edge.codecs.result import DecodeResult
+from csi_edge.codecs.tooltime import UNIX_MIN_S, NodeClock, parse_stamp
 from csi_edge.frames import FrameBatch, FrameFormat, empty_meta
 from csi_edge.radio import channel_to_mhz
 
@@ -266,29 +267,19 @@ def host_time(text: str) -> tuple[str, float] | None:
     return None
 
 
-def _tool_timestamp(text: str) -> float:
-    """ESP32-CSI-Tool's ``real_timestamp``: printed as ``sec.usec`` with the microseconds NOT
-    zero-padded (``15.92838`` is 15 s + 92838 µs, followed by ``15.140763``), as its real
-    captures show; read the part after the dot as an integer count of microseconds."""
-    sec, _, usec = text.strip().partition(".")
-    if usec and len(usec) <= 6 and usec.isdigit():
-        return int(sec) + int(usec) * 1e-6
-    return float(text)
-
-
 class _Row:
     """One decoded line (kept small: built per frame)."""
 
-    __slots__ = ("i", "layout", "tool", "meta", "mac", "t_line", "extra")
+    __slots__ = ("i", "layout", "tool", "meta", "mac", "stamp", "t_line", "extra")
 
-    def __init__(self, i, layout: Layout, meta, mac, t_line, extra):
+    def __init__(self, i, layout: Layout, meta, mac, stamp, t_line, extra):
         self.i, self.layout, self.tool, self.meta, self.mac = i, layout.name, layout.tool, meta, mac
-        self.t_line, self.extra = t_line, extra
+        self.stamp, self.t_line, self.extra = stamp, t_line, extra
 
 
 def finish(parsed: tuple, values, notes: Counter | None):
     """Check a parsed line's values against its ``len``: the frame tuple or a skip reason."""
-    lay, meta, mac, _data, t_line, host, extra, declared, neg = parsed
+    lay, meta, mac, _data, stamp, host, extra, declared, neg = parsed
     if isinstance(values, str):
         return values
     count = len(values)
@@ -304,13 +295,14 @@ def finish(parsed: tuple, values, notes: Counter | None):
             notes[note] += 1
         if neg:
             notes["negative-local-timestamp"] += 1
-    return lay, meta, mac, values, t_line, host, extra
+    return lay, meta, mac, values, stamp, host, extra
 
 
 def parse_fields(line: str, header: Layout | None = None):
     """Everything of a ``CSI_DATA`` line but its values' count: ``(layout, meta, mac, data
-    text or values, t_line, host, extra, declared len, negative local_timestamp)`` or a skip
-    reason."""
+    text or values, real_timestamp stamp, host, extra, declared len, negative
+    local_timestamp)`` or a skip reason. The frame's time is decided per node later
+    (:class:`csi_edge.codecs.tooltime.NodeClock`): it needs the node's other lines."""
     parts = split_line(line)
     if isinstance(parts, str):
         return parts
@@ -347,15 +339,15 @@ def parse_fields(line: str, header: Layout | None = None):
             v = meta[f] = int(cells[i])
             if not -(1 << 62) < v < 1 << 62:
                 return "bad-value"
-        real_ts = _tool_timestamp(cells[lay.real_ts]) if lay.real_ts is not None else None
+        stamp = parse_stamp(cells[lay.real_ts]) if lay.real_ts is not None else None
+        if stamp is None and lay.real_ts is not None:
+            return "bad-value"
         real_set = int(cells[lay.real_set]) if lay.real_set is not None else 0
         mac = cells[lay.mac].strip() if lay.mac is not None else None
     except (ValueError, OverflowError):
         return "bad-value"
     except IndexError:  # the row lacks a column its header names
         return "bad-field-count"
-    if real_ts is not None and not math.isfinite(real_ts):
-        return "bad-value"
     if mac is not None:
         if not _MAC.match(mac):
             return "bad-value"
@@ -378,14 +370,9 @@ def parse_fields(line: str, header: Layout | None = None):
             host = host_time(v)
             if host is not None:
                 break
-    if real_ts is not None and real_set == 1:
-        t_line = real_ts
+    if stamp is not None and real_set == 1 and stamp.decimal >= UNIX_MIN_S:
         host = None  # the node's own wall clock is the better time
-    elif real_ts is not None:
-        t_line = real_ts
-    else:
-        t_line = meta.get("local_us", -1) * 1e-6
-    return lay, meta, mac, values, t_line, host, extra, declared, neg
+    return lay, meta, mac, values, stamp, host, extra, declared, neg
 
 
 #: put between the lines' value lists so one C parse serves a whole chunk; a line that holds
@@ -442,6 +429,7 @@ class TextLineDecoder:
         self.layouts: dict[str, int] = {}  # frames decoded per layout
         self._tod_last: float | None = None  # host time-of-day clock: last value, day offset
         self._tod_days = 0.0
+        self._clocks: dict[str | None, NodeClock] = {}  # per node (MAC): its frames' clock
 
     def decode_lines(self, lines: Sequence[bytes | str], t_rx: np.ndarray | float) -> DecodeResult:
         res = DecodeResult()
@@ -463,14 +451,61 @@ class TextLineDecoder:
             if isinstance(out, str):
                 self._skip(res, out, lines[i])
                 continue
-            lay, meta, mac, values, t_line, host, extra = out
+            lay, meta, mac, values, stamp, host, extra = out
+            t_line = None
             if host is not None:
                 t_line = self._host_seconds(host)
-                res.notes["time-from-host-column"] += 1
-            rows.append(_Row(i, lay, meta, mac, t_line, extra))
+                if np.isnan(t[i]):
+                    res.notes["time-from-host-column"] += 1
+            rows.append(_Row(i, lay, meta, mac, stamp, t_line, extra))
             chunks.append(values)
+        self._node_times(rows, t, res.notes)
         res.frames = self._batch(rows, chunks, t)
         return res
+
+    def _node_times(self, rows: list[_Row], t: np.ndarray, notes: Counter) -> None:
+        """Each row's own time from its node's clock (``docs/text-captures.md`` §5): the
+        whole chunk's stamps are seen first, so a node's stamp format is known before its
+        first frame is timed. Notes name the clock of frames without a receive time."""
+        by_node: dict[str | None, list[_Row]] = {}
+        for r in rows:
+            if r.t_line is None:
+                by_node.setdefault(r.mac, []).append(r)
+        for mac, node_rows in by_node.items():
+            clock = self._clock(mac)
+            local = np.fromiter((r.meta.get("local_us", -1) for r in node_rows), np.int64)
+            stamps = [r.stamp for r in node_rows]
+            no_rx = np.isnan(t[[r.i for r in node_rows]])
+            if len(local) > 1 and local.min() == local.max() and any(stamps):
+                local[:] = -1  # a local_timestamp that never moves (a fork printing 0) is none
+                notes["local-timestamp-stuck"] += int(no_rx.sum())
+            if (local >= 0).all() and (clock.anchored or stamps[0] is not None or not any(stamps)):
+                times, wrap, reset, used = clock.local_times(local, stamps)
+                for r, v in zip(node_rows, times.tolist(), strict=True):
+                    r.t_line = v
+                n = int(no_rx.sum())
+                notes["time-from-local-timestamp"] += n
+                notes["local-timestamp-wrap"] += int((wrap & no_rx).sum())
+                notes["local-timestamp-reset"] += int((reset & no_rx).sum())
+                if used and no_rx[0] and clock.usec_fraction and stamps[0].readings_differ:
+                    notes["real-timestamp-unpadded-usec"] += 1
+                continue
+            for st in stamps:  # the general case, frame by frame
+                clock.observe(st)
+            for r, lus, nr in zip(node_rows, local.tolist(), no_rx.tolist(), strict=True):
+                r.t_line, name, quirks = clock.time(r.stamp, lus)
+                if nr and name != "none":
+                    notes[f"time-from-{name}"] += 1
+                    for q in quirks:
+                        notes[q] += 1
+        for k in [k for k, v in notes.items() if not v]:
+            del notes[k]
+
+    def _clock(self, mac: str | None) -> NodeClock:
+        clock = self._clocks.get(mac)
+        if clock is None:
+            clock = self._clocks[mac] = NodeClock()
+        return clock
 
     def _skip(self, res: DecodeResult, reason: str, raw) -> None:
         if reason in _QUIET:  # expected, not a problem: counted without a log line

@@ -79,6 +79,10 @@ def command(capture, as_json, every, cal_dir, assume_rate, plot):
         )
     if source != "t_rx":
         click.echo(f"note: {capture}: using {source} as the time base", err=True)
+    clocks = {k[len("time-from-") :]: v for k, v in res.notes.items() if k.startswith("time-from-")}
+    if clocks and source == "t_rx":  # a text capture's own clocks (docs/text-captures.md §5)
+        used = ", ".join(f"{k} ({v} frames)" for k, v in sorted(clocks.items()))
+        click.echo(f"note: {capture}: frame times from {used}", err=True)
 
     def baseline_for(key):
         try:
