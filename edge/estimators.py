@@ -120,6 +120,26 @@ class Estimators:
             if fresh is not None:
                 self.node(key).baseline = fresh
 
+    def _baseline_status(self, key: str) -> dict:
+        """What the node's room baseline is, and its recalibration (running, or refused last):
+        ``state`` is waiting / collecting / refused while that is news, else complete / partial
+        / none (a baseline with too little still data is used only once complete)."""
+        b = self.vitals[key].baseline
+        base = "complete" if b.complete else ("partial" if b.still_s > 0 else "none")
+        out = {
+            "state": base,
+            "baseline": base,
+            "still_s": round(float(b.still_s), 1),
+            "message": f"{b.still_s:.0f} of {b.required_s:.0f} s of still, empty-room data",
+        }
+        cal = self.calibration.get(key)
+        if cal is not None:
+            out["recalibration"] = cal["state"]
+            out["message"] = cal["message"]
+            if cal["state"] != "accepted":
+                out["state"] = cal["state"]
+        return out
+
     def estimate(self, job: Job) -> Result:
         now, keys, frames, forget = job[:4]
         frames = compact(frames)  # the same pushes as in the estimator process
@@ -147,7 +167,7 @@ class Estimators:
             out[key] = (v, self.model_vitals(est, now) if self.vitals_model is not None else None)
         skipped = self.skipped.as_dict()
         self.skipped.clear()
-        return out, skipped, dict(self.calibration)
+        return out, skipped, {key: self._baseline_status(key) for key in out}
 
     def model_vitals(self, est: Any, now: float) -> dict | None:
         """The vitals model on the node's last 32 s (None until it has them)."""

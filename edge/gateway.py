@@ -320,10 +320,11 @@ class Gateway:
     def _log_calibration(self, new: dict[str, dict]) -> None:
         """Log each recalibration's outcome once (the estimator process's own log goes nowhere)."""
         for key, st in new.items():
-            old = self.calibration.get(key)
-            if st.get("state") in ("accepted", "refused") and old != st:
-                (log.info if st["state"] == "accepted" else log.warning)(
-                    "node %s: recalibration %s: %s", key, st["state"], st.get("message", "")
+            done = st.get("recalibration")
+            old = (self.calibration.get(key) or {}).get("recalibration")
+            if done in ("accepted", "refused") and old != done:
+                (log.info if done == "accepted" else log.warning)(
+                    "node %s: recalibration %s: %s", key, done, st.get("message", "")
                 )
 
     def _known(self, key: str) -> None:

@@ -39,8 +39,9 @@ class NodeReport:
     model_vitals: dict | None = None
     #: link statistics: frames, rate_hz, lost, duplicates, reboots, rssi, online
     link: dict = field(default_factory=dict)
-    #: the last or running room recalibration: {"state": waiting|collecting|accepted|refused,
-    #: "message", ...}; None when none was asked for since start
+    #: the node's room baseline: {"state": complete|partial|none, or waiting|collecting|refused
+    #: while a recalibration runs or was refused, "baseline", "still_s", "message",
+    #: "recalibration" (the last one's outcome, when one was asked for)}; None until estimated
     calibration: dict | None = None
     #: the change ratio above which this node flags motion (its own setting, else [vitals])
     motion_ratio: float | None = None

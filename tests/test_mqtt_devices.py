@@ -62,6 +62,7 @@ def test_node_device_config_names_places_and_links_the_node(mosquitto):
         "rssi",
         "frame_rate",
         "loss",
+        "baseline",  # the room baseline's state (test_node_commands)
         "last_frame",
     }
     for what, c in cmps.items():
@@ -119,6 +120,8 @@ def test_gateway_device_and_its_states_update(mosquitto, monkeypatch):
         assert _wait(sink.client.is_connected)
         config = _device(host, port, f"homeassistant/device/csi_edge_gateway_{gw}/config")
         sink.publish([_report("n#1"), _report("n#2"), _report("n#3", online=False)])
+        # states come every 0.5 s; the ones sent before the reports count no nodes
+        assert _wait(lambda: bool(s := watch.seq(state)) and json.loads(s[-1])["nodes_online"] == 2)
         assert _wait(lambda: len(watch.seq(state)) >= 4)
         first, last = json.loads(watch.seq(state)[0]), json.loads(watch.seq(state)[-1])
     finally:

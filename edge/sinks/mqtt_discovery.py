@@ -117,6 +117,13 @@ ENTITIES: tuple[Entity, ...] = (
     ),
     Entity(
         "sensor",
+        "baseline",
+        "Room baseline",
+        "{{ value_json.calibration.state if value_json.calibration else none }}",
+        {"icon": "mdi:home-search", **_DIAG},
+    ),
+    Entity(
+        "sensor",
         "last_frame",
         "Last frame",
         _VALUE.format("diag.last_frame"),
