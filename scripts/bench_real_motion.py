@@ -21,6 +21,8 @@ Then the same figures on a small simulator grid (still person, empty room, burst
 ``--heldout DIR``: also the same figures on the labelled recordings under DIR that are not in
 tests/data (DIR: a folder with the original ``esp32-csi-tool-labelled`` and
 ``esp32s2-har-amplitude`` folders); skipped with a message when DIR holds none.
+``--max-rate HZ``: keep every n-th frame of each recording so it arrives at about HZ (a node
+sending 10 or 20 Hz): fast motion such as walking aliases into white-looking change there.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +111,21 @@ def score(
         calib=calib,
         present_truth=present_truth,
     )
+
+
+def decimate(recs, max_rate: float | None):
+    """Every n-th frame, so each recording arrives at about ``max_rate`` Hz (None: unchanged)."""
+    if not max_rate:
+        return recs
+    out = []
+    for rec in recs:
+        n = max(1, int(round(rec.rate_hz / max_rate)))
+        sl = slice(None, None, n)
+        scored = None if rec.scored is None else rec.scored[sl]
+        out.append(
+            replace(rec, t=rec.t[sl], csi=rec.csi[sl], motion=rec.motion[sl], scored=scored)
+        )
+    return out
 
 
 def real_rows(recs):
@@ -239,6 +257,12 @@ def main():
         help="also score the labelled recordings under DIR that are not in tests/data",
     )
     ap.add_argument(
+        "--max-rate",
+        type=float,
+        metavar="HZ",
+        help="keep every n-th frame so each real recording arrives at about HZ (e.g. 10, 20)",
+    )
+    ap.add_argument(
         "--set",
         action="append",
         default=[],
@@ -252,8 +276,10 @@ def main():
             ap.error(f"--set {item}: VitalsConfig has no field {key!r}")
         kind = type(getattr(CONFIG, key))
         setattr(CONFIG, key, kind(value) if kind is not bool else value.lower() in ("1", "true"))
-    real = real_rows(recordings(a.clock))
+    real = real_rows(decimate(recordings(a.clock), a.max_rate))
     setting = "config: " + " ".join(a.set) if a.set else "default config"
+    if a.max_rate:
+        setting += f", decimated to ~{a.max_rate:g} Hz"
     if a.clock != "rx":
         setting += f", {a.clock} clock"
     table(real, f"real ESP32 recordings (tests/data/labelled), cold start, {setting}")
@@ -261,7 +287,7 @@ def main():
     for chip in sorted({r["chip"] for r in real}):
         tot[f"real:{chip}"] = totals([r for r in real if r["chip"] == chip])
     if a.heldout:
-        held = heldout_recordings(Path(a.heldout), a.clock)
+        held = decimate(heldout_recordings(Path(a.heldout), a.clock), a.max_rate)
         if not held:
             print(f"\nheld-out: no labelled recordings under {a.heldout}: skipped")
         else:
