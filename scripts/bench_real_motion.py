@@ -16,8 +16,10 @@ default configuration, no baseline: a cold start). Per file and in total:
 - ``flips/h``: presence changes per hour of decided seconds
 - ``calib``: ``csi-edge baseline`` on the file (quiet recordings only): ok / refused
 
+Also the per-frame-labelled recordings from their first movement frame (``@moving``: a node
+that boots while someone moves, with no quiet second to learn from).
 Then the same figures on a small simulator grid (still person, empty room, bursts of motion,
-10-100 Hz). Prints a table and one JSON line. ``--quick``: fewer simulator rows.
+walking from the start, 10-100 Hz). Prints a table and one JSON line. ``--quick``: fewer simulator rows.
 ``--heldout DIR``: also the same figures on the labelled recordings under DIR that are not in
 tests/data (DIR: a folder with the original ``esp32-csi-tool-labelled`` and
 ``esp32s2-har-amplitude`` folders); skipped with a message when DIR holds none.
@@ -128,6 +130,28 @@ def decimate(recs, max_rate: float | None):
     return out
 
 
+def from_movement(recs):
+    """The per-frame-labelled recordings cut at their first movement frame: a node that boots
+    while someone stands up, walks and turns (no quiet second to learn from)."""
+    out = []
+    for rec in recs:
+        if rec.kind != "labelled" or not rec.motion.any():
+            continue
+        k = int(np.argmax(rec.motion))
+        scored = None if rec.scored is None else rec.scored[k:]
+        out.append(
+            replace(
+                rec,
+                name=rec.name + "@moving",
+                t=rec.t[k:],
+                csi=rec.csi[k:],
+                motion=rec.motion[k:],
+                scored=scored,
+            )
+        )
+    return out
+
+
 def real_rows(recs):
     rows = []
     for rec in recs:
@@ -154,7 +178,7 @@ def sim_rows(quick: bool):
 
     rows = []
     rates = (10, 20, 100) if quick else (10, 20, 50, 100)
-    for name in ("still", "empty", "motion"):
+    for name in ("still", "empty", "motion", "walk"):
         for rate in rates:
             sc = preset(name, 90, rate_hz=rate, snr_db=25, loss=0.05)
             r = simulate(sc, 1)
@@ -286,6 +310,9 @@ def main():
     tot = {"real": totals(real)}
     for chip in sorted({r["chip"] for r in real}):
         tot[f"real:{chip}"] = totals([r for r in real if r["chip"] == chip])
+    cold = real_rows(from_movement(decimate(recordings(a.clock), a.max_rate)))
+    table(cold, f"the same, labelled sequences from their first movement frame, {setting}")
+    tot["real:from-moving"] = totals(cold)
     if a.heldout:
         held = decimate(heldout_recordings(Path(a.heldout), a.clock), a.max_rate)
         if not held:
@@ -294,6 +321,9 @@ def main():
             hrows = real_rows(held)
             table(hrows, f"held-out recordings under {a.heldout} (not in tests/data), {setting}")
             tot["heldout"] = totals(hrows)
+            hcold = real_rows(from_movement(held))
+            table(hcold, f"the same, from their first movement frame, {setting}")
+            tot["heldout:from-moving"] = totals(hcold)
             for chip in sorted({r["chip"] for r in hrows}):
                 tot[f"heldout:{chip}"] = totals([r for r in hrows if r["chip"] == chip])
     if not a.no_sim:
