@@ -26,7 +26,7 @@ def _flagged_after_warmup(frames, config=None) -> tuple[float, list]:
     return float(np.mean([e.motion is True for e in after])), after
 
 
-@pytest.mark.parametrize("rate", [10, 20, 50])
+@pytest.mark.parametrize("rate", [10, 20, 50, 100])
 def test_a_person_walking_from_the_start_is_motion_at_10_20_50_hz(rate):
     sim = simulate(preset("walk", 45, rate_hz=rate), seed=1)
     share, after = _flagged_after_warmup(sim.frames)

@@ -77,6 +77,7 @@ class VitalsConfig:
     # motion such as walking at 10-20 Hz that R cannot see, from a cold start. 0 = off
     motion_coherence: float = 2.5
     motion_coherence_band: int = 4
+    motion_coherence_lag_s: float = 0.1  # the change over this long (whole frames, >= 1)
     motion_profile: bool = False
     # the older common-mode block test against a learned quiet level: off, it flagged 33 % of
     # real quiet ESP32 seconds (scripts/bench_real_motion.py); it catches fast limb motion in

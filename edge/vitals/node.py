@@ -403,6 +403,7 @@ class NodeVitals:
                 cfg.motion_coherence_band,
                 cfg.motion_ratio_slow_hz,
                 cfg.motion_level_trim,
+                cfg.motion_coherence_lag_s,
             )
             self.last_coherence = q
             if np.isfinite(q):
