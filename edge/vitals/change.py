@@ -29,7 +29,7 @@ A node that starts while someone already walks has no quiet level to learn: its 
 IS the walking. And walking is exactly such fast motion: at 10-20 Hz its Doppler (body and legs
 change path lengths by 1-3 m/s, 10-25 Hz at 2.4 GHz) aliases into white-looking change, so R
 stays ~1. Measured on real ESP32-S2 walk / stand-up / turn sequences decimated from 50 to 10
-Hz, R > 2 in only 8 % of movement seconds (scripts/bench_real_motion.py --decimate). What still
+Hz, R > 2 in only 8 % of movement seconds (scripts/bench_real_motion.py --max-rate). What still
 tells that change from noise is its shape across FREQUENCY, not time: a moving body shifts
 neighbouring subcarriers together, noise does not. :func:`change_coherence` measures that,
 with no history and no calibration.
@@ -95,22 +95,23 @@ def change_coherence(
     lag_s: float = 0.1,
 ) -> float:
     """Q for one window (sorted times [k], per-frame-normalised log-amplitude [k, C], not yet
-    banded): ``width`` x the power of the frame-to-frame change averaged over bands of
+    banded): ``width`` x the power of the change over ``lag_s`` averaged over bands of
     ``width`` adjacent subcarriers, over its power per subcarrier.
 
-    Why: frame-to-frame change that is independent across subcarriers (noise) loses a factor
+    Why: change that is independent across subcarriers (noise) loses a factor
     ``width`` in the band mean, so Q ~ 1; change shared by neighbouring subcarriers (a body
     moving, however fast) keeps it, Q -> ``width``. With coherent power S and independent N
     per subcarrier, Q = width (S + N/width) / (S + N): Q = 2.5 for width 4 is S = N, change
     shared by the subcarriers as strong as the noise floor, a level test against the noise
     measured in the same window. The window's slow part (the polynomial of
     :func:`change_ratio`: breathing, drift) is removed first and the ``trim`` largest
-    frame-to-frame changes are left out (one glitched frame shifts every subcarrier and makes
-    two). The change is taken over ``lag_s`` (the nearest whole number of frames, at least
-    one): over a fixed time, not a fixed number of frames, a moving body changes the channel
-    by the same amount at 10 Hz as at 100 Hz while the noise of a difference stays the same, so
-    Q does not fall as the rate rises (successive frames at 100 Hz: a walk's median Q 1.9,
-    over 0.1 s: 3.2, in the simulator at 25 dB). NaN when the window is too short or flat."""
+    changes are left out (one glitched frame shifts every subcarrier and makes two).
+
+    The change is taken over ``lag_s`` (the nearest whole number of frames, at least one):
+    over a fixed time, not a fixed number of frames, a moving body changes the channel by the
+    same amount at 10 Hz as at 100 Hz while the noise of a difference stays the same, so Q does
+    not fall as the rate rises (simulated walk at 25 dB and 100 Hz: median Q 1.9 between
+    successive frames, 3.2 over 0.1 s). NaN when the window is too short or flat."""
     n = len(t)
     if n < 8 or x.shape[1] < 2 * width:
         return float("nan")
