@@ -121,9 +121,8 @@ def change_coherence(
         return float("nan")
     x = np.asarray(x, np.float64)
     tau = 2.0 * (t - t[0]) / (span or 1.0) - 1.0
-    basis = np.polynomial.legendre.legvander(tau, deg)
-    coef, *_ = np.linalg.lstsq(basis, x, rcond=None)
-    res = x - basis @ coef
+    q, _ = np.linalg.qr(np.polynomial.legendre.legvander(tau, deg))
+    res = x - q @ (q.T @ x)  # least-squares residual; QR of a [k, deg + 1] basis is cheap
     lag = max(1, int(round(lag_s * (n - 1) / span))) if span > 0 else 1
     if n - lag < 4:
         return float("nan")
