@@ -71,6 +71,13 @@ class VitalsConfig:
     # the level leaves out this many of a window's largest frame-to-frame changes: one glitched
     # frame makes two (csi_edge.vitals.change.change_ratio); 0 = the plain mean
     motion_level_trim: int = 2
+    # ... or the change shared by neighbouring subcarriers is at least as strong as the noise
+    # floor (csi_edge.vitals.change.change_coherence: 2.5 for bands of 4 is coherent power =
+    # noise power; noise gives ~1, real quiet ESP32 windows <= 2.4, docs/vitals.md): fast
+    # motion such as walking at 10-20 Hz that R cannot see, from a cold start. 0 = off
+    motion_coherence: float = 2.5
+    motion_coherence_band: int = 4
+    motion_coherence_lag_s: float = 0.1  # the change over this long (whole frames, >= 1)
     motion_profile: bool = False
     # the older common-mode block test against a learned quiet level: off, it flagged 33 % of
     # real quiet ESP32 seconds (scripts/bench_real_motion.py); it catches fast limb motion in

@@ -24,7 +24,7 @@ import numpy as np
 from csi_edge.dsp.timegrid import StreamingGrid
 from csi_edge.skips import SkipCounter
 from csi_edge.vitals.baseline import Baseline
-from csi_edge.vitals.change import bands, change_ratio
+from csi_edge.vitals.change import bands, change_coherence, change_ratio
 from csi_edge.vitals.config import VitalsConfig
 from csi_edge.vitals.estimate import VitalsEstimate
 from csi_edge.vitals.motion import block_stats
@@ -140,6 +140,7 @@ class NodeVitals:
         self._checked_until = -np.inf  # the block test's last decision time (motion_blocks)
         self._quiet_run = 0  # consecutive estimates with neither motion nor breathing evidence
         self.last_change: tuple[float, float] | None = None  # (ratio, level) of the last window
+        self.last_coherence = float("nan")  # change_coherence of the last window
 
     def reset(self, reason: str = "") -> None:
         """Forget everything but the configuration and the baseline."""
@@ -358,7 +359,9 @@ class NodeVitals:
         median ratio of the last minute, for a node whose quiet ratio sits higher), or, once
         ``motion_level_min_windows`` windows are in, when the change level exceeds
         ``motion_level_k`` times this node's quiet level (its ``motion_level_percentile`` of
-        the last minute). Score: the larger of the two statistics over its threshold.
+        the last minute), or when the change is shared by neighbouring subcarriers above the
+        noise floor (``motion_coherence``: needs no history, so someone walking from the start
+        is seen). Score: the largest statistic over its threshold.
         """
         cfg = self.cfg
         if not self._ct:
@@ -392,6 +395,20 @@ class NodeVitals:
             lthr = cfg.motion_level_k * q
             score = max(r / thr, level / lthr if lthr > 0 else 0.0)
             moving = r > thr or level > lthr
+        if cfg.motion_coherence > 0:
+            # no history needed: walking from the first second (a cold start) is seen too
+            q = change_coherence(
+                t[lo:hi],
+                x,
+                cfg.motion_coherence_band,
+                cfg.motion_ratio_slow_hz,
+                cfg.motion_level_trim,
+                cfg.motion_coherence_lag_s,
+            )
+            self.last_coherence = q
+            if np.isfinite(q):
+                score = max(score, q / cfg.motion_coherence)
+                moving = moving or q > cfg.motion_coherence
         self.last_change = (float(r), float(level))
         if not moving:
             self._ratios.append((now, r, level))
