@@ -243,9 +243,9 @@ def test_named_node_keeps_key_baseline_and_topics_across_an_ip_change(tmp_path, 
         assert "Bedroom: " in out and "127.0.0.1#2: " in out and "id_gw1_1" not in out
         # Home Assistant: the name and area, and the same device/topics after the IP change
         assert _wait(lambda: broker.get(f"csi-edge/gw1/nodes/{key}/availability") == "offline")
-        dev = _discovery(broker, f"csi_edge_gw1_{key}")["dev"]
+        dev = _discovery(broker, f"csi_edge_{key}")["dev"]
         assert dev["name"] == "Bedroom" and dev["suggested_area"] == "Upstairs"
-        assert dev["identifiers"] == [f"csi_edge_gw1_{key}"]
+        assert dev["identifiers"] == [f"csi_edge_{key}"]
         other = _discovery(broker, "csi_edge_gw1_127_0_0_1_2")["dev"]
         assert other["name"] == "CSI node 127.0.0.1#2" and "suggested_area" not in other
         state_topics = {t for t, _, _ in broker.log if "/nodes/" in t and t.endswith("/state")}
@@ -326,7 +326,7 @@ def test_sighup_reload_renames_a_node_in_reports_and_home_assistant(tmp_path, mo
     _write_config(cfg_path, mqtt=mosquitto, extra=named.format("Bed", "Upstairs"))
     gw = _gateway(cfg_path, io.StringIO())
     broker = Broker(host, mport)
-    dev = "csi_edge_gw1_id_gw1_1"
+    dev = "csi_edge_id_gw1_1"
     said: list[str] = []
 
     async def main() -> None:

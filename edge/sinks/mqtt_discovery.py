@@ -267,10 +267,13 @@ class Topics:
 
     def device_id(self, node: str) -> str:
         """The node's HA device identifier. A board known by its MAC (``mac_...`` key from the
-        inventory) is the same board whichever gateway hears it; anything else (an address, a
-        provisioned node id) only means something on this gateway, so the id carries it."""
+        inventory) is the same board whichever gateway hears it; a provisioned node id's key
+        (``id_<gateway>_<n>``) already names its gateway; anything else (an address) only means
+        something on this gateway, so the id carries it."""
         s = slug(node)
-        return f"csi_edge_{s}" if s.startswith("mac_") else f"csi_edge_{self.gateway_id}_{s}"
+        if s.startswith(("mac_", "id_")):
+            return f"csi_edge_{s}"
+        return f"csi_edge_{self.gateway_id}_{s}"
 
     def room_state(self, area: str) -> str:
         return f"{self.base}/rooms/{slug(area)}/state"
