@@ -119,6 +119,11 @@ class Inventory:
         _check_unambiguous(self.entries)
         self._told: set[str] = set()
 
+    def keys(self) -> list[str]:
+        """The identity keys of every configured board (``mac_...`` / ``id_<gw>_<n>`` / an
+        address): the nodes that exist even before they send (MQTT sets them offline)."""
+        return sorted({self._identity(e).key for e in self.entries})
+
     @property
     def configured(self) -> bool:
         """True when any node is named: the gateway may then accept known nodes only."""

@@ -407,3 +407,29 @@ def test_baseline_with_the_gateway_config_stores_a_named_node_under_its_identity
     assert r.returncode == 1 and r.stderr.strip() == (
         f"Error: {cfg}: nodes.bed.node_id must be an integer 0-255, got 1000"
     )
+
+
+def test_inventory_nodes_that_never_sent_are_offline_in_home_assistant(tmp_path, mosquitto):
+    """A board the inventory names exists before it sends: its retained availability is set
+    offline at start-up (a dead board from a previous run is not shown live)."""
+    from csi_edge.sinks.mqtt import MqttSink, config_from
+
+    host, port = mosquitto
+    cfg_path = tmp_path / "gateway.toml"
+    _write_config(
+        cfg_path,
+        mqtt=mosquitto,
+        extra='[nodes.bed]\nnode_id = 4\nname = "Bed"\n[nodes.hall]\nmac = "f4:12:fa:00:00:09"\n'
+        "node_id = 5\n",
+    )
+    topic = "csi-edge/gw1/nodes/{}/availability"
+    broker = Broker(host, port)
+    broker.publish(topic.format("id_gw1_4"), "online", retain=True)  # left by a previous run
+    sink = MqttSink(config_from(load_config(cfg_path), host, port, None))
+    try:
+        assert sink.config.known_nodes == ("id_gw1_4", "mac_f412fa000009")
+        assert _wait(lambda: broker.get(topic.format("id_gw1_4")) == "offline")
+        assert _wait(lambda: broker.get(topic.format("mac_f412fa000009")) == "offline")
+    finally:
+        sink.close()
+        broker.close()

@@ -616,7 +616,15 @@ def config_from(
     """The sink's config from a GatewayConfig's [sinks.mqtt] (one place for both builders)."""
     m = cfg.sinks.mqtt
     vitals = getattr(cfg, "vitals", None)  # the [vitals] section, where the config has one
+    known: tuple[str, ...] = ()
+    if getattr(cfg, "nodes", None) or getattr(getattr(cfg, "inventory", None), "results", None):
+        from csi_edge.gatewayid import resolve_gateway_id
+        from csi_edge.inventory import inventory_from_config
+
+        # the inventory's boards exist before they send: offline until they do
+        known = tuple(inventory_from_config(cfg, resolve_gateway_id(cfg.gateway_id)).keys())
     return MqttConfig(
+        known_nodes=known,
         host=host,
         port=port,
         username=username or m.username or None,
