@@ -119,9 +119,13 @@ def test_live_page_shows_values_traces_offline_and_rooms(tmp_path):
             )
             assert drawn > 10, drawn
             el.screenshot(str(ARTIFACTS / f"node_{key.replace('#', '_').replace('.', '_')}.png"))
-        room = driver.find_element("css selector", ".room")
-        assert "someone here" in room.text and "2/3 nodes online" in room.text
-        assert "degraded" in driver.find_element("id", "health").text  # one node offline
+        # the page redraws once a second: read each element afresh (a kept one goes stale)
+        def room_text() -> str:
+            return driver.find_element("css selector", ".room").text
+
+        assert _wait(lambda: "someone here" in room_text() and "2/3 nodes online" in room_text(),
+                     10), room_text()  # fmt: skip
+        assert _wait(lambda: "degraded" in driver.find_element("id", "health").text, 10)
     finally:
         if driver is not None:
             if ARTIFACTS.exists():
