@@ -124,9 +124,10 @@ class Estimators:
         }
 
     def warm_up(self) -> float:
-        """Every import and lazy set-up a first estimate does (scipy.signal, BLAS limits, the
+        """Every import and lazy set-up a first estimate does (BLAS limits, caches, the
         model's first run), on 40 s of synthetic frames; returns the seconds it took."""
         t0 = time.perf_counter()
+        import csi_edge.paths  # noqa: F401 - what load_baseline imports at a node's first job
         from csi_edge.vitals.baseline import Baseline
         from csi_edge.vitals.node import NodeVitals
 
