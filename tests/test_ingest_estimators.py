@@ -66,7 +66,7 @@ def test_a_dead_child_is_an_error_for_that_report_and_restarted_for_the_next():
         jobs = list(_jobs(seconds=3))
         pe.estimate(jobs[0])
         os.kill(pe._proc.pid, signal.SIGKILL)
-        pe._proc.join(5)
+        pe._proc.wait(5)
         with pytest.raises(WorkerError, match="died"):
             pe.estimate(jobs[1])
         got, _ = pe.estimate(jobs[2])  # a fresh child (its state starts over)
