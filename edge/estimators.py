@@ -13,9 +13,9 @@ a process with them by up to 350 ms (measured with ``scripts/bench_gateway_load.
   a resource-tracker process (~12 MB RSS, ~7 MB of it private) and re-imports the parent's main
   script in the child (for ``csi-edge run``, the CLI), neither of which the estimates need.
   Per-node state stays consistent because only the child touches it; the loop only snapshots
-  its queues and reads results. The child builds its vitals model with the ``model_loader`` it is given (a
-  picklable callable), and does its imports and a first estimate at start-up (a warm-up), so
-  the first real estimate costs what the later ones do.
+  its queues and reads results. The child builds its vitals model with the ``model_loader`` it
+  is given (a picklable callable), and does its imports and a first estimate at start-up (a
+  warm-up), so the first real estimate costs what the later ones do.
 
 A job is ``(now, keys, frames, forget)``: the report time, the nodes to estimate, the frames per
 node (``[(t_rx [k], csi [k, 53])...]``) and the nodes to forget first. A result is
@@ -258,7 +258,8 @@ class ProcessEstimators:
                 self._proc.wait(timeout=1.0)
             except subprocess.TimeoutExpired:
                 self._proc.kill()
-                self._proc.wait(timeout=1.0)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=1.0)
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
