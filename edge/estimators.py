@@ -7,12 +7,15 @@ a process with them by up to 350 ms (measured with ``scripts/bench_gateway_load.
 * :class:`Estimators` owns every :class:`~csi_edge.vitals.node.NodeVitals` (and the optional
   vitals model) and is only ever called from one thread: ``estimate(job)`` pushes the frames the
   loop queued since the last report, then estimates each node.
-* :class:`ProcessEstimators` runs an :class:`Estimators` in a child process (``spawn``: nothing
-  of the parent's threads or sockets is inherited) and talks to it over a pipe. Per-node state
-  stays consistent because only the child touches it; the loop only snapshots its queues and
-  reads results. The child builds its vitals model with the ``model_loader`` it is given (a
-  picklable callable), and does its imports and a first estimate at start-up (a warm-up), so
-  the first real estimate costs what the later ones do.
+* :class:`ProcessEstimators` runs an :class:`Estimators` in a child process (a fresh
+  interpreter: nothing of the parent's threads or sockets is inherited) and talks to it over a
+  socket pair. Started with ``subprocess``, not multiprocessing's ``spawn``: spawn also starts
+  a resource-tracker process (~12 MB RSS, ~7 MB of it private) and re-imports the parent's main
+  script in the child (for ``csi-edge run``, the CLI), neither of which the estimates need.
+  Per-node state stays consistent because only the child touches it; the loop only snapshots
+  its queues and reads results. The child builds its vitals model with the ``model_loader`` it
+  is given (a picklable callable), and does its imports and a first estimate at start-up (a
+  warm-up), so the first real estimate costs what the later ones do.
 
 A job is ``(now, keys, frames, forget[, commands])``: the report time, the nodes to estimate, the
 frames per node (``[(t_rx [k], csi [k, 53])...]``), the nodes to forget first, and node commands
@@ -26,8 +29,10 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import multiprocessing as mp
 import os
+import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -190,9 +195,10 @@ class Estimators:
         }
 
     def warm_up(self) -> float:
-        """Every import and lazy set-up a first estimate does (scipy.signal, BLAS limits, the
+        """Every import and lazy set-up a first estimate does (BLAS limits, caches, the
         model's first run), on 40 s of synthetic frames; returns the seconds it took."""
         t0 = time.perf_counter()
+        import csi_edge.paths  # noqa: F401 - what load_baseline imports at a node's first job
         from csi_edge.vitals.baseline import Baseline
         from csi_edge.vitals.node import NodeVitals
 
@@ -208,6 +214,18 @@ class Estimators:
             self.model_vitals(est, float(t[-1]))
         self.skipped.clear()
         return time.perf_counter() - t0
+
+
+# The child's first lines: the parent's sys.path (as spawn would give it) before any csi_edge
+# import, then the arguments; only the standard library is imported before that.
+_CHILD = (
+    "import sys\n"
+    "from multiprocessing.connection import Connection\n"
+    "conn = Connection(int(sys.argv[1]))\n"
+    "sys.path[:] = conn.recv()\n"
+    "from csi_edge.estimators import _serve\n"
+    "_serve(conn, *conn.recv())\n"
+)
 
 
 def _serve(
@@ -236,9 +254,13 @@ def _serve(
         if job is None:
             return
         try:
-            conn.send(("ok", est.estimate(job)))
+            answer = ("ok", est.estimate(job))
         except Exception as exc:  # noqa: BLE001 - one bad job must not end the worker
-            conn.send(("error", repr(exc)))
+            answer = ("error", repr(exc))
+        try:
+            conn.send(answer)
+        except OSError:  # the gateway is gone
+            return
 
 
 class WorkerError(RuntimeError):
@@ -266,17 +288,18 @@ class ProcessEstimators:
         self._conn = None
 
     def start(self) -> None:
-        ctx = mp.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._proc = ctx.Process(
-            target=_serve,
-            args=(child, self.baselines_dir, self.model_loader, self.config),
-            name="csi-edge-estimators",
-            daemon=True,
-        )
-        self._proc.start()
-        child.close()
-        self._conn = parent
+        from multiprocessing.connection import Connection
+
+        ours, theirs = socket.socketpair()
+        with ours, theirs:
+            self._proc = subprocess.Popen(
+                [sys.executable, "-c", _CHILD, str(theirs.fileno())],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+            )
+            self._conn = Connection(ours.detach())
+        self._conn.send(list(sys.path))
+        self._conn.send((self.baselines_dir, self.model_loader, self.config))
         self.warm_up_s = None
 
     def _ready(self) -> None:
@@ -297,9 +320,12 @@ class ProcessEstimators:
 
     def _reap(self) -> None:
         if self._proc is not None:
-            self._proc.join(timeout=1.0)
-            if self._proc.is_alive():
+            try:
+                self._proc.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
                 self._proc.kill()
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    self._proc.wait(timeout=1.0)
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
@@ -334,10 +360,12 @@ class ProcessEstimators:
                     self._conn.send(None)
             proc = self._proc
             if proc is not None:
-                proc.join(timeout=5.0 if got else 0.0)
-                if proc.is_alive():
+                try:
+                    proc.wait(timeout=5.0 if got else 0.0)
+                except subprocess.TimeoutExpired:
                     proc.kill()
-                    proc.join(timeout=1.0)
+                    with contextlib.suppress(subprocess.TimeoutExpired):
+                        proc.wait(timeout=1.0)
             if got:
                 if self._conn is not None:
                     self._conn.close()

@@ -7,7 +7,8 @@ Reports, from one run:
 * frames sent vs counted by the gateway (and kernel drops), i.e. unexplained loss;
 * age of the newest frame at each published report, p50 / p99 (the gateway's own clock);
 * report period p50 / p99 and the report -> MQTT subscriber lag p50 / p99;
-* gateway CPU (% of one core) in total and per node; RSS at start and end;
+* gateway CPU (% of one core) in total and per node; RSS at start and end, of the gateway and
+  of its estimator process, and their private (USS) and proportional (PSS) memory;
 * with ``--sweep``: the highest node count sustained at 50 Hz with every frame processed
   (sent == counted, no kernel drops; the report period at each count is printed beside it).
 
@@ -236,6 +237,7 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     rss_start = ps.memory_info().rss
     kids = ps.children(recursive=True)  # the estimator process
     kid_start = sum(k.memory_info().rss for k in kids)
+    smaps_start = smaps(ps), smaps(*kids)
     cpu0 = ps.cpu_times()
     t0 = time.monotonic()
     rss_samples: list[int] = []
@@ -258,6 +260,7 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     elapsed = time.monotonic() - t0
     rss_end = ps.memory_info().rss
     kid_end = sum(k.memory_info().rss for k in kids if k.is_running())
+    smaps_end = smaps(ps), smaps(*[k for k in kids if k.is_running()])
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     stop_stream.set()
@@ -303,8 +306,28 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
         "estimator_rss_mb_start": round(kid_start / 2**20, 1),
         "estimator_rss_mb_end": round(kid_end / 2**20, 1),
         "estimator_rss_mb_samples": [round(r / 2**20, 1) for r in kid_samples[::6]],
+        # what a Pi pays: private (USS) and proportional (PSS: shared library pages split
+        # between the processes that map them; RSS counts them in full in each process)
+        "gateway_uss_pss_mb_start_end": [smaps_start[0], smaps_end[0]],
+        "estimator_uss_pss_mb_start_end": [smaps_start[1], smaps_end[1]],
+        "total_pss_mb_start_end": [
+            round(smaps_start[0][1] + smaps_start[1][1], 1),
+            round(smaps_end[0][1] + smaps_end[1][1], 1),
+        ],
         "tracebacks": err.count("Traceback"),
     }
+
+
+def smaps(*procs) -> list[float]:
+    """[USS, PSS] in MB summed over ``procs`` (psutil reads /proc/<pid>/smaps)."""
+    uss = pss = 0
+    for p in procs:
+        try:
+            m = p.memory_full_info()
+        except Exception:  # noqa: BLE001 - a process that ended counts nothing
+            continue
+        uss, pss = uss + m.uss, pss + m.pss
+    return [round(uss / 2**20, 1), round(pss / 2**20, 1)]
 
 
 def sustained(r: dict) -> bool:

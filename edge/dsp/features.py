@@ -74,18 +74,25 @@ def band_snr(
     return spec[band].max(axis=0) / np.maximum(np.median(spec[noise], axis=0), 1e-12)
 
 
+def _detrend64(x: np.ndarray) -> np.ndarray:
+    """Each column minus its least-squares line, float64 (``scipy.signal.detrend(x, axis=0)``
+    without importing scipy.signal: ~75 MB in the estimator process, see csi_edge.dsp.iir)."""
+    t = np.arange(len(x), dtype=np.float64)
+    t -= t.mean()
+    xc = x - x.mean(axis=0)
+    return xc - np.outer(t, (t @ xc) / max(float(t @ t), 1e-12))
+
+
 def vitals_window_from_grid(amp_grid: np.ndarray, n_channels: int = VITALS_CHANNELS) -> np.ndarray:
     """Uniform 8 Hz amplitude grid [T, C] -> [n_channels, T]: top band-SNR channels, detrended,
     z-scored. NaN samples (gaps) are filled by interpolation first."""
-    from scipy.signal import detrend
-
     g = np.array(amp_grid, np.float64)
     for c in np.flatnonzero(~np.isfinite(g).all(axis=0)):
         col, ok = g[:, c], np.isfinite(g[:, c])
         g[:, c] = np.interp(np.arange(len(col)), np.flatnonzero(ok), col[ok]) if ok.any() else 0.0
     snr = band_snr(g, VITALS_RATE_HZ)
     top = np.sort(np.argsort(-snr, kind="stable")[:n_channels])
-    w = detrend(g[:, top], axis=0)
+    w = _detrend64(g[:, top])
     w /= np.maximum(w.std(axis=0), 1e-6)
     out = np.zeros((n_channels, len(g)), np.float32)
     out[: len(top)] = w.T

@@ -623,6 +623,7 @@ class VitalsRuntime:
         if m.task != "vitals" or "window" not in bundle.models:
             raise BundleError(f"{m.source}: VitalsRuntime needs a vitals bundle with a 'window'")
         self.m, self.model = m, bundle.models["window"]
+        self.variant = bundle.variant.name  # what the estimator process opens again
         self.in_name = next(iter(self.model.inputs))
         self.out_name = next(iter(self.model.outputs))
         self.names = list(m.output["names"])

@@ -29,7 +29,6 @@ import os
 import socket
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from importlib import resources
 from typing import Any
@@ -38,6 +37,7 @@ from aiohttp import web
 
 from csi_edge.report import NodeReport, jsonable
 from csi_edge.sinks.health import evaluate
+from csi_edge.sinks.history import History
 from csi_edge.sinks.http_token import is_loopback, load_or_create_token, token_matches
 
 log = logging.getLogger("csi_edge.http")
@@ -53,21 +53,6 @@ STREAM_QUEUE = 8  #: reports a slow stream client may fall behind before it is d
 COOKIE = "csi_edge_token"
 
 StatusFn = Callable[[], dict]
-
-
-def history_point(r: dict) -> dict:
-    """What the page's traces need from one report (small: 600 of these per node)."""
-    link = r.get("link") or {}
-    return {
-        "t": r.get("t"),
-        "b": r.get("breathing_bpm"),
-        "h": r.get("heart_bpm"),
-        "p": r.get("presence"),
-        "m": r.get("motion"),
-        "hz": link.get("rate_hz"),
-        "rssi": link.get("rssi"),
-        "on": link.get("online"),
-    }
 
 
 class _ConnectionGuard:
@@ -161,7 +146,7 @@ class HttpSink:
         self.max_streams = max_streams
         self._page = resources.files("csi_edge.sinks").joinpath("live.html").read_bytes()
         self._latest: dict[str, dict] = {}
-        self._history: dict[str, deque] = {}
+        self._history: dict[str, History] = {}
         self._status: dict = {}
         self._status_t: float | None = None
         self._streams: set[asyncio.Queue] = set()
@@ -282,7 +267,8 @@ class HttpSink:
         return self._json(self.snapshot())
 
     async def _history_handler(self, request):
-        return self._json({"t": time.time(), "nodes": {k: list(v) for k, v in self._history.items()}})
+        nodes = {k: v.points() for k, v in self._history.items()}
+        return self._json({"t": time.time(), "nodes": nodes})
 
     async def _health_handler(self, request):
         health = self.health()
@@ -332,9 +318,10 @@ class HttpSink:
         """Runs on the HTTP loop: the only writer of the served state."""
         for r in reports:
             self._latest[r["node"]] = r
-            self._history.setdefault(r["node"], deque(maxlen=HISTORY_POINTS)).append(
-                history_point(r)
-            )
+            hist = self._history.get(r["node"])
+            if hist is None:
+                hist = self._history[r["node"]] = History(HISTORY_POINTS)
+            hist.append(r)
         if status is not None:
             self._status, self._status_t = status, t
         if not self._streams:

@@ -18,6 +18,8 @@ from functools import lru_cache
 
 import numpy as np
 
+from csi_edge.dsp.iir import butter2_highpass, filtfilt
+
 
 @dataclass
 class RateResult:
@@ -120,22 +122,15 @@ def drop_low_dct(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
     return x - b @ (b.T @ x)
 
 
-@lru_cache(maxsize=16)
-def _highpass_sos(rate_hz: float, cutoff_hz: float) -> np.ndarray:
-    from scipy.signal import butter
-
-    return butter(2, cutoff_hz, "highpass", fs=rate_hz, output="sos")
-
-
 def highpass(x: np.ndarray, rate_hz: float, cutoff_hz: float) -> np.ndarray:
     """Zero-phase 2nd-order Butterworth high-pass along time: slow drift just below a band
-    would otherwise leak through the window's sidelobes and pose as a rate inside it."""
-    from scipy.signal import sosfiltfilt
-
+    would otherwise leak through the window's sidelobes and pose as a rate inside it.
+    (:mod:`csi_edge.dsp.iir`: scipy.signal's result without importing scipy.signal.)"""
     if len(x) < 16:
         return x
     pad = min(len(x) - 1, 3 * int(rate_hz / cutoff_hz))
-    return sosfiltfilt(_highpass_sos(rate_hz, cutoff_hz), x, axis=0, padlen=pad).astype(np.float32)
+    b, a = butter2_highpass(rate_hz, cutoff_hz)
+    return filtfilt(b, a, x, padlen=pad).astype(np.float32)
 
 
 def estimate_rate(
