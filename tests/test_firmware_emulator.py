@@ -30,6 +30,7 @@ def esptool(port: str, *args: str, stub: bool = True) -> subprocess.CompletedPro
 
 
 @pytest.mark.parametrize("stub", [True, False], ids=["stub", "rom"])
+@pytest.mark.slow
 def test_esptool_cli_detects_writes_verifies_and_reads(board, tmp_path, stub):
     app = testkit.app(128 << 10)
     (tmp_path / "app.bin").write_bytes(app)

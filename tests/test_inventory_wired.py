@@ -160,6 +160,7 @@ def _discovery(broker: Broker, device: str) -> dict:
     return json.loads(broker.get(f"homeassistant/device/{device}/config"))
 
 
+@pytest.mark.slow
 def test_named_node_keeps_key_baseline_and_topics_across_an_ip_change(tmp_path, mosquitto, caplog):
     from csi_edge.vitals.baseline import Baseline, save_baseline
 
@@ -317,6 +318,7 @@ def test_results_file_names_boards_by_mac_and_known_only_refuses_the_rest(tmp_pa
     assert s["skipped"].get("unknown-node", 0) > 0 and "127.0.0.1#5" in s["unknown_senders"]
 
 
+@pytest.mark.slow
 def test_sighup_reload_renames_a_node_in_reports_and_home_assistant(tmp_path, mosquitto):
     from csi_edge.app.reload import Reloader
 

@@ -212,6 +212,7 @@ def _render(template: str, state: dict) -> str:
     return jinja2.Environment().from_string(template).render(value_json=state)
 
 
+@pytest.mark.slow
 def test_unknown_presence_is_published_as_unknown_not_clear(mosquitto):
     host, port = mosquitto
     gw = "gw-u"

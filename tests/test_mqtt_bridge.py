@@ -43,6 +43,7 @@ def _mosquitto(conf: Path, port: int):
         proc.wait(5)
 
 
+@pytest.mark.slow
 def test_site_broker_bridged_to_central_carries_both_gateways(tmp_path):
     central, site = free_port(), free_port()
     (tmp_path / "central.conf").write_text(

@@ -255,6 +255,7 @@ def test_tls_connects_with_the_test_ca_and_the_state_arrives(brokers, pki, caplo
     assert not _messages(caplog, "plaintext") and not _messages(caplog, "insecure")
 
 
+@pytest.mark.slow
 def test_a_wrong_ca_is_refused_with_one_clear_line(brokers, pki, caplog):
     port = brokers.start(tls_lines(pki))
     with caplog.at_level(logging.WARNING, logger="csi_edge.mqtt"):
@@ -288,6 +289,7 @@ def test_insecure_warns_once_naming_the_broker_and_works(brokers, pki, caplog):
     assert f"127.0.0.1:{port}" in line and "not verified" in line
 
 
+@pytest.mark.slow
 def test_client_certificate_auth(brokers, pki, caplog):
     port = brokers.start(tls_lines(pki, "require_certificate true"))
     watch = Watch(port, ca=pki["ca_cert"], cert=pki["client_cert"], key=pki["client_key"])
@@ -317,6 +319,7 @@ def test_client_certificate_auth(brokers, pki, caplog):
     assert "client certificate" in line or "certificate required" in line, line
 
 
+@pytest.mark.slow
 def test_tls_and_plaintext_mixed_up_say_so_not_another_client(brokers, pki, caplog):
     tls_port = brokers.start(tls_lines(pki))
     plain_port = brokers.start(["allow_anonymous true"])
@@ -453,6 +456,7 @@ def _passwd_broker(brokers, folder: Path) -> int:
 
 
 @pytest.mark.parametrize("source", ["env", "file", "credentials-dir"])
+@pytest.mark.slow
 def test_password_reaches_the_broker_and_appears_in_no_output(source, brokers, tmp_path):
     port = _passwd_broker(brokers, tmp_path)
     watch = Watch(port, auth=("gw", SECRET))
@@ -548,6 +552,7 @@ def test_credential_errors(tmp_path, monkeypatch):
 
 
 # -- the bounded queue --------------------------------------------------------------------------
+@pytest.mark.slow
 def test_broker_down_the_queue_is_bounded_drops_are_counted_and_the_latest_state_arrives(brokers):
     port = brokers.start(["allow_anonymous true"])
     sink = _sink(port, "queue", queue_max=6)

@@ -300,6 +300,7 @@ def test_nvs_psk_is_what_the_node_checks():
     assert ns["security"]["ota_psk"] == nvs.NvsValue("string", "k") and "csi_cfg" in ns
 
 
+@pytest.mark.slow
 def test_csi_check_asks_the_running_gateway_when_it_holds_the_port(fleet_factory, new_image):
     """With `csi-edge run` on the nodes' UDP port, ota cannot listen there: it reads the
     gateway's /health (found through the state directory) for the node's frames instead."""
@@ -324,6 +325,7 @@ def test_csi_check_asks_the_running_gateway_when_it_holds_the_port(fleet_factory
 
 
 # ---------------------------------------------------------------- provision --ota-psk -> ota
+@pytest.mark.slow
 def test_provision_auto_psk_per_board_then_ota_from_the_same_inventory(tmp_path, new_image):
     """One fleet.toml for both commands: provision (real esptool over the pty) writes a random
     PSK per board into security/ota_psk and the 0600 store; ota reads it by MAC."""

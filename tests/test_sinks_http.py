@@ -231,6 +231,7 @@ def test_live_stream_pushes_every_report(sink):
         stream.close()
 
 
+@pytest.mark.slow
 def test_slowloris_clients_are_closed_and_the_page_stays_reachable():
     sink = HttpSink(port=0, idle_timeout_s=1.0)
     try:

@@ -38,6 +38,7 @@ def test_demo_json_every_simulated_frame_reaches_the_gateway():
     assert "frames from 3 node(s)" in r.stderr  # the live view went to stderr, once a second
 
 
+@pytest.mark.slow
 def test_demo_plain_view_and_same_id_nodes_told_apart_by_address():
     r = run(
         "demo", "--nodes", "2", "--same-id", "--duration", "1.5", "--loss", "0.2", "--seed", "3",

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 from click.testing import CliRunner
 
 from csi_edge.cli import cli
@@ -93,6 +94,7 @@ def test_state_dir_is_found_from_any_folder(tmp_path, monkeypatch):
     assert baselines_dir() == tmp_path / "mine" / "baselines"
 
 
+@pytest.mark.slow
 def test_baseline_over_udp_says_what_it_heard(tmp_path):
     import asyncio
     import socket

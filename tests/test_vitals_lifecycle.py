@@ -66,6 +66,7 @@ def test_an_occupied_room_holds_30_s_after_the_person_leaves_then_clears():
     assert (pres[after & (rel > cleared[0])] == False).all()  # noqa: E712 - stays clear
 
 
+@pytest.mark.slow
 def test_a_still_person_does_not_flicker():
     _, est, _, _ = _est(preset("still", 300, rate_hz=20, snr_db=22, loss=0.05), seed=5)
     decided = [e.presence for e in est if e.presence is not None]
