@@ -74,6 +74,23 @@ def data_dir() -> Path:
     return DATA
 
 
+def start_mosquitto(exe: str, conf: Path, port: int) -> subprocess.Popen:
+    """mosquitto with ``conf``, once it accepts connections on ``port`` (fails the test with
+    its output when it exits or does not listen within 10 s)."""
+    proc = subprocess.Popen([exe, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return proc
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(f"mosquitto exited: {proc.stdout.read().decode(errors='replace')}")
+            time.sleep(0.05)
+    proc.kill()
+    pytest.fail("mosquitto did not start listening within 10 s")
+
+
 @pytest.fixture
 def mosquitto(tmp_path):
     """A real mosquitto broker on a free loopback port; yields (host, port)."""
@@ -87,21 +104,7 @@ def mosquitto(tmp_path):
     port = free_port()
     conf = tmp_path / "mosquitto.conf"
     conf.write_text(f"listener {port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-    proc = subprocess.Popen(
-        [exe, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.fail(f"mosquitto exited: {proc.stdout.read().decode(errors='replace')}")
-            time.sleep(0.05)
-    else:
-        proc.kill()
-        pytest.fail("mosquitto did not start listening within 10 s")
+    proc = start_mosquitto(exe, conf, port)
     yield "127.0.0.1", port
     proc.terminate()
     proc.wait(timeout=5)

@@ -26,7 +26,7 @@ import pytest
 from csi_edge.errors import ConfigError
 from csi_edge.sinks.mqtt import MqttConfig, MqttSink
 from csi_edge.sinks.mqtt_transport import Transport, TransportConfig, credentials
-from tests.conftest import free_port
+from tests.conftest import free_port, start_mosquitto
 from tests.test_mqtt_availability import _report, _wait
 
 CLI = [sys.executable, "-m", "csi_edge"]
@@ -145,21 +145,7 @@ class Brokers:
             "\n".join([f"user {getpass.getuser()}", "persistence false",
                        f"listener {port} 127.0.0.1", *lines]) + "\n"
         )  # fmt: skip
-        proc = subprocess.Popen(
-            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-        )
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-                break
-            except OSError:
-                if proc.poll() is not None:
-                    pytest.fail(f"mosquitto exited: {proc.stdout.read().decode(errors='replace')}")
-                time.sleep(0.05)
-        else:
-            proc.kill()
-            pytest.fail("mosquitto did not start listening within 10 s")
+        proc = start_mosquitto(MOSQUITTO, conf, port)
         self.procs[port] = proc
         return port
 
