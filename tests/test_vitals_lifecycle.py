@@ -149,3 +149,23 @@ def test_the_room_drift_impairment_is_slow_coherent_change_and_off_by_default():
     dev = seconds(la_d)
     sv = np.linalg.svd(dev - dev.mean(0), compute_uv=False)
     assert sv[0] ** 2 / np.sum(sv**2) > 0.5
+
+
+def test_one_marginal_breathing_peak_in_an_empty_room_is_not_a_rate_nor_someone_there():
+    # This simulated empty room (10 Hz, 35 dB, AGC steps) once put a breathing peak at the
+    # confidence threshold 13 s in: reported as a rate, it held "occupied" for 30 s and refused
+    # the room's calibration ("a person-like periodic signal in 50 %"). A rate now needs two
+    # estimates in a row that agree (breath_persist).
+    from csi_edge.vitals.baseline import Baseline
+    from csi_edge.vitals.room import calibrate_node
+
+    r = simulate(preset("empty", 60, rate_hz=10, snr_db=35, loss=0.05), 0)
+    t, _ = frame_times(r.frames)
+    csi = lltf_frames(r.frames)
+    est = [e for _, e in run_frames(r.frames)]
+    assert [e.t for e in est if e.breathing_bpm is not None] == []
+    assert not any(e.presence for e in est)
+    assert any(e.presence is False for e in est)  # decided, not left unknown
+    first = t < t[0] + 25.0
+    out = calibrate_node("n", t[first], csi[first], Baseline.default("n"))
+    assert out.accepted, out.message

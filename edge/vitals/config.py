@@ -63,6 +63,7 @@ class VitalsConfig:
     motion_ratio_memory_s: float = 60.0
     motion_ratio_window_s: float = 2.0  # longer below 8 Hz (2 x motion_ratio_min_frames)
     motion_ratio_min_frames: int = 8
+    motion_window_fill: float = 0.75  # decide only once the window spans this much of itself
     motion_ratio_slow_hz: float = 0.67  # slower change than this is not motion (40 BPM)
     motion_ratio_band: int = 4  # adjacent subcarriers averaged first (csi_edge.vitals.change.bands)
     motion_level_k: float = 2.5  # change power above this many quiet levels: motion ...
@@ -104,4 +105,7 @@ class VitalsConfig:
     heart_snr_hi: float = 30.0  # ... and 1 (log scale)
     heart_split_tol_bpm: float = 4.0  # both window halves must agree within this (or a cell)
     heart_persist: int = 3  # ... and this many consecutive estimates (s) pass and agree
+    # a breathing rate is reported once this many estimates in a row (one a second) passed and
+    # agree: a single marginal peak in an empty simulated room held "occupied" for 30 s
+    breath_persist: int = 2
     smooth_s: float = 5.0  # reported rate = median of the raw estimates of the last smooth_s

@@ -127,11 +127,13 @@ class NodeVitals:
         self._br: deque = deque()
         self._hr: deque = deque()
         self._hr_raw: deque = deque()  # (t, gated raw heart BPM or None)
+        self._br_raw: deque = deque()  # (t, gated raw breathing BPM or None)
         self._pose_ref: tuple | None = None  # profile before the body moved (_profile_moved)
         self.frames = 0
         # the last few seconds of per-frame features for the change-ratio motion test
         self._ct: deque = deque()
         self._cx: deque = deque()
+        self._first_t = np.inf  # this node's first frame (since the last reset)
         self._ratios: deque = deque()  # (t, R) of still windows: this node's quiet ratio
         self._rate = float("nan")
         # presence lifecycle: None (unknown) until decided, then held (see estimate)
@@ -207,6 +209,7 @@ class NodeVitals:
             order = np.argsort(t, kind="stable")
             t, csi = t[order], csi[order]
         feats, cm = _features(csi)
+        self._first_t = min(self._first_t, float(t[0]))
         self._ct.append(t)
         self._cx.append(feats[:, : feats.shape[1] // 2])
         while len(self._ct) > 1 and self._ct[0][-1] < t[-1] - 3.0:
@@ -371,6 +374,10 @@ class NodeVitals:
         t = np.concatenate(self._ct)
         lo, hi = np.searchsorted(t, [now - win, now], side="right")
         if hi - lo < cfg.motion_ratio_min_frames:
+            return False, 0.0
+        if t[lo] <= self._first_t and t[hi - 1] - t[lo] < cfg.motion_window_fill * win:
+            # a node's first second: a part-filled window of a capture's (or a boot's) first
+            # frames read as change on still real ESP32 links (R 2.1); wait until it fills
             return False, 0.0
         x = np.concatenate(self._cx)[lo:hi]
         r, level = change_ratio(
@@ -632,6 +639,7 @@ class NodeVitals:
         presence = self.presence
         if moving:
             self._br.clear()
+            self._br_raw.clear()
             self._hr.clear()
             self._hr_raw.clear()
             return out(presence, True, "motion", ms=mscore, ps=snr)
@@ -643,6 +651,7 @@ class NodeVitals:
             reason = "warming-up" if still < cfg.min_window_s else "gaps"
             return out(presence, False, reason, ms=mscore, ps=snr)
         self._reason_hold = ""
+        br = self._confirmed_breath(now, br)
         b = self._smooth(self._br, now, br.bpm, br.conf, cfg.min_breath_conf)
         if b is not None:
             # a reported breathing rate is one stable rhythm: someone is there (a rate beside
@@ -730,6 +739,26 @@ class NodeVitals:
         if max(recent) - min(recent) > cfg.heart_split_tol_bpm:
             return RateResult(hr.bpm, 0.0, hr.snr, hr.channels, hr.prominence, "unstable")
         return hr
+
+    def _confirmed_breath(self, now: float, br: RateResult) -> RateResult:
+        """Let a breathing rate through only once the last ``breath_persist`` estimates all
+        passed and agree within ``rhythm_tol_bpm``: one marginal peak in an empty room (an AGC
+        step, a burst of loss) reported once as a rate would hold "occupied" for
+        ``presence_hold_s`` and refuse the room's calibration; a breathing person's rhythm is
+        there second after second."""
+        cfg = self.cfg
+        ok = br.bpm is not None and br.conf >= cfg.min_breath_conf and not br.reason
+        self._br_raw.append((now, br.bpm if ok else None))
+        while self._br_raw and self._br_raw[0][0] < now - cfg.breath_persist + 0.5:
+            self._br_raw.popleft()
+        if not ok or cfg.breath_persist <= 1:
+            return br
+        recent = [b for _, b in self._br_raw]
+        if len(recent) < cfg.breath_persist or any(b is None for b in recent):
+            return RateResult(br.bpm, 0.0, br.snr, br.channels, br.prominence, "unconfirmed")
+        if max(recent) - min(recent) > cfg.rhythm_tol_bpm:
+            return RateResult(br.bpm, 0.0, br.snr, br.channels, br.prominence, "unstable")
+        return br
 
     def _smooth(self, hist: deque, now: float, bpm, conf: float, min_conf: float):
         while hist and hist[0][0] < now - self.cfg.smooth_s:
