@@ -36,10 +36,21 @@ def frame_times(frames: FrameBatch, assume_rate_hz: float | None = None) -> tupl
         return t, "t_rx"
     us = frames.meta["local_us"].astype(np.float64)
     if len(us) and (us >= 0).all() and np.ptp(us) > 0:
-        return us / 1e6, "local_us"
+        return _unwrap_u32_us(us, frames.node_keys()) / 1e6, "local_us"
     if assume_rate_hz:
         return np.arange(len(frames)) / float(assume_rate_hz), "assumed"
     return np.full(len(frames), np.nan), "none"
+
+
+def _unwrap_u32_us(us: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Each node's u32 microsecond clock unwrapped in capture order: it wraps every ~71.6 min,
+    and a capture longer than that would otherwise jump back in time mid-recording."""
+    out = us.copy()
+    for key in np.unique(keys):
+        idx = np.flatnonzero(keys == key)
+        back = np.diff(us[idx]) < -(2.0**31)  # a step back by more than half the range: a wrap
+        out[idx[1:]] += np.cumsum(back) * 2.0**32
+    return out
 
 
 def run_frames(
