@@ -76,6 +76,25 @@ def _chi_factor(dof: np.ndarray, z: float = 3.72) -> np.ndarray:
     return np.sqrt(np.maximum(1.0 - c + z * np.sqrt(c), 1e-6) ** 3 / (1.0 - c) ** 3)
 
 
+def _confirmed(
+    raw: deque, now: float, res: RateResult, ok: bool, n: int, tol_bpm: float, lookback_s: float
+) -> RateResult:
+    """``res`` once the gated raw rates of the last ``lookback_s`` (``raw``: (t, BPM or None),
+    this estimate appended here) number at least ``n``, all passed and agree within
+    ``tol_bpm``; otherwise the same result with confidence 0 and the reason why."""
+    raw.append((now, res.bpm if ok else None))
+    while raw and raw[0][0] <= now - lookback_s:
+        raw.popleft()
+    if not ok or n <= 1:
+        return res
+    recent = [b for _, b in raw]
+    if len(recent) < n or any(b is None for b in recent):
+        return RateResult(res.bpm, 0.0, res.snr, res.channels, res.prominence, "unconfirmed")
+    if max(recent) - min(recent) > tol_bpm:
+        return RateResult(res.bpm, 0.0, res.snr, res.channels, res.prominence, "unstable")
+    return res
+
+
 class NodeVitals:
     """Presence, motion, breathing and heart rate of one node from its CSI stream.
 
@@ -370,7 +389,9 @@ class NodeVitals:
         if not self._ct:
             return False, 0.0
         # at least 2 x the minimum frame count, so slow nodes (10 Hz) get a usable window
-        win = max(cfg.motion_ratio_window_s, 2.0 * cfg.motion_ratio_min_frames / max(self._rate, 1.0))
+        win = max(
+            cfg.motion_ratio_window_s, 2.0 * cfg.motion_ratio_min_frames / max(self._rate, 1.0)
+        )
         t = np.concatenate(self._ct)
         lo, hi = np.searchsorted(t, [now - win, now], side="right")
         if hi - lo < cfg.motion_ratio_min_frames:
@@ -728,17 +749,10 @@ class NodeVitals:
         again at the same rate."""
         cfg = self.cfg
         ok = hr.bpm is not None and hr.conf >= cfg.min_heart_conf and not hr.reason
-        self._hr_raw.append((now, hr.bpm if ok else None))
-        while self._hr_raw and self._hr_raw[0][0] < now - cfg.heart_persist - 0.5:
-            self._hr_raw.popleft()
-        if not ok:
-            return hr
-        recent = [b for t, b in self._hr_raw if t > now - cfg.heart_persist - 0.5]
-        if len(recent) < cfg.heart_persist or any(b is None for b in recent):
-            return RateResult(hr.bpm, 0.0, hr.snr, hr.channels, hr.prominence, "unconfirmed")
-        if max(recent) - min(recent) > cfg.heart_split_tol_bpm:
-            return RateResult(hr.bpm, 0.0, hr.snr, hr.channels, hr.prominence, "unstable")
-        return hr
+        lookback = cfg.heart_persist + 0.5
+        return _confirmed(
+            self._hr_raw, now, hr, ok, cfg.heart_persist, cfg.heart_split_tol_bpm, lookback
+        )
 
     def _confirmed_breath(self, now: float, br: RateResult) -> RateResult:
         """Let a breathing rate through only once the last ``breath_persist`` estimates all
@@ -748,17 +762,10 @@ class NodeVitals:
         there second after second."""
         cfg = self.cfg
         ok = br.bpm is not None and br.conf >= cfg.min_breath_conf and not br.reason
-        self._br_raw.append((now, br.bpm if ok else None))
-        while self._br_raw and self._br_raw[0][0] < now - cfg.breath_persist + 0.5:
-            self._br_raw.popleft()
-        if not ok or cfg.breath_persist <= 1:
-            return br
-        recent = [b for _, b in self._br_raw]
-        if len(recent) < cfg.breath_persist or any(b is None for b in recent):
-            return RateResult(br.bpm, 0.0, br.snr, br.channels, br.prominence, "unconfirmed")
-        if max(recent) - min(recent) > cfg.rhythm_tol_bpm:
-            return RateResult(br.bpm, 0.0, br.snr, br.channels, br.prominence, "unstable")
-        return br
+        lookback = cfg.breath_persist - 0.5  # exactly the last breath_persist estimates
+        return _confirmed(
+            self._br_raw, now, br, ok, cfg.breath_persist, cfg.rhythm_tol_bpm, lookback
+        )
 
     def _smooth(self, hist: deque, now: float, bpm, conf: float, min_conf: float):
         while hist and hist[0][0] < now - self.cfg.smooth_s:
