@@ -80,6 +80,9 @@ class TrackBatch:
 class BatchTracker:
     """Tracks for ``capacity`` rows (grown on demand); see the module docstring."""
 
+    #: take :meth:`_steady` when a frame allows it (tests turn it off to compare both paths)
+    fast = True
+
     def __init__(
         self,
         capacity: int = 4,
@@ -168,6 +171,10 @@ class BatchTracker:
             hit &= np.asarray(present, bool)
         # contiguous rows are addressed as a slice: views instead of gathers and scatters
         whole = _as_slice(rows)
+        if self.fast and present is None and isinstance(whole, slice):
+            done = self._steady(whole, xy, conf, vis, hit, dt)
+            if done is not None:
+                return TrackBatch(rows, *done)
         sub = lambda m: whole if m.all() else rows[m]  # noqa: E731
         status = self.status[whole]
         new = hit & (status == LOST)
@@ -205,6 +212,66 @@ class BatchTracker:
             np.where(self.has_out[whole, None, None], self.out[whole], 0.0).astype(np.float32),
             self.seen[whole].copy(),
         )
+
+    def _steady(self, sl: slice, xy, conf, vis, hit, dt: float) -> tuple | None:
+        """The usual frame of a fleet in one pass over views: every row of ``sl`` is live, hit,
+        has bones, and sees no keypoint for the first time. Same operations, in the same
+        order, as :meth:`_predict` + :meth:`_kalman` + :meth:`_smooth` (so bit-identical:
+        ``tests/test_pose_tracking_batch.py`` runs both); None when the frame is not one."""
+        status = self.status[sl]
+        seen = self.seen[sl]
+        if not (hit.all() and status.all() and self.has_bones[sl].all()):
+            return None  # LOST == 0: status.all() means every row live
+        fresh = vis > seen  # visible and never seen: a first sighting initialises instead
+        if fresh.any():
+            return None
+        q, r = self.q, self.r
+        x, P = self.x[sl], self.P[sl]  # views: updated in place
+        pos, vel = x[..., 0], x[..., 1]
+        # predict (as _predict)
+        pos += dt * vel
+        p00, p01, p10, p11 = P[..., 0, 0], P[..., 0, 1], P[..., 1, 0], P[..., 1, 1]
+        a = p01 + dt * p11
+        P[..., 0, 0] = p00 + dt * p10 + dt * a + q * dt**4 / 4
+        P[..., 1, 0] = p10 + dt * p11 + q * dt**3 / 2
+        P[..., 0, 1] = a + q * dt**3 / 2
+        P[..., 1, 1] = p11 + q * dt**2
+        self.hits[sl] += 1
+        self.misses[sl] = 0
+        status[(status == TENTATIVE) & (self.hits[sl] >= self.confirm_hits)] = CONFIRMED
+        # measurement update of the visible keypoints (as _kalman; all of them seen before)
+        z = xy.astype(np.float64)
+        s = P[..., 0, 0] + r
+        k = P[..., :, 0] / s[..., None]
+        innov = z - pos
+        if vis.all():
+            x += innov[..., None] * k[..., None, :]
+            P -= k[..., :, None] * P[..., 0, None, :]
+        else:
+            m = vis[..., None, None]
+            np.copyto(x, x + innov[..., None] * k[..., None, :], where=m)
+            np.copyto(P, P - k[..., :, None] * P[..., 0, None, :], where=m)
+        # bone clamp and rebuild (as _smooth with every row having bones)
+        xy2 = np.clip(pos, 0.0, 1.0)
+        d = xy2[:, _B] - xy2[:, _A]
+        length = np.hypot(d[..., 0], d[..., 1])
+        prev = self.bones[sl]
+        ok = np.isfinite(prev) & (prev > 1e-6) & (length > 1e-9)
+        safe_prev = np.where(ok, prev, 1.0)
+        target = np.clip(length, safe_prev * (1 - self.tol), safe_prev * (1 + self.tol))
+        d *= np.where(ok, target / np.where(ok, length, 1.0), 1.0)[..., None]
+        xy2 = xy2[:, _ROOT][:, None, :] + _PATHS @ d
+        self.bones[sl] = self._lengths(xy2, seen)
+        if seen.all():
+            pos[...] = xy2
+        else:
+            np.copyto(pos, xy2, where=seen[..., None])
+        out = self.out[sl]
+        if self.ema >= 1.0:
+            out[...] = xy2
+        else:
+            out[...] = self.ema * xy2 + (1 - self.ema) * out  # has_out: set with has_bones
+        return (self.track_id[sl].copy(), status.copy(), out.astype(np.float32), seen.copy())
 
     def _predict(self, rows: np.ndarray | slice, dt: float) -> None:
         """Constant velocity: x <- F x, P <- F P F' + Q with F = [[1, dt], [0, 1]], written out
@@ -291,8 +358,8 @@ class BatchTracker:
 def _as_slice(rows: np.ndarray) -> slice | np.ndarray:
     """Ascending contiguous rows -> a slice (views), else the index array."""
     a, b = int(rows[0]), int(rows[-1])
-    if b - a + 1 == len(rows) and (len(rows) < 2 or (np.diff(rows) == 1).all()):
-        return slice(a, b + 1)
+    if b - a + 1 == len(rows) and (len(rows) < 2 or bool((rows[1:] > rows[:-1]).all())):
+        return slice(a, b + 1)  # strictly increasing from a to a + len - 1: exactly a..b
     return rows
 
 
@@ -326,6 +393,7 @@ class NodeTracker:
     def __init__(self, **kwargs) -> None:
         self.batch = BatchTracker(**kwargs)
         self.rows: dict[str, int] = {}
+        self._last: tuple[list[str], np.ndarray] | None = None  # update_many's last nodes
 
     def row(self, node: str) -> int:
         r = self.rows.get(node)
@@ -343,7 +411,12 @@ class NodeTracker:
         self, nodes: list[str], xy: np.ndarray, confidence: np.ndarray, dt: float | None = None
     ) -> TrackBatch:
         """One frame for each of ``nodes`` (distinct) in one pass."""
-        rows = np.fromiter((self.row(n) for n in nodes), np.intp, len(nodes))
+        last = self._last
+        if last is not None and last[0] == nodes:
+            rows = last[1]  # the same nodes as the last frame (the usual case): no lookups
+        else:
+            rows = np.fromiter((self.row(n) for n in nodes), np.intp, len(nodes))
+            self._last = (list(nodes), rows)
         return self.batch.update(rows, xy, confidence, dt=dt)
 
     def shown(self) -> dict[str, TrackState]:
