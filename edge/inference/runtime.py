@@ -469,9 +469,7 @@ class PoseRuntime:
         if cached is not None and cached[1] == csi.shape[1] and cached[0] == keys:
             key_rows = cached[2]  # the same nodes as the last batch: attached and checked
         else:
-            key_rows = np.fromiter(
-                (self.attach(k, csi.shape[1]) for k in keys), np.intp, len(keys)
-            )
+            key_rows = np.fromiter((self.attach(k, csi.shape[1]) for k in keys), np.intp, len(keys))
             self._key_rows = (list(keys), csi.shape[1], key_rows)
         rows = key_rows[np.asarray(node_idx, np.intp)]
         t = np.asarray(t, np.float64).reshape(-1)
