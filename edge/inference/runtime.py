@@ -419,16 +419,19 @@ class PoseRuntime:
             self.count[rows] = 0
 
     # -- the per-frame step ------------------------------------------------------------------
-    def step(self, rows: list[int], features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """One frame for each stream in ``rows``: encoder (batched) then the temporal step."""
+    def step(
+        self, rows: list[int] | np.ndarray, features: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One frame for each stream in ``rows`` (distinct): encoder (batched) then the
+        temporal step."""
         emb = self.encoder.run({"features": np.ascontiguousarray(features, np.float32)})[
             "embedding"
         ]
+        # contiguous rows become a slice: the head and the caches are touched as views
+        idx = _as_rows(rows) if isinstance(rows, list) else _as_slice(np.asarray(rows, np.intp))
         if self.head_kind == "numpy":
-            return self.head.step(emb, _as_rows(rows))
-        # the graph takes the caches and returns new ones (an O(W) copy in the graph itself);
-        # contiguous rows are passed as views, so no extra gather on our side
-        idx = _as_rows(rows)
+            return self.head.step(emb, idx)
+        # the graph takes the caches and returns new ones (an O(W) copy in the graph itself)
         out = self.step_model.run(
             {
                 "embedding": emb,
@@ -492,7 +495,7 @@ class PoseRuntime:
                 else:
                     order = rnd[np.argsort(pr[rnd], kind="stable")]
                     r, tr, xr = pr[order], tg[order], xg[order]
-                kp, conf = self.step(r.tolist(), xr)
+                kp, conf = self.step(r, xr)
                 out.add(r, tr, kp, conf)
         return out.result(self.names)
 
