@@ -203,7 +203,7 @@ def run_one(tree: str, nodes: int, args, mqtt_port: int) -> dict:
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{os.getpid()}")
     sub.on_message = on_message
     sub.connect("127.0.0.1", mqtt_port)
-    sub.subscribe("csi-edge/+/state", qos=0)
+    sub.subscribe("csi-edge/+/nodes/+/state", qos=0)  # <prefix>/<gateway>/nodes/<node>/state
     sub.loop_start()
     port = _free_port(socket.SOCK_DGRAM)
     me = [sys.executable, str(Path(__file__).resolve())]
