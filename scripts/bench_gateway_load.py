@@ -203,7 +203,7 @@ def run_one(tree: str, nodes: int, args, mqtt_port: int) -> dict:
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=f"bench-{os.getpid()}")
     sub.on_message = on_message
     sub.connect("127.0.0.1", mqtt_port)
-    sub.subscribe("csi-edge/+/state", qos=0)
+    sub.subscribe("csi-edge/+/nodes/+/state", qos=0)  # <prefix>/<gateway>/nodes/<node>/state
     sub.loop_start()
     port = _free_port(socket.SOCK_DGRAM)
     me = [sys.executable, str(Path(__file__).resolve())]
@@ -261,6 +261,12 @@ def main() -> int:
     ap.add_argument("--rcvbuf", type=int, default=212_992, help="SO_RCVBUF asked for, bytes")
     ap.add_argument("--tree", action="append", help="checkout(s) to measure (default: this one)")
     ap.add_argument("--quick", action="store_true", help="16 nodes, 10 s")
+    ap.add_argument(
+        "--broker-nodelay",
+        action="store_true",
+        help="mosquitto's set_tcp_nodelay true (its default, false, holds a burst of small "
+        "messages to a subscriber for the subscriber's delayed ACK)",
+    )
     ap.add_argument("--json", action="store_true", help="one JSON list on stdout")
     # internal: the child processes
     ap.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -285,7 +291,10 @@ def main() -> int:
         return 2
     mport = _free_port()
     conf = Path(tempfile.mkdtemp()) / "mosquitto.conf"
-    conf.write_text(f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+    extra = "set_tcp_nodelay true\n" if args.broker_nodelay else ""
+    conf.write_text(
+        f"listener {mport} 127.0.0.1\nallow_anonymous true\npersistence false\n{extra}"
+    )
     broker = subprocess.Popen([exe, "-c", str(conf)], stderr=subprocess.DEVNULL)
     time.sleep(0.5)
     results = []

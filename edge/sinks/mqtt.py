@@ -472,38 +472,55 @@ class MqttSink:
                     self._publish_gateway_state()
 
     def publish(self, reports: list[NodeReport]) -> None:
+        """Every node's state in one batch (called on the ingest loop, once per report): the
+        JSON is built before the lock is taken, new nodes are announced first, then every
+        node's state and availability change go to paho together (:meth:`Transport.
+        publish_many`). Per node the state comes before the availability (HA must never show
+        the previous run's values as live), and the pair stays together, so a full queue while
+        the broker is away drops whole older nodes' messages, never a node's state alone."""
+        prepared = [self._prepare(r) for r in reports]
         areas: set[str] = set()
-        for r in reports:
-            s = slug(r.node)
-            doc = r.to_json()
-            pose = doc.pop("pose", None)
-            doc["diag"] = diagnostics(r.link)
-            state = json.dumps(doc)
-            meta = (r.name, r.area, r.link.get("rssi") is not None)
-            # online = it sent frames since this start and recently (ingest's link.online)
-            avail = ONLINE if r.link.get("online") else OFFLINE
-            with self._lock:
+        out: list[tuple[str, str, int, bool]] = []
+        with self._lock:
+            connected = self.client.is_connected()
+            can_announce = self._ready and connected
+            for r, s, state, pose, meta, avail in prepared:
                 if self._meta.get(r.node) != meta:
                     # a first RSSI, or a name/area changed by a reload: announce again
                     self._meta[r.node] = meta
                     self._announced.discard(r.node)
-                self._nodes_now[s] = (bool(r.link.get("online")), r.link.get("rate_hz") or 0.0)
+                online = avail == ONLINE
+                self._nodes_now[s] = (online, r.link.get("rate_hz") or 0.0)
                 old_area = self._views.get(s, ("", None))[0]
                 if r.area or old_area:
                     areas.update(a for a in (r.area, old_area) if a)
                     self._views[s] = (r.area, _view(r))
-                if r.node not in self._announced and self._ready and self.client.is_connected():
+                if can_announce and r.node not in self._announced:
                     self._announce(r.node)
                 self._last[s] = (r.node, state)
-                # state before availability: HA must never show the previous run's values as live
-                self.transport.publish(self.topics.state(r.node), state, qos=0, retain=True)
-                if self.config.pose and pose is not None:
-                    self.transport.publish(self.topics.pose(r.node), json.dumps(pose), qos=0)
-                if self._avail.get(s) != avail:
-                    self._set_avail(s, self.topics.availability(r.node), avail)
-        if areas:
-            with self._lock:
+                out.append((self.topics.state(r.node), state, 0, True))
+                if pose is not None:
+                    out.append((self.topics.pose(r.node), pose, 0, False))
+                if self._avail.get(s) != avail:  # what _set_avail does, in the batch
+                    self._avail[s] = avail
+                    out.append((self.topics.availability(r.node), avail, 1, True))
+                    if connected:
+                        self._conn_sent.add(s)
+            self.transport.publish_many(out)
+            if areas:
                 self._publish_rooms(areas)
+
+    def _prepare(self, r: NodeReport) -> tuple:
+        """One report's payloads, off the lock: (report, slug, state JSON, pose JSON or None,
+        discovery meta, availability)."""
+        doc = r.to_json()
+        pose = doc.pop("pose", None)
+        doc["diag"] = diagnostics(r.link)
+        pose_json = json.dumps(pose) if self.config.pose and pose is not None else None
+        meta = (r.name, r.area, r.link.get("rssi") is not None)
+        # online = it sent frames since this start and recently (ingest's link.online)
+        avail = ONLINE if r.link.get("online") else OFFLINE
+        return r, slug(r.node), json.dumps(doc), pose_json, meta, avail
 
     def forget(self, keys: list[str]) -> None:
         """Ingest forgot silent nodes: unavailable in HA (their devices stay, with their history;

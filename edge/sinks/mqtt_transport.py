@@ -18,13 +18,21 @@ one place; docs/home-assistant.md ("TLS and credentials") is the user's view.
   only the last retained value per topic, so this loses nothing a subscriber could see: per node
   only the latest state and availability wait); past ``queue_max`` the oldest is dropped and
   counted (``stats()["dropped"]``, /health, /metrics).
+* **No Nagle.** paho leaves Nagle's algorithm on: a burst of small messages (a report's states,
+  ~500 B each) then waits for the broker's delayed ACK (40 ms on Linux) before all but the
+  first leave the gateway. ``TCP_NODELAY`` is set on every socket paho opens (each
+  reconnect too); with it the report -> subscriber lag p95 at 64 nodes fell from 99-111 ms
+  to 57-75 ms (26-49 ms with the broker's own ``set_tcp_nodelay true``; docs/home-assistant.md).
+  A report's messages go to paho in one batch (:meth:`Transport.publish_many`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import logging
 import os
+import socket
 import ssl
 import threading
 from collections import OrderedDict
@@ -216,6 +224,13 @@ def tls_hint(message: str) -> str:
 
 
 # -- the transport ------------------------------------------------------------------------------
+def _no_delay(client: Any, userdata: Any, sock: Any) -> None:  # noqa: ARG001 - paho's signature
+    """paho's on_socket_open: Nagle off (see the module docstring). A socket without TCP
+    options (a websocket wrapper, a unix socket) is left as it is."""
+    with contextlib.suppress(AttributeError, OSError):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Transport:
     """Sets a paho client up (TLS, credentials, warnings) and owns the queue of messages that
     wait while the connection is not ready (see the module docstring)."""
@@ -263,6 +278,7 @@ class Transport:
                 why,
                 self.broker,
             )
+        client.on_socket_open = _no_delay
         # paho's own queue (QoS 1 awaiting the broker's ack) is bounded too; it only fills while
         # connected (nothing is handed over while down), so it must fit a discovery burst
         client.max_queued_messages_set(max(cfg.queue_max, PAHO_MAX_QUEUED))
@@ -337,21 +353,32 @@ class Transport:
     def publish(self, topic: str, payload: str, qos: int = 0, retain: bool = False) -> Any:
         """paho's MQTTMessageInfo when sent now, None when queued."""
         with self._lock:
-            if self._live:
-                return self._send(topic, payload, qos, retain)
-            if retain:
-                key: Any = topic
-                if key in self._pending:
-                    self.coalesced += 1
-                    del self._pending[key]  # the newest goes to the end: the oldest drop first
-            else:
-                self._seq += 1
-                key = self._seq
-            self._pending[key] = (topic, payload, qos, retain)
-            while len(self._pending) > self.cfg.queue_max:
-                self._pending.popitem(last=False)
-                self.dropped += 1
-            return None
+            return self._publish(topic, payload, qos, retain)
+
+    def publish_many(self, messages: list[tuple[str, str, int, bool]]) -> None:
+        """(topic, payload, qos, retain) messages in order, under one lock: a report's states
+        leave together, with nothing of another thread's between them."""
+        with self._lock:
+            for topic, payload, qos, retain in messages:
+                self._publish(topic, payload, qos, retain)
+
+    def _publish(self, topic: str, payload: str, qos: int, retain: bool) -> Any:
+        """:meth:`publish` under the lock."""
+        if self._live:
+            return self._send(topic, payload, qos, retain)
+        if retain:
+            key: Any = topic
+            if key in self._pending:
+                self.coalesced += 1
+                del self._pending[key]  # the newest goes to the end: the oldest drop first
+        else:
+            self._seq += 1
+            key = self._seq
+        self._pending[key] = (topic, payload, qos, retain)
+        while len(self._pending) > self.cfg.queue_max:
+            self._pending.popitem(last=False)
+            self.dropped += 1
+        return None
 
     def _send(self, topic: str, payload: str, qos: int, retain: bool) -> Any:
         import paho.mqtt.client as mqtt
