@@ -14,8 +14,11 @@ a process with them by up to 350 ms (measured with ``scripts/bench_gateway_load.
   script in the child (for ``csi-edge run``, the CLI), neither of which the estimates need.
   Per-node state stays consistent because only the child touches it; the loop only snapshots
   its queues and reads results. The child builds its vitals model with the ``model_loader`` it
-  is given (a picklable callable), and does its imports and a first estimate at start-up (a
-  warm-up), so the first real estimate costs what the later ones do.
+  is given (a picklable callable) and says whether that worked (``model_loaded``: the gateway
+  waits for it at build time, so a broken bundle is still a config error); the gateway never
+  opens the model itself: onnxruntime and a session cost a process ~31 MB RSS (~10 MB of it
+  private), for a model only the child runs. Then the child does its imports and a first
+  estimate (a warm-up), so the first real estimate costs what the later ones do.
 
 A job is ``(now, keys, frames, forget[, commands])``: the report time, the nodes to estimate, the
 frames per node (``[(t_rx [k], csi [k, 53])...]``), the nodes to forget first, and node commands
@@ -239,12 +242,29 @@ def _serve(
     # costs frames once the socket buffer fills (a Pi has 4 cores, this box 2).
     with contextlib.suppress(AttributeError, OSError):
         os.nice(NICE)
+    model, said = None, None
+    if model_loader is not None:  # the model is opened here only (see ProcessEstimators)
+        try:
+            model, said = model_loader(), ("model", None)
+        except BaseException as exc:  # noqa: BLE001 - the parent decides: warn or refuse
+            said = ("model-error", _error_kind(exc), str(exc) or repr(exc))
     try:
-        model = model_loader() if model_loader is not None else None
         est = Estimators(baselines_dir, model, config)
-        conn.send(("ready", est.warm_up()))
+        warm = None
     except BaseException as exc:  # noqa: BLE001 - report it to the parent, which raises
-        conn.send(("error", repr(exc)))
+        est, warm = None, ("error", repr(exc))
+    try:  # the parent may be gone already (it failed to bind a port): end quietly then
+        if said is not None:
+            conn.send(said)
+        if est is not None:
+            try:
+                warm = ("ready", est.warm_up())
+            except BaseException as exc:  # noqa: BLE001 - report it to the parent, which raises
+                est, warm = None, ("error", repr(exc))
+        conn.send(warm)
+    except OSError:
+        return
+    if est is None:
         return
     while True:
         try:
@@ -263,8 +283,29 @@ def _serve(
             return
 
 
+def _error_kind(exc: BaseException) -> str:
+    """How the parent should take a model that failed to open: "manifest" (a bad bundle: a
+    default one is disabled with a warning, a named one is a config error), "input" (another
+    user error with its message), "bug" (anything else)."""
+    from csi_edge.errors import CsiEdgeError
+    from csi_edge.inference.manifest import ManifestError
+
+    if isinstance(exc, ManifestError):
+        return "manifest"
+    return "input" if isinstance(exc, CsiEdgeError) else "bug"
+
+
 class WorkerError(RuntimeError):
     """The estimator process failed a job or died (the gateway counts it as a report error)."""
+
+
+class ModelLoadError(WorkerError):
+    """The estimator process could not open the vitals model (it runs on without one);
+    ``kind`` is :func:`_error_kind`'s, ``message`` the loader's error."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind, self.message = kind, message
 
 
 class ProcessEstimators:
@@ -286,6 +327,7 @@ class ProcessEstimators:
         self._lock = threading.Lock()
         self._proc = None
         self._conn = None
+        self._model_pending = False  # the child's ("model", ...) answer is still to be read
 
     def start(self) -> None:
         from multiprocessing.connection import Connection
@@ -301,10 +343,38 @@ class ProcessEstimators:
         self._conn.send(list(sys.path))
         self._conn.send((self.baselines_dir, self.model_loader, self.config))
         self.warm_up_s = None
+        self._model_pending = self.model_loader is not None
+
+    def model_loaded(self) -> None:
+        """Start the child if needed and wait until it has opened the vitals model (not for
+        its warm-up). Raises :class:`ModelLoadError` if it could not: the child then runs on
+        without a model, and so do its restarts."""
+        with self._lock:
+            if self._proc is None:
+                self.start()
+            self._model_answer()
+
+    def _model_answer(self) -> None:
+        if not self._model_pending:
+            return
+        answer = self._recv()
+        self._model_pending = False
+        if answer[0] == "model-error":
+            self.model_loader = None
+            raise ModelLoadError(answer[1], answer[2])
+        if answer[0] != "model":
+            raise WorkerError(f"the estimator process failed to start: {answer[1]}")
 
     def _ready(self) -> None:
         if self._proc is None:
             self.start()
+        if self._model_pending:  # a restart: the model opened before, so it should again
+            try:
+                self._model_answer()
+            except ModelLoadError as exc:
+                log.warning(
+                    "the restarted estimator process runs without its vitals model: %s", exc
+                )
         if self.warm_up_s is None:
             status, value = self._recv()
             if status != "ready":
@@ -329,6 +399,7 @@ class ProcessEstimators:
         if self._conn is not None:
             self._conn.close()
         self._proc = self._conn = None
+        self._model_pending = False
         self.restarts += 1
 
     def warm_up(self) -> float:

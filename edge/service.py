@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, TextIO
 
 from csi_edge import sinks as _sinks
@@ -83,12 +84,12 @@ def build_sink_map(
     return _sinks.build_sink_map(cfg, console_stream, totals, status, only)
 
 
-def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
-    """Open bundle ``name`` in the configured precision (falling back, with a warning, to the
-    bundle's default variant when it was never quantized to that precision)."""
+def _choose_variant(name: str, cfg: GatewayConfig, task: str) -> str | None:
+    """The variant of bundle ``name`` to open, from its manifest alone (no model file opened):
+    the configured precision, falling back with a warning to the bundle's default variant when
+    it was never quantized to that precision; a bundle of another task is refused."""
     from csi_edge.inference.bundle import resolve
     from csi_edge.inference.manifest import ManifestError, load_manifest
-    from csi_edge.inference.runtime import VitalsRuntime, open_runtime
 
     manifest = load_manifest(resolve(name))
     variants = manifest.variants
@@ -102,11 +103,18 @@ def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
         )
         variant = None
     variant = _without_onnxruntime(name, manifest, variant)
-    runtime = open_runtime(name, variant=variant, threads=cfg.models.threads)
-    kind = "vitals" if isinstance(runtime, VitalsRuntime) else "pose"
+    kind = "vitals" if manifest.task == "vitals" else "pose"  # what open_runtime builds
     if kind != task:
         raise ManifestError(f"{name}: a {kind} model, expected a {task} model")
-    return runtime
+    return variant
+
+
+def _open_model(name: str, cfg: GatewayConfig, task: str) -> Any:
+    """Open bundle ``name`` in the variant :func:`_choose_variant` picks."""
+    from csi_edge.inference.runtime import open_runtime
+
+    variant = _choose_variant(name, cfg, task)
+    return open_runtime(name, variant=variant, threads=cfg.models.threads)
 
 
 def _without_onnxruntime(name: str, manifest: Any, variant: str | None) -> str | None:
@@ -164,16 +172,72 @@ def build_inventory(cfg: GatewayConfig, where: str = "config") -> Any:
     return inventory_from_config(cfg, resolve_gateway_id(cfg.gateway_id), where)
 
 
+@dataclass(frozen=True)
+class ChildModel:
+    """The vitals model as the gateway process knows it when the estimator process runs it:
+    the bundle and variant, no session. Opening it here as well cost this process ~31 MB RSS
+    (onnxruntime's library and a session, ~10 MB of it private) for a model it never runs
+    (``python scripts/bench_soak.py``; docs/gateway-operations.md, Memory)."""
+
+    name: str
+    variant: str | None
+    threads: int = 1
+
+
+def resolve_vitals_model(cfg: GatewayConfig) -> ChildModel | None:
+    """The vitals model to open in the estimator process, checked as far as its manifest goes
+    (the files are opened there: :func:`vitals_model_ready`); None when off or when the
+    default bundle is unusable (with a warning)."""
+    name = cfg.models.vitals
+    if not name:
+        return None
+    from csi_edge.inference.manifest import ManifestError
+
+    try:
+        return ChildModel(name, _choose_variant(name, cfg, "vitals"), cfg.models.threads)
+    except ManifestError as e:
+        return _model_failed(name, str(e))
+
+
+def _model_failed(name: str, message: str) -> None:
+    """What :func:`_load_optional` does with a bundle that does not load."""
+    if name == DEFAULT_VITALS:
+        log.warning("vitals model disabled: %s", message)
+        return None
+    raise ConfigError(f"models.vitals: {message}")
+
+
 def vitals_model_loader(cfg: GatewayConfig, opened: Any) -> Callable[[], Any]:
-    """What the estimator process calls to open the vitals model the gateway ``opened``: a
-    picklable ``open_runtime`` call for the same variant. Not ``partial(load_vitals_model,
-    cfg)``: unpickling that imports this module, the gateway, the sinks and the config into
-    the child (~11 MB RSS) for nothing, and would log the variant warnings twice."""
+    """What the estimator process calls to open the vitals model ``opened`` (a
+    :class:`ChildModel` or a runtime): a picklable ``open_runtime`` call for the same variant.
+    Not ``partial(load_vitals_model, cfg)``: unpickling that imports this module, the gateway,
+    the sinks and the config into the child (~11 MB RSS) for nothing, and would log the variant
+    warnings twice."""
     from csi_edge.inference.runtime import open_runtime
 
     return functools.partial(
         open_runtime, cfg.models.vitals, variant=opened.variant, threads=cfg.models.threads
     )
+
+
+def vitals_model_ready(cfg: GatewayConfig, estimators: Any, model: ChildModel | None) -> Any:
+    """Wait until the estimator process has opened ``model``: ``model`` if it did; if it could
+    not, what a bundle that fails to load means (a warning and no model for the default
+    bundle, else a ConfigError naming models.vitals; the process runs on without it)."""
+    if model is None:
+        return None
+    from csi_edge.errors import InputError
+    from csi_edge.estimators import ModelLoadError
+
+    try:
+        estimators.model_loaded()
+    except ModelLoadError as e:
+        if e.kind == "manifest":
+            return _model_failed(model.name, e.message)
+        if e.kind == "input":
+            raise InputError(e.message) from None
+        raise
+    return model
 
 
 def build_gateway(
@@ -192,32 +256,40 @@ def build_gateway(
     from csi_edge.estimators import ProcessEstimators
 
     inventory = build_inventory(cfg)
-    pose, vitals = load_pose_runtime(cfg), load_vitals_model(cfg)  # bad bundles fail here
-    # the estimates run in their own process, off the ingest loop (csi_edge.estimators)
+    pose, vitals = load_pose_runtime(cfg), resolve_vitals_model(cfg)  # bad bundles fail here
+    # the estimates and the vitals model run in their own process, off the ingest loop
+    # (csi_edge.estimators); it starts now, opening the model while the sinks are built here
     estimators = ProcessEstimators(
         cfg.baselines_dir,
         vitals_model_loader(cfg, vitals) if vitals else None,
         cfg.vitals.to_vitals_config(),
     )
-    gateway = Gateway(
-        cfg,
-        sources,
-        [],
-        None if pose is None else TimedModel(pose, "pose"),
-        None if vitals is None else TimedModel(vitals, "vitals"),
-        inventory=inventory,
-        estimators=estimators,
-    )
-    gateway.capture = capture
-    gateway.status = StatusBuilder(gateway)
-    gateway.status.names = gateway.names  # the inventory's names in /health
-    gateway.console_stream = console_stream
-    gateway.sink_map = (
-        build_sink_map(cfg, console_stream, gateway.totals_line, gateway.status)
-        if sinks is None
-        else {f"sink{i}": s for i, s in enumerate(sinks)}
-    )
-    gateway.sinks = list(gateway.sink_map.values())
+    estimators.start()
+    try:
+        gateway = Gateway(
+            cfg,
+            sources,
+            [],
+            None if pose is None else TimedModel(pose, "pose"),
+            None,
+            inventory=inventory,
+            estimators=estimators,
+        )
+        gateway.capture = capture
+        gateway.status = StatusBuilder(gateway)
+        gateway.status.names = gateway.names  # the inventory's names in /health
+        gateway.console_stream = console_stream
+        gateway.sink_map = (
+            build_sink_map(cfg, console_stream, gateway.totals_line, gateway.status)
+            if sinks is None
+            else {f"sink{i}": s for i, s in enumerate(sinks)}
+        )
+        gateway.sinks = list(gateway.sink_map.values())
+        vitals = vitals_model_ready(cfg, estimators, vitals)  # a broken file fails here
+        gateway.vitals_model = None if vitals is None else TimedModel(vitals, "vitals")
+    except BaseException:
+        estimators.close()
+        raise
     return gateway
 
 

@@ -238,6 +238,7 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     kids = ps.children(recursive=True)  # the estimator process
     kid_start = sum(k.memory_info().rss for k in kids)
     smaps_start = smaps(ps), smaps(*kids)
+    unique_start = unique_mb(ps, *kids)
     cpu0 = ps.cpu_times()
     t0 = time.monotonic()
     rss_samples: list[int] = []
@@ -261,6 +262,7 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
     rss_end = ps.memory_info().rss
     kid_end = sum(k.memory_info().rss for k in kids if k.is_running())
     smaps_end = smaps(ps), smaps(*[k for k in kids if k.is_running()])
+    unique_end = unique_mb(ps, *[k for k in kids if k.is_running()])
     proc.send_signal(signal.SIGTERM)
     out, err = proc.communicate(timeout=60)
     stop_stream.set()
@@ -314,6 +316,12 @@ def run_once(nodes: int, rate: float, seconds: float, tmp: Path, broker_port: in
             round(smaps_start[0][1] + smaps_start[1][1], 1),
             round(smaps_end[0][1] + smaps_end[1][1], 1),
         ],
+        "total_rss_mb_start_end": [
+            round((rss_start + kid_start) / 2**20, 1),
+            round((rss_end + kid_end) / 2**20, 1),
+        ],
+        # the two processes' distinct resident pages (shared ones once): the goal's figure
+        "total_unique_mb_start_end": [unique_start, unique_end],
         "tracebacks": err.count("Traceback"),
     }
 
@@ -328,6 +336,33 @@ def smaps(*procs) -> list[float]:
             continue
         uss, pss = uss + m.uss, pss + m.pss
     return [round(uss / 2**20, 1), round(pss / 2**20, 1)]
+
+
+def unique_mb(*procs) -> float | None:
+    """MB of distinct physical pages resident in any of ``procs``: what the processes hold
+    together, each shared page counted once (what a cgroup's MemoryMax is close to; RSS
+    counts a page shared by the gateway and its estimator twice, PSS splits it with every
+    other process on the machine mapping the same library). From /proc/<pid>/pagemap, whose
+    page frame numbers only root sees (None otherwise)."""
+    import struct
+
+    seen: set[int] = set()
+    try:
+        for p in procs:
+            with open(f"/proc/{p.pid}/maps") as maps, open(f"/proc/{p.pid}/pagemap", "rb") as pm:
+                for line in maps:
+                    lo, hi = (int(x, 16) for x in line.split()[0].split("-"))
+                    if lo >= 1 << 47:  # [vsyscall]
+                        continue
+                    pm.seek(lo // 4096 * 8)
+                    for (e,) in struct.iter_unpack("<Q", pm.read((hi - lo) // 4096 * 8)):
+                        if e >> 63:  # present
+                            seen.add(e & ((1 << 55) - 1))
+    except OSError:  # a process that ended, or no permission
+        return None
+    if seen <= {0}:  # not root: every frame number reads as 0
+        return None
+    return round(len(seen) * 4096 / 2**20, 1)
 
 
 def sustained(r: dict) -> bool:

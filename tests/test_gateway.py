@@ -270,8 +270,11 @@ def test_run_loads_the_vitals_model_and_the_offline_timeout(tmp_path):
     cfg.models.pose = ""
     cfg.sinks.console = False
     gw = build_gateway(cfg)
-    assert gw.vitals_model is not None
-    assert gw.ingest.nodes.offline_after_s == 42.0
+    try:
+        assert gw.vitals_model is not None  # opened in the estimator process, which said so
+        assert gw.ingest.nodes.offline_after_s == 42.0
+    finally:
+        gw.estimators.close()  # build_gateway starts the estimator process
 
 
 def test_unwritable_jsonl_is_a_clear_error_not_a_traceback(tmp_path):

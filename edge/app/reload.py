@@ -82,10 +82,17 @@ class Reloader:
             inventory = build_inventory(applied)  # ConfigError: nothing changed yet
         pose = vitals = None
         models_changed = applied.models != old.models
+        # the estimator process runs the vitals model: this process never opens it (it would
+        # import onnxruntime here: ~31 MB RSS), so a reload keeps what it has
+        in_child = hasattr(g.estimators, "model_loader")
         if models_changed:
             loop = asyncio.get_running_loop()
             pose, vitals = await loop.run_in_executor(
-                None, lambda: (load_pose_runtime(applied), load_vitals_model(applied))
+                None,
+                lambda: (
+                    load_pose_runtime(applied),
+                    g.vitals_model if in_child else load_vitals_model(applied),
+                ),
             )
         changed = {
             key
@@ -114,7 +121,8 @@ class Reloader:
         g.sinks = heartbeat + list(sink_map.values())
         if models_changed:
             g.pose = None if pose is None else TimedModel(pose, "pose")
-            g.vitals_model = None if vitals is None else TimedModel(vitals, "vitals")
+            if not in_child:
+                g.vitals_model = None if vitals is None else TimedModel(vitals, "vitals")
             if hasattr(g.estimators, "vitals_model"):  # in-process estimators (a worker thread)
                 g.estimators.vitals_model = g.vitals_model
             g.reset_pose_tracks()  # the new model's streams start empty; so do the tracks
