@@ -27,9 +27,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Runs in the child: make `csi_edge` the given tree's edge/ folder, then load this checkout's
 # capacity module against it.
-CHILD = r"""
-import importlib.util, json, os, sys, tempfile
-tree, probe, n, rate, warm, meas, cpu = sys.argv[1:8]
+#: The child's first lines after it has read ``tree`` and ``cpu``: pin it to one CPU and make
+#: ``csi_edge`` that tree's edge/ folder (scripts/bench_pipeline.py uses it too).
+TREE_PRELUDE = r"""
 try:
     os.sched_setaffinity(0, {int(cpu)})
 except (AttributeError, OSError):
@@ -37,6 +37,11 @@ except (AttributeError, OSError):
 link = os.path.join(tempfile.mkdtemp(), "csi_edge")
 os.symlink(os.path.join(tree, "edge"), link)
 sys.path.insert(0, os.path.dirname(link))
+"""
+CHILD = r"""
+import importlib.util, json, os, sys, tempfile
+tree, probe, n, rate, warm, meas, cpu = sys.argv[1:8]
+""" + TREE_PRELUDE + r"""
 from csi_edge.config import GatewayConfig
 from csi_edge.service import load_pose_runtime, load_vitals_model
 spec = importlib.util.spec_from_file_location("capacity_probe", probe)

@@ -27,18 +27,12 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_capacity import ROOT, checkout  # noqa: E402
+from bench_capacity import ROOT, TREE_PRELUDE, checkout  # noqa: E402
 
 CHILD = r"""
 import json, os, sys, tempfile
 tree, n, variant, quick, cpu = sys.argv[1:6]
-try:
-    os.sched_setaffinity(0, {int(cpu)})
-except (AttributeError, OSError):
-    pass
-link = os.path.join(tempfile.mkdtemp(), "csi_edge")
-os.symlink(os.path.join(tree, "edge"), link)
-sys.path.insert(0, os.path.dirname(link))
+""" + TREE_PRELUDE + r"""
 from csi_edge.inference import benchmark as bm, limit_blas_threads
 limit_blas_threads(1)
 pose = os.path.join(tree, "edge", "models", "csi-edge-pose")
