@@ -407,10 +407,17 @@ class MqttSink:
     # -- publishing -------------------------------------------------------------------------
     def _set_avail(self, node_slug: str, topic: str, value: str) -> None:
         """Publish one node's availability (under the lock; retained, QoS 1)."""
+        self.transport.publish(*self._avail_message(node_slug, topic, value, self.client.is_connected()))
+
+    def _avail_message(
+        self, node_slug: str, topic: str, value: str, connected: bool
+    ) -> tuple[str, str, int, bool]:
+        """Record one node's availability as sent (under the lock) and return its message
+        (topic, payload, QoS 1, retained) for :meth:`_set_avail` or a batch."""
         self._avail[node_slug] = value
-        self.transport.publish(topic, value, qos=1, retain=True)
-        if self.client.is_connected():
+        if connected:
             self._conn_sent.add(node_slug)
+        return topic, value, 1, True
 
     def _announce(self, node: str) -> None:
         """The device config of one node (under the lock, while connected), after migrating and
@@ -501,11 +508,8 @@ class MqttSink:
                 out.append((self.topics.state(r.node), state, 0, True))
                 if pose is not None:
                     out.append((self.topics.pose(r.node), pose, 0, False))
-                if self._avail.get(s) != avail:  # what _set_avail does, in the batch
-                    self._avail[s] = avail
-                    out.append((self.topics.availability(r.node), avail, 1, True))
-                    if connected:
-                        self._conn_sent.add(s)
+                if self._avail.get(s) != avail:
+                    out.append(self._avail_message(s, self.topics.availability(r.node), avail, connected))
             self.transport.publish_many(out)
             if areas:
                 self._publish_rooms(areas)
