@@ -227,9 +227,17 @@ def test_sighup_reload_keeps_sources_and_node_state_and_rejects_a_bad_config(tmp
     gw = Gateway(["run", "-c", str(cfg)])
     base = f"http://127.0.0.1:{http}/"
     try:
-        assert _wait(lambda: _get_json(base + "health")[0] in (200, 503)), gw.stderr()
+        # the first report means the loop runs with its sources bound (a 503 comes earlier,
+        # while it starts: frames sent then go to a port nobody listens on yet)
+        assert _wait(
+            lambda: _get_json(base + "health")[1].get("status") not in (None, "starting")
+        ), gw.stderr()
         sent = send_frames(udp, nodes=2, duration=1.5)
-        assert _wait(lambda: _accounted(base) == sent), (sent, _get_json(base + "health"), gw.stderr())
+        assert _wait(lambda: _accounted(base) == sent), (
+            sent,
+            _get_json(base + "health"),
+            gw.stderr(),
+        )
         before = _get_json(base + "health")[1]["nodes"]
 
         # 1. a valid change: a JSONL sink appears, the offline timeout changes, sources stay
@@ -264,7 +272,9 @@ def test_sighup_reload_keeps_sources_and_node_state_and_rejects_a_bad_config(tmp
         assert st.returncode in (0, 5), st.stderr
         health = json.loads(st.stdout)
         assert set(health["nodes"]) == set(before)
-        st = subprocess.run(CLI + ["status", "--url", base], capture_output=True, text=True, timeout=30)
+        st = subprocess.run(
+            CLI + ["status", "--url", base], capture_output=True, text=True, timeout=30
+        )
         assert base in st.stdout and "node 127.0.0.1#1" in st.stdout
     finally:
         code, _ = gw.stop()
@@ -275,8 +285,12 @@ def test_status_without_a_gateway_is_exit_4_and_token_prints_the_state_token():
     from csi_edge.sinks.http_token import token_path
 
     port = free_port()
-    st = subprocess.run(CLI + ["status", "--url", f"http://127.0.0.1:{port}/"],
-                        capture_output=True, text=True, timeout=30)
+    st = subprocess.run(
+        CLI + ["status", "--url", f"http://127.0.0.1:{port}/"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert st.returncode == 4 and "no gateway answers" in st.stderr and "Traceback" not in st.stderr
     tok = subprocess.run(CLI + ["status", "--token"], capture_output=True, text=True, timeout=30)
     assert tok.returncode == 0 and tok.stdout.strip() == token_path().read_text().strip()
@@ -287,15 +301,36 @@ def test_service_install_writes_unit_config_and_env(tmp_path):
     from csi_edge.config import load_config
 
     res = subprocess.run(
-        CLI + ["service", "install", "--unit-dir", str(tmp_path / "u"), "--config-dir", str(tmp_path / "c")],
-        capture_output=True, text=True, timeout=30,
+        CLI
+        + [
+            "service",
+            "install",
+            "--unit-dir",
+            str(tmp_path / "u"),
+            "--config-dir",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert res.returncode == 0, res.stderr
-    assert "sudo systemctl daemon-reload" in res.stdout and "sudo systemctl enable --now csi-edge" in res.stdout
+    assert (
+        "sudo systemctl daemon-reload" in res.stdout
+        and "sudo systemctl enable --now csi-edge" in res.stdout
+    )
     unit = (tmp_path / "u" / "csi-edge.service").read_text()
-    for line in ("Type=notify", "WatchdogSec=", "ProtectSystem=strict", "NoNewPrivileges=yes",
-                 "StateDirectory=csi-edge", "MemoryMax=", "SupplementaryGroups=dialout",
-                 "ExecReload=/bin/kill -HUP $MAINPID", f"--config {tmp_path / 'c' / 'gateway.toml'}"):
+    for line in (
+        "Type=notify",
+        "WatchdogSec=",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "StateDirectory=csi-edge",
+        "MemoryMax=",
+        "SupplementaryGroups=dialout",
+        "ExecReload=/bin/kill -HUP $MAINPID",
+        f"--config {tmp_path / 'c' / 'gateway.toml'}",
+    ):
         assert line in unit, line
     exe = unit.split("ExecStart=")[1].split()[0]
     assert Path(exe).exists()
@@ -303,10 +338,21 @@ def test_service_install_writes_unit_config_and_env(tmp_path):
     assert cfg.sinks.http == "127.0.0.1:8080" and cfg.sinks.console is False
     assert (tmp_path / "c" / "env").stat().st_mode & 0o777 == 0o600
     again = subprocess.run(
-        CLI + ["service", "install", "--unit-dir", str(tmp_path / "u"), "--config-dir", str(tmp_path / "c")],
-        capture_output=True, text=True, timeout=30,
+        CLI
+        + [
+            "service",
+            "install",
+            "--unit-dir",
+            str(tmp_path / "u"),
+            "--config-dir",
+            str(tmp_path / "c"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=30,
     )
     assert "kept" in again.stdout  # an edited gateway.toml is never overwritten
     shipped = (ROOT / "scripts" / "csi-edge.service").read_text()
-    assert shipped == render_unit("/opt/csi-edge/.venv/bin/csi-edge", "/etc/csi-edge/gateway.toml",
-                                  "/etc/csi-edge/env")
+    assert shipped == render_unit(
+        "/opt/csi-edge/.venv/bin/csi-edge", "/etc/csi-edge/gateway.toml", "/etc/csi-edge/env"
+    )
