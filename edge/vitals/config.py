@@ -74,9 +74,10 @@ class VitalsConfig:
     motion_level_trim: int = 2
     # ... or the change shared by neighbouring subcarriers is at least as strong as the noise
     # floor (csi_edge.vitals.change.change_coherence: 2.5 for bands of 4 is coherent power =
-    # noise power; noise gives ~1, real quiet ESP32 windows <= 2.4, docs/vitals.md): fast
-    # motion such as walking at 10-20 Hz that R cannot see, from a cold start. 0 = off
-    motion_coherence: float = 2.5
+    # noise power, 2.3 is 0.76 x it; noise gives ~1, real empty rooms <= 1.94, a seated
+    # person's quiet seconds <= 2.28, docs/vitals.md): fast motion such as walking at 10-20 Hz
+    # that R cannot see, from a cold start. 0 = off
+    motion_coherence: float = 2.3
     motion_coherence_band: int = 4
     motion_coherence_lag_s: float = 0.1  # the change over this long (whole frames, >= 1)
     motion_profile: bool = False
