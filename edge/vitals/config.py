@@ -39,6 +39,11 @@ class VitalsConfig:
     motion_noise_ratio: float = 2.0  # quiet level <= this x the noise-predicted level
     noise_every_s: float = 3.0  # how often that noise level is sampled
     presence_snr: float = 30.0  # combined breathing-band SNR that proves someone is there
+    # ... or, for a stable rhythm under it, the cross-fitted coherent combination's SNR at the
+    # same rate (csi_edge.vitals.coherent; simulated empty rooms <= 13, a still person at 20 dB
+    # 59-1200, docs/vitals.md); 0 = off
+    coherent_snr: float = 40.0
+    coherent_band: int = 4  # subcarriers averaged per channel before the combination
     # (empty rooms reached 22 in simulation, a breathing person 45-1300)
     # Presence lifecycle (csi_edge.vitals.node.NodeVitals.estimate): unknown until decided;
     # "nobody" needs a still window this long without breathing evidence ...

@@ -25,6 +25,7 @@ from csi_edge.dsp.timegrid import StreamingGrid
 from csi_edge.skips import SkipCounter
 from csi_edge.vitals.baseline import Baseline
 from csi_edge.vitals.change import bands, change_coherence, change_ratio
+from csi_edge.vitals.coherent import coherent_rate
 from csi_edge.vitals.config import VitalsConfig
 from csi_edge.vitals.estimate import VitalsEstimate
 from csi_edge.vitals.motion import block_stats
@@ -128,7 +129,7 @@ class NodeVitals:
         self.segment_start: float | None = None
         self.last_motion_t = -np.inf
         self.last_presence_t = -np.inf
-        self._prev_snr = 0.0
+        self._prev_strong = False
         self._last_t: float | None = None
         cap = int(cfg.quiet_memory_s / cfg.motion_block_s) + 16
         self._mt = np.zeros(cap)  # motion block end times (ring)
@@ -592,6 +593,7 @@ class NodeVitals:
         still = now - still_start
         br = None
         snr = 0.0
+        strong = False
         xb = None
         breath_ev = False
         unsteady = False
@@ -632,10 +634,13 @@ class NodeVitals:
                     br = RateResult(br.bpm, 0.0, 0.0, br.channels, br.prominence, "unsteady")
                     unsteady = True
                 snr = br.snr
+                strong = snr >= self._presence_snr()
+                if not strong and not br.reason and not unsteady:
+                    br, strong = self._coherent_confirm(xb, br)
                 # Two estimates in a row above the threshold: in an empty room a noise peak
                 # sometimes clears it once (short windows estimate the noise floor poorly).
-                breath_ev = snr >= self._presence_snr() and self._prev_snr >= self._presence_snr()
-        self._prev_snr = snr
+                breath_ev = strong and self._prev_strong
+        self._prev_strong = strong
         if not moving and self._profile_present(now):
             breath_ev = True
         if unsteady:
@@ -698,6 +703,34 @@ class NodeVitals:
         else:
             reason = "low-confidence"
         return out(presence, False, reason, br=b, hr=h, ms=mscore, ps=snr)
+
+    def _coherent_confirm(self, xb: np.ndarray, br: RateResult) -> tuple[RateResult, bool]:
+        """A stable rhythm under the presence SNR, confirmed (or not) by the cross-fitted
+        coherent combination (:mod:`csi_edge.vitals.coherent`) at the same rate: (the result
+        to report, is it evidence of someone). Never evidence on its own: real still links
+        score high there too, but the per-channel estimator found no stable rhythm in them."""
+        cfg = self.cfg
+        ref = self.baseline.breath_snr_max
+        if cfg.coherent_snr <= 0 or br.bpm is None or br.snr <= (ref or 0.0):
+            return br, False
+        coh = coherent_rate(
+            xb,
+            cfg.grid_hz,
+            cfg.breath_bpm,
+            cfg.noise_hz,
+            cfg.breath_highpass_hz,
+            cfg.rhythm_tol_bpm,
+            cfg.coherent_band,
+        )
+        if (
+            coh.bpm is None
+            or coh.snr < cfg.coherent_snr
+            or abs(coh.bpm - br.bpm) > cfg.rhythm_tol_bpm
+        ):
+            return br, False
+        return RateResult(
+            coh.bpm, coh.conf, br.snr, br.channels, coh.prominence, "", {"coherent_snr": coh.snr}
+        ), True
 
     def _presence_snr(self) -> float:
         ref = self.baseline.breath_snr_max
