@@ -10,8 +10,8 @@ the noise incoherently.
 The catch is overfitting: a principal component chosen on a window always finds *some*
 direction with band power, in an empty room too. So the direction is cross-fitted: learned on
 one half of the window and scored on the other, both ways, and both halves must put their peak
-at the same rate. Simulated empty rooms then score 0-13 (10-50 Hz, 10-35 dB), a still person at
-20 dB 59-1200 (``docs/vitals.md``).
+at the same rate. Simulated empty rooms then score at most 16 (10-50 Hz, 10-35 dB), a still
+person at 20 dB at least 60 (``docs/vitals.md``).
 
 Real still links can score high as well (slow reflector drift is coherent across subcarriers),
 so :class:`csi_edge.vitals.node.NodeVitals` uses this only to *confirm* a rhythm the
@@ -23,23 +23,18 @@ from __future__ import annotations
 
 import numpy as np
 
+from csi_edge.vitals.change import bands
 from csi_edge.vitals.spectral import RateResult, drop_low_dct, peak_of, power_spectra
 
 _NO_CHANNELS = np.zeros(0, int)
 
 
 def _bands(x: np.ndarray, width: int) -> np.ndarray:
-    """Means of ``width`` adjacent columns, amplitude and phase halves separately: fewer,
+    """:func:`csi_edge.vitals.change.bands` of the amplitude and the phase halves apart: fewer,
     less noisy channels, so the half-window's band has more samples than the component has
     weights (the principal component would otherwise fit noise)."""
     half = x.shape[1] // 2
-    out = []
-    for part in (x[:, :half], x[:, half:]):
-        n = part.shape[1] // width
-        if n == 0:
-            return x
-        out.append(part[:, : n * width].reshape(len(part), n, width).mean(axis=2))
-    return np.concatenate(out, axis=1)
+    return np.concatenate([bands(x[:, :half], width), bands(x[:, half:], width)], axis=1)
 
 
 def _band_mask(f: np.ndarray, band_bpm: tuple[float, float]) -> np.ndarray:

